@@ -1,0 +1,3 @@
+from kubepulse.cli.main import main
+
+raise SystemExit(main())

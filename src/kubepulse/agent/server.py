@@ -1,0 +1,135 @@
+"""The agent's HTTPS server: the kubelet's resource-stats endpoints and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from kubepulse import pki, tlsauth
+from kubepulse.agent import resource_metrics, summary
+from kubepulse.agent.collector import Collector
+from kubepulse.api.authn import Authenticator
+from kubepulse.api.status import status_response
+from kubepulse.model import NodeStats
+
+log = logging.getLogger(__name__)
+
+AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator", Authenticator)
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+class AgentState:
+    """The newest reading, refreshed by housekeeping and read by every request.
+
+    Like cAdvisor inside the kubelet, the agent reads cgroups on a housekeeping interval
+    and answers scrapes from that reading, so a scrape costs a render, not a walk of
+    the cgroup tree, and every sample carries the time it was taken.
+    """
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self.latest: NodeStats | None = None
+        self.last_error: str | None = None
+
+    def refresh(self) -> NodeStats:
+        try:
+            self.latest = self.collector.collect()
+            self.last_error = None
+        except (OSError, ValueError, KeyError) as err:
+            # The node itself could not be read: serve resource_scrape_error 1, keep going.
+            self.last_error = f"{type(err).__name__}: {err}"
+            log.warning("reading node stats failed: %s", self.last_error)
+        if self.latest is None:
+            raise RuntimeError(f"cannot read node stats: {self.last_error}")
+        return self.latest
+
+    async def housekeeping(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except RuntimeError:
+                continue
+
+
+STATE: web.AppKey[AgentState] = web.AppKey("state", AgentState)
+
+
+@web.middleware
+async def authenticate(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if request.path not in OPEN_PATHS:
+        user = request.app[AUTHENTICATOR].authenticate(request)
+        if user is None:
+            return status_response(401, "Unauthorized")
+    return await handler(request)
+
+
+async def metrics_resource(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    assert state.latest is not None
+    text = resource_metrics.render(state.latest, scrape_error=state.last_error is not None)
+    return web.Response(body=text.encode(), headers={"Content-Type": resource_metrics.CONTENT_TYPE})
+
+
+async def stats_summary(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    assert state.latest is not None
+    only = request.query.get("only_cpu_and_memory", "").lower() == "true"
+    return web.Response(
+        body=summary.render(state.latest, only_cpu_and_memory=only).encode(),
+        content_type="application/json",
+    )
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def not_found(_request: web.Request) -> web.Response:
+    return status_response(404, "the server could not find the requested resource")
+
+
+def make_app(state: AgentState, authenticator: Authenticator) -> web.Application:
+    app = web.Application(middlewares=[authenticate])
+    app[STATE] = state
+    app[AUTHENTICATOR] = authenticator
+    app.router.add_get("/metrics/resource", metrics_resource)
+    app.router.add_get("/stats/summary", stats_summary)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    return app
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+
+def serving_files(
+    cert_file: Path | None, key_file: Path | None, cert_dir: Path, node_name: str, address: str
+) -> TLSFiles:
+    """The given certificate, or one made in cert_dir for every address we serve on."""
+    if cert_file is not None and key_file is not None:
+        return TLSFiles(cert_file, key_file)
+    ca = pki.ensure_ca(cert_dir, f"{node_name}-ca@kubepulse")
+    cert, key = pki.ensure_serving(cert_dir, "kubelet", ca, node_name, address)
+    return TLSFiles(cert, key)
+
+
+def ssl_context(files: TLSFiles, request_client_certs: bool) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(files.cert, files.key)
+    if request_client_certs:
+        tlsauth.request_client_certificates(ctx)
+    return ctx

@@ -1,0 +1,50 @@
+"""The `kubepulse` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from kubepulse import __version__
+from kubepulse.cli import agent, up
+from kubepulse.cli.errors import CommandError
+
+Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubepulse",
+        description="Resource monitoring for Kubernetes: agent, metrics server, top, dashboard.",
+    )
+    parser.add_argument("--version", action="version", version=f"kubepulse {__version__}")
+    parser.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="log verbosity")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    agent.add_parser(sub)
+    up.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbosity >= 4 else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    run: Runner = args.run
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return 130
+    except CommandError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # the last line of defence: one line, never a traceback
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1

@@ -1,0 +1,47 @@
+"""Run aiohttp applications until SIGINT or SIGTERM, then stop them cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+
+from aiohttp import web
+
+from kubepulse.cli.errors import CommandError
+
+
+async def start(
+    app: web.Application, host: str, port: int, ctx: ssl.SSLContext | None
+) -> tuple[web.AppRunner, int]:
+    """Start serving app; returns the runner and the port actually bound."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ctx, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as err:
+        await runner.cleanup()
+        raise CommandError(f"cannot listen on {host}:{port}: {err.strerror}") from err
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, int(bound)
+
+
+async def until_signalled() -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    shown = f"[{shown}]" if ":" in shown else shown
+    return f"https://{shown}:{port}"
