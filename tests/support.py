@@ -1,0 +1,73 @@
+"""Helpers the tests share: free ports, waiting on conditions, running kubepulse."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+KUBEPULSE = [sys.executable, "-m", "kubepulse"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], T | None], timeout: float = 20.0, what: str = "") -> T:
+    """Poll condition until it returns something truthy, or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as err:  # the condition may fail until the thing is up
+            last_error = err
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or condition}: {last_error}")
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[str]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def run_kubepulse(args: list[str], log_path: Path) -> Iterator[Running]:
+    """Run `kubepulse ARGS` in the background; stop it with SIGTERM afterwards."""
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [*KUBEPULSE, *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    running = Running(proc, log_path)
+    try:
+        yield running
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
