@@ -151,7 +151,8 @@ def read_cpu_request(h: Hierarchy, cgroup: str) -> int | None:
             shares = 2 + (weight - 1) * 262142 // 9999
     except (OSError, ValueError):
         return None
-    return None if shares <= 2 else shares * 1000 // 1024
+    # Round up: shares = floor(m x 1.024), so ceil(shares / 1.024) gives m back exactly.
+    return None if shares <= 2 else -(-shares * 1000 // 1024)
 
 
 def read_pids(h: Hierarchy, cgroup: str) -> list[int]:

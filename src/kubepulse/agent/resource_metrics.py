@@ -45,25 +45,37 @@ _FAMILIES = {
 
 
 def go_float(value: float) -> str:
-    """Format like Go's strconv.FormatFloat(v, 'g', -1, 64)."""
+    """Format like Go's strconv.FormatFloat(v, 'g', -1, 64), which expfmt uses.
+
+    Go writes the shortest digits that round-trip, with an exponent when the decimal
+    exponent is below -4 or at least 21, or, for shortest output, at least 6 digits'
+    worth of integer part ("1.616273408e+09", "357.35491", "1e-05").
+    """
+    if (isinstance(value, int) or value.is_integer()) and -1e15 < value < 1e15:
+        return _go_integer(int(value))
     if value != value:
         return "NaN"
     if value in (float("inf"), float("-inf")):
         return "+Inf" if value > 0 else "-Inf"
     text = repr(float(value))
-    if "e" in text or "n" in text:
+    if "e" in text:
         return text  # Python and Go agree once both use an exponent (|x| < 1e-4 or >= 1e16)
-    if text.endswith(".0"):
-        text = text[:-2]
-    negative = text.startswith("-")
-    digits_text = text.lstrip("-")
-    whole, _, fraction = digits_text.partition(".")
+    whole = text.lstrip("-").partition(".")[0]
     if len(whole) <= 6 or whole == "0":
         return text
     # Go switches to an exponent from 1e6 on: d.ddde+XX with the shortest digits.
-    digits = (whole + fraction).rstrip("0")
+    digits = text.lstrip("-").replace(".", "").rstrip("0")
     mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-    return f"{'-' if negative else ''}{mantissa}e+{len(whole) - 1:02d}"
+    return f"{'-' if text[0] == '-' else ''}{mantissa}e+{len(whole) - 1:02d}"
+
+
+def _go_integer(number: int) -> str:
+    text = str(abs(number))
+    if len(text) <= 6:
+        return str(number)
+    digits = text.rstrip("0")
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{'-' if number < 0 else ''}{mantissa}e+{len(text) - 1:02d}"
 
 
 def escape_label(value: str) -> str:

@@ -36,18 +36,38 @@ class AgentState:
         self.collector = collector
         self.latest: NodeStats | None = None
         self.last_error: str | None = None
+        self._rendered: dict[str, bytes] = {}
 
     def refresh(self) -> NodeStats:
         try:
-            self.latest = self.collector.collect()
-            self.last_error = None
+            latest: NodeStats | None = self.collector.collect()
+            error: str | None = None
         except (OSError, ValueError, KeyError) as err:
             # The node itself could not be read: serve resource_scrape_error 1, keep going.
-            self.last_error = f"{type(err).__name__}: {err}"
-            log.warning("reading node stats failed: %s", self.last_error)
+            latest, error = self.latest, f"{type(err).__name__}: {err}"
+            log.warning("reading node stats failed: %s", error)
+        # One assignment each, in this order, so a request never pairs new bytes with
+        # an old reading for long: at worst it renders the new reading once more.
+        self._rendered = {}
+        self.latest, self.last_error = latest, error
         if self.latest is None:
             raise RuntimeError(f"cannot read node stats: {self.last_error}")
         return self.latest
+
+    def rendered(self, form: str) -> bytes:
+        """An answer in one of the forms, rendered once per reading: the data only
+        changes at housekeeping, so every scrape in between gets the same bytes."""
+        body = self._rendered.get(form)
+        if body is None:
+            assert self.latest is not None
+            if form == "metrics":
+                text = resource_metrics.render(
+                    self.latest, scrape_error=self.last_error is not None
+                )
+            else:
+                text = summary.render(self.latest, only_cpu_and_memory=form == "summary-cpu-memory")
+            body = self._rendered[form] = text.encode()
+        return body
 
     async def housekeeping(self, interval: float) -> None:
         while True:
@@ -73,20 +93,14 @@ async def authenticate(
 
 
 async def metrics_resource(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    assert state.latest is not None
-    text = resource_metrics.render(state.latest, scrape_error=state.last_error is not None)
-    return web.Response(body=text.encode(), headers={"Content-Type": resource_metrics.CONTENT_TYPE})
+    body = request.app[STATE].rendered("metrics")
+    return web.Response(body=body, headers={"Content-Type": resource_metrics.CONTENT_TYPE})
 
 
 async def stats_summary(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    assert state.latest is not None
     only = request.query.get("only_cpu_and_memory", "").lower() == "true"
-    return web.Response(
-        body=summary.render(state.latest, only_cpu_and_memory=only).encode(),
-        content_type="application/json",
-    )
+    body = request.app[STATE].rendered("summary-cpu-memory" if only else "summary")
+    return web.Response(body=body, content_type="application/json")
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -72,8 +72,19 @@ class RuntimeMetadata:
 
     def __init__(self, root: Path = Path("/")) -> None:
         self.root = root
+        self._cache: dict[str, dict[str, str]] = {}
 
     def lookup(self, container_id: str) -> dict[str, str]:
+        """Names for a container id; a container's names never change, so known ids
+        are answered from memory instead of parsing its config.json on every read."""
+        found = self._cache.get(container_id)
+        if found is None:
+            found = self._cache[container_id] = self._read(container_id)
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+        return found
+
+    def _read(self, container_id: str) -> dict[str, str]:
         candidates = (
             ("run/containerd/io.containerd.runtime.v2.task/k8s.io", "config.json", "annotations"),
             ("run/containers/storage/overlay-containers", "userdata/config.json", "annotations"),

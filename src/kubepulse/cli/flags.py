@@ -6,11 +6,10 @@ import argparse
 import re
 
 from kubepulse.model import Resources
+from kubepulse.quantity import QuantityError, parse_quantity
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
 
 
 def duration(text: str) -> float:
@@ -31,11 +30,10 @@ def duration(text: str) -> float:
 
 def quantity(text: str) -> float:
     """A Kubernetes quantity ("100m", "1Gi", "2") as a number of base units."""
-    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", text.strip())
-    if not match or (match.group(2) not in _BINARY and match.group(2) not in _DECIMAL):
-        raise argparse.ArgumentTypeError(f"invalid quantity {text!r}")
-    number, suffix = float(match.group(1)), match.group(2)
-    return number * (_BINARY.get(suffix) or _DECIMAL[suffix])
+    try:
+        return parse_quantity(text)
+    except QuantityError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def reserved(text: str) -> Resources:

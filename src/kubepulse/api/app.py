@@ -1,0 +1,169 @@
+"""The server's HTTP application: authentication, errors as Status, probes, routes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from kubepulse.api.authn import Authenticator
+from kubepulse.api.core import CoreAPI
+from kubepulse.api.discovery import Discovery
+from kubepulse.api.metrics import MetricsAPI
+from kubepulse.api.selectors import SelectorError
+from kubepulse.api.status import status_response
+from kubepulse.kube.inventory import Inventory
+from kubepulse.store.points import MetricsStore
+
+log = logging.getLogger(__name__)
+
+OPEN_PATHS = ("/livez", "/readyz", "/healthz")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ScrapeStatus(Protocol):
+    """What the probes need to know about scraping."""
+
+    resolution: float
+    last_tick_start: float | None
+
+    def errors(self) -> Mapping[str, tuple[str, str]]:
+        """Node name -> (cause, message) of the last failed scrape."""
+        ...
+
+
+@dataclass
+class ServerParts:
+    store: MetricsStore
+    inventory: Inventory
+    scraping: ScrapeStatus
+    authenticator: Authenticator
+    registry: CollectorRegistry
+    serve_core_api: bool = False
+    node_selector: Callable[[Mapping[str, str]], bool] = field(default=lambda _labels: True)
+
+
+@web.middleware
+async def errors_as_status(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error answer is a Kubernetes Status with the right code; never a traceback."""
+    try:
+        return await handler(request)
+    except SelectorError as err:
+        return status_response(400, str(err))
+    except web.HTTPMethodNotAllowed:
+        return status_response(
+            405, "the server does not allow this method on the requested resource"
+        )
+    except web.HTTPNotFound:
+        return status_response(404, "the server could not find the requested resource")
+    except web.HTTPException as err:
+        return status_response(err.status, err.reason)
+    except Exception:
+        log.exception("internal error serving %s", request.path)
+        return status_response(
+            500, "an error on the server has prevented the request from succeeding"
+        )
+
+
+def authentication(authenticator: Authenticator) -> Middleware:
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith(OPEN_PATHS) and authenticator.authenticate(request) is None:
+            return status_response(401, "Unauthorized")
+        return await handler(request)
+
+    return authenticate
+
+
+@web.middleware
+async def negotiate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """We speak JSON only. kubectl asks for protobuf first and JSON second, which is fine;
+    a client that accepts nothing but protobuf gets 406, as from the API server."""
+    accept = request.headers.get("Accept", "")
+    if accept and not any(
+        t.split(";")[0].strip() in ("application/json", "*/*", "application/*", "text/plain", "")
+        or "json" in t
+        for t in accept.split(",")
+    ):
+        return status_response(406, "only the following media types are accepted: application/json")
+    return await handler(request)
+
+
+class Probes:
+    def __init__(self, parts: ServerParts) -> None:
+        self.parts = parts
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/healthz", self.healthz),
+            web.get("/livez", self.livez),
+            web.get("/readyz", self.readyz),
+            web.get("/metrics", self.metrics),
+        ]
+
+    def _checks(self, kind: str) -> list[tuple[str, str | None]]:
+        checks: list[tuple[str, str | None]] = [("ping", None), ("log", None)]
+        if kind == "readyz":
+            ready = self.parts.store.ready()
+            checks.append(("metric-storage-ready", None if ready else "no metrics to serve"))
+        if kind == "livez":
+            s = self.parts.scraping
+            late = (
+                s.last_tick_start is not None
+                and time.time() - s.last_tick_start > 1.5 * s.resolution
+            )
+            checks.append(
+                (
+                    "metric-collection-timely",
+                    "metric collection didn't finish on time" if late else None,
+                )
+            )
+        return checks
+
+    def _answer(self, request: web.Request, kind: str) -> web.Response:
+        checks = self._checks(kind)
+        failed = [name for name, err in checks if err]
+        verbose = "verbose" in request.query
+        if not verbose and not failed:
+            return web.Response(text="ok")
+        lines = [
+            f"[+]{name} ok" if err is None else f"[-]{name} failed: reason withheld"
+            for name, err in checks
+        ]
+        if kind == "readyz":
+            for node, (cause, message) in sorted(self.parts.scraping.errors().items()):
+                lines.append(f"[!]scrape node/{node}: {cause}: {message}")
+        lines.append(f"{kind} check {'failed' if failed else 'passed'}")
+        return web.Response(status=500 if failed else 200, text="\n".join(lines) + "\n")
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return self._answer(request, "healthz")
+
+    async def livez(self, request: web.Request) -> web.Response:
+        return self._answer(request, "livez")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        return self._answer(request, "readyz")
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        body = generate_latest(self.parts.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def make_app(parts: ServerParts) -> web.Application:
+    app = web.Application(
+        middlewares=[errors_as_status, authentication(parts.authenticator), negotiate]
+    )
+    app.add_routes(Probes(parts).routes())
+    app.add_routes(Discovery(core=parts.serve_core_api).routes())
+    app.add_routes(MetricsAPI(parts.store, parts.inventory, parts.node_selector).routes())
+    if parts.serve_core_api:
+        app.add_routes(CoreAPI(parts.inventory).routes())
+    return app

@@ -1,0 +1,77 @@
+"""Where the server learns which nodes to scrape and which pods exist.
+
+metrics-server reads them from informers; kubepulse has three sources behind one small
+interface: a file of objects (`--targets`), this host's agent (`kubepulse up`), and the
+Kubernetes API.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from kubepulse.kube.objects import Node, ObjectError, Pod, flatten, split_objects
+
+_NS_UID = uuid.UUID("a4a7c0de-5b1e-4c1e-9c0a-6b7570756c73")
+
+
+class Inventory(Protocol):
+    def nodes(self) -> list[Node]: ...
+
+    def pods(self) -> list[Pod]: ...
+
+
+def namespace_object(name: str, created: str | None) -> dict[str, Any]:
+    return {
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "uid": str(uuid.uuid5(_NS_UID, name)),
+            "creationTimestamp": created,
+            "labels": {"kubernetes.io/metadata.name": name},
+        },
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
+
+
+def namespaces(inventory: Inventory) -> list[Mapping[str, Any]]:
+    """The namespaces that hold pods, plus `default`, as Namespace objects."""
+    created: dict[str, str | None] = {"default": None}
+    for pod in inventory.pods():
+        first = created.get(pod.namespace)
+        stamp = pod.creation_timestamp
+        if pod.namespace not in created or (stamp and (first is None or stamp < first)):
+            created[pod.namespace] = stamp
+    return [namespace_object(name, created[name]) for name in sorted(created)]
+
+
+class StaticInventory:
+    """Nodes and pods read once from YAML (`kubectl get nodes -o yaml` output works)."""
+
+    def __init__(self, nodes: list[Node], pods: list[Pod]) -> None:
+        self._nodes, self._pods = nodes, pods
+
+    @classmethod
+    def from_file(cls, path: Path) -> StaticInventory:
+        try:
+            documents = list(yaml.safe_load_all(path.read_text()))
+        except OSError as err:
+            raise ObjectError(f"cannot read {path}: {err.strerror}") from err
+        except yaml.YAMLError as err:
+            raise ObjectError(f"{path} is not valid YAML: {err}") from err
+        nodes, pods = split_objects(flatten(documents))
+        if not nodes:
+            raise ObjectError(f"{path} holds no Node objects")
+        return cls(nodes, pods)
+
+    def nodes(self) -> list[Node]:
+        return self._nodes
+
+    def pods(self) -> list[Pod]:
+        return self._pods

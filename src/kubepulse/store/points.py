@@ -1,0 +1,212 @@
+"""The latest two points of every node and container, and the rates between them.
+
+This is metrics-server's storage (pkg/storage/{node,pod}.go) with one change: results
+are stored per node as each scrape finishes, so a slow node never holds back the rest.
+The rules are upstream's:
+- a new point replaces `last` only if it is newer; otherwise the stored `prev` is kept
+  when it is still older than the new point;
+- a container keeps its `prev` only if its start time is before the stored `last`
+  timestamp (otherwise it restarted and starts over);
+- a container that started less than a resolution ago (but at least 10 s ago) gets a
+  synthetic `prev` of zero CPU at its start time, so it has a value after one scrape;
+- a pod is served only when every container has two points; its timestamp and window
+  come from the container with the earliest timestamp;
+- a decrease of start time or cumulative CPU skips that node or container.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kubepulse.model import NodeSample, PodSample, Usage
+
+log = logging.getLogger(__name__)
+
+FRESH_CONTAINER_MIN_RESOLUTION = 10.0  # freshContainerMinMetricsResolution
+
+
+@dataclass(slots=True)
+class Point:
+    timestamp: float
+    start_time: float
+    cpu_usage_core_nanoseconds: int
+    working_set_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """What the API serves for one node or container."""
+
+    timestamp: float
+    window: float
+    cpu_nanocores: int
+    working_set_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class PodRates:
+    timestamp: float
+    window: float
+    containers: tuple[tuple[str, Rate], ...]
+
+
+def rate(last: Point, prev: Point) -> Rate | None:
+    if last.start_time < prev.start_time:
+        log.debug("unexpected decrease in startTime of node/container")
+        return None
+    if last.cpu_usage_core_nanoseconds < prev.cpu_usage_core_nanoseconds:
+        log.debug("unexpected decrease in cumulative CPU usage value")
+        return None
+    window = last.timestamp - prev.timestamp
+    if window <= 0:
+        return None
+    cpu = (last.cpu_usage_core_nanoseconds - prev.cpu_usage_core_nanoseconds) / window
+    return Rate(last.timestamp, window, int(cpu), last.working_set_bytes)
+
+
+def _point(usage: Usage, start_time: float) -> Point:
+    return Point(
+        usage.timestamp, start_time, usage.cpu_usage_core_nanoseconds, usage.working_set_bytes
+    )
+
+
+def _next_prev(new: Point, last: Point | None, prev: Point | None) -> Point | None:
+    if last is None:
+        return None
+    if new.timestamp > last.timestamp:
+        return last
+    if prev is not None and prev.timestamp < new.timestamp:
+        return prev
+    return None
+
+
+# Containers of one pod: name -> (last, prev)
+_Containers = dict[str, tuple[Point, Point | None]]
+
+
+class MetricsStore:
+    def __init__(self, resolution: float) -> None:
+        self.resolution = resolution
+        self._nodes: dict[str, tuple[Point, Point | None]] = {}
+        # node name -> (namespace, pod name) -> containers
+        self._pods: dict[str, dict[tuple[str, str], _Containers]] = {}
+
+    # -- writing -------------------------------------------------------------------
+    def store(self, node_name: str, node: NodeSample | None, pods: tuple[PodSample, ...]) -> None:
+        """Store one node's scrape; it replaces everything stored for that node."""
+        if node is None:
+            self._nodes.pop(node_name, None)
+        else:
+            new = _point(node.usage, node.start_time)
+            last, prev = self._nodes.get(node_name, (None, None))
+            self._nodes[node_name] = (new, _next_prev(new, last, prev))
+        old_pods = self._pods.get(node_name, {})
+        new_pods: dict[tuple[str, str], _Containers] = {}
+        for pod in pods:
+            key = (pod.namespace, pod.name)
+            if key in new_pods:
+                continue  # duplicate pod in one scrape: keep the first, as upstream
+            old = old_pods.get(key, {})
+            containers: _Containers = {}
+            for c in pod.containers:
+                if c.name in containers:
+                    continue
+                new = _point(c.usage, c.start_time)
+                containers[c.name] = (new, self._container_prev(new, old.get(c.name)))
+            new_pods[key] = containers
+        self._pods[node_name] = new_pods
+
+    def _container_prev(
+        self, new: Point, stored: tuple[Point, Point | None] | None
+    ) -> Point | None:
+        age = new.timestamp - new.start_time
+        if (
+            new.start_time < new.timestamp
+            and FRESH_CONTAINER_MIN_RESOLUTION <= age < self.resolution
+        ):
+            return Point(new.start_time, new.start_time, 0, new.working_set_bytes)
+        if stored is None:
+            return None
+        last, prev = stored
+        if not new.start_time < last.timestamp:
+            return None  # restarted since the stored point
+        return _next_prev(new, last, prev)
+
+    def forget(self, node_name: str) -> None:
+        self._nodes.pop(node_name, None)
+        self._pods.pop(node_name, None)
+
+    def retain(self, node_names: set[str]) -> None:
+        """Drop every node not in node_names (failed this cycle, or no longer a target)."""
+        for name in [n for n in self._nodes.keys() | self._pods.keys() if n not in node_names]:
+            self.forget(name)
+
+    # -- reading -------------------------------------------------------------------
+    def node(self, name: str) -> Rate | None:
+        last, prev = self._nodes.get(name, (None, None))
+        if last is None or prev is None:
+            return None
+        return rate(last, prev)
+
+    def pod(self, node_name: str, namespace: str, name: str) -> PodRates | None:
+        containers = self._pods.get(node_name, {}).get((namespace, name))
+        return self._pod_rates(containers) if containers else None
+
+    def pods(self) -> dict[tuple[str, str], PodRates]:
+        """Every servable pod, keyed by (namespace, name)."""
+        found: dict[tuple[str, str], PodRates] = {}
+        for node_pods in self._pods.values():
+            for key, containers in node_pods.items():
+                rates = self._pod_rates(containers)
+                if rates is not None:
+                    found[key] = rates
+        return found
+
+    @staticmethod
+    def _pod_rates(containers: _Containers) -> PodRates | None:
+        served: list[tuple[str, Rate]] = []
+        earliest: Rate | None = None
+        for name, (last, prev) in containers.items():
+            if prev is None:
+                return None  # every container needs two points
+            r = rate(last, prev)
+            if r is None:
+                continue
+            served.append((name, r))
+            if earliest is None or r.timestamp < earliest.timestamp:
+                earliest = r
+        if earliest is None:
+            return None
+        return PodRates(
+            earliest.timestamp, earliest.window, tuple(sorted(served, key=lambda s: s[0]))
+        )
+
+    def node_names(self) -> set[str]:
+        return set(self._nodes)
+
+    def has_two_points(self, node_name: str) -> bool:
+        return self._nodes.get(node_name, (None, None))[1] is not None
+
+    def ready(self) -> bool:
+        """metrics-server's Ready(): some node and some container have two points."""
+        nodes = any(prev is not None for _, prev in self._nodes.values())
+        pods = any(
+            prev is not None
+            for node_pods in self._pods.values()
+            for containers in node_pods.values()
+            for _, prev in containers.values()
+        )
+        return nodes and pods
+
+    def points(self) -> dict[str, int]:
+        """Servable points by type, as metrics_server_storage_points counts them."""
+        containers = sum(
+            1
+            for node_pods in self._pods.values()
+            for containers in node_pods.values()
+            for _, prev in containers.values()
+            if prev is not None
+        )
+        nodes = sum(1 for _, prev in self._nodes.values() if prev is not None)
+        return {"node": nodes, "container": containers}
