@@ -170,6 +170,11 @@ class Collector:
             pss += self.proc.pss_bytes(pid) or process.rss_bytes
         if not alive:
             raise FileNotFoundError(f"processes {container.pids} exited")
+        # /proc counts CPU in clock ticks, so a process that ran for less than one tick
+        # reads 0, which metrics-server takes for a broken runtime and drops the whole
+        # pod. The true value lies in [ticks, ticks + 1 tick); report at least 1 ns for
+        # each live process, well inside that error.
+        cpu = max(cpu, alive)
         usage = Usage(
             timestamp=self.clock(),
             cpu_usage_core_nanoseconds=cpu,

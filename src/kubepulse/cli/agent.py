@@ -7,8 +7,11 @@ import asyncio
 import contextlib
 import logging
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 from kubepulse import tlsauth
 from kubepulse.agent import cgroups
@@ -116,7 +119,21 @@ def build_state(args: argparse.Namespace, node_name: str) -> AgentState:
     return state
 
 
-async def start_agent(args: argparse.Namespace) -> tuple[Any, int, asyncio.Task[None]]:
+@dataclass
+class RunningAgent:
+    runner: web.AppRunner
+    port: int
+    state: AgentState
+    housekeeping: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.housekeeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.housekeeping
+        await self.runner.cleanup()
+
+
+async def start_agent(args: argparse.Namespace) -> RunningAgent:
     node_name = args.hostname_override or socket.gethostname()
     authenticator = build_authenticator(args)
     state = build_state(args, node_name)
@@ -130,27 +147,19 @@ async def start_agent(args: argparse.Namespace) -> tuple[Any, int, asyncio.Task[
     runner, port = await serving.start(make_app(state, authenticator), args.address, args.port, ctx)
     task = asyncio.create_task(state.housekeeping(args.housekeeping_interval))
     log.info("agent for node %s serving on %s", node_name, serving.url(args.address, port))
-    return runner, port, task
+    return RunningAgent(runner, port, state, task)
 
 
 async def run(args: argparse.Namespace) -> int:
-    runner, port, task = await start_agent(args)
-    print(f"kubepulse agent: {serving.url(args.address, port)}/metrics/resource", flush=True)
+    agent = await start_agent(args)
+    print(f"kubepulse agent: {serving.url(args.address, agent.port)}/metrics/resource", flush=True)
     try:
         await serving.until_signalled()
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await runner.cleanup()
+        await agent.stop()
     return 0
 
 
 def build_parser_defaults(**overrides: Any) -> argparse.Namespace:
     """The agent's flags at their defaults, with overrides: for commands that embed it."""
-    parser = argparse.ArgumentParser()
-    add_agent_flags(parser)
-    args = parser.parse_args([])
-    for key, value in overrides.items():
-        setattr(args, key, value)
-    return args
+    return flags.defaults(add_agent_flags, **overrides)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from kubepulse import __version__
-from kubepulse.cli import agent, up
+from kubepulse.cli import agent, server, up
 from kubepulse.cli.errors import CommandError
 
 Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="log verbosity")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     agent.add_parser(sub)
+    server.add_parser(sub)
     up.add_parser(sub)
     return parser
 

@@ -1,16 +1,27 @@
-"""`kubepulse up`: everything for this one host, with its state in one directory."""
+"""`kubepulse up`: everything for this one host, with its state in one directory.
+
+It runs the agent and the metrics server in one process: the server scrapes the local
+agent over TLS verified against the state dir's CA, serves metrics.k8s.io and a
+read-only core API built from the same reading, and writes a kubeconfig that the real
+kubectl uses unchanged.
+"""
 
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import secrets
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from kubepulse import pki
-from kubepulse.cli import agent
+from kubepulse.api.authn import load_tokens
+from kubepulse.cli import agent, flags, server, serving
 from kubepulse.cli.errors import CommandError
+from kubepulse.kube.local import LocalInventory
 
 
 def default_state_dir() -> Path:
@@ -21,32 +32,71 @@ def default_state_dir() -> Path:
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("up", help="run kubepulse for this host")
     p.add_argument("--state-dir", type=Path, default=default_state_dir())
-    p.add_argument("--agent-port", type=int, default=10250, help="the agent's HTTPS port")
-    p.add_argument("--housekeeping-interval", type=float, default=10.0, help=argparse.SUPPRESS)
+    p.add_argument("--address", default="127.0.0.1", help="where the API is served")
+    p.add_argument("--port", type=int, default=8443, help="HTTPS port of the API (0: any)")
+    p.add_argument("--agent-port", type=int, default=10250, help="HTTPS port of the agent (0: any)")
+    p.add_argument("--metric-resolution", type=flags.duration, default=15.0)
+    p.add_argument(
+        "--housekeeping-interval",
+        type=flags.duration,
+        default=1.0,
+        help="how often the agent reads cgroups (default 1s, so metrics come within 2 s)",
+    )
     p.set_defaults(run=run)
 
 
-def ensure_token(path: Path) -> str:
-    """A random bearer token kept owner-only in the state dir, reused by later runs."""
-    if path.exists():
-        return path.read_text().strip()
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def write_private(path: Path, text: str) -> None:
+    """Write a secret file owner-only from the first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    return token
+        f.write(text)
+
+
+def ensure_secret(path: Path, make: str) -> None:
+    if not path.exists():
+        write_private(path, make)
+
+
+def kubeconfig(server_url: str, ca_pem: bytes, token: str) -> str:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "kubepulse",
+                "cluster": {
+                    "server": server_url,
+                    "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                },
+            }
+        ],
+        "users": [{"name": "kubepulse-admin", "user": {"token": token}}],
+        "contexts": [
+            {"name": "kubepulse", "context": {"cluster": "kubepulse", "user": "kubepulse-admin"}}
+        ],
+        "current-context": "kubepulse",
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 async def run(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
+    pki_dir = state_dir / "pki"
     try:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        pki_dir = state_dir / "pki"
-        pki_dir.mkdir(exist_ok=True, mode=0o700)
-        pki.ensure_ca(pki_dir, "kubepulse-ca")
-        ensure_token(state_dir / "agent-token")
+        pki_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ca = pki.ensure_ca(pki_dir, "kubepulse-ca")
+        ensure_secret(state_dir / "agent-token", secrets.token_urlsafe(32) + "\n")
+        ensure_secret(
+            state_dir / "tokens.csv",
+            f'{secrets.token_urlsafe(32)},kubepulse-admin,kubepulse-admin,"system:masters"\n',
+        )
+        server_cert, server_key = pki.ensure_serving(
+            pki_dir, "apiserver", ca, "kubepulse-apiserver", args.address
+        )
+        user_token = next(iter(load_tokens(state_dir / "tokens.csv")))
     except OSError as err:
-        raise CommandError(f"cannot prepare state dir {state_dir}: {err.strerror}") from err
+        raise CommandError(f"cannot prepare state dir {state_dir}: {err}") from err
+
     agent_args = agent.build_parser_defaults(
         address="127.0.0.1",
         port=args.agent_port,
@@ -54,10 +104,43 @@ async def run(args: argparse.Namespace) -> int:
         token_file=state_dir / "agent-token",
         housekeeping_interval=args.housekeeping_interval,
     )
-    print(f"kubepulse up: state in {state_dir}", flush=True)
-    print(
-        f'  try: curl --cacert {pki_dir}/ca.crt -H "Authorization: Bearer $(cat '
-        f'{state_dir}/agent-token)" https://127.0.0.1:{args.agent_port}/metrics/resource',
-        flush=True,
-    )
-    return await agent.run(agent_args)
+    running_agent = await agent.start_agent(agent_args)
+    try:
+        server_args = flags.defaults(
+            server.add_server_flags,
+            metric_resolution=args.metric_resolution,
+            kubelet_request_timeout=min(10.0, args.metric_resolution * 0.9),
+            kubelet_certificate_authority=pki_dir / "ca.crt",
+            kubelet_use_node_status_port=True,
+            secure_port=args.port,
+            bind_address=args.address,
+            tls_cert_file=server_cert,
+            tls_private_key_file=server_key,
+            token_auth_file=state_dir / "tokens.csv",
+        )
+        server.validate(server_args)
+        inventory = LocalInventory(
+            lambda: running_agent.state.latest, "127.0.0.1", running_agent.port
+        )
+        agent_token = (state_dir / "agent-token").read_text().strip()
+        auth = server.authenticator(server_args)
+        running = await server.start_server(
+            server_args, inventory, agent_token, auth, serve_core_api=True
+        )
+    except BaseException:
+        await running_agent.stop()
+        raise
+    try:
+        url = serving.url(args.address, running.port)
+        config_path = state_dir / "kubeconfig"
+        write_private(config_path, kubeconfig(url, ca.cert_pem(), user_token))
+        print(f"kubepulse is up: metrics API at {url}", flush=True)
+        print(f"  kubeconfig: {config_path}", flush=True)
+        print(f"  try: kubectl --kubeconfig {config_path} top nodes", flush=True)
+        print(f"       kubectl --kubeconfig {config_path} top pods -A", flush=True)
+        print("  stop with Ctrl-C", flush=True)
+        await serving.until_signalled()
+    finally:
+        await running.stop()
+        await running_agent.stop()
+    return 0

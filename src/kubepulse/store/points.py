@@ -58,7 +58,9 @@ def rate(last: Point, prev: Point) -> Rate | None:
     if last.cpu_usage_core_nanoseconds < prev.cpu_usage_core_nanoseconds:
         log.debug("unexpected decrease in cumulative CPU usage value")
         return None
-    window = last.timestamp - prev.timestamp
+    # Kubelet timestamps are whole milliseconds; round away float noise so the window
+    # reads "15.003s" as upstream's does, not "15.002999973s".
+    window = round(last.timestamp - prev.timestamp, 3)
     if window <= 0:
         return None
     cpu = (last.cpu_usage_core_nanoseconds - prev.cpu_usage_core_nanoseconds) / window

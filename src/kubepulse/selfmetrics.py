@@ -1,0 +1,70 @@
+"""The server's own metrics: kubepulse_* counterparts of metrics-server's metrics_server_*."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from kubepulse.store.points import MetricsStore
+
+
+def _tick_buckets(resolution: float) -> list[float]:
+    """Default buckets plus buckets around the resolution (pkg/utils/monitoring.go)."""
+    defaults = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    around = [resolution * f for f in (0.5, 0.75, 0.9, 1.0, 1.25, 1.5)]
+    return sorted(set(defaults + around))
+
+
+class _StoragePoints(Collector):
+    def __init__(self, store: MetricsStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "kubepulse_storage_points", "Number of metrics points stored.", labels=["type"]
+        )
+        for kind, count in sorted(self.store.points().items()):
+            family.add_metric([kind], count)
+        yield family
+
+
+class SelfMetrics:
+    def __init__(self, store: MetricsStore, resolution: float) -> None:
+        self.registry = CollectorRegistry()
+        self.request_duration = Histogram(
+            "kubepulse_kubelet_request_duration_seconds",
+            "Duration of requests to kubelet API in seconds",
+            ["node"],
+            registry=self.registry,
+        )
+        self.request_total = Counter(
+            "kubepulse_kubelet_request",
+            "Number of requests sent to kubelet API",
+            ["success"],
+            registry=self.registry,
+        )
+        self.last_request = Gauge(
+            "kubepulse_kubelet_last_request_time_seconds",
+            "Time of last request performed to kubelet API since unix epoch in seconds",
+            ["node"],
+            registry=self.registry,
+        )
+        self.tick_duration = Histogram(
+            "kubepulse_manager_tick_duration_seconds",
+            "The total time spent collecting and storing metrics in seconds.",
+            buckets=_tick_buckets(resolution),
+            registry=self.registry,
+        )
+        self.registry.register(_StoragePoints(store))
+
+    def request_done(self, node: str, seconds: float, success: bool) -> None:
+        self.request_duration.labels(node).observe(seconds)
+        self.request_total.labels("true" if success else "false").inc()
+        self.last_request.labels(node).set(time.time())
+
+    def tick_done(self, seconds: float) -> None:
+        self.tick_duration.observe(seconds)
