@@ -1,0 +1,207 @@
+"""The real kubectl (v1.32) against `kubepulse up` on this host."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support import Running, free_port, run_kubepulse, wait_for
+
+HOST = os.environ.get("KUBEPULSE_NODE_NAME") or socket.gethostname()
+
+
+@dataclass
+class Up:
+    state_dir: Path
+    port: int
+    running: Running
+    started: float
+    serving: float
+    first_metrics: float
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+
+def start_up(state_dir: Path, log: Path) -> Iterator[Up]:
+    port = free_port()
+    args = [
+        "up",
+        "--state-dir",
+        str(state_dir),
+        "--port",
+        str(port),
+        "--agent-port",
+        str(free_port()),
+    ]
+    started = time.monotonic()
+    with run_kubepulse(args, log) as running:
+
+        def serving() -> float | None:
+            if running.proc.poll() is not None:
+                raise AssertionError(f"kubepulse up exited: {running.log()}")
+            return time.monotonic() if "kubepulse is up" in running.log() else None
+
+        serving_at = wait_for(serving, timeout=30, what="kubepulse up to serve")
+        up = Up(state_dir, port, running, started, serving_at, 0.0)
+
+        def metrics() -> float | None:
+            raw = up.kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes", check=False)
+            return time.monotonic() if raw.returncode == 0 and HOST in raw.stdout else None
+
+        up.first_metrics = wait_for(metrics, timeout=30, what="node metrics")
+        yield up
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    tmp = tmp_path_factory.mktemp("up")
+    yield from start_up(tmp / "state", tmp / "up.log")
+
+
+def table(output: str) -> tuple[list[str], list[list[str]]]:
+    lines = [line for line in output.splitlines() if line.strip()]
+    return re.split(r"\s{2,}", lines[0].strip()), [
+        re.split(r"\s{2,}", x.strip()) for x in lines[1:]
+    ]
+
+
+def millicores(text: str) -> int:
+    return int(text.removesuffix("m"))
+
+
+def mebibytes(text: str) -> int:
+    return int(text.removesuffix("Mi"))
+
+
+def test_metrics_are_served_within_two_seconds_of_the_api(up: Up) -> None:
+    assert up.first_metrics - up.serving < 2.0
+
+
+def test_top_nodes_shows_this_host_with_real_usage(up: Up) -> None:
+    header, rows = table(up.kubectl("top", "nodes").stdout)
+    assert header == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
+    row = next(r for r in rows if r[0] == HOST)
+    assert millicores(row[1]) > 0
+    assert mebibytes(row[3]) > 0
+    assert row[2].endswith("%") and row[4].endswith("%")
+
+
+def test_top_pods_all_namespaces_shows_busy_pods(up: Up) -> None:
+    header, rows = table(up.kubectl("top", "pods", "-A").stdout)
+    assert header == ["NAMESPACE", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+    assert rows, "no pods"
+    assert any(r[0] == "host" for r in rows)
+    assert all(mebibytes(r[3]) >= 0 for r in rows)
+    # kubepulse itself and this test run in a process tree that is busy.
+    assert any(millicores(r[2]) > 0 and mebibytes(r[3]) > 0 for r in rows)
+
+
+def test_top_pods_containers(up: Up) -> None:
+    header, rows = table(up.kubectl("top", "pods", "-A", "--containers").stdout)
+    assert header == ["NAMESPACE", "POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+    assert any(mebibytes(r[4]) > 0 for r in rows)
+
+
+def test_get_nodes_and_pods(up: Up) -> None:
+    header, rows = table(up.kubectl("get", "nodes").stdout)
+    assert header == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert [r[:2] for r in rows] == [[HOST, "Ready"]]
+    header, rows = table(up.kubectl("get", "pods", "-A", "-o", "wide").stdout)
+    assert header[:6] == ["NAMESPACE", "NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert any(r[0] == "host" and r[3] == "Running" for r in rows)
+    pods = json.loads(up.kubectl("get", "pods", "-A", "-o", "json").stdout)
+    assert pods["kind"] == "List" or pods["kind"] == "PodList"
+    assert all(p["spec"]["nodeName"] == HOST for p in pods["items"])
+
+
+def test_get_raw_node_metrics(up: Up) -> None:
+    body = json.loads(up.kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes").stdout)
+    assert body["kind"] == "NodeMetricsList"
+    item = next(i for i in body["items"] if i["metadata"]["name"] == HOST)
+    assert re.fullmatch(r"[0-9]+[num]?", item["usage"]["cpu"])
+    assert re.fullmatch(r"[0-9]+(Ki|Mi|Gi)?", item["usage"]["memory"])
+    assert item["window"].endswith("s")
+
+
+def test_get_node_metrics_table(up: Up) -> None:
+    header, rows = table(up.kubectl("get", "nodes.metrics.k8s.io").stdout)
+    assert header == ["NAME", "CPU", "MEMORY", "WINDOW"]
+    assert rows[0][0] == HOST
+
+
+def test_protobuf_only_client_gets_406(up: Up) -> None:
+    result = up.kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes", "-v=0", check=False)
+    assert result.returncode == 0  # kubectl's own request carries JSON as a fallback
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    token = (up.state_dir / "tokens.csv").read_text().split(",")[0]
+    ctx = ssl.create_default_context(cafile=str(up.state_dir / "pki" / "ca.crt"))
+    request = urllib.request.Request(
+        f"https://127.0.0.1:{up.port}/apis/metrics.k8s.io/v1beta1/nodes",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/vnd.kubernetes.protobuf",
+        },
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, context=ctx, timeout=10)
+    assert err.value.code == 406
+    assert json.loads(err.value.read())["reason"] == "NotAcceptable"
+
+
+def test_wrong_token_is_refused(up: Up) -> None:
+    result = subprocess.run(
+        ["kubectl", "--kubeconfig", str(up.kubeconfig), "--token", "nope", "top", "nodes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    # kubectl's own wording for a 401 from any API server.
+    assert "You must be logged in to the server" in result.stderr
+
+
+def test_sigterm_stops_cleanly_and_a_second_up_reuses_the_state(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    gen = start_up(state, tmp_path / "first.log")
+    first = next(gen)
+    ca_before = (state / "pki" / "ca.crt").read_bytes()
+    token_before = (state / "tokens.csv").read_text()
+    first.running.proc.send_signal(signal.SIGTERM)
+    assert first.running.proc.wait(timeout=20) == 0
+    assert "Traceback" not in first.running.log()
+    gen.close()
+
+    gen = start_up(state, tmp_path / "second.log")
+    second = next(gen)
+    try:
+        assert (state / "pki" / "ca.crt").read_bytes() == ca_before
+        assert (state / "tokens.csv").read_text() == token_before
+        assert HOST in second.kubectl("top", "nodes").stdout
+    finally:
+        gen.close()
