@@ -52,6 +52,30 @@ def load_tokens(path: Path) -> dict[str, User]:
     return tokens
 
 
+class AuthConfigError(ValueError):
+    """The configured token file or client CA cannot be used."""
+
+
+class NoAuthentication(AuthConfigError):
+    """Neither tokens nor a client CA were given, and skipping was not asked for."""
+
+
+def from_files(
+    token_file: Path | None, client_ca_file: Path | None, skip: bool = False
+) -> Authenticator:
+    """An Authenticator from the usual flags; refuses to authenticate nobody by accident."""
+    tokens = load_tokens(token_file) if token_file is not None else None
+    authorities = None
+    if client_ca_file is not None:
+        try:
+            authorities = tlsauth.load_authorities(client_ca_file.read_bytes())
+        except (OSError, ValueError) as err:
+            raise AuthConfigError(f"cannot load client CA file {client_ca_file}: {err}") from err
+    if not tokens and not authorities and not skip:
+        raise NoAuthentication("no authentication configured")
+    return Authenticator(tokens, authorities, skip=skip)
+
+
 class Authenticator:
     def __init__(
         self,

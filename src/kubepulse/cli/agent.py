@@ -13,13 +13,18 @@ from typing import Any
 
 from aiohttp import web
 
-from kubepulse import tlsauth
 from kubepulse.agent import cgroups
 from kubepulse.agent.collector import Collector
 from kubepulse.agent.procfs import ProcFS
 from kubepulse.agent.server import AgentState, make_app, serving_files, ssl_context
 from kubepulse.agent.workloads import RuntimeMetadata
-from kubepulse.api.authn import Authenticator, TokenFileError, load_tokens
+from kubepulse.api.authn import (
+    AuthConfigError,
+    Authenticator,
+    NoAuthentication,
+    TokenFileError,
+    from_files,
+)
 from kubepulse.cli import flags, serving
 from kubepulse.cli.errors import CommandError
 from kubepulse.model import Resources
@@ -72,31 +77,20 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
 
 
 def build_authenticator(args: argparse.Namespace) -> Authenticator:
-    tokens = None
-    authorities = None
-    if args.token_file is not None:
-        try:
-            tokens = load_tokens(args.token_file)
-        except TokenFileError as err:
-            raise CommandError(str(err)) from err
-    if args.client_ca_file is not None:
-        try:
-            authorities = tlsauth.load_authorities(args.client_ca_file.read_bytes())
-        except (OSError, ValueError) as err:
-            raise CommandError(
-                f"cannot load --client-ca-file {args.client_ca_file}: {err}"
-            ) from err
     if args.authentication_skip:
         log.warning(
             "--authentication-skip: anyone who reaches this port can read its stats; "
             "use only on a trusted network"
         )
-    elif not tokens and not authorities:
+    try:
+        return from_files(args.token_file, args.client_ca_file, skip=args.authentication_skip)
+    except NoAuthentication as err:
         raise CommandError(
             "no authentication configured: give --token-file or --client-ca-file "
             "(or --authentication-skip, insecure)"
-        )
-    return Authenticator(tokens, authorities, skip=args.authentication_skip)
+        ) from err
+    except (AuthConfigError, TokenFileError) as err:
+        raise CommandError(str(err)) from err
 
 
 def build_state(args: argparse.Namespace, node_name: str) -> AgentState:

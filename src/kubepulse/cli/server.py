@@ -16,7 +16,13 @@ from aiohttp import web
 
 from kubepulse import pki, tlsauth
 from kubepulse.api.app import ServerParts, make_app
-from kubepulse.api.authn import Authenticator, TokenFileError, User, load_tokens
+from kubepulse.api.authn import (
+    AuthConfigError,
+    Authenticator,
+    NoAuthentication,
+    TokenFileError,
+    from_files,
+)
 from kubepulse.api.selectors import SelectorError, parse_label_selector
 from kubepulse.cli import flags, serving
 from kubepulse.cli.errors import CommandError
@@ -119,26 +125,15 @@ def client_config(args: argparse.Namespace, token: str | None) -> ClientConfig:
     )
 
 
-def authenticator(args: argparse.Namespace, extra: dict[str, User] | None = None) -> Authenticator:
-    tokens = dict(extra or {})
-    if args.token_auth_file is not None:
-        try:
-            tokens.update(load_tokens(args.token_auth_file))
-        except TokenFileError as err:
-            raise CommandError(str(err)) from err
-    authorities = None
-    if args.client_ca_file is not None:
-        try:
-            authorities = tlsauth.load_authorities(args.client_ca_file.read_bytes())
-        except (OSError, ValueError) as err:
-            raise CommandError(
-                f"cannot load --client-ca-file {args.client_ca_file}: {err}"
-            ) from err
-    if not tokens and not authorities:
+def authenticator(args: argparse.Namespace) -> Authenticator:
+    try:
+        return from_files(args.token_auth_file, args.client_ca_file)
+    except NoAuthentication as err:
         raise CommandError(
             "no authentication configured: give --token-auth-file or --client-ca-file"
-        )
-    return Authenticator(tokens, authorities)
+        ) from err
+    except (AuthConfigError, TokenFileError) as err:
+        raise CommandError(str(err)) from err
 
 
 def serving_context(args: argparse.Namespace, auth: Authenticator) -> ssl.SSLContext:
