@@ -52,6 +52,8 @@ def go_float(value: float) -> str:
     worth of integer part ("1.616273408e+09", "357.35491", "1e-05").
     """
     if (isinstance(value, int) or value.is_integer()) and -1e15 < value < 1e15:
+        if value == 0 and str(value).startswith("-"):
+            return "-0"
         return _go_integer(int(value))
     if value != value:
         return "NaN"
