@@ -85,7 +85,7 @@ def escape_label(value: str) -> str:
 
 
 def _ms(usage: Usage) -> str:
-    return f" {int(usage.timestamp * 1000)}"
+    return f" {round(usage.timestamp * 1000)}"
 
 
 def _cpu(usage: Usage) -> str:

@@ -1,0 +1,491 @@
+"""Fetch one node's CPU and memory from its kubelet, as metrics-server does.
+
+This follows metrics-server's pkg/scraper/client/resource/client.go and
+pkg/utils/address_resolver.go: the first node address of a preferred type, the
+configured port or the node's status port, the path from the node annotation
+`metrics.k8s.io/resource-metrics-path` or `/metrics/resource`, a bearer token and/or a
+client certificate, and the request time as the default sample time.
+
+Every failure comes out as a ScrapeError whose `cause` is a short machine word (for
+metrics labels and tests) and whose message reads like metrics-server's Go errors, so
+that what users search for (docs, issues: "x509: cannot validate certificate for <IP>
+because it doesn't contain any IP SANs", "no such host") is what they see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from cryptography import x509
+from yarl import URL
+
+from kubepulse import __version__
+from kubepulse.kube.objects import RESOURCE_METRICS_PATH_ANNOTATION, Node
+from kubepulse.model import NodeSample, PodSample
+from kubepulse.scrape.decode import DecodeError, decode_resource_metrics, decode_summary
+
+__all__ = [
+    "DEFAULT_PREFERRED_ADDRESS_TYPES",
+    "RESOURCE_METRICS_PATH",
+    "SUMMARY_PATH",
+    "ClientConfig",
+    "KubeletClient",
+    "ScrapeError",
+    "ScrapeResult",
+    "node_address",
+    "ssl_context",
+]
+
+RESOURCE_METRICS_PATH = "/metrics/resource"
+SUMMARY_PATH = "/stats/summary"
+# The kubelet trims the Summary to CPU and memory with this (kubelet stats/handler.go;
+# metrics-server v0.5 client.go RawQuery "only_cpu_and_memory=true").
+SUMMARY_QUERY = {"only_cpu_and_memory": "true"}
+# What metrics-server's manifests and Helm chart set (the binary's own default leads
+# with Hostname, which cluster DNS often cannot resolve: MS #223, #143).
+DEFAULT_PREFERRED_ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname")
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+ScrapeResult = tuple[NodeSample | None, tuple[PodSample, ...]]
+"""What scrape() returns: the node (None if incomplete) and its complete pods."""
+
+# Go's net/http Transport keeps idle connections for 90 s (DefaultTransport
+# IdleConnTimeout); longer than a 15 s or 60 s resolution, so every scrape after the
+# first reuses its TLS connection instead of paying for a handshake.
+_KEEPALIVE_SECONDS = 90.0
+_ERROR_SNIPPET_BYTES = 512
+_READ_CHUNK = 64 * 1024
+
+# OpenSSL X509_V_ERR_* codes, by how Go's crypto/x509 would name the failure.
+_UNKNOWN_AUTHORITY_CODES = frozenset({2, 18, 19, 20, 21})
+_EXPIRED_CODES = frozenset({9, 10})  # not yet valid, has expired: Go's x509.Expired
+_HOSTNAME_MISMATCH = 62
+_IP_MISMATCH = 64
+
+
+class ScrapeError(Exception):
+    """A scrape that failed; `cause` is one word, `message` is for people.
+
+    Causes: no-address, dns, refused, timeout, tls-unknown-authority, tls-no-ip-san,
+    tls-hostname, tls-expired, tls-other, unauthorized, forbidden, http, bad-payload,
+    too-large, other.
+    """
+
+    def __init__(self, cause: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.message = message
+        self.status = status
+        """The HTTP status, for unauthorized, forbidden and http."""
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"ScrapeError({self.cause!r}, {self.message!r})"
+
+
+def node_address(node: Node, preferred_types: Sequence[str]) -> str:
+    """The first address of the first preferred type the node has.
+
+    metrics-server's priorityNodeAddressResolver: types are tried in priority order,
+    and within a type the first address in .status.addresses wins.
+    """
+    for address_type in preferred_types:
+        for address in node.addresses:
+            if address.type == address_type and address.address:
+                return address.address
+    raise ScrapeError("no-address", f"no address matched types [{' '.join(preferred_types)}]")
+
+
+@dataclass
+class ClientConfig:
+    """How to reach kubelets: metrics-server's --kubelet-* flags."""
+
+    preferred_address_types: Sequence[str] = DEFAULT_PREFERRED_ADDRESS_TYPES
+    port: int = 10250
+    use_node_status_port: bool = False
+    """Use .status.daemonEndpoints.kubeletEndpoint.Port when the node sets it."""
+    timeout: float = 10.0
+    """Per-node budget for the whole request: connect, TLS, headers and body."""
+    ca_file: Path | None = None
+    """CA bundle for kubelet serving certificates; the system's CAs when None."""
+    insecure_tls: bool = False
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    token: str | None = None
+    path: str = RESOURCE_METRICS_PATH
+    use_summary: bool = False
+    """Scrape /stats/summary?only_cpu_and_memory=true instead (metrics-server <= v0.5)."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        # The same checks as metrics-server's options/kubelet_client.go Validate.
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("a kubelet client certificate and key must be given together")
+        if self.insecure_tls and self.ca_file is not None:
+            raise ValueError("insecure TLS and a kubelet CA file are mutually exclusive")
+        if self.timeout <= 0:
+            raise ValueError("the kubelet request timeout must be positive")
+        if self.max_body_bytes <= 0:
+            raise ValueError("the kubelet body limit must be positive")
+
+
+def ssl_context(config: ClientConfig) -> ssl.SSLContext:
+    """The one TLS client context every kubelet connection shares."""
+    context = ssl.create_default_context(
+        cafile=str(config.ca_file) if config.ca_file is not None else None
+    )
+    if config.insecure_tls:
+        # --kubelet-insecure-tls: no CA or name check ("testing only", MS README).
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if config.client_cert is not None and config.client_key is not None:
+        context.load_cert_chain(str(config.client_cert), str(config.client_key))
+    return context
+
+
+class KubeletClient:
+    """Scrapes kubelets over one shared connection pool; see scrape()."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+        # Nodes whose kubelet answered 404 on /metrics/resource (kubelets before 1.18
+        # have none) and answered /stats/summary instead: go there directly from now on.
+        self._summary_nodes: set[str] = set()
+
+    async def start(self) -> None:
+        """Build the TLS context and the session; errors here are configuration errors."""
+        if self._session is not None:
+            return
+        context = ssl_context(self.config)  # built once, shared by every connection
+        # limit=0: concurrency is bounded by the caller, one request per node at a
+        # time, and a 5,000-node cluster needs 5,000 live keep-alive connections.
+        connector = aiohttp.TCPConnector(limit=0, ssl=context, keepalive_timeout=_KEEPALIVE_SECONDS)
+        headers = {"User-Agent": f"kubepulse/{__version__}"}
+        if self.config.token:
+            headers["Authorization"] = f"Bearer {self.config.token}"
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+            raise_for_status=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def __aenter__(self) -> KubeletClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def url_for(self, node: Node) -> URL:
+        """The URL scrape() asks first for this node."""
+        address, port = self._endpoint(node)
+        if self.config.use_summary or node.name in self._summary_nodes:
+            return _url(address, port, SUMMARY_PATH, SUMMARY_QUERY)
+        return _url(address, port, self._resource_path(node), None)
+
+    async def scrape(self, node: Node) -> ScrapeResult:
+        """The node's and its pods' usage; raises ScrapeError and nothing else.
+
+        Cancellation (asyncio.CancelledError) is let through: it is the caller's doing.
+        """
+        try:
+            return await self._scrape(node)
+        except ScrapeError:
+            raise
+        except Exception as err:  # the promise: every failure is a ScrapeError
+            raise ScrapeError("other", f"scraping node {node.name}: {err!r}") from err
+
+    async def _scrape(self, node: Node) -> ScrapeResult:
+        if self._session is None:
+            await self.start()
+        address, port = self._endpoint(node)
+        if self.config.use_summary or node.name in self._summary_nodes:
+            return await self._scrape_summary(node, address, port)
+        url = _url(address, port, self._resource_path(node), None)
+        request_time = time.time()
+        try:
+            body = await self._get(url, address, port, "text/plain;version=0.0.4,*/*;q=0.1")
+        except ScrapeError as err:
+            if err.status != 404:
+                raise
+            # Kubelets before 1.18 have no /metrics/resource, and so may a custom path
+            # from the annotation; every kubelet has the Summary API.
+            return await self._fall_back_to_summary(node, address, port, url)
+        try:
+            return decode_resource_metrics(body, node.name, request_time)
+        except DecodeError as err:
+            raise ScrapeError("bad-payload", f"failed parsing metrics from {url}: {err}") from err
+
+    async def _fall_back_to_summary(
+        self, node: Node, address: str, port: int, url: URL
+    ) -> ScrapeResult:
+        try:
+            result = await self._scrape_summary(node, address, port)
+        except ScrapeError as err:
+            raise ScrapeError(
+                err.cause,
+                f'{url} answered "404 Not Found" and the /stats/summary fallback failed: '
+                f"{err.message}",
+                status=err.status,
+            ) from err
+        self._summary_nodes.add(node.name)
+        return result
+
+    async def _scrape_summary(self, node: Node, address: str, port: int) -> ScrapeResult:
+        url = _url(address, port, SUMMARY_PATH, SUMMARY_QUERY)
+        body = await self._get(url, address, port, "application/json")
+        try:
+            return decode_summary(body, node.name)
+        except DecodeError as err:
+            raise ScrapeError("bad-payload", f"failed decoding {url}: {err}") from err
+
+    def _endpoint(self, node: Node) -> tuple[str, int]:
+        # --kubelet-use-node-status-port takes precedence over --kubelet-port, when the
+        # node reports a port at all (client.go GetMetrics).
+        port = self.config.port
+        if self.config.use_node_status_port and node.kubelet_port:
+            port = node.kubelet_port
+        return node_address(node, self.config.preferred_address_types), port
+
+    def _resource_path(self, node: Node) -> str:
+        path = node.annotations.get(RESOURCE_METRICS_PATH_ANNOTATION) or self.config.path
+        return path if path.startswith("/") else "/" + path
+
+    async def _get(self, url: URL, address: str, port: int, accept: str) -> bytes:
+        """The 200 body of a GET within the timeout, or a classified ScrapeError."""
+        assert self._session is not None
+        deadline = time.monotonic() + self.config.timeout
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                async with self._session.get(
+                    url, headers={"Accept": accept}, allow_redirects=False
+                ) as response:
+                    if response.status != 200:
+                        raise await _status_error(url, response)
+                    return await _read_limited(url, response, self.config.max_body_bytes)
+        except ScrapeError:
+            raise
+        except TimeoutError as err:
+            # asyncio.timeout and aiohttp's own ServerTimeoutError both land here.
+            raise ScrapeError(
+                "timeout",
+                f'Get "{url}": context deadline exceeded '
+                f"(no answer within {self.config.timeout:g}s)",
+            ) from err
+        except aiohttp.ClientConnectorCertificateError as err:
+            remaining = max(0.5, deadline - time.monotonic())
+            raise await _certificate_error(url, address, port, err, remaining) from err
+        except aiohttp.ClientConnectorDNSError as err:
+            raise _dns_error(url, err) from err
+        except (aiohttp.ClientError, OSError) as err:
+            raise _transport_error(url, address, port, err) from err
+
+
+async def _certificate_error(
+    url: URL,
+    address: str,
+    port: int,
+    err: aiohttp.ClientConnectorCertificateError,
+    probe_timeout: float,
+) -> ScrapeError:
+    """Name a failed certificate check the way Go's crypto/x509 would.
+
+    OpenSSL reports X509_V_ERR_* codes; Go reports UnknownAuthorityError,
+    CertificateInvalidError (Expired) and HostnameError. Users and the metrics-server
+    docs know the Go texts, so those are what we say.
+    """
+    cert_error = err.certificate_error
+    code = getattr(cert_error, "verify_code", None)
+    detail = str(getattr(cert_error, "verify_message", "") or cert_error)
+    prefix = f'Get "{url}": tls: failed to verify certificate: '
+    lowered = detail.lower()
+    if (
+        code in _UNKNOWN_AUTHORITY_CODES
+        or "issuer certificate" in lowered
+        or ("self-signed" in lowered or "self signed" in lowered)
+    ):
+        return ScrapeError(
+            "tls-unknown-authority", prefix + "x509: certificate signed by unknown authority"
+        )
+    if code in _EXPIRED_CODES or "expired" in lowered or "not yet valid" in lowered:
+        return ScrapeError(
+            "tls-expired",
+            prefix + f"x509: certificate has expired or is not yet valid: {detail}",
+        )
+    if code in (_HOSTNAME_MISMATCH, _IP_MISMATCH) or "mismatch" in lowered:
+        # OpenSSL does not say why the name did not match; Go does, and the two
+        # causes have different fixes. Look at the certificate to tell them apart.
+        cert = await _peer_certificate(address, port, probe_timeout)
+        return _mismatch_error(prefix, address, cert, detail)
+    return ScrapeError("tls-other", prefix + f"x509: {detail}")
+
+
+def _url(address: str, port: int, path: str, query: dict[str, str] | None) -> URL:
+    # yarl brackets IPv6 addresses ("[fd00::1]:10250") as Go's net.JoinHostPort does,
+    # and escapes the path the way url.URL{Path: ...} does.
+    return URL.build(scheme="https", host=address, port=port, path=path, query=query)
+
+
+async def _status_error(url: URL, response: aiohttp.ClientResponse) -> ScrapeError:
+    """metrics-server's `request failed, status: "403 Forbidden"`, plus the kubelet's words.
+
+    The body matters: a kubelet's 403 names the user and the missing permission
+    ("Forbidden (user=..., verb=get, resource=nodes, subresource=metrics)").
+    """
+    status = response.status
+    snippet = ""
+    with contextlib.suppress(aiohttp.ClientError, OSError, ValueError):
+        raw = await response.content.read(_ERROR_SNIPPET_BYTES)
+        snippet = raw.decode("utf-8", "replace").strip()
+    status_text = f"{status} {response.reason or ''}".strip()
+    message = f'Get "{url}": request failed, status: "{status_text}"'
+    if snippet:
+        message += f": {snippet}"
+    cause = {401: "unauthorized", 403: "forbidden"}.get(status, "http")
+    return ScrapeError(cause, message, status=status)
+
+
+async def _read_limited(url: URL, response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, refusing it as soon as it is known to exceed limit bytes."""
+    too_large = ScrapeError("too-large", f"response from {url} is larger than {limit} bytes")
+    if response.content_length is not None and response.content_length > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(_READ_CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def _dns_error(url: URL, err: aiohttp.ClientConnectorDNSError) -> ScrapeError:
+    host = err.host
+    # The threaded resolver raises the gaierror itself, aiodns's wraps it as the cause.
+    gai = next(
+        (e for e in (err.os_error, err.os_error.__cause__) if isinstance(e, socket.gaierror)),
+        None,
+    )
+    no_such_host = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+    if gai is not None and gai.errno in no_such_host:
+        reason = "no such host"  # Go's net.DNSError text for NXDOMAIN
+    else:
+        reason = err.os_error.strerror or str(err.os_error)
+    return ScrapeError("dns", f'Get "{url}": dial tcp: lookup {host}: {reason}')
+
+
+def _transport_error(url: URL, address: str, port: int, err: BaseException) -> ScrapeError:
+    """Connection-level failures other than timeouts, DNS and certificate checks."""
+    dial = f'Get "{url}": dial tcp {_join_host_port(address, port)}: '
+    os_error = err.os_error if isinstance(err, aiohttp.ClientConnectorError) else err
+    if isinstance(os_error, ConnectionRefusedError):
+        return ScrapeError("refused", dial + "connect: connection refused")
+    if isinstance(os_error, socket.gaierror):
+        return ScrapeError("dns", f'Get "{url}": dial tcp: lookup {address}: {os_error.strerror}')
+    ssl_error = _find_cause(err, ssl.SSLError)
+    if ssl_error is not None:
+        return ScrapeError("tls-other", f'Get "{url}": tls: {ssl_error}')
+    if isinstance(err, aiohttp.ClientConnectorError):
+        return ScrapeError("other", dial + f"connect: {err.os_error.strerror or err.os_error}")
+    return ScrapeError("other", f'Get "{url}": {type(err).__name__}: {err}')
+
+
+def _find_cause(err: BaseException, kind: type[ssl.SSLError]) -> ssl.SSLError | None:
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        if isinstance(current, aiohttp.ClientConnectorError) and isinstance(current.os_error, kind):
+            return current.os_error
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _join_host_port(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def _mismatch_error(
+    prefix: str, address: str, cert: x509.Certificate | None, detail: str
+) -> ScrapeError:
+    """Go's x509.HostnameError texts (crypto/x509/verify.go), from the certificate."""
+    if cert is None:
+        return ScrapeError(
+            "tls-hostname", prefix + f"x509: certificate is not valid for {address}: {detail}"
+        )
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+        names = list(san.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        ips, names = [], []
+    if _ip(address) is not None:
+        if not ips:
+            return ScrapeError(
+                "tls-no-ip-san",
+                prefix + f"x509: cannot validate certificate for {address} "
+                "because it doesn't contain any IP SANs",
+            )
+        return ScrapeError(
+            "tls-hostname",
+            prefix + f"x509: certificate is valid for {', '.join(ips)}, not {address}",
+        )
+    if not names:
+        return ScrapeError(
+            "tls-hostname",
+            prefix + f"x509: certificate is not valid for any names, but wanted to match {address}",
+        )
+    return ScrapeError(
+        "tls-hostname", prefix + f"x509: certificate is valid for {', '.join(names)}, not {address}"
+    )
+
+
+async def _peer_certificate(address: str, port: int, timeout: float) -> x509.Certificate | None:
+    """The kubelet's certificate, fetched without verifying it; None if that fails.
+
+    Only used after a failed name check, to say which names the certificate has.
+    """
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(address, port, ssl=context)
+            ssl_object = writer.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        return x509.load_der_x509_certificate(der) if der else None
+    except (OSError, TimeoutError, ValueError):
+        return None
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
