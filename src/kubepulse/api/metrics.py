@@ -30,8 +30,8 @@ PREFIX = f"/apis/{GROUP_VERSION}"
 
 _COLUMNS = [
     tables.column("Name", "Name of the resource", fmt="name"),
-    tables.column("CPU", "CPU usage"),
-    tables.column("Memory", "Memory usage"),
+    tables.column("cpu", "CPU usage"),
+    tables.column("memory", "Memory usage"),
     tables.column("Window", "Interval over which metrics were collected"),
 ]
 
@@ -129,9 +129,12 @@ class MetricsAPI:
     async def get_node(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         node = next((n for n in self.inventory.nodes() if n.name == name), None)
-        r = self.store.node(name) if node is not None and self.node_selector(node.labels) else None
-        if node is None or r is None:
-            return not_found("nodemetrics", name, GROUP)
+        if node is None or not self.node_selector(node.labels):
+            # The node lister's own error (metrics-server's lister is filtered by -l).
+            return not_found("node", name)
+        r = self.store.node(name)
+        if r is None:
+            return not_found("nodes", name, GROUP)
         item = node_metrics(node, r, rfc3339(time.time()))
         if tables.wants_table(request):
             return self._table(request, [(name, r, item)])
@@ -186,15 +189,16 @@ class MetricsAPI:
         pod = next(
             (p for p in self._known_pods() if p.namespace == namespace and p.name == name), None
         )
-        r = None
-        if pod is not None:
-            r = (
-                self.store.pod(pod.node_name, namespace, name)
-                if pod.node_name
-                else self.store.pods().get((namespace, name))
-            )
-        if pod is None or r is None:
-            return not_found("podmetrics", name, GROUP)
+        if pod is None:
+            return not_found("pod", name)
+        r = (
+            self.store.pod(pod.node_name, namespace, name)
+            if pod.node_name
+            else self.store.pods().get((namespace, name))
+        )
+        if r is None:
+            # metrics-server names the pod namespace/name here (pkg/api/pod.go).
+            return not_found("pods", f"{namespace}/{name}", GROUP)
         item = pod_metrics(pod, r, rfc3339(time.time()))
         if tables.wants_table(request):
             return self._table(request, [(name, _summed(r), item)])

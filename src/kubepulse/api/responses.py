@@ -17,12 +17,14 @@ def json_response(body: Any, content_type: str = JSON) -> web.Response:
 
 
 def not_found(resource: str, name: str, group: str = "") -> web.Response:
+    """apimachinery's errors.NewNotFound(GroupResource{group, resource}, name)."""
     qualified = f"{resource}.{group}" if group else resource
-    return status_response(
-        404,
-        f'{qualified} "{name}" not found',
-        {"name": name, "group": group, "kind": resource},
+    details = (
+        {"name": name, "group": group, "kind": resource}
+        if group
+        else {"name": name, "kind": resource}
     )
+    return status_response(404, f'{qualified} "{name}" not found', details)
 
 
 def refuse_watch(request: web.Request) -> web.Response | None:

@@ -51,6 +51,15 @@ def namespaces(inventory: Inventory) -> list[Mapping[str, Any]]:
     return [namespace_object(name, created[name]) for name in sorted(created)]
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's error in one line (its own text spans several): what is wrong, and where."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem:
+        mark = err.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{err.problem}{where}"
+    return " ".join(str(err).split())
+
+
 class StaticInventory:
     """Nodes and pods read once from YAML (`kubectl get nodes -o yaml` output works)."""
 
@@ -63,8 +72,10 @@ class StaticInventory:
             documents = list(yaml.safe_load_all(path.read_text()))
         except OSError as err:
             raise ObjectError(f"cannot read {path}: {err.strerror}") from err
+        except UnicodeDecodeError as err:
+            raise ObjectError(f"{path} is not UTF-8 text (byte {err.start})") from err
         except yaml.YAMLError as err:
-            raise ObjectError(f"{path} is not valid YAML: {err}") from err
+            raise ObjectError(f"{path} is not valid YAML: {_yaml_problem(err)}") from err
         nodes, pods = split_objects(flatten(documents))
         if not nodes:
             raise ObjectError(f"{path} holds no Node objects")
