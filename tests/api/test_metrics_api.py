@@ -319,11 +319,16 @@ async def test_selectors_filter_lists(
             "unable to parse",
             id="node-unclosed-set",
         ),
-        pytest.param("pods", {"labelSelector": "=web"}, "unable to parse", id="pod-missing-key"),
+        pytest.param(
+            "pods",
+            {"labelSelector": "=web"},
+            "found '=', expected: !, identifier, or 'end of string'",
+            id="pod-missing-key",
+        ),
         pytest.param(
             "namespaces/default/pods",
             {"labelSelector": "app=a=b"},
-            "unable to parse",
+            "found '=', expected: ',' or 'end of string'",
             id="namespaced-bad-label",
         ),
         pytest.param(

@@ -7,17 +7,25 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from kubepulse import __version__
-from kubepulse.cli import agent, server, up
+from kubepulse.cli import agent, server, top, up
 from kubepulse.cli.errors import CommandError
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line on stderr and exit 1, as kubectl reports bad flags."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"error: {message}\n")
+
 
 Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="kubepulse",
         description="Resource monitoring for Kubernetes: agent, metrics server, top, dashboard.",
     )
@@ -26,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     agent.add_parser(sub)
     server.add_parser(sub)
+    top.add_parser(sub)
     up.add_parser(sub)
     return parser
 
@@ -44,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except CommandError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(err.line(), file=sys.stderr)
         return 1
     except Exception as err:  # the last line of defence: one line, never a traceback
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)

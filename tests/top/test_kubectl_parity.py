@@ -1,0 +1,133 @@
+"""`kubepulse top` and kubectl 1.32 against the same server: the same bytes, the same exit."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from tests.support import KUBEPULSE
+from tests.top.conftest import Cluster
+
+CASES = [
+    ["node"],
+    ["nodes"],
+    ["no"],
+    ["nodes", "--no-headers"],
+    ["nodes", "--sort-by=cpu"],
+    ["nodes", "--sort-by=memory"],
+    ["nodes", "--show-capacity"],
+    ["node", "node-a"],
+    ["node", "node-b", "--show-capacity", "--no-headers"],
+    ["nodes", "-l", "topology.kubernetes.io/zone=zone-b"],
+    ["nodes", "-l", "topology.kubernetes.io/zone=zone-a"],
+    ["nodes", "--selector", "topology.kubernetes.io/zone in (zone-a,zone-b)"],
+    ["node", "node-c"],
+    ["node", "ghost"],
+    ["nodes", "-l", "nothing=here"],
+    ["nodes", "--sort-by=name"],
+    ["node", "node-a", "-l", "a=b"],
+    ["pod"],
+    ["pods", "-n", "kube-system"],
+    ["po", "-A"],
+    ["pods", "-A", "--containers"],
+    ["pods", "--containers"],
+    ["pods", "-A", "--sum"],
+    ["pods", "--sum"],
+    ["pods", "-A", "--containers", "--sum"],
+    ["pods", "-A", "--sort-by=cpu"],
+    ["pods", "-A", "--sort-by=memory"],
+    ["pods", "-A", "--containers", "--sort-by=memory"],
+    ["pods", "-A", "--no-headers"],
+    ["pods", "-A", "-l", "app=web"],
+    ["pods", "-A", "-l", "k8s-app=kube-dns"],
+    ["pods", "-A", "--field-selector", "metadata.name=web-1"],
+    ["pods", "-A", "--field-selector", "metadata.namespace=kube-system"],
+    ["pod", "web-1"],
+    ["pod", "web-1", "--containers"],
+    ["pod", "web-1", "-n", "default", "--no-headers"],
+    ["pod", "web-1", "-l", "app=web"],
+    ["pod", "ghost"],
+    ["pods", "-n", "empty"],
+    ["pods", "-A", "-l", "app=nothing"],
+    ["pods", "--sort-by=cpu-util"],
+    ["pods", "-A", "-l", "app in web"],
+]
+
+
+def run(cluster: Cluster, command: list[str], args: list[str]) -> tuple[int, str, str]:
+    result = subprocess.run(
+        [*command, "--kubeconfig", str(cluster.kubeconfig), "top", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def kubectl(cluster: Cluster, args: list[str]) -> tuple[int, str, str]:
+    return run(cluster, ["kubectl"], args)
+
+
+def kubepulse(cluster: Cluster, args: list[str]) -> tuple[int, str, str]:
+    # kubepulse takes --kubeconfig after the subcommand, as any flag.
+    result = subprocess.run(
+        [*KUBEPULSE, "top", *args, "--kubeconfig", str(cluster.kubeconfig)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("args", CASES, ids=[" ".join(c) for c in CASES])
+def test_same_output_as_kubectl(cluster: Cluster, args: list[str]) -> None:
+    want = kubectl(cluster, args)
+    got = kubepulse(cluster, args)
+    assert got[1] == want[1], "stdout differs"
+    assert (got[0] == 0) == (want[0] == 0), f"exit codes {got[0]} vs {want[0]}: {got[2]}"
+    assert got[0] == want[0]
+    assert got[2] == want[2] or _usage_error(want[2]), "stderr differs"
+    assert "Traceback" not in got[2]
+
+
+def _usage_error(kubectl_stderr: str) -> bool:
+    return kubectl_stderr.startswith("error: unknown") or "See 'kubectl" in kubectl_stderr
+
+
+AGE = re.compile(r"age: [0-9hms.]+")
+
+
+def test_metrics_not_available_yet(cold_cluster: Cluster) -> None:
+    want = kubectl(cold_cluster, ["nodes"])
+    assert (
+        kubepulse(cold_cluster, ["nodes"]) == want == (1, "", "error: metrics not available yet\n")
+    )
+
+
+@pytest.mark.parametrize("args", [["pods", "-A"], ["pods"], ["pods", "-l", "app=web"]])
+def test_pods_without_metrics_are_explained(cold_cluster: Cluster, args: list[str]) -> None:
+    want = kubectl(cold_cluster, args)
+    got = kubepulse(cold_cluster, args)
+    assert got[:2] == want[:2]
+    assert want[0] == 1
+    # The age runs on between the two commands: compare everything but its digits.
+    assert AGE.sub("age: X", got[2]) == AGE.sub("age: X", want[2])
+    assert "Metrics not available for pod default/web-1, age: " in got[2]
+
+
+def test_old_pod_without_metrics_names_it_with_its_age(cold_cluster: Cluster) -> None:
+    want = kubectl(cold_cluster, ["pod", "web-2"])
+    got = kubepulse(cold_cluster, ["pod", "web-2"])
+    assert got[0] == want[0] == 1
+    assert got[1] == want[1] == ""
+    assert AGE.sub("age: X", got[2]) == AGE.sub("age: X", want[2])
+
+
+@pytest.mark.parametrize("args", [["nodes"], ["pods", "-A"]])
+def test_metrics_api_not_available(no_metrics_api: Cluster, args: list[str]) -> None:
+    want = kubectl(no_metrics_api, args)
+    got = kubepulse(no_metrics_api, args)
+    assert got == want
+    assert want == (1, "", "error: Metrics API not available\n")
