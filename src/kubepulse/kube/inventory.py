@@ -67,16 +67,19 @@ class StaticInventory:
         self._nodes, self._pods = nodes, pods
 
     @classmethod
-    def from_file(cls, path: Path) -> StaticInventory:
+    def from_file(cls, path: Path, keep_raw: bool = False) -> StaticInventory:
+        # libyaml's C loader when PyYAML has it: ten times faster on large files.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         try:
-            documents = list(yaml.safe_load_all(path.read_text()))
+            documents = list(yaml.load_all(path.read_text(), Loader=loader))
         except OSError as err:
             raise ObjectError(f"cannot read {path}: {err.strerror}") from err
         except UnicodeDecodeError as err:
             raise ObjectError(f"{path} is not UTF-8 text (byte {err.start})") from err
         except yaml.YAMLError as err:
             raise ObjectError(f"{path} is not valid YAML: {_yaml_problem(err)}") from err
-        nodes, pods = split_objects(flatten(documents))
+        nodes, pods = split_objects(flatten(documents), keep_raw)
+        del documents
         if not nodes:
             raise ObjectError(f"{path} holds no Node objects")
         return cls(nodes, pods)

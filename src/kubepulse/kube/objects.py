@@ -76,7 +76,7 @@ def _str_map(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in (value or {}).items()}
 
 
-def node_from_object(obj: Mapping[str, Any]) -> Node:
+def node_from_object(obj: Mapping[str, Any], keep_raw: bool = True) -> Node:
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
     name = meta.get("name")
@@ -97,13 +97,13 @@ def node_from_object(obj: Mapping[str, Any]) -> Node:
             capacity=_resources(status.get("capacity")),
             allocatable=_resources(status.get("allocatable")),
             creation_timestamp=meta.get("creationTimestamp"),
-            raw=obj,
+            raw=obj if keep_raw else {},
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ObjectError(f"Node {name}: {err}") from err
 
 
-def pod_from_object(obj: Mapping[str, Any]) -> Pod:
+def pod_from_object(obj: Mapping[str, Any], keep_raw: bool = True) -> Pod:
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -130,7 +130,7 @@ def pod_from_object(obj: Mapping[str, Any]) -> Pod:
         containers=containers,
         start_time=status.get("startTime"),
         creation_timestamp=meta.get("creationTimestamp"),
-        raw=obj,
+        raw=obj if keep_raw else {},
     )
 
 
@@ -152,15 +152,19 @@ def flatten(documents: Iterable[Any]) -> list[Mapping[str, Any]]:
     return objects
 
 
-def split_objects(objects: Iterable[Mapping[str, Any]]) -> tuple[list[Node], list[Pod]]:
+def split_objects(
+    objects: Iterable[Mapping[str, Any]], keep_raw: bool = True
+) -> tuple[list[Node], list[Pod]]:
+    """Nodes and pods of a stream of objects; keep_raw=False keeps only the fields used,
+    which is what a server that does not serve the core API needs (much less memory)."""
     nodes: list[Node] = []
     pods: list[Pod] = []
     for obj in objects:
         kind = obj.get("kind")
         if kind == "Node":
-            nodes.append(node_from_object(obj))
+            nodes.append(node_from_object(obj, keep_raw))
         elif kind == "Pod":
-            pods.append(pod_from_object(obj))
+            pods.append(pod_from_object(obj, keep_raw))
     return nodes, pods
 
 
