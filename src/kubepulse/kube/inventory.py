@@ -70,16 +70,23 @@ class StaticInventory:
     def from_file(cls, path: Path, keep_raw: bool = False) -> StaticInventory:
         # libyaml's C loader when PyYAML has it: ten times faster on large files.
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        nodes: list[Node] = []
+        pods: list[Pod] = []
         try:
-            documents = list(yaml.load_all(path.read_text(), Loader=loader))
+            with path.open("rb") as stream:
+                # One document at a time: a multi-document file never sits in memory
+                # whole as Python objects, only as the compact Node and Pod it becomes.
+                for document in yaml.load_all(stream, Loader=loader):
+                    more_nodes, more_pods = split_objects(flatten([document]), keep_raw)
+                    nodes += more_nodes
+                    pods += more_pods
+                    del document, more_nodes, more_pods
         except OSError as err:
             raise ObjectError(f"cannot read {path}: {err.strerror}") from err
         except UnicodeDecodeError as err:
             raise ObjectError(f"{path} is not UTF-8 text (byte {err.start})") from err
         except yaml.YAMLError as err:
             raise ObjectError(f"{path} is not valid YAML: {_yaml_problem(err)}") from err
-        nodes, pods = split_objects(flatten(documents), keep_raw)
-        del documents
         if not nodes:
             raise ObjectError(f"{path} holds no Node objects")
         return cls(nodes, pods)
