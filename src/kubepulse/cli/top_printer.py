@@ -9,9 +9,9 @@ sorted by name (pods by namespace then name with -A), or by usage, descending, w
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kubepulse.cli import tabwriter
 from kubepulse.quantity import parse_quantity
@@ -19,6 +19,7 @@ from kubepulse.quantity import parse_quantity
 NODE_COLUMNS = ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
 POD_COLUMNS = ["NAME", "CPU(cores)", "MEMORY(bytes)"]
 UNKNOWN = "<unknown>"
+T = TypeVar("T")
 
 
 def milli(quantity: str) -> int:
@@ -42,6 +43,22 @@ class Usage:
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(self.cpu_milli + other.cpu_milli, self.memory_bytes + other.memory_bytes)
+
+
+def sort_by_usage(rows: list[T], sort_by: str, usage: Callable[[T], Usage]) -> None:
+    """kubectl's --sort-by: cpu or memory, largest first; rows stay in name order else."""
+    if sort_by == "cpu":
+        rows.sort(key=lambda row: -usage(row).cpu_milli)
+    elif sort_by == "memory":
+        rows.sort(key=lambda row: -usage(row).memory_bytes)
+
+
+def node_usage(m: Mapping[str, Any]) -> Usage:
+    return Usage.of(m["usage"])
+
+
+def container_usage(c: Mapping[str, Any]) -> Usage:
+    return Usage.of(c.get("usage") or {})
 
 
 def cpu_text(u: Usage) -> str:
@@ -71,9 +88,7 @@ def nodes(
     if not metrics:
         return ""
     rows = sorted(metrics, key=lambda m: m["metadata"]["name"])
-    if sort_by:
-        key = "cpu_milli" if sort_by == "cpu" else "memory_bytes"
-        rows.sort(key=lambda m: -getattr(Usage.of(m["usage"]), key))
+    sort_by_usage(rows, sort_by, node_usage)
     lines = [] if no_headers else [_cells(*NODE_COLUMNS)]
     remaining = dict(available)
     for m in rows:
@@ -117,9 +132,7 @@ def pods(
             m["metadata"]["name"],
         ),
     )
-    if sort_by:
-        key = "cpu_milli" if sort_by == "cpu" else "memory_bytes"
-        rows.sort(key=lambda m: -getattr(pod_usage(m), key))
+    sort_by_usage(rows, sort_by, pod_usage)
     lines: list[str] = []
     if not no_headers:
         lines.append(
@@ -134,9 +147,7 @@ def pods(
         prefix = [meta.get("namespace", "")] if with_namespace else []
         if containers:
             items = sorted(m.get("containers") or [], key=lambda c: c["name"])
-            if sort_by:
-                key = "cpu_milli" if sort_by == "cpu" else "memory_bytes"
-                items.sort(key=lambda c: -getattr(Usage.of(c.get("usage") or {}), key))
+            sort_by_usage(items, sort_by, container_usage)
             for c in items:
                 used = Usage.of(c.get("usage") or {})
                 lines.append(

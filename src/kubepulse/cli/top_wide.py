@@ -11,7 +11,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubepulse.cli import tabwriter
-from kubepulse.cli.top_printer import Usage, cpu_text, memory_text, milli, percent, pod_usage, value
+from kubepulse.cli.top_printer import (
+    Usage,
+    cpu_text,
+    memory_text,
+    milli,
+    node_usage,
+    percent,
+    pod_usage,
+    sort_by_usage,
+    value,
+)
 
 NA = "n/a"
 
@@ -56,9 +66,7 @@ def pods(
     rows = sorted(
         metrics, key=lambda m: (m["metadata"].get("namespace", ""), m["metadata"]["name"])
     )
-    if sort_by:
-        key = "cpu_milli" if sort_by == "cpu" else "memory_bytes"
-        rows.sort(key=lambda m: -getattr(pod_usage(m), key))
+    sort_by_usage(rows, sort_by, pod_usage)
     header = [
         "NAME",
         "CPU(cores)",
@@ -116,9 +124,7 @@ def nodes(
         cpu, mem = _sum_any(pod)
         requested[node] = requested.get(node, Usage(0, 0)) + Usage(cpu, mem)
     rows = sorted(metrics, key=lambda m: m["metadata"]["name"])
-    if sort_by:
-        key = "cpu_milli" if sort_by == "cpu" else "memory_bytes"
-        rows.sort(key=lambda m: -getattr(Usage.of(m["usage"]), key))
+    sort_by_usage(rows, sort_by, node_usage)
     header = [
         "NAME",
         "CPU(cores)",
