@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -131,3 +132,47 @@ def test_metrics_api_not_available(no_metrics_api: Cluster, args: list[str]) -> 
     got = kubepulse(no_metrics_api, args)
     assert got == want
     assert want == (1, "", "error: Metrics API not available\n")
+
+
+@pytest.fixture(scope="module")
+def namespaced_kubeconfig(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Cluster:
+    """The same cluster, through a kubeconfig whose contexts carry namespaces."""
+    import yaml
+
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = config["contexts"][0]
+    context["context"]["namespace"] = "kube-system"
+    config["contexts"].append(
+        {"name": "web", "context": {**context["context"], "namespace": "default"}}
+    )
+    path = tmp_path_factory.mktemp("ns") / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return Cluster(path, cluster.port)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["pods"],
+        ["pods", "--context", "web"],
+        ["pods", "-n", "default"],
+        ["pod", "web-1", "--context", "web"],
+    ],
+    ids=["context-namespace", "other-context", "flag-beats-context", "name-in-context"],
+)
+def test_namespace_comes_from_the_context(namespaced_kubeconfig: Cluster, args: list[str]) -> None:
+    want = kubectl(namespaced_kubeconfig, args)
+    assert kubepulse(namespaced_kubeconfig, args) == want
+    assert want[0] == 0 and want[1]
+
+
+def test_kubeconfig_from_the_environment(cluster: Cluster) -> None:
+    env = {**os.environ, "KUBECONFIG": f"/nonexistent:{cluster.kubeconfig}"}
+    want = subprocess.run(
+        ["kubectl", "top", "nodes"], capture_output=True, text=True, env=env, timeout=60
+    )
+    got = subprocess.run(
+        [*KUBEPULSE, "top", "nodes"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr)
+    assert "node-a" in got.stdout
