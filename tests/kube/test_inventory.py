@@ -1,0 +1,56 @@
+"""--targets files: YAML (multi-document or a List) and JSON, as kubectl prints them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubepulse.kube.inventory import StaticInventory
+from kubepulse.kube.objects import ObjectError
+from tests.api.conftest import NODE_OBJECTS, POD_OBJECTS
+
+
+def write(path: Path, form: str) -> Path:
+    objects = [*NODE_OBJECTS, *POD_OBJECTS]
+    if form == "yaml-documents":
+        path.write_text(yaml.safe_dump_all(objects))
+    elif form == "yaml-list":
+        path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": objects}))
+    elif form == "json-list":
+        path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    else:  # kubectl get nodes -o json: a NodeList whose items may lack kind
+        items = [{k: v for k, v in n.items() if k != "kind"} for n in NODE_OBJECTS]
+        path.write_text(json.dumps({"apiVersion": "v1", "kind": "NodeList", "items": items}))
+    return path
+
+
+@pytest.mark.parametrize("form", ["yaml-documents", "yaml-list", "json-list", "json-nodelist"])
+def test_every_form_gives_the_same_nodes(tmp_path: Path, form: str) -> None:
+    inventory = StaticInventory.from_file(write(tmp_path / "targets", form))
+    assert [n.name for n in inventory.nodes()] == ["node-a", "node-b", "node-c", "node-d"]
+    node = inventory.nodes()[0]
+    assert node.addresses[0].address == "127.0.0.2"
+    assert node.kubelet_port == 10250
+    assert node.allocatable.cpu_millicores == 3800
+    assert node.raw == {}  # the server keeps only the fields it reads
+    if form != "json-nodelist":
+        assert {p.name for p in inventory.pods()} == {"coredns-7db6d8ff4d-x2x9p", "web-1", "web-2"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind: Pod\nmetadata: {name: x}\n", "holds no Node objects"),
+        ('{"kind": "List", "items": []}', "holds no Node objects"),
+        ("a: [\n", "is not valid YAML"),
+        ("- 1\n- 2\n", "expected a Kubernetes object"),
+    ],
+)
+def test_bad_targets_files_are_named(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "targets"
+    path.write_text(text)
+    with pytest.raises(ObjectError, match=message):
+        StaticInventory.from_file(path)
