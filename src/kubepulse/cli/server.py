@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import asyncio.sslproto
 import contextlib
 import gc
 import logging
@@ -223,6 +224,22 @@ async def start_server(
     return RunningServer(runner, port, manager, store, tasks, client)
 
 
+def tune_for_many_nodes() -> None:
+    """Process settings for a server that keeps thousands of nodes and connections.
+
+    - asyncio gives every TLS connection a 256 KiB read buffer (SSLProtocol.max_size);
+      at one keep-alive connection per node that is 1.25 GiB for 5,000 nodes, while a
+      kubelet's answer is about 30 KiB. 64 KiB holds four full TLS records.
+    - The inventory lives as long as the process: freeze it out of the collector's
+      walks, and collect young objects less often, since scrape results are freed by
+      reference counting and hardly ever form cycles.
+    """
+    asyncio.sslproto.SSLProtocol.max_size = 64 * 1024
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def read_token(path: Path | None) -> str | None:
     if path is None:
         return None
@@ -240,10 +257,7 @@ async def run(args: argparse.Namespace) -> int:
         inventory = StaticInventory.from_file(args.targets)
     except ObjectError as err:
         raise CommandError(str(err)) from err
-    # The inventory lives as long as the process: keep the collector from walking it on
-    # every full collection, which at 150,000 pods costs more than a scrape does.
-    gc.collect()
-    gc.freeze()
+    tune_for_many_nodes()
     auth = authenticator(args)
     server = await start_server(args, inventory, read_token(args.kubelet_token_file), auth)
     print(f"kubepulse server: {serving.url(args.bind_address, server.port)}", flush=True)
