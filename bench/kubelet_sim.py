@@ -1,0 +1,657 @@
+"""A kubelet simulator: N nodes' /metrics/resource over TLS, in one asyncio process.
+
+Every simulated node listens on its own loopback address, 127.1.B.C port 10250 (node 0
+is 127.1.0.1; C runs 1..254, then B moves on), so that a scraper opens one TLS
+connection per node, as it would in a cluster. Linux routes all of 127.0.0.0/8 to the
+loopback interface, so no setup is needed to bind them.
+
+Each node answers `GET /metrics/resource` with `Authorization: Bearer <token>` only
+(401 otherwise), with the text `kubepulse.agent.resource_metrics.render` makes from a
+NodeStats of PODS pods x CONTAINERS containers: realistic names (`api-7c9fdb8d4b-x2k9q`
+in a handful of namespaces), cumulative CPU = start + rate x elapsed, a working set that
+wobbles around a base, container start times hours to weeks ago, and millisecond
+timestamps of now. A node's answer is rendered at most once per wall-clock second and
+cached, gzip-compressed (level 1) when the client accepts gzip, as the kubelet's
+promhttp handler does.
+
+TLS: one CA, and one serving certificate per node naming its node and IP, as kubelet
+serving certificates do (see serving_contexts for why not one shared certificate).
+
+It writes, in --workdir:
+- targets.yaml (or .json): one `kind: List` of every Node (InternalIP and Hostname addresses,
+  capacity, allocatable, daemonEndpoints.kubeletEndpoint.Port) and every Pod (spec.nodeName,
+  containers with requests and limits, labels), as `kubectl get nodes,pods -A -o yaml`
+  would, trimmed of fields kubepulse does not read (managedFields, volumes, conditions);
+- ca.crt, the CA of the kubelet serving certificates;
+- token, the bearer token the kubelets accept;
+then prints one line `READY <json>` on stdout and serves until SIGTERM or SIGINT.
+
+A plain-HTTP control endpoint on 127.0.0.1 (`GET /stats`, JSON) reports requests,
+refusals and "bursts" of scrape requests separated by more than BURST_GAP_S of silence:
+one burst per scrape cycle of the server, which the benchmark uses as cycle boundaries.
+
+Run: .venv/bin/python -m bench.kubelet_sim --nodes 1000 --workdir /tmp/sim
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import hashlib
+import ipaddress
+import json
+import math
+import random
+import re
+import resource
+import secrets
+import signal
+import ssl
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from kubepulse import pki
+from kubepulse.agent.resource_metrics import CONTENT_TYPE, render
+from kubepulse.model import ContainerSample, NodeSample, NodeStats, PodSample, Usage
+
+PODS = 30
+CONTAINERS = 2
+KUBELET_PORT = 10250
+FIRST_ADDRESS = ipaddress.IPv4Address("127.1.0.1")
+BURST_GAP_S = 1.0
+GZIP_LEVEL = 1
+
+NAMESPACES = ("default", "shop", "payments", "search", "monitoring", "ingress", "data")
+APPS = (
+    "api",
+    "web",
+    "worker",
+    "cart",
+    "checkout",
+    "catalog",
+    "auth",
+    "billing",
+    "search",
+    "indexer",
+    "notifier",
+    "scheduler",
+    "exporter",
+    "gateway",
+    "cache",
+)
+SIDECARS = ("istio-proxy", "log-shipper", "envoy", "otel-agent")
+# Kubernetes' rand.String alphabet (apimachinery/pkg/util/rand): no vowels, no 0/1/3.
+_POD_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+# Node overhead beyond its pods: kubelet, container runtime, system daemons.
+_SYSTEM_CPU_CORES = 0.15
+_SYSTEM_MEMORY = 1_400 * 2**20
+
+
+# -- the simulated cluster ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SimContainer:
+    name: str
+    start_time: float
+    cpu_seconds_at_epoch: float
+    """Cumulative CPU at the simulator's epoch (its start), core-seconds."""
+    cpu_cores: float
+    """Average usage in cores: cumulative CPU grows by this much per second."""
+    memory_base: int
+    memory_wobble: int
+    phase: float
+    cpu_request_m: int
+    memory_request_mi: int
+
+
+@dataclass(slots=True)
+class SimPod:
+    namespace: str
+    name: str
+    app: str
+    template_hash: str
+    uid: str
+    start_time: float
+    containers: list[SimContainer]
+
+
+@dataclass(slots=True)
+class SimNode:
+    index: int
+    name: str
+    address: str
+    uid: str
+    boot_time: float
+    pods: list[SimPod]
+    cached_second: int = -1
+    cached_plain: bytes = b""
+    cached_gzip: bytes | None = None
+
+
+@dataclass
+class Cluster:
+    epoch: float
+    nodes: list[SimNode]
+    by_address: dict[str, SimNode] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_address = {n.address: n for n in self.nodes}
+
+
+def node_address(index: int) -> str:
+    """127.1.B.C for node index: 254 nodes per /24, last octet 1..254."""
+    block, offset = divmod(index, 254)
+    base = int(FIRST_ADDRESS) & ~0xFF
+    return str(ipaddress.IPv4Address(base + block * 256 + offset + 1))
+
+
+def _pod_suffix(rng: random.Random, length: int) -> str:
+    return "".join(rng.choice(_POD_ALPHABET) for _ in range(length))
+
+
+def build_cluster(
+    nodes: int, pods: int = PODS, containers: int = CONTAINERS, seed: int = 1
+) -> Cluster:
+    """The same cluster for the same arguments: names, rates and sizes are seeded."""
+    rng = random.Random(seed)
+    epoch = time.time()
+    # Deployments: (namespace, app, pod-template-hash), each with many replicas spread
+    # over the nodes, as a real cluster has.
+    deployments = [
+        (ns, app, _pod_suffix(rng, 10)) for ns in NAMESPACES for app in APPS if rng.random() < 0.7
+    ]
+    used: set[tuple[str, str]] = set()
+    sim_nodes: list[SimNode] = []
+    for index in range(nodes):
+        name = f"worker-{index:05d}"
+        node_pods: list[SimPod] = []
+        for _ in range(pods):
+            ns, app, template_hash = rng.choice(deployments)
+            while True:
+                pod_name = f"{app}-{template_hash}-{_pod_suffix(rng, 5)}"
+                if (ns, pod_name) not in used:
+                    used.add((ns, pod_name))
+                    break
+            pod_start = epoch - rng.uniform(3600, 21 * 86400)
+            sidecar = SIDECARS[int(hashlib.sha1(app.encode()).hexdigest(), 16) % len(SIDECARS)]
+            names = [app, sidecar, *(f"{app}-helper-{k}" for k in range(2, containers))]
+            sim_containers = []
+            for k, cname in enumerate(names[:containers]):
+                main = k == 0
+                cores = rng.uniform(0.005, 0.6) if main else rng.uniform(0.002, 0.03)
+                started = pod_start + rng.uniform(0.5, 5.0)
+                base = (
+                    rng.randint(60, 900) * 2**20 if main else rng.randint(25, 90) * 2**20
+                ) + rng.randint(0, 2**20)
+                sim_containers.append(
+                    SimContainer(
+                        name=cname,
+                        start_time=started,
+                        cpu_seconds_at_epoch=cores * (epoch - started) * rng.uniform(0.8, 1.2),
+                        cpu_cores=cores,
+                        memory_base=base,
+                        memory_wobble=int(base * rng.uniform(0.01, 0.08)),
+                        phase=rng.uniform(0, 2 * math.pi),
+                        cpu_request_m=rng.choice((50, 100, 250, 500)) if main else 10,
+                        memory_request_mi=rng.choice((128, 256, 512, 1024)) if main else 64,
+                    )
+                )
+            node_pods.append(
+                SimPod(
+                    namespace=ns,
+                    name=pod_name,
+                    app=app,
+                    template_hash=template_hash,
+                    uid=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    start_time=pod_start,
+                    containers=sim_containers,
+                )
+            )
+        sim_nodes.append(
+            SimNode(
+                index=index,
+                name=name,
+                address=node_address(index),
+                uid=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                boot_time=epoch - rng.uniform(86400, 60 * 86400),
+                pods=node_pods,
+            )
+        )
+    return Cluster(epoch, sim_nodes)
+
+
+def node_stats(node: SimNode, now: float, epoch: float) -> NodeStats:
+    """What the node's kubelet would report at `now`."""
+    elapsed = now - epoch
+    pod_samples = []
+    node_cpu_ns = int((_SYSTEM_CPU_CORES * (now - node.boot_time)) * 1e9)
+    node_memory = _SYSTEM_MEMORY
+    for pod in node.pods:
+        samples = []
+        pod_cpu_ns = 0
+        pod_memory = 1_100_000  # the pause container
+        for c in pod.containers:
+            cpu_ns = int((c.cpu_seconds_at_epoch + c.cpu_cores * elapsed) * 1e9)
+            memory = c.memory_base + int(c.memory_wobble * math.sin(now / 90.0 + c.phase))
+            pod_cpu_ns += cpu_ns
+            pod_memory += memory
+            samples.append(
+                ContainerSample(
+                    name=c.name,
+                    start_time=c.start_time,
+                    usage=Usage(
+                        timestamp=now, cpu_usage_core_nanoseconds=cpu_ns, working_set_bytes=memory
+                    ),
+                )
+            )
+        node_cpu_ns += pod_cpu_ns
+        node_memory += pod_memory
+        pod_samples.append(
+            PodSample(
+                namespace=pod.namespace,
+                name=pod.name,
+                uid=pod.uid,
+                start_time=pod.start_time,
+                containers=tuple(samples),
+                usage=Usage(
+                    timestamp=now,
+                    cpu_usage_core_nanoseconds=pod_cpu_ns + 40_000_000,
+                    working_set_bytes=pod_memory,
+                ),
+            )
+        )
+    node_sample = NodeSample(
+        name=node.name,
+        start_time=node.boot_time,
+        usage=Usage(
+            timestamp=now, cpu_usage_core_nanoseconds=node_cpu_ns, working_set_bytes=node_memory
+        ),
+    )
+    return NodeStats(node_sample, tuple(pod_samples))
+
+
+def payload(node: SimNode, epoch: float, want_gzip: bool) -> bytes:
+    """The node's answer, rendered at most once per second."""
+    now = time.time()
+    second = int(now)
+    if second != node.cached_second:
+        node.cached_plain = render(node_stats(node, now, epoch)).encode()
+        node.cached_gzip = None
+        node.cached_second = second
+    if not want_gzip:
+        return node.cached_plain
+    if node.cached_gzip is None:
+        node.cached_gzip = gzip.compress(node.cached_plain, GZIP_LEVEL, mtime=0)
+    return node.cached_gzip
+
+
+# -- the targets file -------------------------------------------------------------------
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
+_YAML_WORDS = frozenset(
+    {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~", "nan", "inf"}
+)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    if _PLAIN.fullmatch(text) and text.lower() not in _YAML_WORDS:
+        return text
+    return json.dumps(text)  # a JSON string is a valid YAML double-quoted scalar
+
+
+def _yaml_lines(value: Any, indent: str) -> Iterator[str]:
+    """Block-style YAML, as kubectl writes it; no generic emitter, to stay fast."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, dict) and item:
+                yield f"{indent}{key}:"
+                yield from _yaml_lines(item, indent + "  ")
+            elif isinstance(item, list) and item:
+                yield f"{indent}{key}:"
+                yield from _yaml_lines(item, indent)
+            elif isinstance(item, dict | list):
+                yield f"{indent}{key}: {'{}' if isinstance(item, dict) else '[]'}"
+            else:
+                yield f"{indent}{key}: {_scalar(item)}"
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict | list) and item:
+                lines = list(_yaml_lines(item, indent + "  "))
+                yield f"{indent}- {lines[0].lstrip()}"
+                yield from lines[1:]
+            else:
+                yield f"{indent}- {_scalar(item)}"
+    else:
+        yield f"{indent}{_scalar(value)}"
+
+
+def _rfc3339(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def node_object(node: SimNode) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": node.name,
+            "uid": node.uid,
+            "creationTimestamp": _rfc3339(node.boot_time),
+            "labels": {
+                "beta.kubernetes.io/arch": "amd64",
+                "beta.kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/hostname": node.name,
+                "kubernetes.io/os": "linux",
+                "node.kubernetes.io/instance-type": "m6i.2xlarge",
+                "topology.kubernetes.io/region": "eu-west-1",
+                "topology.kubernetes.io/zone": f"eu-west-1{'abc'[node.index % 3]}",
+            },
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {"podCIDR": f"10.{node.index // 256}.{node.index % 256}.0/24"},
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": node.address},
+                {"type": "Hostname", "address": node.name},
+            ],
+            "capacity": {
+                "cpu": "8",
+                "ephemeral-storage": "104845292Ki",
+                "memory": "32386524Ki",
+                "pods": "110",
+            },
+            "allocatable": {
+                "cpu": "7910m",
+                "ephemeral-storage": "95551679124",
+                "memory": "31369692Ki",
+                "pods": "110",
+            },
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
+            "nodeInfo": {
+                "kubeletVersion": "v1.30.4",
+                "containerRuntimeVersion": "containerd://1.7.20",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+        },
+    }
+
+
+def pod_object(pod: SimPod, node: SimNode) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod.name,
+            "namespace": pod.namespace,
+            "uid": pod.uid,
+            "creationTimestamp": _rfc3339(pod.start_time - 2),
+            "generateName": f"{pod.app}-{pod.template_hash}-",
+            "labels": {"app": pod.app, "pod-template-hash": pod.template_hash},
+        },
+        "spec": {
+            "nodeName": node.name,
+            "containers": [
+                {
+                    "name": c.name,
+                    "image": f"registry.example.com/{pod.namespace}/{c.name}:1.{k}.{pod.uid[:2]}",
+                    "resources": {
+                        "requests": {
+                            "cpu": f"{c.cpu_request_m}m",
+                            "memory": f"{c.memory_request_mi}Mi",
+                        },
+                        "limits": {"memory": f"{c.memory_request_mi * 2}Mi"},
+                    },
+                }
+                for k, c in enumerate(pod.containers)
+            ],
+        },
+        "status": {
+            "phase": "Running",
+            "hostIP": node.address,
+            "startTime": _rfc3339(pod.start_time),
+        },
+    }
+
+
+def write_targets_json(cluster: Cluster, path: Path, pod_objects: bool = True) -> None:
+    """The same `kind: List` as JSON, as `kubectl get nodes,pods -A -o json` writes it."""
+    with path.open("w") as out:
+        out.write('{\n    "apiVersion": "v1",\n    "items": [\n')
+        for index, node in enumerate(cluster.nodes):
+            out.write(("" if index == 0 else ",\n") + json.dumps(node_object(node), indent=4))
+        if pod_objects:
+            for node in cluster.nodes:
+                for pod in node.pods:
+                    out.write(",\n" + json.dumps(pod_object(pod, node), indent=4))
+        out.write('\n    ],\n    "kind": "List",\n')
+        out.write('    "metadata": {\n        "resourceVersion": ""\n    }\n}\n')
+
+
+def write_targets(cluster: Cluster, path: Path, pod_objects: bool = True) -> None:
+    """One `kind: List` of the nodes, then (unless pod_objects is False) their pods."""
+    with path.open("w") as out:
+        out.write('apiVersion: v1\nkind: List\nmetadata:\n  resourceVersion: ""\nitems:\n')
+        for node in cluster.nodes:
+            out.write("\n".join(_yaml_lines([node_object(node)], "")) + "\n")
+        if not pod_objects:
+            return
+        for node in cluster.nodes:
+            for pod in node.pods:
+                out.write("\n".join(_yaml_lines([pod_object(pod, node)], "")) + "\n")
+
+
+# -- TLS --------------------------------------------------------------------------------
+
+
+def serving_contexts(cluster: Cluster, workdir: Path) -> tuple[Path, dict[str, ssl.SSLContext]]:
+    """The CA file, and an SSL context for each node address, one certificate per node.
+
+    Each certificate names its node (DNS) and its IP, as a kubelet serving certificate
+    does. Not one shared certificate with every IP: a client keeps the decoded peer
+    certificate of every connection (asyncio stores it in the transport's extra info),
+    so a certificate with hundreds of SANs would inflate the scraper's memory by tens
+    of KiB per node, which real kubelets do not.
+    """
+    ca = pki.new_ca("kubelet-sim-ca")
+    ca_file = workdir / "ca.crt"
+    ca.write(ca_file, workdir / "ca.key")
+    certs = workdir / "kubelets"
+    certs.mkdir(exist_ok=True)
+    contexts: dict[str, ssl.SSLContext] = {}
+    for node in cluster.nodes:
+        pair = pki.issue(
+            ca, node.name, dns_names=[node.name], ips=[ipaddress.IPv4Address(node.address)]
+        )
+        cert_file, key_file = certs / f"{node.name}.crt", certs / f"{node.name}.key"
+        pair.write(cert_file, key_file)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert_file, key_file)
+        contexts[node.address] = ctx
+    return ca_file, contexts
+
+
+# -- serving ----------------------------------------------------------------------------
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    unauthorized: int = 0
+    not_found: int = 0
+    gzip: int = 0
+    renders_started: int = 0
+    bytes_sent: int = 0
+    bursts: list[list[float]] = field(default_factory=list)
+    """[first request time, last request time, requests] per burst; epoch seconds."""
+
+    def request_at(self, now: float) -> None:
+        self.requests += 1
+        if self.bursts and now - self.bursts[-1][1] <= BURST_GAP_S:
+            burst = self.bursts[-1]
+            burst[1] = now
+            burst[2] += 1
+        else:
+            self.bursts.append([now, now, 1])
+
+
+class Simulator:
+    def __init__(self, cluster: Cluster, token: str) -> None:
+        self.cluster = cluster
+        self.expected = f"Bearer {token}"
+        self.stats = Stats()
+
+    async def resource(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != self.expected:
+            self.stats.unauthorized += 1
+            return web.Response(status=401, text="Unauthorized")
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        node = self.cluster.by_address.get(sockname[0]) if sockname else None
+        if node is None:
+            self.stats.not_found += 1
+            return web.Response(status=404, text="no such node")
+        self.stats.request_at(time.time())
+        want_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+        body = payload(node, self.cluster.epoch, want_gzip)
+        self.stats.bytes_sent += len(body)
+        headers = {"Content-Type": CONTENT_TYPE}
+        if want_gzip:
+            self.stats.gzip += 1
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
+
+    async def stats_handler(self, _request: web.Request) -> web.Response:
+        s = self.stats
+        return web.json_response(
+            {
+                "time": time.time(),
+                "requests": s.requests,
+                "unauthorized": s.unauthorized,
+                "not_found": s.not_found,
+                "gzip": s.gzip,
+                "bytes_sent": s.bytes_sent,
+                "bursts": s.bursts,
+            }
+        )
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def serve(args: argparse.Namespace) -> int:
+    raise_fd_limit()
+    workdir: Path = args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    cluster = build_cluster(args.nodes, args.pods, args.containers, args.seed)
+    token = secrets.token_hex(16)
+    token_file = workdir / "token"
+    token_file.write_text(token + "\n")
+    targets = workdir / f"targets.{args.targets_format}"
+    if args.targets_format == "json":
+        write_targets_json(cluster, targets, pod_objects=not args.no_pod_objects)
+    else:
+        write_targets(cluster, targets, pod_objects=not args.no_pod_objects)
+    ca_file, contexts = serving_contexts(cluster, workdir)
+    sim = Simulator(cluster, token)
+
+    kubelet_app = web.Application()
+    kubelet_app.router.add_get("/metrics/resource", sim.resource)
+    kubelet = web.AppRunner(kubelet_app, access_log=None, handle_signals=False)
+    await kubelet.setup()
+    for node in cluster.nodes:
+        site = web.TCPSite(
+            kubelet, node.address, args.port, ssl_context=contexts[node.address], backlog=64
+        )
+        await site.start()
+
+    control_app = web.Application()
+    control_app.router.add_get("/stats", sim.stats_handler)
+    control = web.AppRunner(control_app, access_log=None, handle_signals=False)
+    await control.setup()
+    control_site = web.TCPSite(control, "127.0.0.1", args.control_port)
+    await control_site.start()
+    server = control_site._server
+    sockets = getattr(server, "sockets", None) or []
+    control_port = sockets[0].getsockname()[1]
+
+    ready = {
+        "nodes": args.nodes,
+        "pods": args.nodes * args.pods,
+        "containers": args.nodes * args.pods * args.containers,
+        "targets": str(targets),
+        "ca": str(ca_file),
+        "token_file": str(token_file),
+        "control": f"http://127.0.0.1:{control_port}",
+        "first_address": cluster.nodes[0].address if cluster.nodes else None,
+        "last_address": cluster.nodes[-1].address if cluster.nodes else None,
+        "port": args.port,
+        "setup_seconds": round(time.monotonic() - started, 2),
+        "targets_bytes": targets.stat().st_size,
+        "pod_objects": not args.no_pod_objects,
+        "targets_format": args.targets_format,
+    }
+    print("READY " + json.dumps(ready), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await control.cleanup()
+    await kubelet.cleanup()
+    return 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--nodes", type=int, required=True)
+    p.add_argument("--workdir", type=Path, required=True)
+    p.add_argument("--pods", type=int, default=PODS, help="pods per node")
+    p.add_argument("--containers", type=int, default=CONTAINERS, help="containers per pod")
+    p.add_argument("--port", type=int, default=KUBELET_PORT)
+    p.add_argument("--control-port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--targets-format",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="targets file as `kubectl get nodes,pods -A -o yaml` or `-o json` writes it",
+    )
+    p.add_argument(
+        "--no-pod-objects",
+        action="store_true",
+        help="write only the Node objects to targets.yaml (the server then lists scraped pods)",
+    )
+    args = p.parse_args(argv)
+    if not 1 <= args.nodes <= 254 * 254:
+        p.error("--nodes must be between 1 and 64516")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(serve(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

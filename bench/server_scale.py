@@ -1,0 +1,879 @@
+"""Benchmark: `kubepulse server` scraping and serving 100, 1,000 and 5,000 nodes.
+
+Targets (issue): at 5,000 nodes and a 15 s resolution, every scrape cycle done in < 5 s;
+server CPU <= 0.1 millicore per node (metrics-server budgets 1m); RSS <= 0.2 MiB per node
+(metrics-server budgets 2 MiB); a LIST of all 150,000 pod metrics answered in < 1 s.
+
+How, for each N:
+1. bench.kubelet_sim serves N nodes of 30 pods x 2 containers over TLS on 127.1.B.C:10250
+   (a separate process) and writes the targets file, its CA and the kubelets' token.
+2. The real `kubepulse server` runs as another process with metrics-server's flags
+   (SERVER_FLAGS below); the benchmark polls /readyz until it answers 200.
+3. Warm-up: the server's own /metrics until kubepulse_manager_tick_duration_seconds_count
+   reaches WARMUP_TICKS, and its storage holds every node and container.
+4. Measured: CYCLES scrape cycles, bounded by the simulator's "bursts" (the first request
+   of each cycle after a silence): the server's CPU time (utime + stime, all threads,
+   /proc/<pid>/stat via psutil) is read when each cycle begins, so each difference is one
+   whole cycle (scrape, decode, store, idle). Cycle duration from the tick histogram
+   (_sum/_count and the le="5" bucket) read just before and after the window, and the
+   simulator's request span per cycle. RSS is sampled every 0.5 s all along, and VmHWM
+   (the kernel's peak RSS of the process) is read from /proc/<pid>/status at the end.
+5. LIST: GET /apis/metrics.k8s.io/v1beta1/pods over one keep-alive HTTPS connection,
+   LIST_REPEATS times, each started while the kubelets are quiet (between cycles); the
+   time includes downloading the JSON; the item count must be N x 30.
+
+Only the server's process is measured; the simulator's CPU is reported for context (the
+machine's CPUs are shared by both, and by this script).
+
+Run from the repository root:
+    .venv/bin/python -m bench.server_scale              # 100, 1000 and 5000 nodes
+    .venv/bin/python -m bench.server_scale --nodes 1000
+Exit status: 0 when every target is met at 5,000 nodes (or 5,000 was not run), 1 when a
+target is missed there, 2 when the benchmark itself could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import platform
+import re
+import resource
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import psutil
+
+from kubepulse.scrape.decode import decode_resource_metrics
+
+PODS_PER_NODE = 30
+CONTAINERS_PER_POD = 2
+RESOLUTION_S = 15.0
+WARMUP_TICKS = 2
+CYCLES = 4
+LIST_REPEATS = 5
+
+TARGET_NODES = 5000
+TARGET_CYCLE_S = 5.0
+TARGET_MILLICORES_PER_NODE = 0.1
+TARGET_MIB_PER_NODE = 0.2
+TARGET_LIST_S = 1.0
+
+SAMPLE_INTERVAL_S = 0.5
+SIM_POLL_S = 0.1
+QUIET_BEFORE_LIST_S = 0.5
+STOP_TIMEOUT_S = 30.0
+MIB = 2**20
+
+_SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", re.MULTILINE)
+
+
+class BenchError(Exception):
+    """The benchmark could not run, or something answered other than expected."""
+
+
+class NoBurst(Exception):
+    """No new scrape cycle began within the time allowed."""
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+def raise_fd_limit() -> None:
+    """5,000 kubelet connections need 5,000+ descriptors; children inherit the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class Simulator:
+    process: subprocess.Popen[bytes]
+    info: dict[str, Any]
+    log_path: Path
+
+    @property
+    def control(self) -> str:
+        return str(self.info["control"])
+
+
+def start_simulator(nodes: int, workdir: Path, pod_objects: bool, targets_format: str) -> Simulator:
+    log_path = workdir / "sim.log"
+    args = [sys.executable, "-m", "bench.kubelet_sim", f"--nodes={nodes}"]
+    args += [f"--workdir={workdir / 'sim'}", f"--targets-format={targets_format}"]
+    if not pod_objects:
+        args.append("--no-pod-objects")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
+    assert process.stdout is not None
+    # The simulator prints exactly one line, READY <json>, once it serves every node.
+    # readline() blocks; the simulator's own failure closes stdout and ends it.
+    line = process.stdout.readline().decode()
+    if not line.startswith("READY "):
+        stop_process(process)
+        raise BenchError(f"simulator did not start: {line!r}\n{log_tail(log_path)}")
+    return Simulator(process, json.loads(line[len("READY ") :]), log_path)
+
+
+@dataclass(frozen=True)
+class Server:
+    process: subprocess.Popen[bytes]
+    command: list[str]
+    url: str
+    ca_file: Path
+    token: str
+    log_path: Path
+
+
+def server_command(sim: Simulator, workdir: Path, port: int, resolution: float) -> list[str]:
+    executable = Path(sys.executable).parent / "kubepulse"
+    if not executable.exists():
+        raise BenchError(f"{executable} not found: run from the repository's virtualenv")
+    return [
+        str(executable),
+        "server",
+        f"--targets={sim.info['targets']}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--cert-dir={workdir / 'server-pki'}",
+        f"--metric-resolution={resolution:g}s",
+        f"--kubelet-certificate-authority={sim.info['ca']}",
+        f"--kubelet-token-file={sim.info['token_file']}",
+        f"--token-auth-file={workdir / 'tokens.csv'}",
+    ]
+
+
+def start_server(sim: Simulator, workdir: Path, resolution: float) -> Server:
+    token = os.urandom(16).hex()
+    (workdir / "tokens.csv").write_text(f'{token},bench,bench,"system:masters"\n')
+    port = free_port()
+    command = server_command(sim, workdir, port, resolution)
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    ca_file = workdir / "server-pki" / "ca.crt"
+    return Server(process, command, f"https://127.0.0.1:{port}", ca_file, token, log_path)
+
+
+# -- sampling ---------------------------------------------------------------------------
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def vm_hwm_bytes(pid: int) -> int:
+    """The kernel's high-water mark of the process's RSS (VmHWM, /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmHWM in /proc/{pid}/status")
+
+
+@dataclass
+class Sample:
+    at: float
+    phase: str
+    server_rss: int
+    server_cpu: float
+    sim_cpu: float
+
+
+@dataclass
+class Sampler:
+    """RSS and CPU of the server (and the simulator's CPU) every SAMPLE_INTERVAL_S."""
+
+    server: psutil.Process
+    sim: psutil.Process
+    phase: str = "startup"
+    samples: list[Sample] = field(default_factory=list)
+
+    def take(self) -> Sample:
+        sample = Sample(
+            time.time(),
+            self.phase,
+            int(self.server.memory_info().rss),
+            cpu_seconds(self.server),
+            cpu_seconds(self.sim),
+        )
+        self.samples.append(sample)
+        return sample
+
+    async def run(self) -> None:
+        while True:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self.take()
+            await asyncio.sleep(SAMPLE_INTERVAL_S)
+
+    def history(self) -> str:
+        """The server's RSS over time, for an error message."""
+        if not self.samples:
+            return ""
+        t0 = self.samples[0].at
+        step = max(1, len(self.samples) // 12)
+        points = [*self.samples[::step], self.samples[-1]]
+        shown = ", ".join(f"{s.at - t0:.0f}s {s.server_rss / MIB:.0f}M" for s in points)
+        return f"\nserver RSS over time (since start): {shown}"
+
+    def peak_rss(self, *phases: str) -> int:
+        return max((s.server_rss for s in self.samples if s.phase in phases), default=0)
+
+
+# -- talking to the server and the simulator --------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerMetrics:
+    """What the server's own /metrics says about ticks, requests and storage."""
+
+    tick_count: float
+    tick_sum: float
+    tick_buckets: dict[float, float]
+    requests_ok: float
+    requests_failed: float
+    node_points: float
+    container_points: float
+    body_bytes: int
+
+
+def parse_server_metrics(text: str, size: int) -> ServerMetrics:
+    tick_count = tick_sum = ok = failed = nodes = containers = 0.0
+    buckets: dict[float, float] = {}
+    for name, labels, value in _SAMPLE_LINE.findall(text):
+        labels = labels or ""
+        number = float(value)
+        if name == "kubepulse_manager_tick_duration_seconds_count":
+            tick_count = number
+        elif name == "kubepulse_manager_tick_duration_seconds_sum":
+            tick_sum = number
+        elif name == "kubepulse_manager_tick_duration_seconds_bucket":
+            le = re.search(r'le="([^"]+)"', labels)
+            if le:
+                buckets[float(le.group(1))] = number
+        elif name == "kubepulse_kubelet_request_total":
+            if 'success="true"' in labels:
+                ok = number
+            elif 'success="false"' in labels:
+                failed = number
+        elif name == "kubepulse_storage_points":
+            if 'type="node"' in labels:
+                nodes = number
+            elif 'type="container"' in labels:
+                containers = number
+    return ServerMetrics(tick_count, tick_sum, buckets, ok, failed, nodes, containers, size)
+
+
+@dataclass
+class Clients:
+    server: Server
+    sim: Simulator
+    session: aiohttp.ClientSession
+
+    async def get(self, path: str) -> bytes:
+        headers = {"Authorization": f"Bearer {self.server.token}"}
+        async with self.session.get(self.server.url + path, headers=headers) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                raise BenchError(f"GET {path}: HTTP {resp.status}: {body[:300]!r}")
+            return body
+
+    async def metrics(self) -> ServerMetrics:
+        body = await self.get("/metrics")
+        return parse_server_metrics(body.decode(), len(body))
+
+    async def sim_stats(self) -> dict[str, Any]:
+        async with self.session.get(self.sim.control + "/stats") as resp:
+            data: dict[str, Any] = await resp.json()
+            return data
+
+    async def next_burst_start(self, timeout: float, not_before: float = 0.0) -> float:
+        """Wait for the simulator to see the first request of a new scrape cycle.
+
+        Bursts that begin before not_before (epoch seconds) do not count: an overloaded
+        server's event loop stalls, and the gaps it leaves split one cycle into several.
+        """
+        seen = len((await self.sim_stats())["bursts"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = await self.sim_stats()
+            bursts = stats["bursts"]
+            if len(bursts) > seen:
+                if bursts[-1][0] >= not_before:
+                    return float(bursts[-1][0])
+                seen = len(bursts)
+            await asyncio.sleep(SIM_POLL_S)
+        raise NoBurst(f"no new scrape cycle within {timeout:.0f}s (are cycles overlapping?)")
+
+    async def wait_quiet(self, quiet: float, timeout: float) -> None:
+        """Wait until the kubelets have had no request for `quiet` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = await self.sim_stats()
+            bursts = stats["bursts"]
+            if not bursts or stats["time"] - bursts[-1][1] >= quiet:
+                return
+            await asyncio.sleep(SIM_POLL_S)
+        # Cycles that run into each other leave no quiet time: go on, marked overlapped.
+
+
+async def wait_ready(server: Server, deadline_s: float) -> tuple[float, float]:
+    """Poll /readyz; returns (seconds to first answer, seconds to 200) since start."""
+    started = time.monotonic()
+    first_answer: float | None = None
+    last = "not tried"
+    while time.monotonic() - started < deadline_s:
+        if server.process.poll() is not None:
+            raise BenchError(
+                f"server exited with {server.process.returncode}:\n{log_tail(server.log_path)}"
+            )
+        if server.ca_file.exists():
+            try:
+                ctx = ssl.create_default_context(cafile=str(server.ca_file))
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(server.url + "/readyz", ssl=ctx) as resp,
+                ):
+                    await resp.read()
+                    if first_answer is None:
+                        first_answer = time.monotonic() - started
+                    if resp.status == 200:
+                        return first_answer, time.monotonic() - started
+                    last = f"HTTP {resp.status}"
+            except (OSError, ssl.SSLError, aiohttp.ClientError) as err:
+                last = f"{type(err).__name__}: {err}"
+        await asyncio.sleep(0.5)
+    raise BenchError(
+        f"server not ready after {deadline_s:.0f}s ({last}):\n{log_tail(server.log_path)}"
+    )
+
+
+async def check_kubelet_payload(sim: Simulator, session: aiohttp.ClientSession) -> int:
+    """One node's answer decodes, with kubepulse's decoder, into 30 complete pods."""
+    ctx = ssl.create_default_context(cafile=sim.info["ca"])
+    token = Path(sim.info["token_file"]).read_text().strip()
+    url = f"https://{sim.info['last_address']}:{sim.info['port']}/metrics/resource"
+    async with session.get(url, ssl=ctx, headers={"Authorization": f"Bearer {token}"}) as resp:
+        body = await resp.read()
+        if resp.status != 200:
+            raise BenchError(f"simulator answered HTTP {resp.status}")
+    node, pods = decode_resource_metrics(body, "check", time.time())
+    containers = sum(len(p.containers) for p in pods)
+    if node is None or len(pods) != PODS_PER_NODE or containers != PODS_PER_NODE * 2:
+        raise BenchError(f"simulator payload decodes to {len(pods)} pods, {containers} containers")
+    return len(body)
+
+
+# -- one run ----------------------------------------------------------------------------
+
+
+@dataclass
+class ListResult:
+    seconds: float
+    server_cpu: float
+    body_bytes: int
+    items: int
+    partial_items: int
+    overlapped_scrape: bool
+
+
+@dataclass
+class RunResult:
+    nodes: int
+    pod_objects: bool
+    targets_format: str
+    command: list[str]
+    targets_bytes: int
+    sim_setup_s: float
+    payload_bytes: int
+    listening_s: float
+    ready_s: float
+    rss_at_ready: int
+    cycle_cpu: list[float]
+    cycle_wall: list[float]
+    sim_cycle_cpu: list[float]
+    burst_spans: list[float]
+    tick_mean_s: float
+    ticks_measured: int
+    ticks_over_target: int
+    requests_failed: float
+    requests_ok: float
+    stored_nodes: float
+    stored_containers: float
+    fixed_boundaries: int
+    rss_startup_peak: int
+    rss_steady_peak: int
+    rss_list_peak: int
+    vm_hwm: int
+    lists: list[ListResult]
+    self_metrics_bytes: int
+    self_metrics_cpu: float
+    resolution: float
+
+    @property
+    def cpu_per_cycle(self) -> float:
+        return statistics.median(self.cycle_cpu)
+
+    @property
+    def millicores_per_node(self) -> float:
+        return self.cpu_per_cycle / self.resolution * 1000 / self.nodes
+
+    @property
+    def saturated(self) -> bool:
+        """The server used (nearly) one whole CPU: its event loop is one thread, so the
+        CPU it was given is a floor of what it needs, not the need itself."""
+        return self.cpu_per_cycle >= 0.9 * self.resolution
+
+    @property
+    def sim_cores(self) -> float:
+        return statistics.median(self.sim_cycle_cpu) / self.resolution
+
+    @property
+    def mib_per_node(self) -> float:
+        return self.vm_hwm / MIB / self.nodes
+
+    @property
+    def steady_mib_per_node(self) -> float:
+        return max(self.rss_steady_peak, self.rss_list_peak) / MIB / self.nodes
+
+    @property
+    def list_median(self) -> float:
+        return statistics.median(r.seconds for r in self.lists) if self.lists else float("nan")
+
+
+async def run_one(
+    nodes: int,
+    resolution: float,
+    cycles: int,
+    list_repeats: int,
+    pod_objects: bool,
+    targets_format: str,
+) -> RunResult:
+    with tempfile.TemporaryDirectory(prefix=f"kubepulse-scale-{nodes}-") as tmp:
+        workdir = Path(tmp)
+        print(f"[{nodes}] starting the kubelet simulator", file=sys.stderr, flush=True)
+        sim = start_simulator(nodes, workdir, pod_objects, targets_format)
+        server: Server | None = None
+        sampler_task: asyncio.Task[None] | None = None
+        try:
+            print(
+                f"[{nodes}] simulator ready in {sim.info['setup_seconds']}s "
+                f"(targets {sim.info['targets_bytes'] / MIB:.1f} MiB); starting the server",
+                file=sys.stderr,
+                flush=True,
+            )
+            server = start_server(sim, workdir, resolution)
+            sampler = Sampler(psutil.Process(server.process.pid), psutil.Process(sim.process.pid))
+            sampler_task = asyncio.create_task(sampler.run())
+            # The server loads the targets before it listens: allow for a slow loader.
+            try:
+                listening_s, ready_s = await wait_ready(server, 120 + nodes * 0.4)
+            except BenchError as err:
+                raise BenchError(f"[{nodes}] {err}{sampler.history()}") from None
+            print(f"[{nodes}] server ready after {ready_s:.1f}s", file=sys.stderr, flush=True)
+            rss_at_ready = sampler.take().server_rss
+            ctx = ssl.create_default_context(cafile=str(server.ca_file))
+            connector = aiohttp.TCPConnector(ssl=ctx, limit=4)
+            timeout = aiohttp.ClientTimeout(total=300)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+                clients = Clients(server, sim, session)
+                return await measure(
+                    clients,
+                    sampler,
+                    nodes,
+                    resolution,
+                    cycles,
+                    list_repeats,
+                    listening_s,
+                    ready_s,
+                    rss_at_ready,
+                )
+        finally:
+            if sampler_task is not None:
+                sampler_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler_task
+            if server is not None:
+                stop_process(server.process)
+            stop_process(sim.process)
+
+
+async def measure(
+    clients: Clients,
+    sampler: Sampler,
+    nodes: int,
+    resolution: float,
+    cycles: int,
+    list_repeats: int,
+    listening_s: float,
+    ready_s: float,
+    rss_at_ready: int,
+) -> RunResult:
+    server, sim = clients.server, clients.sim
+    payload_bytes = await check_kubelet_payload(sim, clients.session)
+
+    # -- warm-up: WARMUP_TICKS whole ticks, every node and container stored ---------------
+    sampler.phase = "warm-up"
+    # Polled every half resolution: at 5,000 nodes one /metrics answer costs the server
+    # about 2 s of CPU (per-node histograms), which would slow the warm-up down.
+    deadline = time.monotonic() + (WARMUP_TICKS + 4) * resolution
+    while True:
+        m = await clients.metrics()
+        if m.tick_count >= WARMUP_TICKS:
+            break
+        if time.monotonic() > deadline:
+            raise BenchError(f"only {m.tick_count:g} ticks after {WARMUP_TICKS + 4} resolutions")
+        await asyncio.sleep(resolution / 2)
+    want_containers = nodes * PODS_PER_NODE * CONTAINERS_PER_POD
+    if m.node_points != nodes or m.container_points != want_containers:
+        print(
+            f"[{nodes}] WARNING: after warm-up the server stores {m.node_points:g}/{nodes} "
+            f"nodes and {m.container_points:g}/{want_containers} containers",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(f"[{nodes}] warm; measuring {cycles} cycles", file=sys.stderr, flush=True)
+
+    # -- measured cycles, bounded by the first request of each ---------------------------
+    # When cycles run into each other there is no silence to mark them; then the
+    # boundaries fall back to fixed steps of one resolution (the server is periodic, so
+    # any whole resolution holds one cycle's work).
+    before = await clients.metrics()
+    sampler.phase = "measured"
+    boundaries: list[Sample] = []
+    fixed_boundaries = 0
+    for _ in range(cycles + 1):
+        if fixed_boundaries == 0:
+            try:
+                not_before = boundaries[-1].at + resolution / 2 if boundaries else 0.0
+                await clients.next_burst_start(resolution * 1.5, not_before)
+            except NoBurst:
+                fixed_boundaries += 1
+        else:
+            fixed_boundaries += 1
+        if fixed_boundaries and boundaries:
+            await asyncio.sleep(max(0.0, boundaries[-1].at + resolution - time.time()))
+        boundaries.append(sampler.take())
+    after = await clients.metrics()
+    sampler.phase = "after"
+    stats = await clients.sim_stats()
+    first_at = boundaries[0].at - 1.0
+    bursts = [b for b in stats["bursts"] if b[0] >= first_at][:cycles]
+    # Per resolution: a boundary found late (fixed fallback) stretches its cycle.
+    pairs = list(itertools.pairwise(boundaries))
+    cycle_cpu = [(b.server_cpu - a.server_cpu) * resolution / (b.at - a.at) for a, b in pairs]
+    sim_cpu = [(b.sim_cpu - a.sim_cpu) * resolution / (b.at - a.at) for a, b in pairs]
+    cycle_wall = [b.at - a.at for a, b in pairs]
+    ticks = int(after.tick_count - before.tick_count)
+    tick_mean = (after.tick_sum - before.tick_sum) / ticks if ticks else float("nan")
+    within = after.tick_buckets.get(TARGET_CYCLE_S, 0) - before.tick_buckets.get(TARGET_CYCLE_S, 0)
+
+    # -- LIST of every pod's metrics, between cycles -------------------------------------
+    sampler.phase = "list"
+    lists: list[ListResult] = []
+    proc = psutil.Process(server.process.pid)
+    for _ in range(list_repeats):
+        await clients.wait_quiet(QUIET_BEFORE_LIST_S, resolution * 2)
+        requests_before = (await clients.sim_stats())["requests"]
+        cpu0, t0 = cpu_seconds(proc), time.perf_counter()
+        body = await clients.get("/apis/metrics.k8s.io/v1beta1/pods")
+        elapsed, cpu1 = time.perf_counter() - t0, cpu_seconds(proc)
+        overlapped = (await clients.sim_stats())["requests"] != requests_before
+        items = orjson.loads(body)["items"]
+        partial = sum(1 for item in items if len(item["containers"]) != CONTAINERS_PER_POD)
+        lists.append(ListResult(elapsed, cpu1 - cpu0, len(body), len(items), partial, overlapped))
+    sampler.phase = "after"
+
+    # -- context: one scrape of the server's own /metrics ---------------------------------
+    await clients.wait_quiet(QUIET_BEFORE_LIST_S, resolution * 2)
+    cpu0 = cpu_seconds(proc)
+    own = await clients.metrics()
+    own_cpu = cpu_seconds(proc) - cpu0
+
+    hwm = vm_hwm_bytes(server.process.pid)
+    return RunResult(
+        nodes=nodes,
+        pod_objects=bool(sim.info["pod_objects"]),
+        targets_format=str(sim.info["targets_format"]),
+        command=server.command,
+        targets_bytes=int(sim.info["targets_bytes"]),
+        sim_setup_s=float(sim.info["setup_seconds"]),
+        payload_bytes=payload_bytes,
+        listening_s=listening_s,
+        ready_s=ready_s,
+        rss_at_ready=rss_at_ready,
+        cycle_cpu=cycle_cpu,
+        cycle_wall=cycle_wall,
+        sim_cycle_cpu=sim_cpu,
+        burst_spans=[b[1] - b[0] for b in bursts],
+        tick_mean_s=tick_mean,
+        ticks_measured=ticks,
+        ticks_over_target=int(ticks - within),
+        requests_failed=after.requests_failed - before.requests_failed,
+        requests_ok=after.requests_ok - before.requests_ok,
+        stored_nodes=m.node_points,
+        stored_containers=m.container_points,
+        fixed_boundaries=fixed_boundaries,
+        rss_startup_peak=sampler.peak_rss("startup"),
+        rss_steady_peak=sampler.peak_rss("measured"),
+        rss_list_peak=sampler.peak_rss("list"),
+        vm_hwm=hwm,
+        lists=lists,
+        self_metrics_bytes=own.body_bytes,
+        self_metrics_cpu=own_cpu,
+        resolution=resolution,
+    )
+
+
+# -- report -----------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "aiohttp": aiohttp.__version__,
+    }
+
+
+def _range(values: Sequence[float], fmt: str) -> str:
+    return f"{format(min(values), fmt)}-{format(max(values), fmt)}"
+
+
+def report(results: list[RunResult]) -> list[str]:
+    """Print the tables; returns the targets missed at TARGET_NODES."""
+    m = machine()
+    print(
+        f"kubepulse server, {PODS_PER_NODE} pods x {CONTAINERS_PER_POD} containers a node, "
+        f"resolution {results[0].resolution:g}s; {m['cpus']} CPUs ({m['cpu']}), "
+        f"python {m['python']}, kernel {m['kernel']}"
+    )
+    print("server command:", " ".join(results[0].command))
+    header = (
+        "nodes",
+        "ready",
+        "cycle CPU (median, range)",
+        "m/node",
+        "tick mean",
+        "ticks>5s",
+        "req span",
+        "RSS ready",
+        "RSS steady",
+        "VmHWM",
+        "MiB/node",
+        "LIST median (range)",
+        "sim cores",
+    )
+    rows = []
+    for r in results:
+        rows.append(
+            (
+                f"{r.nodes}",
+                f"{r.ready_s:.0f}s",
+                f"{r.cpu_per_cycle:.2f}s ({_range(r.cycle_cpu, '.2f')})",
+                f"{'>=' if r.saturated else ''}{r.millicores_per_node:.3f}",
+                f"{r.tick_mean_s:.2f}s",
+                f"{r.ticks_over_target}/{r.ticks_measured}",
+                f"{statistics.median(r.burst_spans):.2f}s" if r.burst_spans else "-",
+                f"{r.rss_at_ready / MIB:.0f}M",
+                f"{max(r.rss_steady_peak, r.rss_list_peak) / MIB:.0f}M",
+                f"{r.vm_hwm / MIB:.0f}M",
+                f"{r.mib_per_node:.3f}",
+                f"{r.list_median:.2f}s ({_range([x.seconds for x in r.lists], '.2f')})",
+                f"{r.sim_cores:.2f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    for r in results:
+        lists = r.lists
+        print(
+            f"[{r.nodes}] targets file {r.targets_format.upper()} {r.targets_bytes / MIB:.1f} "
+            f"MiB ({'nodes and pods' if r.pod_objects else 'nodes only'}), server listening "
+            f"after {r.listening_s:.1f}s, ready after {r.ready_s:.1f}s; kubelet answer "
+            f"{r.payload_bytes} bytes; stored after warm-up {r.stored_nodes:g} nodes, "
+            f"{r.stored_containers:g} containers; kubelet requests between the window's "
+            f"/metrics reads ok {r.requests_ok:g} failed {r.requests_failed:g}; cycle "
+            f"boundaries {'fixed' if r.fixed_boundaries else 'from request bursts'}, "
+            f"wall {_range(r.cycle_wall, '.2f')}s; LIST items "
+            f"{'/'.join(str(x.items) for x in lists)}; "
+            f"LIST body {lists[0].body_bytes / MIB:.1f} MiB, server CPU per LIST "
+            f"{statistics.median(x.server_cpu for x in lists):.2f}s, "
+            f"{sum(x.overlapped_scrape for x in lists)} of {len(lists)} overlapped a scrape; "
+            f"own /metrics {r.self_metrics_bytes / MIB:.1f} MiB for "
+            f"{r.self_metrics_cpu:.2f}s CPU; RSS peak at startup "
+            f"{r.rss_startup_peak / MIB:.0f} MiB"
+        )
+        if r.saturated:
+            print(
+                f"[{r.nodes}] SATURATED: the server used {r.cpu_per_cycle / r.resolution:.2f} "
+                "CPU (one event-loop thread): it cannot keep up, scrapes time out and the "
+                "CPU per node above is a floor, not its need"
+            )
+    missed: list[str] = []
+    for r in results:
+        if r.nodes != TARGET_NODES:
+            continue
+        complete = all(x.items == r.nodes * PODS_PER_NODE and x.partial_items == 0 for x in r.lists)
+        checks = [
+            (
+                "every cycle < 5 s",
+                r.ticks_over_target == 0 and r.ticks_measured >= 1,
+                f"{r.ticks_over_target} of {r.ticks_measured} ticks over {TARGET_CYCLE_S:g}s, "
+                f"mean {r.tick_mean_s:.2f}s ({r.tick_mean_s / TARGET_CYCLE_S:.2f} x)",
+            ),
+            (
+                "CPU <= 0.1 millicore/node",
+                r.millicores_per_node <= TARGET_MILLICORES_PER_NODE,
+                f"{'>= ' if r.saturated else ''}{r.millicores_per_node:.3f} m/node "
+                f"({r.millicores_per_node / TARGET_MILLICORES_PER_NODE:.2f} x"
+                f"{', saturated' if r.saturated else ''})",
+            ),
+            (
+                "RSS <= 0.2 MiB/node (VmHWM)",
+                r.mib_per_node <= TARGET_MIB_PER_NODE,
+                f"{r.mib_per_node:.3f} MiB/node ({r.mib_per_node / TARGET_MIB_PER_NODE:.2f} x); "
+                f"steady-state peak {r.steady_mib_per_node:.3f} MiB/node "
+                f"({r.steady_mib_per_node / TARGET_MIB_PER_NODE:.2f} x)",
+            ),
+            (
+                "LIST 150,000 pods < 1 s",
+                r.list_median < TARGET_LIST_S and complete,
+                f"median {r.list_median:.2f}s ({r.list_median / TARGET_LIST_S:.2f} x), "
+                f"items {'/'.join(str(x.items) for x in r.lists)} "
+                f"(want {r.nodes * PODS_PER_NODE}, all with {CONTAINERS_PER_POD} containers)",
+            ),
+        ]
+        for name, ok, detail in checks:
+            print(f"target at {r.nodes}: {name}: {'PASS' if ok else 'FAIL'} - {detail}")
+            if not ok:
+                missed.append(name)
+    return missed
+
+
+def result_json(r: RunResult) -> dict[str, Any]:
+    data = asdict(r)
+    data.update(
+        cpu_per_cycle=r.cpu_per_cycle,
+        millicores_per_node=r.millicores_per_node,
+        mib_per_node=r.mib_per_node,
+        steady_mib_per_node=r.steady_mib_per_node,
+        list_median=r.list_median,
+        sim_cores=r.sim_cores,
+        saturated=r.saturated,
+    )
+    return data
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="kubepulse server at 100 / 1,000 / 5,000 nodes")
+    p.add_argument(
+        "--nodes",
+        default="100,1000,5000",
+        help="comma-separated node counts (default 100,1000,5000)",
+    )
+    p.add_argument("--cycles", type=int, default=CYCLES, help="measured scrape cycles")
+    p.add_argument("--list-repeats", type=int, default=LIST_REPEATS)
+    p.add_argument("--resolution", type=float, default=RESOLUTION_S, help="seconds")
+    p.add_argument(
+        "--nodes-only-targets",
+        action="store_true",
+        help="give the server Node objects only (it then lists the pods it scraped)",
+    )
+    p.add_argument(
+        "--targets-format",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="write the targets file as YAML (default) or JSON (kubectl -o yaml / -o json)",
+    )
+    p.add_argument("--json", type=Path, help="also write the results here")
+    return p.parse_args(argv)
+
+
+async def run_all(args: argparse.Namespace) -> tuple[list[RunResult], list[str]]:
+    """Every requested N; a run that fails is reported and the next one still runs."""
+    results: list[RunResult] = []
+    errors: list[str] = []
+    for n in [int(x) for x in args.nodes.split(",") if x.strip()]:
+        try:
+            result = await run_one(
+                n,
+                args.resolution,
+                args.cycles,
+                args.list_repeats,
+                not args.nodes_only_targets,
+                args.targets_format,
+            )
+        except BenchError as err:
+            print(f"benchmark error at {n} nodes: {err}", file=sys.stderr, flush=True)
+            errors.append(f"{n} nodes: {err}")
+            continue
+        results.append(result)
+        if args.json is not None:
+            args.json.write_text(json.dumps([result_json(r) for r in results], indent=1))
+    return results, errors
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    raise_fd_limit()
+    results, errors = asyncio.run(run_all(args))
+    missed = report(results) if results else []
+    for error in errors:
+        print(f"benchmark error: {error.splitlines()[0]}")
+    if errors:
+        return 2
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
