@@ -43,7 +43,6 @@ import os
 import platform
 import re
 import resource
-import signal
 import socket
 import ssl
 import statistics
@@ -60,6 +59,7 @@ import aiohttp
 import orjson
 import psutil
 
+from bench.agent_answer import stop as stop_process
 from kubepulse.scrape.decode import decode_resource_metrics
 
 PODS_PER_NODE = 30
@@ -78,7 +78,6 @@ TARGET_LIST_S = 1.0
 SAMPLE_INTERVAL_S = 0.5
 SIM_POLL_S = 0.1
 QUIET_BEFORE_LIST_S = 0.5
-STOP_TIMEOUT_S = 30.0
 MIB = 2**20
 
 _SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", re.MULTILINE)
@@ -106,17 +105,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
