@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import time
+from functools import lru_cache
 
 
 def rfc3339(epoch_seconds: float) -> str:
     """metav1.Time: RFC 3339 in UTC, whole seconds (apimachinery meta/v1/time.go)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))
+    return _rfc3339(math.floor(epoch_seconds))
 
 
+@lru_cache(maxsize=8192)
+def _rfc3339(whole_seconds: int) -> str:
+    # Cached: a LIST writes the same few scrape times for thousands of items.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(whole_seconds))
+
+
+@lru_cache(maxsize=8192)
 def go_duration(seconds: float) -> str:
     """Go's time.Duration.String(): "15s", "15.012s", "1m0.5s", "250ms", "0s"."""
     ns = round(seconds * 1e9)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from kubepulse.model import NodeSample, PodSample, Usage
 
@@ -34,9 +35,8 @@ class Point:
     working_set_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class Rate:
-    """What the API serves for one node or container."""
+class Rate(NamedTuple):
+    """What the API serves for one node or container (a tuple: made by the thousand)."""
 
     timestamp: float
     window: float
@@ -44,8 +44,7 @@ class Rate:
     working_set_bytes: int
 
 
-@dataclass(frozen=True, slots=True)
-class PodRates:
+class PodRates(NamedTuple):
     timestamp: float
     window: float
     containers: tuple[tuple[str, Rate], ...]
