@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,14 +110,41 @@ def test_top_nodes_shows_this_host_with_real_usage(up: Up) -> None:
     assert row[2].endswith("%") and row[4].endswith("%")
 
 
-def test_top_pods_all_namespaces_shows_busy_pods(up: Up) -> None:
-    header, rows = table(up.kubectl("top", "pods", "-A").stdout)
-    assert header == ["NAMESPACE", "NAME", "CPU(cores)", "MEMORY(bytes)"]
-    assert rows, "no pods"
-    assert any(r[0] == "host" for r in rows)
-    assert all(mebibytes(r[3]) >= 0 for r in rows)
-    # kubepulse itself and this test run in a process tree that is busy.
-    assert any(millicores(r[2]) > 0 and mebibytes(r[3]) > 0 for r in rows)
+@pytest.fixture
+def burner() -> Iterator[int]:
+    """A busy process of its own, detached (double fork) so that it is a top-level
+    process tree and so a pod of its own, whatever the tree that runs the tests does."""
+    code = (
+        "import os, sys\n"
+        "pid = os.fork()\n"
+        "if pid:\n"
+        "    print(pid, flush=True)\n"
+        "    os._exit(0)\n"
+        "os.setsid()\n"
+        "null = os.open(os.devnull, os.O_RDWR)\n"
+        "for fd in (0, 1, 2):\n"
+        "    os.dup2(null, fd)\n"
+        "block = bytearray(b'\\x01' * (32 << 20))\n"
+        "while True:\n"
+        "    block[0] = (block[0] + 1) % 256\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    pid = int(out.stdout.strip())
+    try:
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_top_pods_all_namespaces_shows_busy_pods(up: Up, burner: int) -> None:
+    def busy_rows() -> list[list[str]] | None:
+        header, rows = table(up.kubectl("top", "pods", "-A").stdout)
+        assert header == ["NAMESPACE", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+        assert all(mebibytes(r[3]) >= 0 for r in rows)
+        return [r for r in rows if r[0] == "host" and millicores(r[2]) > 0 and mebibytes(r[3]) > 0]
+
+    # The burner is measured from its second scrape on (a new pod needs two points).
+    assert wait_for(busy_rows, timeout=30, what="a pod with CPU and memory in use")
 
 
 def test_top_pods_containers(up: Up) -> None:
