@@ -6,7 +6,7 @@ be attributed to functions:
 
 1. loading the targets file: `StaticInventory.from_file` on a small cluster's file
    (the loader is linear in the file; the full 5,000-node file takes many minutes), and,
-   for comparison only, the same file through PyYAML's libyaml loader;
+   for comparison, libyaml alone and the same objects as JSON;
 2. one scrape tick: `ScrapeManager.tick()` with the real `KubeletClient`, `MetricsStore`
    and `SelfMetrics`, over keep-alive TLS connections to every simulated node, after two
    unprofiled ticks (connections open, two points stored);
@@ -48,7 +48,8 @@ from aiohttp.test_utils import make_mocked_request
 from prometheus_client import generate_latest
 
 from bench import kubelet_sim
-from bench.server_scale import raise_fd_limit, stop_process
+from bench.agent_answer import stop as stop_process
+from bench.server_scale import raise_fd_limit
 from kubepulse.agent.resource_metrics import render
 from kubepulse.api.metrics import MetricsAPI
 from kubepulse.cli import server as server_cli
@@ -179,21 +180,27 @@ def profile_loader(load_nodes: int, workdir: Path) -> None:
     del inventory
     gc.collect()
 
-    # For comparison only: the same documents through libyaml (yaml.CSafeLoader).
+    # For comparison: libyaml alone on the same file, and the same objects as JSON.
     cpu0 = time.process_time()
     with path.open() as f:
         docs = list(yaml.load_all(f, Loader=yaml.CSafeLoader))
     cpu_c = time.process_time() - cpu0
     del docs
+    json_path = workdir / "load-targets.json"
+    kubelet_sim.write_targets_json(cluster, json_path)
+    cpu0 = time.process_time()
+    StaticInventory.from_file(json_path)
+    cpu_json = time.process_time() - cpu0
     print(
-        f"   for comparison, yaml.load_all(Loader=CSafeLoader) on the same file: {cpu_c:.1f}s "
-        f"({cpu / cpu_c:.1f}x faster); orjson/JSON would be faster still"
+        f"   for comparison: yaml.load_all(Loader=CSafeLoader) alone on the same file "
+        f"{cpu_c:.1f}s; from_file on the same objects as JSON "
+        f"({json_path.stat().st_size / 2**20:.1f} MiB) {cpu_json:.2f}s"
     )
     profile = cProfile.Profile()
     profile.enable()
     StaticInventory.from_file(path)
     profile.disable()
-    print(summarise(profile, "StaticInventory.from_file (pure-Python yaml.safe_load_all)"))
+    print(summarise(profile, "StaticInventory.from_file, YAML"))
 
 
 def _live_under(inventory: StaticInventory) -> int:
@@ -291,9 +298,15 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
     metrics = SelfMetrics(store, RESOLUTION)
     manager = ScrapeManager(client, store, inventory, RESOLUTION, observer=metrics)
     try:
+        rss0 = psutil.Process().memory_info().rss
         for label in ("first tick (TLS handshakes)", "second tick"):
             cpu, wall, clock = await timed(manager.tick)
-            print(f"== {label}: {cpu:.2f}s CPU, {wall:.2f}s wall, {clock}, unprofiled")
+            rss = psutil.Process().memory_info().rss
+            print(
+                f"== {label}: {cpu:.2f}s CPU, {wall:.2f}s wall, {clock}, unprofiled; "
+                f"RSS +{(rss - rss0) / 2**20:.0f} MiB since before the first "
+                f"({(rss - rss0) / nodes / 1024:.0f} KiB per node: connections, TLS, store)"
+            )
         stored = store.points()
         print(f"   stored points: {stored} (want node={nodes}, container={nodes * 60})")
         print(f"   objects tracked by the GC now: {len(gc.get_objects())}")
