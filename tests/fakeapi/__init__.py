@@ -1,0 +1,1 @@
+"""A fake kube-apiserver for tests: see server.FakeKubeAPI and fixtures."""

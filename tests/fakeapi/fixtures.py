@@ -1,0 +1,53 @@
+"""Fixtures for any test directory: `from tests.fakeapi.fixtures import fake_api, ...`
+in that directory's conftest.py.
+
+- fake_api: a running FakeKubeAPI, empty, fresh for each test.
+- fake_kubeconfig: a kubeconfig file for it (CA data and the admin token).
+- fake_cluster: the fake with two nodes and three pods, as a small kubeadm cluster has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakeapi import objects
+from tests.fakeapi.server import FakeKubeAPI
+
+
+def small_cluster(fake: FakeKubeAPI) -> None:
+    fake.add_node(objects.node("control-plane", "10.0.0.10", labels=_CONTROL_PLANE))
+    fake.add_node(objects.node("worker-1", "10.0.0.11"))
+    fake.add_pod(objects.pod("kube-system", "etcd-control-plane", "control-plane"))
+    fake.add_pod(
+        objects.pod(
+            "kube-system",
+            "coredns-7db6d8ff4d-x2x9p",
+            "worker-1",
+            labels={"k8s-app": "kube-dns"},
+            containers=[("coredns", {"cpu": "100m", "memory": "70Mi"}, {"memory": "170Mi"})],
+        )
+    )
+    fake.add_pod(objects.pod("default", "web-1", "worker-1", labels={"app": "web"}))
+
+
+_CONTROL_PLANE = {"node-role.kubernetes.io/control-plane": ""}
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeKubeAPI]:
+    with FakeKubeAPI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_kubeconfig(fake_api: FakeKubeAPI, tmp_path: Path) -> Path:
+    return fake_api.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+@pytest.fixture
+def fake_cluster(fake_api: FakeKubeAPI) -> FakeKubeAPI:
+    small_cluster(fake_api)
+    return fake_api
