@@ -57,6 +57,12 @@ def add_parser(sub: Any) -> None:
 
 
 class _FlagCheck(argparse.ArgumentParser):
+    # No abbreviations: "--kubelet-insecure" in a manifest would break the day the
+    # server gets a second flag with that prefix.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         raise CommandError(f"flags after -- must be flags of kubepulse server: {message}")
 
