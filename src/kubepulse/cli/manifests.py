@@ -52,7 +52,12 @@ def add_parser(sub: Any) -> None:
         help="kube-apiserver does not verify kubepulse (as upstream's components.yaml)",
     )
     p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
-    p.add_argument("server_args", nargs="*", metavar="-- SERVER-FLAG", help=argparse.SUPPRESS)
+    p.add_argument(
+        "server_args",
+        nargs="*",
+        metavar="-- SERVER-FLAG",
+        help="after --: flags of `kubepulse server`, replacing the defaults they name",
+    )
     p.set_defaults(run=run)
 
 
