@@ -553,6 +553,7 @@ class FakeKubeAPI:
                 # The watch cache answers 200 and one ERROR event (cacher.newErrWatcher).
                 expired = status(410, f"too old resource version: {since} ({self._compacted})")
                 expired["reason"] = "Expired"
+                self.requests["expired", resource] += 1
                 first: list[dict[str, Any]] = [{"type": "ERROR", "object": expired}]
             elif since:
                 first = [
@@ -591,7 +592,8 @@ class FakeKubeAPI:
             try:
                 await asyncio.wait_for(watcher.wake.wait(), wait)
             except TimeoutError:
-                if watcher.bookmarks:
+                # A periodic bookmark (every bookmark_interval), not one at timeoutSeconds.
+                if watcher.bookmarks and wait < left:
                     with self._lock:
                         if not watcher.pending:
                             watcher.pending.append(self._rv)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import ssl
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
-from kubepulse.kube.kubeconfig import Credentials
+from kubepulse.kube.kubeconfig import Credentials, KubeconfigError
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+TOKEN_FILE_REREAD = 60.0
+MAX_EVENT_BYTES = 64 * 1024 * 1024
 
 
 class ApiError(Exception):
@@ -45,17 +52,24 @@ def ssl_context(creds: Credentials) -> ssl.SSLContext:
 
 
 class KubeClient:
-    def __init__(self, creds: Credentials, timeout: float = 30.0) -> None:
+    """An aiohttp session with the credentials; token_file, when given, is the token's
+    source (read again every minute) instead of creds.token."""
+
+    def __init__(
+        self, creds: Credentials, timeout: float = 30.0, token_file: Path | None = None
+    ) -> None:
         self.creds = creds
         self.timeout = timeout
+        self.token_file = token_file
+        self._token: str | None = None
+        self._token_read = 0.0
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> KubeClient:
         headers = {"User-Agent": "kubepulse"}
         auth = None
-        if self.creds.token:
-            headers["Authorization"] = f"Bearer {self.creds.token}"
-        elif self.creds.username is not None:
+        # A token goes with each request (_headers), so that a re-read token file is used.
+        if self.creds.username is not None and not (self.creds.token or self.token_file):
             auth = aiohttp.BasicAuth(self.creds.username, self.creds.password or "")
         connector = aiohttp.TCPConnector(ssl=ssl_context(self.creds))
         self._session = aiohttp.ClientSession(
@@ -75,18 +89,76 @@ class KubeClient:
         if self._session is not None:
             await self._session.close()
 
+    def _headers(self, accept: str = "application/json") -> dict[str, str]:
+        headers = {"Accept": accept}
+        token = self._current_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def _current_token(self) -> str | None:
+        """The bearer token; a token file is read again every minute, as client-go does,
+        because the kubelet rotates projected service-account tokens (rest.InClusterConfig
+        sets BearerTokenFile, transport.NewCachedFileTokenSource)."""
+        if self.token_file is None:
+            return self.creds.token
+        now = time.monotonic()
+        if self._token is None or now - self._token_read >= TOKEN_FILE_REREAD:
+            try:
+                self._token = self.token_file.read_text().strip()
+                self._token_read = now
+            except OSError:
+                if self._token is None:
+                    self._token = self.creds.token
+        return self._token
+
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        assert self._session is not None, "use KubeClient as an async context manager"
-        url = self.creds.server + path
+        session = self._open()
         query = {k: v for k, v in (params or {}).items() if v}
-        try:
-            async with self._session.get(
-                url, params=query, headers={"Accept": "application/json"}
+        with self._translate_errors():
+            async with session.get(
+                self.creds.server + path, params=query, headers=self._headers()
             ) as resp:
                 body = await resp.read()
                 if resp.status >= 400:
                     raise _api_error(resp.status, body)
                 return _json(body)
+
+    async def watch(
+        self, path: str, params: Mapping[str, str], timeout: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The events of a watch, one dict each ({"type": ..., "object": ...}).
+
+        The stream ends when the server ends it (timeoutSeconds is up); an ERROR event is
+        raised as ApiError (410 Expired means: list again), a dropped connection as
+        Unreachable. timeout bounds the whole request, so a connection that went silent
+        without being closed is given up eventually.
+        """
+        session = self._open()
+        query = {k: v for k, v in params.items() if v}
+        query["watch"] = "true"
+        with self._translate_errors():
+            async with session.get(
+                self.creds.server + path,
+                params=query,
+                headers=self._headers(),
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self.timeout),
+            ) as resp:
+                if resp.status >= 400:
+                    raise _api_error(resp.status, await resp.read())
+                async for event in _events(resp.content):
+                    if event.get("type") == "ERROR":
+                        raise _status_error(event.get("object"))
+                    yield event
+
+    def _open(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "use KubeClient as an async context manager"
+        return self._session
+
+    @contextlib.contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
         except aiohttp.ClientConnectorCertificateError as err:
             raise Unreachable(
                 f"the server's certificate is not trusted: {err.certificate_error}"
@@ -100,6 +172,55 @@ class KubeClient:
             raise Unreachable(
                 f"cannot reach the server {self.creds.server}: {err or type(err).__name__}"
             ) from err
+
+
+async def _events(stream: aiohttp.StreamReader) -> AsyncIterator[dict[str, Any]]:
+    """Newline-delimited JSON objects, split here rather than with readline(), whose line
+    limit (128 KiB) a Node with many images can pass."""
+    buffer = b""
+    async for chunk in stream.iter_any():
+        buffer += chunk
+        if len(buffer) > MAX_EVENT_BYTES:
+            raise ApiError(500, "InternalError", "a watch event is larger than 64 MiB")
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                event = _json(line)
+                if not isinstance(event, dict):
+                    raise ApiError(500, "InternalError", "a watch event is not a JSON object")
+                yield event
+    if buffer.strip():
+        raise aiohttp.ClientPayloadError("the watch stream ended in the middle of an event")
+
+
+def in_cluster(
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR, environ: Mapping[str, str] | None = None
+) -> Credentials:
+    """The pod's own credentials, as client-go's rest.InClusterConfig finds them: the API
+    at $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT, the service account's token and
+    CA in service_account_dir. Pass token_file=service_account_dir / "token" to KubeClient
+    so the rotated token is picked up."""
+    env = os.environ if environ is None else environ
+    host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        raise KubeconfigError(
+            "unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and "
+            "KUBERNETES_SERVICE_PORT must be defined"
+        )
+    try:
+        token = (service_account_dir / "token").read_text().strip()
+        ca_pem = (service_account_dir / "ca.crt").read_bytes()
+    except OSError as err:
+        raise KubeconfigError(
+            f"cannot read the service account's {Path(err.filename or '').name} in "
+            f"{service_account_dir}: {err.strerror}"
+        ) from err
+    # An IPv6 service address needs brackets (Go's net.JoinHostPort).
+    server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+    namespace = "default"
+    with contextlib.suppress(OSError):
+        namespace = (service_account_dir / "namespace").read_text().strip() or "default"
+    return Credentials(server=server, ca_pem=ca_pem, token=token, namespace=namespace)
 
 
 def _json(body: bytes) -> Any:
@@ -117,6 +238,17 @@ def _api_error(code: int, body: bytes) -> ApiError:
     except ApiError:
         status = None
     if isinstance(status, dict) and status.get("kind") == "Status":
-        return ApiError(code, str(status.get("reason") or ""), str(status.get("message") or ""))
+        return _status_error(status, code)
     reasons = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 503: "ServiceUnavailable"}
     return ApiError(code, reasons.get(code, "Unknown"), body.decode(errors="replace").strip()[:200])
+
+
+def _status_error(status: Any, code: int | None = None) -> ApiError:
+    """An ApiError from a Status object (an error answer's body, or an ERROR event's)."""
+    if not isinstance(status, dict):
+        return ApiError(500, "InternalError", "the server sent an error without a Status")
+    return ApiError(
+        int(code or status.get("code") or 500),
+        str(status.get("reason") or ""),
+        str(status.get("message") or ""),
+    )
