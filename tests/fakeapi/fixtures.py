@@ -8,13 +8,27 @@ in that directory's conftest.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.fakeapi import objects
 from tests.fakeapi.server import FakeKubeAPI
+
+
+async def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    """Wait for condition without blocking the event loop (tests/support.wait_for sleeps
+    the thread, which would stop an inventory or client running in this loop)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def small_cluster(fake: FakeKubeAPI) -> None:

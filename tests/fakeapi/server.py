@@ -42,7 +42,7 @@ from kubepulse.api.selectors import parse_field_selector, parse_label_selector
 from kubepulse.api.status import status
 from kubepulse.cli.up import kubeconfig
 from kubepulse.kube.kubeconfig import Credentials
-from tests.fakeapi import objects
+from tests.fakeapi import objects, protobuf
 
 CSR_GROUP = "certificates.k8s.io"
 CSR_PREFIX = f"/apis/{CSR_GROUP}/v1/certificatesigningrequests"
@@ -557,7 +557,9 @@ class FakeKubeAPI:
                 first: list[dict[str, Any]] = [{"type": "ERROR", "object": expired}]
             elif since:
                 first = [
-                    e for c in self._history if c.rv > since and (e := self._event(watcher, c))
+                    e
+                    for c in self._history
+                    if c.rv > since and c.resource == resource and (e := self._event(watcher, c))
                 ]
                 self._watchers.add(watcher)
             else:
@@ -658,7 +660,21 @@ class FakeKubeAPI:
             )
         )
 
-    async def _body(self, request: web.Request, kind: str) -> dict[str, Any]:
+    async def _body(
+        self, request: web.Request, kind: str, approval: bool = False
+    ) -> dict[str, Any]:
+        if approval and request.content_type == protobuf.CONTENT_TYPE:
+            try:
+                return protobuf.csr_approval(await request.read())
+            except (ValueError, IndexError) as err:
+                raise web.HTTPBadRequest(reason=f"the protobuf body cannot be read: {err}") from err
+        if "json" not in request.content_type:
+            # kubectl sends protobuf bodies first; we only speak JSON, and say so as
+            # kube-apiserver does for a format it does not know.
+            raise web.HTTPUnsupportedMediaType(
+                reason="the body of the request was in an unknown format - accepted media "
+                "types include: application/json"
+            )
         try:
             body = await request.json(loads=orjson.loads)
         except ValueError as err:
@@ -757,7 +773,7 @@ class FakeKubeAPI:
 
     async def _approve_csr(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        body = await self._body(request, "CertificateSigningRequest")
+        body = await self._body(request, "CertificateSigningRequest", approval=True)
         current = self.get("certificatesigningrequests", name)
         if current is None:
             return not_found("certificatesigningrequests", name, CSR_GROUP)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +14,12 @@ from kubepulse.kube.client import KubeClient
 from kubepulse.kube.kubeconfig import KubeconfigError
 from kubepulse.kube.watch import Backoff, KubeInventory
 from tests.fakeapi import objects
-from tests.fakeapi.fixtures import fake_api, fake_cluster
+from tests.fakeapi.fixtures import fake_api, fake_cluster, until
 from tests.fakeapi.server import FakeKubeAPI
 
 __all__ = ["fake_api", "fake_cluster"]  # fixtures, used by name
 
 FAST = Backoff(initial=0.05, maximum=0.2)
-
-
-async def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    """Wait, without blocking the loop the inventory runs in, for condition to hold."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def node_names(inventory: KubeInventory) -> list[str]:
