@@ -257,3 +257,16 @@ async def test_unauthorized_is_retried_and_not_synced(fake_cluster: FakeKubeAPI)
         assert "401 Unauthorized" in inventory.node_reflector.last_error
         assert not inventory.synced.is_set()
         assert inventory.nodes() == []
+
+
+async def test_watches_closed_at_once_are_not_retried_in_a_tight_loop(
+    fake_cluster: FakeKubeAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    # timeoutSeconds=0: the fake closes each watch at once, with no event.
+    async with started(fake_cluster, watch_timeout=0.5):
+        await until(
+            lambda: fake_cluster.requests["list", "nodes"] >= 3, "lists after short watches"
+        )
+        # Each short watch counts as a failure: a list (after a backoff) follows it.
+        assert fake_cluster.requests["watch", "nodes"] <= fake_cluster.requests["list", "nodes"] + 1
+    assert "very short watch" in caplog.text

@@ -134,7 +134,10 @@ class Reflector(Generic[T]):
             # then starts from the last resourceVersion seen, without a list.
             "timeoutSeconds": str(int(self.watch_timeout)),
         }
+        loop = asyncio.get_running_loop()
+        started, events = loop.time(), 0
         async for event in self.client.watch(self.path, params, self.watch_timeout + 30):
+            events += 1
             kind, obj = event.get("type"), event.get("object")
             if not isinstance(obj, dict):
                 continue
@@ -151,6 +154,10 @@ class Reflector(Generic[T]):
                 continue
             if version:
                 self.resource_version = str(version)
+        if not events and loop.time() - started < 1.0:
+            # The reflector's guard: a server (or proxy) that closes every watch at once
+            # would otherwise be asked again in a tight loop.
+            raise Unreachable("very short watch: the server closed it at once, without events")
 
     def _read(self, obj: Mapping[str, Any]) -> T | None:
         """One bad object is logged and skipped; it must not stop the others."""
