@@ -3,15 +3,18 @@
 The agent fills it from cgroups and /proc, the scraper fills it from a kubelet's
 answer, the store keeps it and the API serves it. Field names follow the kubelet
 Summary API (k8s.io/kubelet/pkg/apis/stats/v1alpha1) in snake case.
+
+The types are named tuples, immutable like frozen dataclasses but three times cheaper
+to build: the scraper makes one Usage and one ContainerSample per container per node
+per resolution, which at 5,000 nodes is ~600,000 of each every 15 s.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
     """One reading of CPU and memory for a node, pod or container."""
 
     timestamp: float
@@ -26,27 +29,27 @@ class Usage:
     major_page_faults: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Resources:
+class Resources(NamedTuple):
     """A CPU and memory amount: a request, a limit, a capacity or an allocatable."""
 
     cpu_millicores: int | None = None
     memory_bytes: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerSample:
+_NONE = Resources()  # immutable, so one instance serves as every default
+
+
+class ContainerSample(NamedTuple):
     name: str
     start_time: float
     usage: Usage
     cpu_usage_nanocores: int | None = None
     """CPU rate over the last housekeeping window, when the reader has two readings."""
-    requests: Resources = field(default_factory=Resources)
-    limits: Resources = field(default_factory=Resources)
+    requests: Resources = _NONE
+    limits: Resources = _NONE
 
 
-@dataclass(frozen=True, slots=True)
-class PodSample:
+class PodSample(NamedTuple):
     namespace: str
     name: str
     uid: str
@@ -58,20 +61,18 @@ class PodSample:
     process_count: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class NodeSample:
+class NodeSample(NamedTuple):
     name: str
     start_time: float
     usage: Usage
     cpu_usage_nanocores: int | None = None
-    capacity: Resources = field(default_factory=Resources)
-    allocatable: Resources = field(default_factory=Resources)
+    capacity: Resources = _NONE
+    allocatable: Resources = _NONE
     max_pid: int | None = None
     process_count: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class NodeStats:
+class NodeStats(NamedTuple):
     """Everything one read of one node yields: what a kubelet's Summary holds."""
 
     node: NodeSample

@@ -6,7 +6,6 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -338,7 +337,7 @@ def test_resource_metrics_series_are_sorted_by_label_values(
     name: str, labels: tuple[str, ...], count: int
 ) -> None:
     stats = node_stats()
-    text = resource_metrics.render(replace(stats, pods=stats.pods[::-1]))
+    text = resource_metrics.render(stats._replace(pods=stats.pods[::-1]))
     keys = [tuple(s.labels[k] for k in labels) for s in samples(text) if s.name == name]
     assert keys == sorted(keys)
     assert len(keys) == count
@@ -355,7 +354,7 @@ def test_resource_scrape_error_value(scrape_error: bool, value: float) -> None:
 
 
 def test_resource_metrics_without_pods_has_only_node_and_error_families() -> None:
-    stats = replace(node_stats(), pods=())
+    stats = node_stats()._replace(pods=())
     names = {s.name for s in samples(resource_metrics.render(stats))}
     assert names == {
         "node_cpu_usage_seconds_total",
@@ -480,7 +479,7 @@ def test_summary_leaves_out_what_is_not_known() -> None:
 )
 def test_summary_node_omits_unknown_fields(change: dict[str, Any], absent: str) -> None:
     stats = node_stats()
-    stats = replace(stats, node=replace(stats.node, **change))
+    stats = stats._replace(node=stats.node._replace(**change))
     node = parsed_summary(stats)["node"]
     *path, key = absent.split(".")
     where = node
@@ -492,7 +491,7 @@ def test_summary_node_omits_unknown_fields(change: dict[str, Any], absent: str) 
 
 def test_summary_rlimit_counts_zero_processes_when_unknown() -> None:
     stats = node_stats()
-    stats = replace(stats, node=replace(stats.node, process_count=None))
+    stats = stats._replace(node=stats.node._replace(process_count=None))
     assert parsed_summary(stats)["node"]["rlimit"]["curproc"] == 0
 
 

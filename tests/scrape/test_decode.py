@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import json
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kubepulse.agent import resource_metrics, summary
 from kubepulse.model import ContainerSample, NodeSample, NodeStats, PodSample, Usage
+from kubepulse.scrape import decode as decoder
 from kubepulse.scrape.decode import DecodeError, decode_resource_metrics, decode_summary
 
 # The "Normal" case of metrics-server's pkg/scraper/client/resource/decode_test.go, as
@@ -494,8 +496,8 @@ def test_decoding_agrees_with_prometheus_client(stats: NodeStats) -> None:
                 for c in p.containers
                 if c.name == container.name
             )
-            # The agent renders int(seconds * 1000) ms, which can be a millisecond short.
-            rendered_ms = int(source.usage.timestamp * 1000) / 1000
+            # The agent renders round(seconds * 1000) ms, as the kubelet does.
+            rendered_ms = round(source.usage.timestamp * 1000) / 1000
             assert usage(container) == (
                 rendered_ms,
                 source.usage.cpu_usage_core_nanoseconds,
@@ -643,3 +645,90 @@ def test_summary_round_trip(stats: NodeStats) -> None:
     assert {
         (p.namespace, p.name): {c.name: usage(c) for c in p.containers} for p in pods
     } == expected
+
+
+# --- the fast path ------------------------------------------------------------------------
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(node_stats())
+def test_fast_path_takes_kubelet_bodies_and_agrees_with_the_general_path(
+    stats: NodeStats,
+) -> None:
+    body = resource_metrics.render(stats).encode()
+    fast = decoder._fast(body, "node1", 0.0)
+    labels = [v for p in stats.pods for c in p.containers for v in (p.namespace, p.name, c.name)]
+    # Kubernetes names are DNS labels; values that are not fall back to the general path.
+    plain = all(not set(v) & set('"\\\n\r\t#') and "  " not in v for v in labels)
+    if labels and plain:
+        assert fast is not None
+    if fast is not None:
+        assert fast == decoder._general(body, "node1", 0.0)
+
+
+KUBELET_BODY = f"""# HELP container_cpu_usage_seconds_total x
+# TYPE container_cpu_usage_seconds_total counter
+{CPU} 4.710169 1633253812125
+# HELP container_memory_working_set_bytes x
+# TYPE container_memory_working_set_bytes gauge
+{MEMORY} 1.253376e+07 1633253812125
+# HELP container_start_time_seconds x
+# TYPE container_start_time_seconds gauge
+{START} 1.633252712e+09 1633253812125
+# HELP node_cpu_usage_seconds_total x
+# TYPE node_cpu_usage_seconds_total counter
+node_cpu_usage_seconds_total 357.35491 1633253809720
+# HELP node_memory_working_set_bytes x
+# TYPE node_memory_working_set_bytes gauge
+node_memory_working_set_bytes 1.616273408e+09 1633253809720
+"""
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(("", ""), id="unchanged"),
+        pytest.param(
+            (
+                'container="coredns",namespace="kube-system",',
+                'namespace="kube-system",container="coredns",',
+            ),
+            id="order",
+        ),
+        pytest.param(("# TYPE node_cpu", "# A comment\n# TYPE node_cpu"), id="other comment"),
+        pytest.param(("1.616273408e+09 ", "1.616273408e+09  "), id="two spaces"),
+        pytest.param(("357.35491", "3_57.35491"), id="underscore"),
+        pytest.param(
+            ("\nnode_cpu_usage_seconds_total 3", "\nfoo 1\nnode_cpu_usage_seconds_total 3"),
+            id="stray line",
+        ),
+        pytest.param(
+            ("# HELP node_memory", "# TYPE other gauge\nother 1\n# HELP node_memory"),
+            id="unknown family",
+        ),
+        pytest.param(('4dpjz"} 4.7', '4dpjz\\"q"} 4.7'), id="escape"),
+    ],
+)
+def test_fast_path_refuses_what_is_not_the_kubelet_shape(change: tuple[str, str]) -> None:
+    old, new = change
+    body = KUBELET_BODY.replace(old, new, 1).encode()
+    assert (decoder._fast(body, "n", 0.0) is not None) == (old == "")
+    # Whatever path it takes, the answer is the general path's (or its error).
+    _same_as_general(body)
+
+
+def test_fast_path_allows_blank_lines() -> None:
+    body = KUBELET_BODY.replace("1633253812125\n#", "1633253812125\n\n#").encode()
+    assert decoder._fast(body, "n", 0.0) is not None
+    _same_as_general(body)
+
+
+def _same_as_general(body: bytes) -> None:
+    # Whatever path it takes, the answer is the general path's (or its error).
+    try:
+        expected = decoder._general(body, "n", 0.0)
+    except DecodeError as err:
+        with pytest.raises(DecodeError, match=re.escape(str(err))):
+            decode_resource_metrics(body, "n", 0.0)
+    else:
+        assert decode_resource_metrics(body, "n", 0.0) == expected
