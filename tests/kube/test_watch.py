@@ -105,7 +105,10 @@ async def test_a_modified_pod_is_replaced(
 async def test_broken_watches_are_followed_by_a_list_that_converges(
     fake_cluster: FakeKubeAPI, inventory: KubeInventory
 ) -> None:
-    await until(lambda: fake_cluster.open_watches("nodes") == 1, "the node watch")
+    await until(
+        lambda: fake_cluster.open_watches("nodes") == fake_cluster.open_watches("pods") == 1,
+        "the node and pod watches",
+    )
     assert fake_cluster.break_watches() == 2
     # Changed while the connections are down: only a new list can tell about these.
     fake_cluster.delete_node("worker-1")
