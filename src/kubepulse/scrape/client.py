@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 from cryptography import x509
 from yarl import URL
 
@@ -32,6 +31,7 @@ from kubepulse import __version__
 from kubepulse.kube.objects import RESOURCE_METRICS_PATH_ANNOTATION, Node
 from kubepulse.model import NodeSample, PodSample
 from kubepulse.scrape.decode import DecodeError, decode_resource_metrics, decode_summary
+from kubepulse.scrape.http import BodyTooLarge, ConnectionPool, HTTPResponse, ProtocolError
 
 __all__ = [
     "DEFAULT_PREFERRED_ADDRESS_TYPES",
@@ -58,12 +58,7 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 ScrapeResult = tuple[NodeSample | None, tuple[PodSample, ...]]
 """What scrape() returns: the node (None if incomplete) and its complete pods."""
 
-# Go's net/http Transport keeps idle connections for 90 s (DefaultTransport
-# IdleConnTimeout); longer than a 15 s or 60 s resolution, so every scrape after the
-# first reuses its TLS connection instead of paying for a handshake.
-_KEEPALIVE_SECONDS = 90.0
 _ERROR_SNIPPET_BYTES = 512
-_READ_CHUNK = 64 * 1024
 
 # OpenSSL X509_V_ERR_* codes, by how Go's crypto/x509 would name the failure.
 _UNKNOWN_AUTHORITY_CODES = frozenset({2, 18, 19, 20, 21})
@@ -159,33 +154,29 @@ class KubeletClient:
 
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: ConnectionPool | None = None
+        self._headers = ""
         # Nodes whose kubelet answered 404 on /metrics/resource (kubelets before 1.18
         # have none) and answered /stats/summary instead: go there directly from now on.
         self._summary_nodes: set[str] = set()
 
     async def start(self) -> None:
-        """Build the TLS context and the session; errors here are configuration errors."""
-        if self._session is not None:
+        """Build the TLS context and the pool; errors here are configuration errors."""
+        if self._pool is not None:
             return
         context = ssl_context(self.config)  # built once, shared by every connection
-        # limit=0: concurrency is bounded by the caller, one request per node at a
-        # time, and a 5,000-node cluster needs 5,000 live keep-alive connections.
-        connector = aiohttp.TCPConnector(limit=0, ssl=context, keepalive_timeout=_KEEPALIVE_SECONDS)
-        headers = {"User-Agent": f"kubepulse/{__version__}"}
+        # Keep-alive connections (Go's Transport keeps idle ones for 90 s, longer than
+        # a resolution), so every scrape after the first skips the TLS handshake.
+        self._pool = ConnectionPool(context, self.config.max_body_bytes)
+        headers = f"User-Agent: kubepulse/{__version__}\r\nAccept-Encoding: gzip\r\n"
         if self.config.token:
-            headers["Authorization"] = f"Bearer {self.config.token}"
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-            raise_for_status=False,
-        )
+            headers += f"Authorization: Bearer {self.config.token}\r\n"
+        self._headers = headers
 
     async def close(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.close()
 
     async def __aenter__(self) -> KubeletClient:
         await self.start()
@@ -214,7 +205,7 @@ class KubeletClient:
             raise ScrapeError("other", f"scraping node {node.name}: {err!r}") from err
 
     async def _scrape(self, node: Node) -> ScrapeResult:
-        if self._session is None:
+        if self._pool is None:
             await self.start()
         address, port = self._endpoint(node)
         if self.config.use_summary or node.name in self._summary_nodes:
@@ -271,39 +262,45 @@ class KubeletClient:
 
     async def _get(self, url: URL, address: str, port: int, accept: str) -> bytes:
         """The 200 body of a GET within the timeout, or a classified ScrapeError."""
-        assert self._session is not None
+        assert self._pool is not None
         deadline = time.monotonic() + self.config.timeout
+        request = (
+            f"GET {url.raw_path_qs} HTTP/1.1\r\nHost: {url.raw_authority}\r\n"
+            f"{self._headers}Accept: {accept}\r\n\r\n"
+        ).encode()
         try:
             async with asyncio.timeout(self.config.timeout):
-                async with self._session.get(
-                    url, headers={"Accept": accept}, allow_redirects=False
-                ) as response:
-                    if response.status != 200:
-                        raise await _status_error(url, response)
-                    return await _read_limited(url, response, self.config.max_body_bytes)
-        except ScrapeError:
-            raise
+                response = await self._pool.get(address, port, request)
         except TimeoutError as err:
-            # asyncio.timeout and aiohttp's own ServerTimeoutError both land here.
             raise ScrapeError(
                 "timeout",
                 f'Get "{url}": context deadline exceeded '
                 f"(no answer within {self.config.timeout:g}s)",
             ) from err
-        except aiohttp.ClientConnectorCertificateError as err:
+        except ssl.SSLCertVerificationError as err:
             remaining = max(0.5, deadline - time.monotonic())
             raise await _certificate_error(url, address, port, err, remaining) from err
-        except aiohttp.ClientConnectorDNSError as err:
-            raise _dns_error(url, err) from err
-        except (aiohttp.ClientError, OSError) as err:
+        except socket.gaierror as err:
+            raise _dns_error(url, address, err) from err
+        except BodyTooLarge:
+            limit = self.config.max_body_bytes
+            raise ScrapeError(
+                "too-large", f"response from {url} is larger than {limit} bytes"
+            ) from None
+        except ProtocolError as err:
+            raise ScrapeError("bad-payload", f'Get "{url}": {err}') from err
+        except OSError as err:
             raise _transport_error(url, address, port, err) from err
+        if response.status != 200:
+            raise _status_error(url, response)
+        return response.body
 
 
 async def _certificate_error(
     url: URL,
     address: str,
     port: int,
-    err: aiohttp.ClientConnectorCertificateError,
+    cert_error: ssl.SSLCertVerificationError,
     probe_timeout: float,
 ) -> ScrapeError:
     """Name a failed certificate check the way Go's crypto/x509 would.
@@ -312,7 +309,6 @@ async def _certificate_error(
     CertificateInvalidError (Expired) and HostnameError. Users and the metrics-server
     docs know the Go texts, so those are what we say.
     """
-    cert_error = err.certificate_error
     code = getattr(cert_error, "verify_code", None)
     detail = str(getattr(cert_error, "verify_message", "") or cert_error)
     prefix = f'Get "{url}": tls: failed to verify certificate: '
@@ -344,17 +340,14 @@ def _url(address: str, port: int, path: str, query: dict[str, str] | None) -> UR
     return URL.build(scheme="https", host=address, port=port, path=path, query=query)
 
 
-async def _status_error(url: URL, response: aiohttp.ClientResponse) -> ScrapeError:
+def _status_error(url: URL, response: HTTPResponse) -> ScrapeError:
     """metrics-server's `request failed, status: "403 Forbidden"`, plus the kubelet's words.
 
     The body matters: a kubelet's 403 names the user and the missing permission
     ("Forbidden (user=..., verb=get, resource=nodes, subresource=metrics)").
     """
     status = response.status
-    snippet = ""
-    with contextlib.suppress(aiohttp.ClientError, OSError, ValueError):
-        raw = await response.content.read(_ERROR_SNIPPET_BYTES)
-        snippet = raw.decode("utf-8", "replace").strip()
+    snippet = response.body[:_ERROR_SNIPPET_BYTES].decode("utf-8", "replace").strip()
     status_text = f"{status} {response.reason or ''}".strip()
     message = f'Get "{url}": request failed, status: "{status_text}"'
     if snippet:
@@ -363,61 +356,23 @@ async def _status_error(url: URL, response: aiohttp.ClientResponse) -> ScrapeErr
     return ScrapeError(cause, message, status=status)
 
 
-async def _read_limited(url: URL, response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, refusing it as soon as it is known to exceed limit bytes."""
-    too_large = ScrapeError("too-large", f"response from {url} is larger than {limit} bytes")
-    if response.content_length is not None and response.content_length > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(_READ_CHUNK):
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
-
-
-def _dns_error(url: URL, err: aiohttp.ClientConnectorDNSError) -> ScrapeError:
-    host = err.host
-    # The threaded resolver raises the gaierror itself, aiodns's wraps it as the cause.
-    gai = next(
-        (e for e in (err.os_error, err.os_error.__cause__) if isinstance(e, socket.gaierror)),
-        None,
-    )
+def _dns_error(url: URL, host: str, gai: socket.gaierror) -> ScrapeError:
     no_such_host = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
-    if gai is not None and gai.errno in no_such_host:
-        reason = "no such host"  # Go's net.DNSError text for NXDOMAIN
-    else:
-        reason = err.os_error.strerror or str(err.os_error)
+    # "no such host" is Go's net.DNSError text for NXDOMAIN.
+    reason = "no such host" if gai.errno in no_such_host else gai.strerror or str(gai)
     return ScrapeError("dns", f'Get "{url}": dial tcp: lookup {host}: {reason}')
 
 
-def _transport_error(url: URL, address: str, port: int, err: BaseException) -> ScrapeError:
+def _transport_error(url: URL, address: str, port: int, err: OSError) -> ScrapeError:
     """Connection-level failures other than timeouts, DNS and certificate checks."""
     dial = f'Get "{url}": dial tcp {_join_host_port(address, port)}: '
-    os_error = err.os_error if isinstance(err, aiohttp.ClientConnectorError) else err
-    if isinstance(os_error, ConnectionRefusedError):
+    if isinstance(err, ConnectionRefusedError):
         return ScrapeError("refused", dial + "connect: connection refused")
-    if isinstance(os_error, socket.gaierror):
-        return ScrapeError("dns", f'Get "{url}": dial tcp: lookup {address}: {os_error.strerror}')
-    ssl_error = _find_cause(err, ssl.SSLError)
-    if ssl_error is not None:
-        return ScrapeError("tls-other", f'Get "{url}": tls: {ssl_error}')
-    if isinstance(err, aiohttp.ClientConnectorError):
-        return ScrapeError("other", dial + f"connect: {err.os_error.strerror or err.os_error}")
-    return ScrapeError("other", f'Get "{url}": {type(err).__name__}: {err}')
-
-
-def _find_cause(err: BaseException, kind: type[ssl.SSLError]) -> ssl.SSLError | None:
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        if isinstance(current, aiohttp.ClientConnectorError) and isinstance(current.os_error, kind):
-            return current.os_error
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    if isinstance(err, ssl.SSLError):
+        return ScrapeError("tls-other", f'Get "{url}": tls: {err}')
+    if isinstance(err, ConnectionError):
+        return ScrapeError("other", f'Get "{url}": {err.strerror or err}')
+    return ScrapeError("other", dial + f"connect: {err.strerror or err}")
 
 
 def _join_host_port(address: str, port: int) -> str:

@@ -199,21 +199,45 @@ def _fast(
     value = float(node_memory[1][0])
     node_memory_bytes = round(value) if 0 < value < inf else 0
     names, namespaces, pods = labels
+    if names != sorted(names):
+        return None  # not in the kubelet's order, so pods would list containers unsorted
     cpu_values = list(map(float, cpu[1]))
     memory_values = list(map(float, memory[1]))
     start_values = list(map(float, start[1]))
     cpu_stamps = [int(s) / 1000 for s in cpu[2]] if cpu[2] else [default_time] * len(names)
-    containers: dict[tuple[str, str, str], list[Any]] = {}
-    for i, key in enumerate(zip(namespaces, pods, names, strict=True)):
-        c, m, st = cpu_values[i], memory_values[i], start_values[i]
-        containers[key] = [
-            round(c * 1e9) if 0 < c < inf else 0,
-            cpu_stamps[i],
-            round(m) if 0 < m < inf else 0,
-            st if math.isfinite(st) else 0.0,
-        ]
+    # _complete_pods' rules, in one pass over the kubelet's order (by container name,
+    # so each pod's containers arrive sorted): a pod with an incomplete container goes.
+    by_pod: dict[tuple[str, str], list[ContainerSample] | None] = {}
+    usage, sample, isfinite, no_resources = Usage, ContainerSample, math.isfinite, _NO_RESOURCES
+    for i, key in enumerate(zip(namespaces, pods, strict=True)):
+        samples = by_pod.get(key, ())
+        if samples is None:
+            continue
+        c, m = cpu_values[i], memory_values[i]
+        cpu_ns = round(c * 1e9) if 0 < c < inf else 0
+        memory_bytes = round(m) if 0 < m < inf else 0
+        if not cpu_ns or not memory_bytes:
+            by_pod[key] = None
+            continue
+        st = start_values[i]
+        container = sample(
+            names[i],
+            st if isfinite(st) else 0.0,
+            usage(cpu_stamps[i], cpu_ns, memory_bytes),
+            None,
+            no_resources,
+            no_resources,
+        )
+        if samples:
+            samples.append(container)
+        else:
+            by_pod[key] = [container]
     node = _complete_node(node_name, node_time, node_cpu_ns, node_memory_bytes)
-    return node, _complete_pods(containers)
+    return node, tuple(
+        PodSample(namespace, pod, "", 0.0, tuple(samples))  # namespace, name, uid, start
+        for (namespace, pod), samples in sorted(by_pod.items())
+        if samples
+    )
 
 
 def decode_resource_metrics(

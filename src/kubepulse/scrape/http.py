@@ -1,0 +1,290 @@
+"""A minimal HTTP/1.1 client for scrapes: one GET at a time per kubelet, kept alive.
+
+A scrape is the same small GET to the same kubelet every resolution, and at 5,000
+nodes the general-purpose client (aiohttp's request objects, header multidicts,
+tracing, stream readers) cost more CPU than decoding the answer. This client does only
+what a scrape needs, as Go's net/http Transport does for metrics-server:
+
+- one idle keep-alive connection per kubelet, dropped after 90 s idle
+  (DefaultTransport IdleConnTimeout);
+- a request that fails on a reused connection before any answer arrives is retried once
+  on a new one (Transport.roundTrip retries idempotent requests, "nothing written");
+- Content-Length, chunked (RFC 9112 section 7.1) and read-until-close bodies;
+  `Content-Encoding: gzip` is undone as Go's transport does when it asked for gzip;
+- a body over the limit is refused as soon as that is known, before and after gunzip.
+
+Protocol (parsing) and machinery (sockets, pool) are kept apart: `ResponseParser` is
+pure and fed bytes; `_Connection` feeds it from the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import zlib
+from dataclasses import dataclass
+from typing import cast
+
+__all__ = ["BodyTooLarge", "ConnectionPool", "HTTPResponse", "ProtocolError", "ResponseParser"]
+
+IDLE_TIMEOUT_SECONDS = 90.0
+_MAX_HEAD_BYTES = 64 * 1024
+
+
+class ProtocolError(Exception):
+    """The peer did not speak HTTP/1.1 as we understand it."""
+
+
+class BodyTooLarge(Exception):
+    """The body (or its gunzipped form) exceeds the limit."""
+
+
+@dataclass(slots=True)
+class HTTPResponse:
+    status: int
+    reason: str
+    headers: dict[str, str]
+    """Lower-cased names; a repeated header keeps its last value."""
+    body: bytes
+    keep_alive: bool
+
+
+class ResponseParser:
+    """Incremental parser of one response; feed() returns True once it is complete."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.buffer = bytearray()
+        self.head: tuple[int, str, dict[str, str]] | None = None
+        self.body_start = 0
+        self.length: int | None = None  # Content-Length, if given
+        self.chunked = False
+        self.chunks: list[bytes] = []
+        self.chunk_pos = 0
+        self.chunked_size = 0
+        self.done = False
+
+    def feed(self, data: bytes) -> bool:
+        self.buffer += data
+        if self.head is None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > _MAX_HEAD_BYTES:
+                    raise ProtocolError("response header too long")
+                return False
+            self._parse_head(bytes(self.buffer[:end]))
+            self.body_start = self.chunk_pos = end + 4
+        if self.chunked:
+            self.done = self._parse_chunks()
+        elif self.length is not None:
+            self.done = len(self.buffer) - self.body_start >= self.length
+        elif len(self.buffer) - self.body_start > self.limit:
+            raise BodyTooLarge
+        return self.done
+
+    def _parse_head(self, head: bytes) -> None:
+        lines = head.decode("latin-1").split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/1.") or not code.isdigit() or len(code) != 3:
+            raise ProtocolError(f"malformed status line {lines[0][:80]!r}")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon:
+                raise ProtocolError(f"malformed header line {line[:80]!r}")
+            headers[name.strip().lower()] = value.strip()
+        self.head = (int(code), reason, headers)
+        status = int(code)
+        if status in (204, 304) or 100 <= status < 200:
+            self.length = 0
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            self.chunked = True
+        elif "content-length" in headers:
+            length = headers["content-length"]
+            if not length.isdigit():
+                raise ProtocolError(f"invalid Content-Length {length[:40]!r}")
+            self.length = int(length)
+            if self.length > self.limit:
+                raise BodyTooLarge
+        self.keep_alive_default = version == "HTTP/1.1"
+
+    def _parse_chunks(self) -> bool:
+        buffer = self.buffer
+        while True:
+            line_end = buffer.find(b"\r\n", self.chunk_pos)
+            if line_end < 0:
+                return False
+            size_text = bytes(buffer[self.chunk_pos : line_end]).split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise ProtocolError(f"invalid chunk size {size_text[:20]!r}") from None
+            if size == 0:
+                # The last chunk, then trailers if any, then an empty line.
+                return buffer.find(b"\r\n\r\n", line_end) >= 0
+            data_start = line_end + 2
+            if len(buffer) < data_start + size + 2:
+                return False
+            self.chunked_size += size
+            if self.chunked_size > self.limit:
+                raise BodyTooLarge
+            self.chunks.append(bytes(buffer[data_start : data_start + size]))
+            self.chunk_pos = data_start + size + 2
+
+    def eof(self) -> bool:
+        """The connection closed: True if that completes a read-until-close body."""
+        if self.head is not None and not self.chunked and self.length is None:
+            self.done = True
+        return self.done
+
+    def response(self) -> HTTPResponse:
+        assert self.head is not None
+        status, reason, headers = self.head
+        if self.chunked:
+            body = b"".join(self.chunks)
+        elif self.length is not None:
+            body = bytes(self.buffer[self.body_start : self.body_start + self.length])
+        else:
+            body = bytes(self.buffer[self.body_start :])
+        connection = headers.get("connection", "").lower()
+        keep_alive = (
+            self.keep_alive_default
+            and connection != "close"
+            and (self.chunked or self.length is not None)
+        )
+        if headers.get("content-encoding", "").lower() == "gzip":
+            body = gunzip(body, self.limit)
+        return HTTPResponse(status, reason, headers, body, keep_alive)
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    decompressor = zlib.decompressobj(wbits=31)
+    try:
+        out = decompressor.decompress(body, limit + 1)
+    except zlib.error as err:
+        raise ProtocolError(f"invalid gzip body: {err}") from None
+    if len(out) > limit:
+        raise BodyTooLarge
+    return out
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser: ResponseParser | None = None
+        self.waiter: asyncio.Future[HTTPResponse] | None = None
+        self.closed = False
+        self.received = False
+        self.idle_since = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A cast, not a check: uvloop's transports do not subclass asyncio's.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        parser, waiter = self.parser, self.waiter
+        if parser is None or waiter is None or waiter.done():
+            self._abort()  # bytes nobody asked for: the connection is unusable
+            return
+        try:
+            if parser.feed(data):
+                waiter.set_result(parser.response())
+        except (ProtocolError, BodyTooLarge) as err:
+            waiter.set_exception(err)
+            self._abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        parser, waiter = self.parser, self.waiter
+        if waiter is None or waiter.done():
+            return
+        try:
+            if parser is not None and parser.eof():
+                waiter.set_result(parser.response())
+                return
+        except (ProtocolError, BodyTooLarge) as err:
+            waiter.set_exception(err)
+            return
+        waiter.set_exception(exc or ConnectionResetError("connection closed before the answer"))
+
+    def _abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def request(self, data: bytes, limit: int) -> HTTPResponse:
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        self.parser, self.waiter, self.received = ResponseParser(limit), loop.create_future(), False
+        self.transport.write(data)
+        try:
+            return await self.waiter
+        finally:
+            self.parser = self.waiter = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class ConnectionPool:
+    """One idle keep-alive connection per (host, port), TLS with one shared context."""
+
+    def __init__(self, context: ssl.SSLContext | None, limit: int) -> None:
+        self.context = context
+        self.limit = limit
+        self._idle: dict[tuple[str, int], _Connection] = {}
+
+    async def get(self, host: str, port: int, request: bytes) -> HTTPResponse:
+        """Send `request` (the whole HTTP/1.1 message) and return the answer.
+
+        Connection errors (OSError, ssl.SSLError, socket.gaierror) are raised as they
+        come from the event loop, for the caller to classify.
+        """
+        key = (host, port)
+        conn = self._idle.pop(key, None)
+        if conn is not None and (
+            conn.closed or time.monotonic() - conn.idle_since > IDLE_TIMEOUT_SECONDS
+        ):
+            conn.close()
+            conn = None
+        if conn is not None:
+            try:
+                return self._release(key, conn, await conn.request(request, self.limit))
+            except (ConnectionError, OSError):
+                conn.close()
+                if conn.received:
+                    raise
+                # The kubelet closed the idle connection as we reused it: retry once.
+            except BaseException:
+                conn.close()
+                raise
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(_Connection, host, port, ssl=self.context)
+        try:
+            return self._release(key, conn, await conn.request(request, self.limit))
+        except BaseException:
+            conn.close()
+            raise
+
+    def _release(
+        self, key: tuple[str, int], conn: _Connection, response: HTTPResponse
+    ) -> HTTPResponse:
+        if response.keep_alive and not conn.closed:
+            conn.idle_since = time.monotonic()
+            old = self._idle.pop(key, None)
+            if old is not None:
+                old.close()
+            self._idle[key] = conn
+        else:
+            conn.close()
+        return response
+
+    def close(self) -> None:
+        for conn in self._idle.values():
+            conn.close()
+        self._idle.clear()
