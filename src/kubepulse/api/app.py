@@ -13,7 +13,8 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from kubepulse.api.authn import Authenticator
+from kubepulse.api.authn import USER_KEY, RequestAuthenticator
+from kubepulse.api.authz import AlwaysAllow, AlwaysAllowPaths, Authorizer, authorization
 from kubepulse.api.core import CoreAPI
 from kubepulse.api.discovery import Discovery
 from kubepulse.api.metrics import MetricsAPI
@@ -24,7 +25,7 @@ from kubepulse.store.points import MetricsStore
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = ("/livez", "/readyz", "/healthz")
+OPEN_PATHS = AlwaysAllowPaths()  # upstream's --authorization-always-allow-paths default
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -44,10 +45,12 @@ class ServerParts:
     store: MetricsStore
     inventory: Inventory
     scraping: ScrapeStatus
-    authenticator: Authenticator
+    authenticator: RequestAuthenticator
     registry: CollectorRegistry
     serve_core_api: bool = False
     node_selector: Callable[[Mapping[str, str]], bool] = field(default=lambda _labels: True)
+    authorizer: Authorizer = field(default_factory=AlwaysAllow)
+    always_allow_paths: AlwaysAllowPaths = OPEN_PATHS
 
 
 @web.middleware
@@ -72,11 +75,22 @@ async def errors_as_status(request: web.Request, handler: Handler) -> web.Stream
         )
 
 
-def authentication(authenticator: Authenticator) -> Middleware:
+def authentication(
+    authenticator: RequestAuthenticator, open_paths: AlwaysAllowPaths = OPEN_PATHS
+) -> Middleware:
+    """401 for a request nobody vouches for; else the user is left in request[USER_KEY].
+
+    The always-allowed paths (probes) are served to anyone: upstream lets anonymous
+    requests through to them, and kubepulse has no anonymous user otherwise."""
+
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith(OPEN_PATHS) and authenticator.authenticate(request) is None:
+        if open_paths.matches(request.path):
+            return await handler(request)
+        user = await authenticator.identify(request)
+        if user is None:
             return status_response(401, "Unauthorized")
+        request[USER_KEY] = user
         return await handler(request)
 
     return authenticate
@@ -159,7 +173,12 @@ class Probes:
 
 def make_app(parts: ServerParts) -> web.Application:
     app = web.Application(
-        middlewares=[errors_as_status, authentication(parts.authenticator), negotiate]
+        middlewares=[
+            errors_as_status,
+            authentication(parts.authenticator, parts.always_allow_paths),
+            authorization(parts.authorizer, parts.always_allow_paths),
+            negotiate,
+        ]
     )
     app.add_routes(Probes(parts).routes())
     app.add_routes(Discovery(core=parts.serve_core_api).routes())
