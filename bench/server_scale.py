@@ -333,6 +333,12 @@ class Clients:
             await asyncio.sleep(SIM_POLL_S)
         raise NoBurst(f"no new scrape cycle within {timeout:.0f}s (are cycles overlapping?)")
 
+    async def wait_for_requests(self, count: int, timeout: float) -> None:
+        """Wait until the kubelets have answered `count` requests in all."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (await self.sim_stats())["requests"] < count:
+            await asyncio.sleep(SIM_POLL_S)
+
     async def wait_quiet(self, quiet: float, timeout: float) -> None:
         """Wait until the kubelets have had no request for `quiet` seconds."""
         deadline = time.monotonic() + timeout
@@ -600,9 +606,13 @@ async def measure(
     sampler.phase = "list"
     lists: list[ListResult] = []
     proc = psutil.Process(server.process.pid)
+    last_requests = -nodes
     for _ in range(list_repeats):
+        # Each LIST follows a whole cycle of scrapes since the one before, as an HPA's
+        # LIST once per resolution does: no item can be answered from the previous one.
+        await clients.wait_for_requests(last_requests + nodes, resolution * 3)
         await clients.wait_quiet(QUIET_BEFORE_LIST_S, resolution * 2)
-        requests_before = (await clients.sim_stats())["requests"]
+        requests_before = last_requests = (await clients.sim_stats())["requests"]
         cpu0, t0 = cpu_seconds(proc), time.perf_counter()
         body = await clients.get("/apis/metrics.k8s.io/v1beta1/pods")
         elapsed, cpu1 = time.perf_counter() - t0, cpu_seconds(proc)

@@ -226,11 +226,12 @@ def make_client(aiohttp_client: Any) -> MakeClient:
         scraping: FakeScraping | None = None,
         serve_core_api: bool = False,
         node_selector: Callable[[Mapping[str, str]], bool] | None = None,
+        pods_and_nodes: StaticInventory | None = None,
     ) -> TestClient[Any, Any]:
         store = store if store is not None else filled_store()
         parts = ServerParts(
             store=store,
-            inventory=inventory(),
+            inventory=pods_and_nodes or inventory(),
             scraping=scraping or FakeScraping(),
             authenticator=Authenticator({TOKEN: User("admin", "1", ("system:masters",))}),
             registry=self_metrics(store).registry,

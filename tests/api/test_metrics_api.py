@@ -6,24 +6,31 @@ import re
 import time
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from kubepulse.api.discovery import AGGREGATED
+from kubepulse.api.metrics import RenderedPods, pod_metrics
 from kubepulse.api.tables import TABLE_CONTENT_TYPE
+from kubepulse.kube.objects import Pod, pod_from_object
+from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
+from kubepulse.store.points import PodRates
 from kubepulse.timefmt import parse_rfc3339
 from tests.api.conftest import (
     AUTH,
     COREDNS,
     NODE_OBJECTS,
     POD_OBJECTS,
+    T1,
     T1_TEXT,
     TOKEN,
     ZONE,
     FakeScraping,
     MakeClient,
     filled_store,
+    inventory,
 )
 
 Client = TestClient[Any, Any]
@@ -977,3 +984,91 @@ async def test_content_negotiation(client: Client, accept: str, status: int, kin
     assert body["kind"] == kind
     if status == 406:
         assert_status(body, 406, "NotAcceptable")
+
+
+# --- pod items are rendered once per scrape, and never served stale -----------------------
+
+
+async def _pod_items(client: Client) -> dict[str, Any]:
+    body = without_creation_times(await get_json(client, f"{M}/pods"))
+    return {i["metadata"]["name"]: i for i in body["items"]}
+
+
+async def test_a_new_scrape_of_a_node_changes_its_pods_items(make_client: MakeClient) -> None:
+    store = filled_store()
+    client = await make_client(store=store)
+    before = await _pod_items(client)
+    assert await _pod_items(client) == before  # served again from what was rendered
+    # A third scrape of node-a: coredns used twice as much CPU in the last 15 s.
+    coredns = before[COREDNS]["containers"][0]["usage"]["cpu"]
+    node_a = NodeSample("node-a", T1 - 864_000, Usage(T1 + 15, 15_000_000_000, 1 << 20))
+    container = ContainerSample("coredns", T1 - 86_400, Usage(T1 + 15, 143_393_445 * 3, 1 << 20))
+    store.store(
+        "node-a", node_a, (PodSample("kube-system", COREDNS, "", T1 - 86_400, (container,)),)
+    )
+    after = await _pod_items(client)
+    assert after[COREDNS]["containers"][0]["usage"]["cpu"] != coredns
+    assert after[COREDNS]["containers"][0]["usage"]["memory"] == "1Mi"
+    assert after["web-1"] == before["web-1"]  # node-b was not scraped again
+
+
+async def test_a_changed_pod_object_changes_its_item(make_client: MakeClient) -> None:
+    pods = inventory()
+    client = await make_client(pods_and_nodes=pods)
+    assert (await _pod_items(client))["web-1"]["metadata"]["labels"] == {"app": "web"}
+    relabelled = [
+        pod_from_object({**o, "metadata": {**o["metadata"], "labels": {"app": "shop"}}})
+        if o["metadata"]["name"] == "web-1"
+        else pod_from_object(o)
+        for o in POD_OBJECTS
+    ]
+    pods._pods = relabelled  # as a watch replaces the object
+    assert (await _pod_items(client))["web-1"]["metadata"]["labels"] == {"app": "shop"}
+
+
+async def test_a_forgotten_node_takes_its_pods_items_with_it(make_client: MakeClient) -> None:
+    store = filled_store()
+    client = await make_client(store=store)
+    assert set(await _pod_items(client)) == {COREDNS, "web-1"}
+    store.forget("node-b")
+    assert set(await _pod_items(client)) == {COREDNS}
+
+
+async def test_every_list_has_its_own_creation_time(make_client: MakeClient) -> None:
+    client = await make_client()
+    first = await get_json(client, f"{M}/pods")
+    created = {i["metadata"]["creationTimestamp"] for i in first["items"]}
+    assert len(created) == 1
+    assert abs(parse_rfc3339(created.pop()) - time.time()) < 5
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [{}, {"app": "web"}, {"app": 'quote"and\\backslash', "ünï": "cödé"}],
+    ids=["no labels", "labels", "escapes"],
+)
+def test_rendered_items_are_byte_for_byte_pod_metrics(labels: dict[str, str]) -> None:
+    store = filled_store()
+    pods = [
+        pod_from_object({**o, "metadata": {**o["metadata"], "labels": labels}} if labels else o)
+        for o in POD_OBJECTS
+    ]
+    rendered = RenderedPods(store)
+
+    def rates_of(pod: Pod) -> PodRates | None:
+        return store.pod(pod.node_name, pod.namespace, pod.name)
+
+    created = "2026-11-26T04:30:00Z"
+    ordered = sorted(pods, key=lambda p: (p.namespace, p.name))
+    expected_items = [pod_metrics(p, r, created) for p in ordered if (r := rates_of(p)) is not None]
+    expected = orjson.dumps(
+        {
+            "kind": "PodMetricsList",
+            "apiVersion": "metrics.k8s.io/v1beta1",
+            "metadata": {},
+            "items": expected_items,
+        }
+    )
+    assert rendered.list_body(ordered, created, rates_of, whole=True) == expected
+    # And again, from what was rendered.
+    assert rendered.list_body(ordered, created, rates_of, whole=True) == expected

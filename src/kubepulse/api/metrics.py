@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from kubepulse.api import tables
-from kubepulse.api.responses import json_response, not_found, refuse_watch
+from kubepulse.api.responses import JSON, json_response, not_found, refuse_watch
 from kubepulse.api.selectors import parse_field_selector, parse_label_selector
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import Node, Pod
@@ -81,6 +84,103 @@ def _list(kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"kind": kind, "apiVersion": GROUP_VERSION, "metadata": {}, "items": items}
 
 
+_namespace_and_name = attrgetter("namespace", "name")
+_CREATED = b',"creationTimestamp":"'
+_LIST_HEAD = (
+    b'{"kind":"PodMetricsList","apiVersion":"metrics.k8s.io/v1beta1","metadata":{},"items":['
+)
+
+
+class RenderedPods:
+    """Each pod's PodMetrics JSON, rendered once per scrape of its node.
+
+    A LIST of 150,000 pods would otherwise build and serialise 150,000 dicts every
+    time. An item is kept in two halves around the creationTimestamp value, which is
+    the time of each request (metrics-server pkg/api/pod.go), and is reused while both
+    the Pod object and the store's generation of its node are unchanged.
+    """
+
+    def __init__(self, store: MetricsStore) -> None:
+        self.store = store
+        # (namespace, name) -> (pod, node generation, head, tail); head empty: no data
+        self._items: dict[tuple[str, str], tuple[Pod, int, bytes, bytes]] = {}
+        # id(Pod object) -> the object and the parts of its item that only it decides.
+        self._static: dict[int, tuple[Pod, bytes, str]] = {}
+
+    def list_body(
+        self,
+        pods: list[Pod],
+        created: str,
+        rates_of: Callable[[Pod], PodRates | None],
+        whole: bool,
+    ) -> bytes:
+        """The PodMetricsList JSON of `pods` (sorted). whole: `pods` are all there are,
+        so items of pods no longer listed can be let go."""
+        items, generation = self._items, self.store.generation
+        kept: dict[tuple[str, str], tuple[Pod, int, bytes, bytes]] = {} if whole else items
+        stamp = created.encode()
+        parts: list[bytes] = [_LIST_HEAD]
+        index: dict[tuple[str, str], PodRates] | None = None
+        entry: tuple[Pod, int, bytes, bytes] | None
+        for pod in pods:
+            key = (pod.namespace, pod.name)
+            if not pod.node_name:
+                # A pod object without a node (nodes-only targets): found by name.
+                index = index if index is not None else self.store.pods()
+                entry = self._render(pod, 0, index.get(key))
+            else:
+                version = generation(pod.node_name)
+                entry = items.get(key)
+                if entry is None or entry[0] is not pod or entry[1] != version:
+                    entry = self._render(pod, version, rates_of(pod))
+                kept[key] = entry
+            if entry[2]:
+                parts += (entry[2], stamp, entry[3], b",")
+        self._items = kept
+        if whole:
+            live = {id(entry[0]) for entry in kept.values()}
+            self._static = {k: v for k, v in self._static.items() if k in live}
+        if len(parts) > 1:
+            parts[-1] = b"]}"
+        else:
+            parts.append(b"]}")
+        return b"".join(parts)
+
+    def _render(
+        self, pod: Pod, version: int, rates: PodRates | None
+    ) -> tuple[Pod, int, bytes, bytes]:
+        """pod_metrics(pod, rates, created) as JSON, split around `created`."""
+        if rates is None:
+            return pod, version, b"", b""
+        static = self._static.get(id(pod))
+        if static is None or static[0] is not pod:
+            static = self._static[id(pod)] = (pod, *_static_parts(pod))
+        containers = ",".join(
+            f'{{"name":{_json_string(name)},"usage":{{"cpu":"{format_nanocores(r.cpu_nanocores)}"'
+            f',"memory":"{format_bytes(r.working_set_bytes)}"}}}}'
+            for name, r in rates.containers
+        )
+        tail = (
+            f'{static[2]}{rfc3339(rates.timestamp)}","window":"{go_duration(rates.window)}",'
+            f'"containers":[{containers}]}}'
+        )
+        return pod, version, static[1], tail.encode()
+
+
+def _static_parts(pod: Pod) -> tuple[bytes, str]:
+    """An item up to creationTimestamp's value, and from after it to timestamp's value:
+    the same keys in the same order as pod_metrics()."""
+    meta = orjson.dumps({"name": pod.name, "namespace": pod.namespace})
+    head = b'{"metadata":' + meta[:-1] + _CREATED
+    labels = ',"labels":' + orjson.dumps(dict(pod.labels)).decode() if pod.labels else ""
+    return head, f'"{labels}}},"timestamp":"'
+
+
+@lru_cache(maxsize=4096)
+def _json_string(text: str) -> str:
+    return orjson.dumps(text).decode()
+
+
 class MetricsAPI:
     def __init__(
         self,
@@ -89,6 +189,7 @@ class MetricsAPI:
         node_selector: Callable[[Mapping[str, str]], bool] = lambda _labels: True,
     ) -> None:
         self.store, self.inventory, self.node_selector = store, inventory, node_selector
+        self._rendered = RenderedPods(store)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -148,21 +249,33 @@ class MetricsAPI:
         # No Pod objects given (a --targets file of nodes only): serve what was scraped.
         return [Pod(namespace=ns, name=name) for ns, name in self.store.pods()]
 
-    def _pods(self, request: web.Request, namespace: str | None) -> list[tuple[Pod, PodRates]]:
-        labels = parse_label_selector(request.query.get("labelSelector", ""))
-        fields = parse_field_selector(
-            request.query.get("fieldSelector", ""), ("metadata.name", "metadata.namespace")
+    def _pod_candidates(self, request: web.Request, namespace: str | None) -> list[Pod]:
+        """The pods a LIST names, sorted by namespace and name, before looking at data."""
+        pods = self._known_pods()
+        if namespace is not None:
+            pods = [p for p in pods if p.namespace == namespace]
+        selector, field_selector = (
+            request.query.get("labelSelector", ""),
+            request.query.get("fieldSelector", ""),
         )
-        candidates = [
-            p
-            for p in self._known_pods()
-            if (namespace is None or p.namespace == namespace)
-            and labels(p.labels)
-            and fields({"metadata.name": p.name, "metadata.namespace": p.namespace})
-        ]
+        if selector or field_selector:
+            labels = parse_label_selector(selector)
+            fields = parse_field_selector(field_selector, ("metadata.name", "metadata.namespace"))
+            pods = [
+                p
+                for p in pods
+                if labels(p.labels)
+                and fields({"metadata.name": p.name, "metadata.namespace": p.namespace})
+            ]
+        else:
+            # Parsed anyway for its errors: an empty selector is valid and matches all.
+            parse_label_selector(selector)
+        return sorted(pods, key=_namespace_and_name)
+
+    def _pods(self, request: web.Request, namespace: str | None) -> list[tuple[Pod, PodRates]]:
         index: dict[tuple[str, str], PodRates] | None = None
         found = []
-        for pod in sorted(candidates, key=lambda p: (p.namespace, p.name)):
+        for pod in self._pod_candidates(request, namespace):
             if pod.node_name:
                 r = self.store.pod(pod.node_name, pod.namespace, pod.name)
             else:
@@ -176,13 +289,20 @@ class MetricsAPI:
         if refused := refuse_watch(request):
             return refused
         created = rfc3339(time.time())
-        found = self._pods(request, request.match_info.get("namespace"))
+        namespace = request.match_info.get("namespace")
         if tables.wants_table(request):
+            found = self._pods(request, namespace)
             rows = [(p.name, _summed(r), pod_metrics(p, r, created)) for p, r in found]
             return self._table(request, rows)
-        return json_response(
-            _list("PodMetricsList", [pod_metrics(p, r, created) for p, r in found])
+        candidates = self._pod_candidates(request, namespace)
+        whole = namespace is None and not request.query
+        return web.Response(
+            body=self._rendered.list_body(candidates, created, self._rates_of, whole),
+            headers={"Content-Type": JSON},
         )
+
+    def _rates_of(self, pod: Pod) -> PodRates | None:
+        return self.store.pod(pod.node_name, pod.namespace, pod.name)
 
     async def get_pod(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]

@@ -16,6 +16,7 @@ The rules are upstream's:
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import NamedTuple
 
@@ -96,10 +97,15 @@ class MetricsStore:
         self._nodes: dict[str, tuple[Point, Point | None]] = {}
         # node name -> (namespace, pod name) -> containers
         self._pods: dict[str, dict[tuple[str, str], _Containers]] = {}
+        # node name -> a number that changes whenever anything stored for it does, so
+        # readers can keep what they derived from a node until its next scrape.
+        self._generations: dict[str, int] = {}
+        self._next_generation = itertools.count(1)
 
     # -- writing -------------------------------------------------------------------
     def store(self, node_name: str, node: NodeSample | None, pods: tuple[PodSample, ...]) -> None:
         """Store one node's scrape; it replaces everything stored for that node."""
+        self._generations[node_name] = next(self._next_generation)
         if node is None:
             self._nodes.pop(node_name, None)
         else:
@@ -144,6 +150,7 @@ class MetricsStore:
         self._pods[node_name] = new_pods
 
     def forget(self, node_name: str) -> None:
+        self._generations.pop(node_name, None)
         self._nodes.pop(node_name, None)
         self._pods.pop(node_name, None)
 
@@ -153,6 +160,10 @@ class MetricsStore:
             self.forget(name)
 
     # -- reading -------------------------------------------------------------------
+    def generation(self, node_name: str) -> int:
+        """Changes with every store() or forget() of the node; 0 for an unknown node."""
+        return self._generations.get(node_name, 0)
+
     def node(self, name: str) -> Rate | None:
         last, prev = self._nodes.get(name, (None, None))
         if last is None or prev is None:
@@ -175,22 +186,25 @@ class MetricsStore:
 
     @staticmethod
     def _pod_rates(containers: _Containers) -> PodRates | None:
+        """rate() of every container, inlined: a LIST computes this for every pod."""
         served: list[tuple[str, Rate]] = []
         earliest: Rate | None = None
+        new_rate = _new_point
         for name, (last, prev) in containers.items():
             if prev is None:
                 return None  # every container needs two points
-            r = rate(last, prev)
-            if r is None:
-                continue
+            cpu = last.cpu_usage_core_nanoseconds - prev.cpu_usage_core_nanoseconds
+            window = round(last.timestamp - prev.timestamp, 3)
+            if last.start_time < prev.start_time or cpu < 0 or window <= 0:
+                continue  # see rate()
+            r = new_rate(Rate, (last.timestamp, window, int(cpu / window), last.working_set_bytes))
             served.append((name, r))
             if earliest is None or r.timestamp < earliest.timestamp:
                 earliest = r
         if earliest is None:
             return None
-        return PodRates(
-            earliest.timestamp, earliest.window, tuple(sorted(served, key=lambda s: s[0]))
-        )
+        served.sort()  # by name: names are unique within a pod
+        return PodRates(earliest.timestamp, earliest.window, tuple(served))
 
     def node_names(self) -> set[str]:
         return set(self._nodes)
