@@ -1,4 +1,9 @@
-"""`kubepulse server`: a drop-in metrics-server. Flag names and meanings are upstream's."""
+"""`kubepulse server`: a drop-in metrics-server. Flag names and meanings are upstream's.
+
+Two sources of nodes: a file (--targets), or, as metrics-server, the Kubernetes API through
+--kubeconfig or the pod's service account. Against a cluster the server also
+authenticates and authorizes requests through it, as every aggregated API server does.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +14,47 @@ import contextlib
 import gc
 import logging
 import ssl
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from cryptography import x509
 
 from kubepulse import pki, tlsauth
 from kubepulse.api.app import ServerParts, make_app
 from kubepulse.api.authn import (
     AuthConfigError,
     Authenticator,
-    NoAuthentication,
+    ChainAuthenticator,
+    ClusterAuthentication,
+    FrontProxyAuthenticator,
+    RequestAuthenticator,
+    RequestHeaderConfig,
+    ReviewClient,
     TokenFileError,
-    from_files,
+    TokenReviewAuthenticator,
+    load_tokens,
+    read_cluster_authentication,
+)
+from kubepulse.api.authz import (
+    DEFAULT_ALWAYS_ALLOW_PATHS,
+    AlwaysAllow,
+    AlwaysAllowPaths,
+    Authorizer,
+    SubjectAccessReviewAuthorizer,
 )
 from kubepulse.api.selectors import SelectorError, parse_label_selector
 from kubepulse.cli import flags, serving
 from kubepulse.cli.errors import CommandError
+from kubepulse.kube import kubeconfig
+from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, ApiError, KubeClient, Unreachable, in_cluster
 from kubepulse.kube.inventory import Inventory, StaticInventory
+from kubepulse.kube.kubeconfig import Credentials, KubeconfigError
 from kubepulse.kube.objects import ObjectError
+from kubepulse.kube.watch import KubeInventory
 from kubepulse.scrape.client import ClientConfig, KubeletClient
 from kubepulse.scrape.manager import ScrapeManager
 from kubepulse.selfmetrics import SelfMetrics
@@ -44,7 +69,25 @@ def add_parser(sub: Any) -> None:
     )
     add_server_flags(p)
     p.add_argument("--targets", type=Path, help="YAML file of Node (and Pod) objects to scrape")
+    p.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="nodes and pods from this cluster; without it and --targets, the in-cluster "
+        "service account",
+    )
+    p.add_argument("--context", help="the kubeconfig context to use")
+    p.add_argument(
+        "--cache-sync-timeout",
+        type=flags.duration,
+        default=60.0,
+        help="give up starting when nodes and pods are not listed within this time",
+    )
     p.set_defaults(run=run)
+
+
+def names(text: str) -> tuple[str, ...]:
+    """A comma-separated list flag, as pflag's StringSlice."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def add_server_flags(p: argparse.ArgumentParser) -> None:
@@ -79,6 +122,38 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-l", "--node-selector", default="", help="scrape only nodes with these labels")
     p.add_argument("--token-auth-file", type=Path, help='static tokens: token,user,uid,"groups"')
     p.add_argument("--client-ca-file", type=Path, help="CA that signs accepted client certificates")
+    # The aggregation layer (k8s.io/apiserver RequestHeaderAuthenticationOptions). Without
+    # --requestheader-client-ca-file, against a cluster, all of them come from the
+    # kube-system/extension-apiserver-authentication ConfigMap.
+    p.add_argument(
+        "--requestheader-client-ca-file",
+        type=Path,
+        help="CA of the front proxy's client certificate; its requests carry the user in headers",
+    )
+    p.add_argument(
+        "--requestheader-allowed-names",
+        type=names,
+        default=(),
+        help="common names the front proxy's certificate may have (empty: any)",
+    )
+    p.add_argument("--requestheader-username-headers", type=names, default=("X-Remote-User",))
+    p.add_argument("--requestheader-group-headers", type=names, default=("X-Remote-Group",))
+    p.add_argument("--requestheader-extra-headers-prefix", type=names, default=("X-Remote-Extra-",))
+    # Delegated authentication and authorization (DelegatingAuthenticationOptions,
+    # DelegatingAuthorizationOptions): the caches' lifetimes and the open paths.
+    p.add_argument("--authentication-token-webhook-cache-ttl", type=flags.duration, default=10.0)
+    p.add_argument(
+        "--authorization-webhook-cache-authorized-ttl", type=flags.duration, default=10.0
+    )
+    p.add_argument(
+        "--authorization-webhook-cache-unauthorized-ttl", type=flags.duration, default=10.0
+    )
+    p.add_argument(
+        "--authorization-always-allow-paths",
+        type=names,
+        default=DEFAULT_ALWAYS_ALLOW_PATHS,
+        help="paths served without authentication or authorization",
+    )
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -106,39 +181,108 @@ def validate(args: argparse.Namespace) -> None:
         log.warning("--metric-resolution below 10s puts more load on kubelets than upstream allows")
 
 
-def client_config(args: argparse.Namespace, token: str | None) -> ClientConfig:
+@dataclass(frozen=True)
+class KubeletDefaults:
+    """How kubelets are reached when no --kubelet-* flag says otherwise. Against a cluster
+    these are the cluster's own credentials and CA: metrics-server copies its rest.Config
+    (token, client certificate, CA, insecure) into the kubelet client
+    (cmd/metrics-server/app/options/kubelet_client.go), and the flags override it."""
+
+    token: str | None = None
+    ca_file: Path | None = None
+    insecure: bool = False
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+
+def client_config(
+    args: argparse.Namespace, token: str | None, defaults: KubeletDefaults = KubeletDefaults()
+) -> ClientConfig:
+    if args.kubelet_certificate_authority is not None:
+        ca_file, insecure = args.kubelet_certificate_authority, False
+    elif args.kubelet_insecure_tls:
+        ca_file, insecure = None, True
+    else:
+        ca_file, insecure = (None, True) if defaults.insecure else (defaults.ca_file, False)
     if args.kubelet_insecure_tls:
         log.warning(
             "--kubelet-insecure-tls: kubelet serving certificates are NOT verified; "
             "anyone on the path can serve false metrics. Use only for testing."
         )
+    elif insecure:
+        log.warning(
+            "the kubeconfig says insecure-skip-tls-verify, so kubelet serving certificates "
+            "are NOT verified either; give --kubelet-certificate-authority to verify them"
+        )
+    cert, key = args.kubelet_client_certificate, args.kubelet_client_key
+    if cert is None:
+        cert, key = defaults.client_cert, defaults.client_key
     types = tuple(t.strip() for t in args.kubelet_preferred_address_types.split(",") if t.strip())
     return ClientConfig(
         preferred_address_types=types,
         port=args.kubelet_port,
         use_node_status_port=args.kubelet_use_node_status_port,
         timeout=args.kubelet_request_timeout,
-        ca_file=args.kubelet_certificate_authority,
-        insecure_tls=args.kubelet_insecure_tls,
-        client_cert=args.kubelet_client_certificate,
-        client_key=args.kubelet_client_key,
-        token=token,
+        ca_file=ca_file,
+        insecure_tls=insecure,
+        client_cert=cert,
+        client_key=key,
+        token=token or defaults.token,
         use_summary=args.kubelet_use_summary_api,
     )
 
 
-def authenticator(args: argparse.Namespace) -> Authenticator:
+def request_header_config(args: argparse.Namespace) -> RequestHeaderConfig | None:
+    """The front proxy from the --requestheader-* flags, or None without its CA."""
+    path: Path | None = args.requestheader_client_ca_file
+    if path is None:
+        return None
     try:
-        return from_files(args.token_auth_file, args.client_ca_file)
-    except NoAuthentication as err:
-        raise CommandError(
-            "no authentication configured: give --token-auth-file or --client-ca-file"
-        ) from err
-    except (AuthConfigError, TokenFileError) as err:
+        authorities = tlsauth.load_authorities(path.read_bytes())
+    except (OSError, ValueError) as err:
+        raise CommandError(f"cannot load --requestheader-client-ca-file {path}: {err}") from err
+    return RequestHeaderConfig(
+        authorities,
+        tuple(args.requestheader_allowed_names),
+        tuple(args.requestheader_username_headers),
+        tuple(args.requestheader_group_headers),
+        tuple(args.requestheader_extra_headers_prefix),
+    )
+
+
+def _static_parts(
+    args: argparse.Namespace, client_authorities: list[x509.Certificate] | None = None
+) -> Authenticator | None:
+    """Static tokens and client certificates (--client-ca-file wins over the cluster's)."""
+    try:
+        tokens = load_tokens(args.token_auth_file) if args.token_auth_file is not None else None
+    except TokenFileError as err:
         raise CommandError(str(err)) from err
+    if args.client_ca_file is not None:
+        try:
+            client_authorities = tlsauth.load_authorities(args.client_ca_file.read_bytes())
+        except (OSError, ValueError) as err:
+            raise CommandError(f"cannot load client CA file {args.client_ca_file}: {err}") from err
+    if not tokens and not client_authorities:
+        return None
+    return Authenticator(tokens, client_authorities)
 
 
-def serving_context(args: argparse.Namespace, auth: Authenticator) -> ssl.SSLContext:
+def authenticator(args: argparse.Namespace) -> RequestAuthenticator:
+    """Without a cluster: the front proxy, client certificates and static tokens."""
+    front = request_header_config(args)
+    static = _static_parts(args)
+    chain: list[RequestAuthenticator] = [FrontProxyAuthenticator(front)] if front else []
+    chain += [static] if static is not None else []
+    if not chain:
+        raise CommandError(
+            "no authentication configured: give --token-auth-file, --client-ca-file or "
+            "--requestheader-client-ca-file"
+        )
+    return chain[0] if len(chain) == 1 else ChainAuthenticator(chain)
+
+
+def serving_context(args: argparse.Namespace, auth: RequestAuthenticator) -> ssl.SSLContext:
     if args.tls_cert_file is not None:
         cert, key = args.tls_cert_file, args.tls_private_key_file
     else:
@@ -156,7 +300,7 @@ def serving_context(args: argparse.Namespace, auth: Authenticator) -> ssl.SSLCon
         ctx.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as err:
         raise CommandError(f"cannot load serving certificate {cert}: {err}") from err
-    if auth.client_authorities:
+    if auth.wants_client_certificates:
         tlsauth.request_client_certificates(ctx)
     return ctx
 
@@ -176,6 +320,8 @@ class RunningServer:
     store: MetricsStore
     tasks: list[asyncio.Task[None]]
     client: KubeletClient
+    # What else to close, last first: the inventory's watches, the review client.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -185,19 +331,24 @@ class RunningServer:
                 await task
         await self.runner.cleanup()
         await self.client.close()
+        for close in reversed(self.closers):
+            await close()
 
 
 async def start_server(
     args: argparse.Namespace,
     inventory: Inventory,
     kubelet_token: str | None,
-    auth: Authenticator,
+    auth: RequestAuthenticator,
     serve_core_api: bool = False,
+    *,
+    authorizer: Authorizer | None = None,
+    kubelet_defaults: KubeletDefaults = KubeletDefaults(),
 ) -> RunningServer:
     selector = node_selector(args)
     store = MetricsStore(args.metric_resolution)
     metrics = SelfMetrics(store, args.metric_resolution)
-    client = KubeletClient(client_config(args, kubelet_token))
+    client = KubeletClient(client_config(args, kubelet_token, kubelet_defaults))
     await client.start()
     manager = ScrapeManager(
         client, store, inventory, args.metric_resolution, selector, observer=metrics
@@ -210,6 +361,8 @@ async def start_server(
         registry=metrics.registry,
         serve_core_api=serve_core_api,
         node_selector=selector,
+        authorizer=authorizer or AlwaysAllow(),
+        always_allow_paths=AlwaysAllowPaths(args.authorization_always_allow_paths),
     )
     ctx = serving_context(args, auth)
     try:
@@ -252,7 +405,9 @@ def read_token(path: Path | None) -> str | None:
 async def run(args: argparse.Namespace) -> int:
     validate(args)
     if args.targets is None:
-        raise CommandError("no nodes to scrape: give --targets FILE (Node objects in YAML)")
+        return await run_against_cluster(args)
+    if args.kubeconfig is not None or args.context is not None:
+        raise CommandError("--targets cannot be used with --kubeconfig or --context")
     try:
         inventory = StaticInventory.from_file(args.targets)
     except ObjectError as err:
@@ -260,9 +415,176 @@ async def run(args: argparse.Namespace) -> int:
     tune_for_many_nodes()
     auth = authenticator(args)
     server = await start_server(args, inventory, read_token(args.kubelet_token_file), auth)
+    return await serve_until_signalled(args, server)
+
+
+async def serve_until_signalled(args: argparse.Namespace, server: RunningServer) -> int:
     print(f"kubepulse server: {serving.url(args.bind_address, server.port)}", flush=True)
     try:
         await serving.until_signalled()
     finally:
         await server.stop()
     return 0
+
+
+# ----- against a cluster
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where the Kubernetes API is and how to speak to it."""
+
+    creds: Credentials
+    token_file: Path | None = None
+    """The service account's token file, read again as the kubelet rotates it."""
+    ca_file: Path | None = None
+    """The service account's CA file."""
+
+
+def cluster(
+    args: argparse.Namespace,
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+    environ: Mapping[str, str] | None = None,
+) -> Cluster:
+    """--kubeconfig (and --context), else the pod's service account, as metrics-server's
+    --kubeconfig (empty: client-go's rest.InClusterConfig)."""
+    try:
+        if args.kubeconfig is not None:
+            return Cluster(kubeconfig.load(str(args.kubeconfig), args.context))
+        if args.context is not None:
+            raise CommandError(
+                "--context needs --kubeconfig: without it the server uses the in-cluster "
+                "service account"
+            )
+        creds = in_cluster(service_account_dir, environ)
+    except KubeconfigError as err:
+        if args.kubeconfig is not None:
+            raise CommandError(str(err)) from err
+        raise CommandError(
+            "no nodes to scrape: give --targets FILE or --kubeconfig FILE, or run in a pod "
+            f"with a service account: {err}"
+        ) from err
+    return Cluster(creds, service_account_dir / "token", service_account_dir / "ca.crt")
+
+
+def kubelet_defaults(where: Cluster, tmp: Path) -> KubeletDefaults:
+    """The cluster's credentials for kubelets. ssl only loads CAs and key pairs from files:
+    inline kubeconfig data goes to owner-only files in tmp, for the caller to remove once
+    the kubelet client has built its TLS context."""
+    creds = where.creds
+    ca_file = where.ca_file
+    if ca_file is None and creds.ca_pem:
+        ca_file = tmp / "ca.crt"
+        ca_file.write_bytes(creds.ca_pem)
+    cert = key = None
+    if creds.client_cert_pem and creds.client_key_pem:
+        cert, key = tmp / "client.crt", tmp / "client.key"
+        key.touch(mode=0o600)
+        key.write_bytes(creds.client_key_pem)
+        cert.write_bytes(creds.client_cert_pem)
+    return KubeletDefaults(creds.token, ca_file, creds.insecure, cert, key)
+
+
+EXTENSION_AUTH_READER_HINT = (
+    "; let the server's account read it (kubectl create rolebinding -n kube-system "
+    "ROLEBINDING_NAME --role=extension-apiserver-authentication-reader "
+    "--serviceaccount=YOUR_NS:YOUR_SA) or give --requestheader-client-ca-file and "
+    "--client-ca-file"
+)
+
+
+async def cluster_authentication(
+    args: argparse.Namespace, reviews: ReviewClient
+) -> ClusterAuthentication | None:
+    """The ConfigMap, read when a CA flag is missing (upstream's lookup of missing config
+    in DelegatingAuthenticationOptions); failing to read it stops the server, as upstream
+    does unless --authentication-tolerate-lookup-failure."""
+    if args.requestheader_client_ca_file is not None and args.client_ca_file is not None:
+        return None
+    try:
+        return await read_cluster_authentication(reviews)
+    except ApiError as err:
+        raise CommandError(
+            "cannot read configmap kube-system/extension-apiserver-authentication: "
+            f"{err.code} {err.reason}: {err.message}{EXTENSION_AUTH_READER_HINT}"
+        ) from err
+    except Unreachable as err:
+        raise CommandError(f"cannot reach the Kubernetes API: {err}") from err
+    except AuthConfigError as err:
+        raise CommandError(str(err)) from err
+
+
+async def cluster_authenticator(
+    args: argparse.Namespace, reviews: ReviewClient
+) -> ChainAuthenticator:
+    """The front proxy, client certificates, static tokens, then TokenReview: the order
+    of the apiserver's delegating authenticator (front proxy, x509, tokens)."""
+    found = await cluster_authentication(args, reviews)
+    front = request_header_config(args) or (found.request_header if found else None)
+    static = _static_parts(args, found.client_authorities if found else None)
+    chain: list[RequestAuthenticator] = [FrontProxyAuthenticator(front)] if front else []
+    chain += [static] if static is not None else []
+    chain.append(TokenReviewAuthenticator(reviews, args.authentication_token_webhook_cache_ttl))
+    return ChainAuthenticator(chain)
+
+
+async def start_inventory(inventory: KubeInventory, timeout: float, server: str) -> None:
+    """List and watch; return once both lists are in (upstream's WaitForCacheSync), or
+    fail with why, so that the first scrape knows every node."""
+    await inventory.start()
+    try:
+        await asyncio.wait_for(inventory.synced.wait(), timeout)
+    except TimeoutError:
+        reason = (
+            inventory.node_reflector.last_error or inventory.pod_reflector.last_error or "no answer"
+        )
+        await inventory.stop()
+        raise CommandError(
+            f"nodes and pods were not listed from {server} within {timeout:g}s: {reason}"
+        ) from None
+    except BaseException:
+        await inventory.stop()
+        raise
+
+
+async def start_cluster_server(args: argparse.Namespace, where: Cluster) -> RunningServer:
+    closers: list[Callable[[], Awaitable[None]]] = []
+    try:
+        reviews = ReviewClient(where.creds, token_file=where.token_file)
+        await reviews.__aenter__()
+        closers.append(lambda: reviews.__aexit__(None, None, None))
+        auth = await cluster_authenticator(args, reviews)
+        authorizer = SubjectAccessReviewAuthorizer(
+            reviews,
+            args.authorization_webhook_cache_authorized_ttl,
+            args.authorization_webhook_cache_unauthorized_ttl,
+        )
+        inventory = KubeInventory(
+            KubeClient(where.creds, token_file=where.token_file),
+            node_selector=args.node_selector,
+        )
+        await start_inventory(inventory, args.cache_sync_timeout, where.creds.server)
+        closers.append(inventory.stop)
+        kubelet_token = read_token(args.kubelet_token_file)
+        with tempfile.TemporaryDirectory(prefix="kubepulse-kubelet-") as tmp:
+            server = await start_server(
+                args,
+                inventory,
+                kubelet_token,
+                auth,
+                authorizer=authorizer,
+                kubelet_defaults=kubelet_defaults(where, Path(tmp)),
+            )
+    except BaseException:
+        for close in reversed(closers):
+            await close()
+        raise
+    server.closers.extend(closers)
+    return server
+
+
+async def run_against_cluster(args: argparse.Namespace) -> int:
+    where = cluster(args)
+    server = await start_cluster_server(args, where)
+    tune_for_many_nodes()
+    return await serve_until_signalled(args, server)
