@@ -85,7 +85,11 @@ class FakeKubelets:
         app = web.Application()
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         kubelet = Kubelet(name, ip, port, pods, runner)
-        app.router.add_get("/metrics/resource", lambda request: self._answer(request, kubelet))
+
+        async def answer(request: web.Request) -> web.Response:
+            return await self._answer(request, kubelet)
+
+        app.router.add_get("/metrics/resource", answer)
 
         async def start() -> None:
             await runner.setup()
