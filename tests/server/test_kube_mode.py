@@ -8,12 +8,9 @@ kubelets against the kubeconfig's CA, as metrics-server does with its rest.Confi
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import ssl
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +23,9 @@ from kubepulse import pki
 from tests.fakeapi import objects
 from tests.fakeapi.kubelets import FakeKubelets
 from tests.fakeapi.server import FakeKubeAPI
-from tests.support import Running, free_port, run_kubepulse, wait_for
+from tests.server import test_server_cli as targets_mode
+from tests.server.test_server_cli import scrape_errors
+from tests.support import free_port, run_kubepulse, wait_for
 
 M = "/apis/metrics.k8s.io/v1beta1"
 SA_TOKEN = "metrics-server-sa-token"  # the server's own token: the kubelets accept it
@@ -55,36 +54,15 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(api, kubelets)
 
 
-@dataclass
-class Server:
-    port: int
-    running: Running
-    ctx: ssl.SSLContext
+class Server(targets_mode.Server):
+    """The targets-mode tests' client, with the reader's token and /readyz's status."""
 
     def get(self, path: str, token: str | None = READER) -> tuple[int, bytes]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        request = urllib.request.Request(f"https://127.0.0.1:{self.port}{path}", headers=headers)
-        try:
-            with urllib.request.urlopen(request, context=self.ctx, timeout=10) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read()
+        return super().get(path, token)
 
-    def json(self, path: str) -> Any:
-        status, body = self.get(path)
-        assert status == 200, body
-        return json.loads(body)
-
-    def node_names(self) -> list[str]:
-        return [i["metadata"]["name"] for i in self.json(f"{M}/nodes")["items"]]
-
-    def readyz(self) -> tuple[int, str]:
+    def probe(self) -> tuple[int, str]:
         status, body = self.get("/readyz?verbose", token=None)
         return status, body.decode()
-
-
-def scrape_errors(readyz: str) -> dict[str, str]:
-    return dict(re.findall(r"^\[!\]scrape node/(\S+): ([\w-]+): ", readyz, re.M))
 
 
 @contextmanager
@@ -137,7 +115,7 @@ def test_cluster_nodes_are_scraped_with_the_kubeconfigs_token_and_ca(
         assert pods[0]["containers"] == [
             {"name": "main", "usage": {"cpu": "125m", "memory": "64Mi"}}
         ]
-        status, readyz = server.readyz()
+        status, readyz = server.probe()
         assert status == 200 and scrape_errors(readyz) == {}, readyz
     for kubelet in ("node-a", "node-b"):
         assert cluster.kubelets.nodes[kubelet].tokens == {SA_TOKEN}
@@ -149,7 +127,7 @@ def test_readyz_fails_until_the_first_metrics_are_in(tmp_path: Path, cluster: Cl
     with kube_server(tmp_path, cluster.api) as server:
 
         def failed_once() -> tuple[int, str] | None:
-            answer = server.readyz()
+            answer = server.probe()
             return answer if scrape_errors(answer[1]) else None
 
         status, readyz = wait_for(failed_once, what="the first failed scrape")
@@ -165,7 +143,7 @@ def test_readyz_fails_until_the_first_metrics_are_in(tmp_path: Path, cluster: Cl
             node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] = port
 
         cluster.api.update("nodes", "node-a", move)
-        wait_for(lambda: server.readyz()[0] == 200, what="ready once the kubelet answers")
+        wait_for(lambda: server.probe()[0] == 200, what="ready once the kubelet answers")
         assert server.node_names() == ["node-a"]
 
 
@@ -198,14 +176,14 @@ def test_unresolvable_hostname_fails_only_when_hostname_is_preferred(
     with kube_server(tmp_path, cluster.api, *flags) as server:
         if cause is None:
             wait_for(lambda: server.node_names() == ["no-such-node.invalid"], what="scraped")
-            assert scrape_errors(server.readyz()[1]) == {}
+            assert scrape_errors(server.probe()[1]) == {}
         else:
             errors = wait_for(
-                lambda: scrape_errors(server.readyz()[1]), what="the node's scrape error"
+                lambda: scrape_errors(server.probe()[1]), what="the node's scrape error"
             )
             assert errors == {"no-such-node.invalid": cause}
             line = next(
-                x for x in server.readyz()[1].splitlines() if x.startswith("[!]scrape node/")
+                x for x in server.probe()[1].splitlines() if x.startswith("[!]scrape node/")
             )
             assert "no-such-node.invalid" in line and "no such host" in line, line
             assert server.node_names() == []
@@ -225,7 +203,7 @@ def test_kubelet_certificate_from_another_ca_is_refused_unless_insecure(
             wait_for(lambda: server.node_names() == ["stranger", "trusted"], what="both")
         else:
             wait_for(
-                lambda: scrape_errors(server.readyz()[1]) == {"stranger": "tls-unknown-authority"},
+                lambda: scrape_errors(server.probe()[1]) == {"stranger": "tls-unknown-authority"},
                 what="the stranger refused",
             )
             wait_for(lambda: server.node_names() == ["trusted"], what="the trusted node")
