@@ -1,0 +1,361 @@
+"""History: real SQLite files, timestamps from the data (simulated hours, no waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
+from kubepulse.store.history import History, HistoryRecorder
+from kubepulse.store.history_read import pick_tier
+from kubepulse.store.history_writer import Row
+from kubepulse.store.points import MetricsStore
+from kubepulse.store.tiers import DEFAULT_TIERS, Tier, parse_tiers
+from tests.support import wait_for
+
+T0 = 1_700_000_100.0  # a whole number of 15 minutes since the epoch: buckets start at T0
+MIB = 1 << 20
+
+NODE = ("node", "", "node-a", "")
+POD = ("pod", "default", "web-0", "")
+CONTAINER = ("container", "default", "web-0", "app")
+NAMESPACE = ("namespace", "default", "", "")
+
+
+def samples(
+    key: tuple[str, str, str, str],
+    start: float,
+    count: int,
+    interval: float,
+    cpu: Callable[[int], int] = lambda i: 1000 + i,
+    mem: Callable[[int], int] = lambda i: MIB + i,
+) -> list[Row]:
+    return [(*key, start + i * interval, cpu(i), mem(i)) for i in range(count)]
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Iterator[History]:
+    h = History(tmp_path / "history.db")
+    yield h
+    h.close()
+
+
+def feed(h: History, rows: list[Row], batch: int = 500) -> None:
+    for i in range(0, len(rows), batch):
+        assert h.record(rows[i : i + batch])
+    assert h.flush(timeout=10)
+
+
+def oldest(path: Path, table: str) -> int | None:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"SELECT min(ts) FROM {table}").fetchone()[0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("key", [NODE, POD, CONTAINER, NAMESPACE], ids=lambda k: k[0])
+def test_every_kind_of_series_reads_back_raw_samples(
+    history: History, key: tuple[str, str, str, str]
+) -> None:
+    feed(history, samples(key, T0, 4, 15.0))
+    points = history.query(*key, T0, T0 + 60, step=15)
+    assert [(p.timestamp, p.cpu_nanocores, p.memory_bytes) for p in points] == [
+        (T0 + 15 * i, 1000 + i, MIB + i) for i in range(4)
+    ]
+
+
+def test_series_are_told_apart_by_every_label(history: History) -> None:
+    other = ("container", "default", "web-0", "sidecar")
+    feed(history, samples(CONTAINER, T0, 2, 15.0) + samples(other, T0, 2, 15.0, cpu=lambda i: 7))
+    assert {p.cpu_nanocores for p in history.query(*other, T0, T0 + 30, 15)} == {7}
+    assert history.query("container", "kube-system", "web-0", "app", T0, T0 + 30, 15) == []
+
+
+def test_one_minute_tier_keeps_average_and_max_after_raw_expires(history: History) -> None:
+    # 2 h of 15 s samples: the first hour has left the raw tier, the 1m tier answers.
+    values = [100, 300, 200, 400]  # per minute: average 250, max 400
+    feed(history, samples(NODE, T0, 480, 15.0, cpu=lambda i: values[i % 4]))
+    first_hour = history.query(*NODE, T0, T0 + 3540, step=60)
+    assert len(first_hour) == 60
+    assert {(p.cpu_nanocores, p.cpu_max) for p in first_hour} == {(250.0, 400.0)}
+    assert history.stats().rows["raw"] <= 3600 / 15 + 1
+
+
+def test_fifteen_minute_tier_averages_its_minutes(tmp_path: Path) -> None:
+    # 26 h of one sample a minute: the first two hours are only in the 15m tier.
+    h = History(tmp_path / "h.db")
+    try:
+        feed(h, samples(POD, T0, 26 * 60, 60.0, mem=lambda i: MIB * (i % 15)))
+        points = h.query(*POD, T0, T0 + 7200 - 1, step=900)
+        assert [p.timestamp for p in points] == [T0 + 900 * i for i in range(8)]
+        assert {p.memory_bytes for p in points} == {MIB * 7.0}  # mean of 0..14 MiB
+        assert {p.memory_max for p in points} == {MIB * 14.0}
+        assert h.stats().rows["1m"] <= 24 * 60 + 1
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize(
+    ("age", "step", "width"),
+    [
+        (600, 15, 0),  # within the raw hour, a fine step: raw
+        (600, 60, 60),  # within the raw hour, a minute step: the 1m tier reads less
+        (600, 3600, 900),
+        (7200, 15, 60),  # raw no longer reaches back: the finest that does
+        (2 * 86400, 60, 900),
+        (90 * 86400, 60, 900),  # beyond everything: the longest history
+    ],
+)
+def test_query_picks_the_tier_for_range_and_step(age: int, step: int, width: int) -> None:
+    newest = 10_000_000.0
+    assert pick_tier(DEFAULT_TIERS, int(newest * 1000), newest - age, step).width == width
+
+
+def test_retention_drops_rows_older_than_each_tier_keeps(tmp_path: Path) -> None:
+    tiers = parse_tiers("raw=10m,1m=1h,15m=3h")
+    h = History(tmp_path / "h.db", tiers=tiers)
+    try:
+        feed(h, samples(NODE, T0, 5 * 60, 60.0))  # 5 h
+        newest = T0 + (5 * 60 - 1) * 60
+        for tier in tiers:
+            ts = oldest(h.path, tier.table)
+            assert ts is not None
+            # Upkeep runs every simulated minute: nothing older than retention + 1 minute.
+            assert ts >= (newest - tier.retention - 60) * 1000, tier.label
+        assert h.query(*NODE, T0, T0 + 3600, 60) == []
+    finally:
+        h.close()
+
+
+def test_series_of_a_gone_pod_are_forgotten_after_the_longest_retention(tmp_path: Path) -> None:
+    h = History(tmp_path / "h.db", tiers=parse_tiers("raw=10m,1m=20m"))
+    try:
+        feed(h, samples(POD, T0, 5, 60.0) + samples(NODE, T0, 60, 60.0))
+        assert h.stats().series == 1
+    finally:
+        h.close()
+
+
+def test_max_size_trims_oldest_of_coarsest_tier_first(tmp_path: Path) -> None:
+    tiers = parse_tiers("raw=30m,1m=2h,15m=30d")
+    max_bytes = 400 << 10
+    h = History(tmp_path / "h.db", tiers=tiers, max_bytes=max_bytes)
+    try:
+        keys = [("pod", "ns", f"pod-{i}", "") for i in range(40)]
+        rows = [r for step in range(6 * 24 * 4) for r in _tick(keys, T0 + step * 300)]  # 4 days
+        feed(h, rows, batch=400)
+        stats = h.stats()
+        assert stats.db_bytes <= max_bytes
+        assert stats.trimmed_rows > 0
+        newest = T0 + (len(rows) // 40 - 1) * 300
+        assert (oldest(h.path, "samples_900s") or 0) > T0 * 1000  # the oldest days went
+        raw = oldest(h.path, "samples_raw")
+        assert raw is not None and raw >= (newest - 1800 - 300) * 1000  # finer tiers kept
+        assert stats.rows["raw"] == 40 * 7  # 30 min of 5-min samples, all of them
+    finally:
+        h.close()
+
+
+def _tick(keys: list[tuple[str, str, str, str]], ts: float) -> list[Row]:
+    return [(*k, ts, 1000, MIB) for k in keys]
+
+
+def test_restart_keeps_history_and_completes_open_buckets(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    before = samples(NODE, T0, 10, 15.0, cpu=lambda i: 100 * i)  # 2.5 minutes
+    after = samples(NODE, T0 + 150, 10, 15.0, cpu=lambda i: 100 * (i + 10))
+    h = History(path)
+    feed(h, before)
+    h.close()
+    h = History(path)
+    try:
+        # The last sample resent after the restart must not count twice.
+        feed(h, [before[-1], *after])
+        assert len(h.query(*NODE, T0, T0 + 300, 15)) == 20
+        minutes = h.query(*NODE, T0, T0 + 240, 60)
+        assert [p.cpu_nanocores for p in minutes] == [150.0, 550.0, 950.0, 1350.0]
+        assert [p.cpu_max for p in minutes] == [300.0, 700.0, 1100.0, 1500.0]
+    finally:
+        h.close()
+
+
+async def test_slow_disk_never_blocks_the_event_loop_and_drops_are_counted(
+    tmp_path: Path,
+) -> None:
+    h = History(tmp_path / "h.db", queue_batches=4)
+    # Another connection holds the write lock: the writer waits on it like on a slow disk.
+    blocker = sqlite3.connect(h.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        assert h.record(samples(NODE, T0, 1, 15.0))
+        await asyncio.to_thread(wait_for, lambda: h.writing, 5.0, "writer stuck on the lock")
+        other_task = asyncio.Event()
+        asyncio.get_running_loop().call_soon(other_task.set)
+        accepted, slowest = [], 0.0
+        for i in range(10):
+            begun = time.perf_counter()
+            accepted.append(h.record(samples(NODE, T0 + 15 * (i + 1), 1, 15.0)))
+            slowest = max(slowest, time.perf_counter() - begun)
+        await asyncio.wait_for(other_task.wait(), timeout=1.0)
+        assert h.writing, "the writer was still stuck while the loop ran"
+        assert accepted == [True] * 4 + [False] * 6
+        assert slowest < 0.05
+        assert (h.stats().dropped_rows, h.dropped_batches) == (6, 6)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert await asyncio.to_thread(h.flush, 10.0)
+    assert len(h.query(*NODE, T0, T0 + 300, 15)) == 5
+    await asyncio.to_thread(h.close)
+
+
+def test_readers_do_not_wait_for_an_open_write_transaction(history: History) -> None:
+    feed(history, samples(NODE, T0, 4, 15.0))
+    writer = sqlite3.connect(history.path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("DELETE FROM samples_raw")
+    try:
+        begun = time.monotonic()
+        assert len(history.query(*NODE, T0, T0 + 60, 15)) == 4  # the committed data
+        assert time.monotonic() - begun < 1.0  # no busy wait (busy_timeout is 10 s)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_concurrent_readers_see_growing_history_while_it_is_written(history: History) -> None:
+    errors: list[BaseException] = []
+    seen: list[int] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                seen.append(len(history.query(*NODE, T0, T0 + 10_000, 15)))
+        except BaseException as err:
+            errors.append(err)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    try:
+        for i in range(200):
+            history.record(samples(NODE, T0 + 15 * i, 1, 15.0))
+            if i % 20 == 0:
+                history.flush(timeout=10)
+        history.flush(timeout=10)
+        wait_for(lambda: seen and seen[-1] == 200, 10, "a reader to see every sample")
+    finally:
+        done.set()
+        for t in readers:
+            t.join()
+    assert errors == []
+    assert min(seen) < 200  # some reads ran while writing went on
+
+
+def test_top_ranks_series_of_a_kind_at_a_moment(history: History) -> None:
+    pods = {"a": (500, 3 * MIB), "b": (900, MIB), "c": (100, 2 * MIB)}
+    rows: list[Row] = []
+    for name, (cpu, mem) in pods.items():
+        rows += samples(
+            ("pod", "ns", name, ""), T0, 4, 15.0, lambda i, c=cpu: c, lambda i, m=mem: m
+        )
+    rows += samples(NODE, T0, 4, 15.0, cpu=lambda i: 10**9)
+    feed(history, rows)
+    assert [r.name for r in history.top("pod", "cpu", limit=2)] == ["b", "a"]
+    assert [r.name for r in history.top("pod", "memory")] == ["a", "c", "b"]
+    assert history.top("pod", "cpu", at=T0 - 3600) == []
+    with pytest.raises(ValueError):
+        history.top("pod", "disk", limit=2)  # type: ignore[arg-type]
+
+
+def test_recorder_records_the_rates_the_store_serves(history: History) -> None:
+    store = MetricsStore(resolution=15.0)
+    recorder = HistoryRecorder(store, history)
+    for i, ts in enumerate((T0, T0 + 15, T0 + 30)):
+        for node, namespace in (("node-a", "default"), ("node-b", "kube-system")):
+            pods = (
+                _pod(namespace, f"{node}-web", ts, i, ["app", "sidecar"]),
+                _pod("default", f"{node}-job", ts, i, ["main"]),
+            )
+            store.store(
+                node, NodeSample(node, T0 - 86400, Usage(ts, i * 15 * 10**9, 8 * MIB)), pods
+            )
+            recorder.node_stored(node, pods)
+        recorder.tick_done()
+    assert history.flush(timeout=10)
+    node = history.query("node", "", "node-a", "", T0, T0 + 30, 15)
+    assert [(p.timestamp, p.cpu_nanocores) for p in node] == [(T0 + 15, 1e9), (T0 + 30, 1e9)]
+    served = store.pod("node-a", "default", "node-a-web")
+    assert served is not None
+    app = history.query("container", "default", "node-a-web", "app", T0 + 30, T0 + 30, 15)
+    assert app[0].cpu_nanocores == dict(served.containers)["app"].cpu_nanocores
+    pod = history.query("pod", "default", "node-a-web", "", T0 + 30, T0 + 30, 15)
+    assert pod[0].cpu_nanocores == sum(c.cpu_nanocores for _, c in served.containers)
+    totals = history.namespaces_totals()
+    assert set(totals) == {"default", "kube-system"}
+    per_container = 2 * 10**8  # see _pod
+    assert totals["default"].cpu_nanocores == 4 * per_container  # a-web (2) + 2 jobs
+    assert totals["kube-system"].memory_bytes == 2 * 16 * MIB
+
+
+def test_namespace_totals_forget_nodes_the_store_dropped(history: History) -> None:
+    store = MetricsStore(resolution=15.0)
+    recorder = HistoryRecorder(store, history)
+    for i, ts in enumerate((T0, T0 + 15, T0 + 30)):
+        for node in ("node-a", "node-b"):
+            if node == "node-b" and i == 2:
+                store.forget(node)
+                continue
+            pods = (_pod("default", f"{node}-web", ts, i, ["app"]),)
+            store.store(node, None, pods)
+            recorder.node_stored(node, pods)
+        recorder.tick_done()
+    assert history.flush(timeout=10)
+    total = history.query("namespace", "default", "", "", T0, T0 + 30, 15)
+    assert [p.memory_bytes for p in total] == [2 * 16 * MIB, 16 * MIB]
+
+
+def _pod(namespace: str, name: str, ts: float, i: int, containers: list[str]) -> PodSample:
+    """Each container uses 0.2 cores and 16 MiB."""
+    return PodSample(
+        namespace,
+        name,
+        f"uid-{name}",
+        T0 - 3600,
+        tuple(
+            ContainerSample(c, T0 - 3600, Usage(ts, i * 15 * 2 * 10**8, 16 * MIB))
+            for c in containers
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "tiers"),
+    [
+        ("raw=1h,1m=24h,15m=30d", DEFAULT_TIERS),
+        ("raw=2h", (Tier(0, 7200),)),
+        ("raw=10m, 30s=1h", (Tier(0, 600), Tier(30, 3600))),
+    ],
+)
+def test_tiers_parse(text: str, tiers: tuple[Tier, ...]) -> None:
+    assert parse_tiers(text) == tiers
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("1m=24h", "first tier must be raw"),
+        ("raw=1h,1m=24h,90s=30d", "multiple"),
+        ("raw=1h,1m=30m", "keeps less"),
+        ("raw=1h,1m", "WIDTH=RETENTION"),
+        ("raw=1y", "invalid duration"),
+    ],
+)
+def test_bad_tiers_are_refused(text: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        parse_tiers(text)
