@@ -51,6 +51,11 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="kube-apiserver does not verify kubepulse (as upstream's components.yaml)",
     )
+    p.add_argument(
+        "--csr-approver",
+        action="store_true",
+        help="also `kubepulse csr-approver`, to approve kubelet serving-certificate CSRs",
+    )
     p.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     p.add_argument(
         "server_args",
@@ -150,5 +155,8 @@ async def run(args: argparse.Namespace) -> int:
     opts = options(args)
     for line in warnings(opts):
         print(line, file=sys.stderr)
-    sys.stdout.write(render(manifests.components(opts), args.output))
+    objects = manifests.components(opts)
+    if args.csr_approver:
+        objects += manifests.csr_approver(opts)
+    sys.stdout.write(render(objects, args.output))
     return 0

@@ -366,3 +366,96 @@ def components(opts: Options) -> list[Object]:
         objects.append(pod_disruption_budget(opts))
     objects.append(api_service(opts))
     return objects
+
+
+CSR_APPROVER = f"{NAME}-csr-approver"
+CSR_APPROVER_LABELS = {"k8s-app": CSR_APPROVER}
+
+
+def csr_approver(opts: Options) -> list[Object]:
+    """`kubepulse csr-approver` with least privilege: read CSRs, update their approval,
+    approve for the kubelet-serving signer only (the signers/approve check kube-apiserver
+    makes on /approval), and get nodes for their addresses. The same rules as
+    kubelet-csr-approver's Helm chart, minus its leader-election leases (one replica)."""
+    sa = {"kind": "ServiceAccount", "name": CSR_APPROVER, "namespace": opts.namespace}
+    role: Object = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": CSR_APPROVER, "labels": dict(CSR_APPROVER_LABELS)},
+        "rules": [
+            {
+                "apiGroups": ["certificates.k8s.io"],
+                "resources": ["certificatesigningrequests"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {
+                "apiGroups": ["certificates.k8s.io"],
+                "resources": ["certificatesigningrequests/approval"],
+                "verbs": ["update"],
+            },
+            {
+                "apiGroups": ["certificates.k8s.io"],
+                "resources": ["signers"],
+                "resourceNames": ["kubernetes.io/kubelet-serving"],
+                "verbs": ["approve"],
+            },
+            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
+        ],
+    }
+    binding: Object = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": CSR_APPROVER, "labels": dict(CSR_APPROVER_LABELS)},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": CSR_APPROVER,
+        },
+        "subjects": [sa],
+    }
+    container: Object = {
+        "name": "csr-approver",
+        "image": opts.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["csr-approver"],
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}},
+        # The server container's restricted Pod Security Standard settings.
+        "securityContext": _container(opts)["securityContext"],
+    }
+    deployment_obj: Object = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": CSR_APPROVER,
+            "namespace": opts.namespace,
+            "labels": dict(CSR_APPROVER_LABELS),
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": dict(CSR_APPROVER_LABELS)},
+            "template": {
+                "metadata": {"labels": dict(CSR_APPROVER_LABELS)},
+                "spec": {
+                    "serviceAccountName": CSR_APPROVER,
+                    "priorityClassName": "system-cluster-critical",
+                    "nodeSelector": {"kubernetes.io/os": "linux"},
+                    # It must run before any kubelet has a serving certificate: tolerate
+                    # the control plane, where it can start first.
+                    "tolerations": [
+                        {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
+                    ],
+                    "containers": [container],
+                },
+            },
+        },
+    }
+    account: Object = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": CSR_APPROVER,
+            "namespace": opts.namespace,
+            "labels": dict(CSR_APPROVER_LABELS),
+        },
+    }
+    return [account, role, binding, deployment_obj]

@@ -1,0 +1,260 @@
+"""`kubepulse csr-approver`: approve kubelet serving-certificate CSRs that pass every check.
+
+It lists and watches CertificateSigningRequests for kubernetes.io/kubelet-serving and
+decides each pending one with kubepulse.kube.csr.decide: approved when every check of
+postfinance/kubelet-csr-approver (and kube-apiserver's kubelet-serving rules, and the
+node's own addresses) passes, denied with the failing check's reason otherwise. Denying,
+not leaving the request pending, is upstream's behaviour (csr_controller.go appends a
+Denied condition; --skip-deny-step leaves it pending instead), so a forged request is
+visibly refused and the kubelet asks again. Credentials: --kubeconfig/--context, else
+the pod's service account.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from kubepulse.cli import serving
+from kubepulse.cli.errors import CommandError
+from kubepulse.kube import kubeconfig
+from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, ApiError, KubeClient, Unreachable, in_cluster
+from kubepulse.kube.csr import (
+    DEFAULT_ALLOWED_DNS_NAMES,
+    KUBELET_SERVING,
+    MAX_EXPIRATION_SECONDS,
+    NODE_PREFIX,
+    ApproverConfig,
+    Decision,
+    approval,
+    decide,
+    ip_prefixes,
+    is_decided,
+)
+from kubepulse.kube.kubeconfig import KubeconfigError
+
+log = logging.getLogger("kubepulse.csr-approver")
+
+CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+SELECTOR = {"fieldSelector": f"spec.signerName={KUBELET_SERVING}"}
+WATCH_SECONDS = 300
+MAX_BACKOFF = 30.0
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "csr-approver",
+        help="approve kubelet serving-certificate CSRs that pass kubelet-csr-approver's checks",
+    )
+    p.add_argument("--kubeconfig", default=None, help="default: the pod's service account")
+    p.add_argument("--context", default=None)
+    p.add_argument(
+        "--provider-regex",
+        default=".*",
+        help="every DNS SAN must match it (Go's MatchString: anywhere, so anchor it)",
+    )
+    p.add_argument(
+        "--allowed-dns-names",
+        "--max-dns-sans",
+        dest="allowed_dns_names",
+        type=int,
+        default=DEFAULT_ALLOWED_DNS_NAMES,
+        help="at most this many DNS SANs (upstream default 1)",
+    )
+    p.add_argument(
+        "--bypass-hostname-check",
+        action="store_true",
+        help="DNS SANs need not start with the node name",
+    )
+    p.add_argument(
+        "--provider-ip-prefixes",
+        "--allowed-ip-prefixes",
+        dest="provider_ip_prefixes",
+        default="0.0.0.0/0,::/0",
+        help="every IP SAN must lie in one of these CIDRs",
+    )
+    p.add_argument(
+        "--max-expiration-sec",
+        type=int,
+        default=MAX_EXPIRATION_SECONDS,
+        help="largest spec.expirationSeconds approved (at most 367 days)",
+    )
+    p.add_argument(
+        "--ignore-non-system-node",
+        action="store_true",
+        help="leave requests from users other than system:node:* alone instead of denying",
+    )
+    p.add_argument(
+        "--skip-deny-step",
+        action="store_true",
+        help="leave failing requests pending instead of denying them",
+    )
+    p.add_argument("--once", action="store_true", help="decide the pending requests and exit")
+    p.set_defaults(run=run)
+
+
+def approver_config(args: argparse.Namespace) -> ApproverConfig:
+    try:
+        regex = re.compile(args.provider_regex)
+    except re.error as err:
+        raise CommandError(f"invalid --provider-regex: {err}") from err
+    try:
+        return ApproverConfig(
+            provider_regex=regex,
+            allowed_dns_names=args.allowed_dns_names,
+            bypass_hostname_check=args.bypass_hostname_check,
+            provider_ip_prefixes=ip_prefixes(args.provider_ip_prefixes),
+            max_expiration_seconds=args.max_expiration_sec,
+            ignore_non_system_node=args.ignore_non_system_node,
+        )
+    except ValueError as err:
+        raise CommandError(str(err)) from err
+
+
+class ApproverClient(KubeClient):
+    async def put(self, path: str, body: Mapping[str, Any]) -> Any:
+        session = self._open()
+        headers = {**self._headers(), "Content-Type": "application/json"}
+        with self._translate_errors():
+            async with session.put(
+                self.creds.server + path, data=json.dumps(body), headers=headers
+            ) as resp:
+                data = await resp.read()
+                if resp.status >= 400:
+                    raise _error(resp.status, data)
+                return json.loads(data)
+
+
+def _error(code: int, body: bytes) -> ApiError:
+    with contextlib.suppress(ValueError):
+        status = json.loads(body)
+        if isinstance(status, dict):
+            return ApiError(code, str(status.get("reason", "")), str(status.get("message", "")))
+    return ApiError(code, "Unknown", body.decode(errors="replace")[:200])
+
+
+class Approver:
+    """Decides CSRs one at a time; the decisions, for callers that want them."""
+
+    def __init__(
+        self, client: ApproverClient, config: ApproverConfig, skip_deny: bool = False
+    ) -> None:
+        self.client, self.config, self.skip_deny = client, config, skip_deny
+        self.decisions: dict[str, Decision] = {}
+
+    async def _node(self, csr: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        username = str((csr.get("spec") or {}).get("username") or "")
+        if not username.startswith(NODE_PREFIX):
+            return None
+        try:
+            node = await self.client.get(f"/api/v1/nodes/{username.removeprefix(NODE_PREFIX)}")
+        except ApiError as err:
+            if err.code == 404:
+                return None
+            raise
+        return node if isinstance(node, dict) else None
+
+    async def handle(self, csr: Mapping[str, Any]) -> Decision:
+        name = str((csr.get("metadata") or {}).get("name"))
+        for _attempt in range(3):
+            spec = csr.get("spec") or {}
+            if spec.get("signerName") != KUBELET_SERVING or is_decided(csr):
+                return decide(csr, None, self.config)  # ignored, without a node lookup
+            decision = decide(csr, await self._node(csr), self.config)
+            if decision.action == "ignore" or (decision.action == "deny" and self.skip_deny):
+                log.info("leaving CSR %s pending: %s", name, decision.reason)
+                return decision
+            try:
+                await self.client.put(f"{CSRS}/{name}/approval", approval(csr, decision))
+            except ApiError as err:
+                if err.code == 404:
+                    return Decision("ignore", "gone", "the CSR was deleted")
+                if err.code != 409:
+                    raise
+                # Changed since we read it: read it again and decide again (upstream requeues).
+                csr = await self.client.get(f"{CSRS}/{name}")
+                continue
+            user = spec.get("username")
+            if decision.action == "approve":
+                log.info("approved CSR %s for %s", name, user)
+            else:
+                log.info("denied CSR %s for %s: %s", name, user, decision.reason)
+            self.decisions[name] = decision
+            return decision
+        raise ApiError(409, "Conflict", f"CSR {name} kept changing while being decided")
+
+    async def pending(self) -> str:
+        """Decide every listed CSR; returns the list's resourceVersion."""
+        body = await self.client.get(CSRS, SELECTOR)
+        for item in body.get("items") or []:
+            await self.handle(item)
+        return str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def watch(self) -> None:
+        """List, then watch from the list's resourceVersion; list again after 410 Gone,
+        retry with a growing pause after errors, until cancelled."""
+        rv = ""
+        backoff = 1.0
+        while True:
+            try:
+                if not rv:
+                    rv = await self.pending()
+                params = {
+                    **SELECTOR,
+                    "resourceVersion": rv,
+                    "allowWatchBookmarks": "true",
+                    "timeoutSeconds": str(WATCH_SECONDS),
+                }
+                async for event in self.client.watch(CSRS, params, WATCH_SECONDS + 30):
+                    obj = event.get("object") or {}
+                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        await self.handle(obj)
+                backoff = 1.0
+            except ApiError as err:
+                if err.code == 410:
+                    rv = ""
+                    continue
+                log.warning("CSR watch failed: %s %s: %s", err.code, err.reason, err.message)
+                await asyncio.sleep(backoff)  # retry pause, not synchronisation
+                backoff = min(MAX_BACKOFF, backoff * 2)
+            except Unreachable as err:
+                log.warning("CSR watch failed: %s", err)
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_BACKOFF, backoff * 2)
+
+
+def client_for(args: argparse.Namespace) -> ApproverClient:
+    try:
+        if args.kubeconfig or args.context:
+            return ApproverClient(kubeconfig.load(args.kubeconfig, args.context))
+        return ApproverClient(in_cluster(), token_file=SERVICE_ACCOUNT_DIR / "token")
+    except KubeconfigError as err:
+        raise CommandError(str(err)) from err
+
+
+async def run(args: argparse.Namespace) -> int:
+    config = approver_config(args)
+    client = client_for(args)
+    async with client:
+        approver = Approver(client, config, skip_deny=args.skip_deny_step)
+        if args.once:
+            try:
+                await approver.pending()
+            except (ApiError, Unreachable) as err:
+                raise CommandError(str(err)) from err
+            return 0
+        watching = asyncio.create_task(approver.watch())
+        signalled = asyncio.create_task(serving.until_signalled())
+        await asyncio.wait({watching, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (watching, signalled):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return 0
