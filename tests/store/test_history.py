@@ -134,8 +134,14 @@ def test_retention_drops_rows_older_than_each_tier_keeps(tmp_path: Path) -> None
 def test_series_of_a_gone_pod_are_forgotten_after_the_longest_retention(tmp_path: Path) -> None:
     h = History(tmp_path / "h.db", tiers=parse_tiers("raw=10m,1m=20m"))
     try:
-        feed(h, samples(POD, T0, 5, 60.0) + samples(NODE, T0, 60, 60.0))
+        rows = sorted(samples(POD, T0, 5, 60.0) + samples(NODE, T0, 60, 60.0), key=lambda r: r[4])
+        for row in rows:  # a transaction a sample, as scrapes come
+            feed(h, [row])
+        assert h.stats().series == 2  # looked for once an hour of data
+        for row in samples(NODE, T0 + 3600, 10, 60.0):
+            feed(h, [row])
         assert h.stats().series == 1
+        assert h.query(*POD, T0, T0 + 3600, 60) == []
     finally:
         h.close()
 

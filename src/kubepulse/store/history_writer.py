@@ -31,6 +31,9 @@ Row = tuple[str, str, str, str, float, int, int]
 # An open bucket: [start_ms, n, cpu_sum, cpu_max, mem_sum, mem_max]
 _Bucket = list[int]
 
+# Series without rows are looked for this often (data time): one seek per series and tier.
+FORGET_EVERY_MS = 3600 * 1000
+
 # Upkeep deletes at most this share of a tier per round when trimming to the maximum size.
 TRIM_FRACTION = 8
 
@@ -66,7 +69,7 @@ class HistoryWriter:
         }
         self._open: list[dict[int, _Bucket]] = [{} for _ in tiers[1:]]
         self.newest_ms = history_db.newest_ms(self.conn) or 0
-        self._upkeep_at = self.newest_ms
+        self._upkeep_at = self._forget_at = self.newest_ms
         self._insert_raw = f"INSERT OR REPLACE INTO {raw} VALUES (?, ?, ?, ?)"
         self._upserts = [
             f"INSERT INTO {t.table} VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
@@ -158,7 +161,9 @@ class HistoryWriter:
                 f"DELETE FROM {tier.table} WHERE series_id IN (SELECT id FROM series) AND ts < ?",
                 (cutoff,),
             )
-        self._forget_empty_series()
+        if self.newest_ms - self._forget_at >= FORGET_EVERY_MS:
+            self._forget_at = self.newest_ms
+            self._forget_empty_series()
         if self.max_bytes is not None:
             self._trim()
         history_db.release_free_pages(self.conn)
