@@ -21,6 +21,7 @@ from kubepulse import pki
 from kubepulse.agent import resource_metrics, summary
 from kubepulse.kube.objects import RESOURCE_METRICS_PATH_ANNOTATION, Node, NodeAddress
 from kubepulse.model import ContainerSample, NodeSample, NodeStats, PodSample, Usage
+from kubepulse.scrape import client as client_module
 from kubepulse.scrape.client import (
     ClientConfig,
     KubeletClient,
@@ -589,3 +590,37 @@ def test_config_defaults() -> None:
         "/metrics/resource",
         10 * 1024 * 1024,
     )
+
+
+async def test_a_rotated_token_file_is_read_again(
+    certs: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(WEAK_TOKEN + "\n")
+    kubelet = FakeKubelet()
+    async with (
+        serve(kubelet.handle, certs.server) as port,
+        KubeletClient(config(certs, port, token=None, token_file=token_file)) as client,
+    ):
+        assert (await scrape_error_of(client)).cause == "forbidden"
+        token_file.write_text(TOKEN)  # the kubelet's projected token, rotated
+        assert (await scrape_error_of(client)).cause == "forbidden"  # read once a minute
+        monkeypatch.setattr(client_module, "TOKEN_REREAD_SECONDS", 0.0)
+        assert _summary_of(await client.scrape(node())) == EXPECTED
+        token_file.unlink()  # unreadable later: the token in use is kept
+        assert _summary_of(await client.scrape(node())) == EXPECTED
+    assert kubelet.authorizations == [f"Bearer {WEAK_TOKEN}"] * 2 + [f"Bearer {TOKEN}"] * 2
+
+
+async def test_an_unreadable_token_file_at_start_is_a_configuration_error(
+    certs: Pki, tmp_path: Path
+) -> None:
+    client = KubeletClient(config(certs, 1, token=None, token_file=tmp_path / "missing"))
+    with pytest.raises(ValueError, match="cannot read kubelet token file"):
+        await client.start()
+
+
+async def scrape_error_of(client: KubeletClient) -> ScrapeError:
+    with pytest.raises(ScrapeError) as caught:
+        await client.scrape(node())
+    return caught.value

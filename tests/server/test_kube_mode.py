@@ -276,3 +276,16 @@ def test_kubectl_reads_metrics_with_a_token_the_cluster_reviews(
             'in API group "metrics.k8s.io" at the cluster scope'
         ) in denied.stderr
     assert [r["token"] for r in cluster.api.token_reviews].count("dana-token") == 1
+
+
+def test_a_deleted_node_takes_its_scrape_error_with_it(tmp_path: Path, cluster: Cluster) -> None:
+    cluster.add_node("no-such-node.invalid", "127.0.0.2")
+    with kube_server(
+        tmp_path, cluster.api, "--kubelet-preferred-address-types", "Hostname"
+    ) as server:
+        wait_for(lambda: scrape_errors(server.probe()[1]), what="the node's scrape error")
+        cluster.api.delete_node("no-such-node.invalid")
+        wait_for(
+            lambda: "no-such-node.invalid" not in scrape_errors(server.probe()[1]),
+            what="the error gone with the node",
+        )

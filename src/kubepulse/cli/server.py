@@ -193,6 +193,8 @@ class KubeletDefaults:
     insecure: bool = False
     client_cert: Path | None = None
     client_key: Path | None = None
+    token_file: Path | None = None
+    """Where `token` came from, when it rotates (the service account's)."""
 
 
 def client_config(
@@ -228,6 +230,8 @@ def client_config(
         client_cert=cert,
         client_key=key,
         token=token or defaults.token,
+        # The file again every minute: a rotated token must reach the kubelets too.
+        token_file=args.kubelet_token_file or (None if token else defaults.token_file),
         use_summary=args.kubelet_use_summary_api,
     )
 
@@ -382,12 +386,12 @@ def tune_for_many_nodes() -> None:
 
     - asyncio gives every TLS connection a 256 KiB read buffer (SSLProtocol.max_size);
       at one keep-alive connection per node that is 1.25 GiB for 5,000 nodes, while a
-      kubelet's answer is about 30 KiB. 64 KiB holds four full TLS records.
+      kubelet's answer is about 30 KiB, 5 KiB gzipped. 16 KiB holds a full TLS record.
     - The inventory lives as long as the process: freeze it out of the collector's
       walks, and collect young objects less often, since scrape results are freed by
       reference counting and hardly ever form cycles.
     """
-    asyncio.sslproto.SSLProtocol.max_size = 64 * 1024
+    asyncio.sslproto.SSLProtocol.max_size = 16 * 1024
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
@@ -482,7 +486,7 @@ def kubelet_defaults(where: Cluster, tmp: Path) -> KubeletDefaults:
         key.touch(mode=0o600)
         key.write_bytes(creds.client_key_pem)
         cert.write_bytes(creds.client_cert_pem)
-    return KubeletDefaults(creds.token, ca_file, creds.insecure, cert, key)
+    return KubeletDefaults(creds.token, ca_file, creds.insecure, cert, key, where.token_file)
 
 
 EXTENSION_AUTH_READER_HINT = (

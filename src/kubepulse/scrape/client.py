@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import socket
 import ssl
 import time
@@ -55,10 +56,13 @@ SUMMARY_QUERY = {"only_cpu_and_memory": "true"}
 DEFAULT_PREFERRED_ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname")
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
+log = logging.getLogger(__name__)
+
 ScrapeResult = tuple[NodeSample | None, tuple[PodSample, ...]]
 """What scrape() returns: the node (None if incomplete) and its complete pods."""
 
 _ERROR_SNIPPET_BYTES = 512
+TOKEN_REREAD_SECONDS = 60.0
 
 # OpenSSL X509_V_ERR_* codes, by how Go's crypto/x509 would name the failure.
 _UNKNOWN_AUTHORITY_CODES = frozenset({2, 18, 19, 20, 21})
@@ -118,6 +122,9 @@ class ClientConfig:
     client_cert: Path | None = None
     client_key: Path | None = None
     token: str | None = None
+    token_file: Path | None = None
+    """Read the bearer token from here instead, and again every minute: a projected
+    service-account token rotates (client-go's cachingTokenSource re-reads it too)."""
     path: str = RESOURCE_METRICS_PATH
     use_summary: bool = False
     """Scrape /stats/summary?only_cpu_and_memory=true instead (metrics-server <= v0.5)."""
@@ -156,6 +163,7 @@ class KubeletClient:
         self.config = config
         self._pool: ConnectionPool | None = None
         self._headers = ""
+        self._token_read_at = 0.0
         # Nodes whose kubelet answered 404 on /metrics/resource (kubelets before 1.18
         # have none) and answered /stats/summary instead: go there directly from now on.
         self._summary_nodes: set[str] = set()
@@ -168,10 +176,30 @@ class KubeletClient:
         # Keep-alive connections (Go's Transport keeps idle ones for 90 s, longer than
         # a resolution), so every scrape after the first skips the TLS handshake.
         self._pool = ConnectionPool(context, self.config.max_body_bytes)
+        self._set_headers(self.config.token)
+        if self.config.token_file is not None:
+            self._refresh_token(first=True)
+
+    def _set_headers(self, token: str | None) -> None:
         headers = f"User-Agent: kubepulse/{__version__}\r\nAccept-Encoding: gzip\r\n"
-        if self.config.token:
-            headers += f"Authorization: Bearer {self.config.token}\r\n"
+        if token:
+            headers += f"Authorization: Bearer {token}\r\n"
         self._headers = headers
+
+    def _refresh_token(self, first: bool = False) -> None:
+        """Read the token file (again). Unreadable at start is a configuration error;
+        later, the token in use is kept and the next request tries again."""
+        path = self.config.token_file
+        assert path is not None
+        try:
+            token = path.read_text().strip() or None
+        except OSError as err:
+            if first:
+                raise ValueError(f"cannot read kubelet token file {path}: {err.strerror}") from err
+            log.warning("cannot read kubelet token file %s again: %s", path, err.strerror)
+            return
+        self._token_read_at = time.monotonic()
+        self._set_headers(token)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -263,7 +291,10 @@ class KubeletClient:
     async def _get(self, url: URL, address: str, port: int, accept: str) -> bytes:
         """The 200 body of a GET within the timeout, or a classified ScrapeError."""
         assert self._pool is not None
-        deadline = time.monotonic() + self.config.timeout
+        now = time.monotonic()
+        if self.config.token_file is not None and now - self._token_read_at >= TOKEN_REREAD_SECONDS:
+            self._refresh_token()
+        deadline = now + self.config.timeout
         request = (
             f"GET {url.raw_path_qs} HTTP/1.1\r\nHost: {url.raw_authority}\r\n"
             f"{self._headers}Accept: {accept}\r\n\r\n"

@@ -126,6 +126,9 @@ class ScrapeManager:
                 late = ScrapeError("timeout", "scrape did not finish within the resolution")
                 self._record_error(node.name, late)
         self.store.retain({name for name in succeeded if name is not None})
+        # A node no longer a target (deleted, or outside -l now) has no error either.
+        for name in self._errors.keys() - {n.name for n in nodes}:
+            del self._errors[name]
         self.observer.tick_done(time.monotonic() - begun)
 
     async def _scrape_one(self, node: Node, delay: float) -> str | None:
