@@ -97,10 +97,14 @@ def query(
     step_ms = max(1, round(step * 1000))
     lo = int(start * 1000) // step_ms * step_ms
     cpu, cpu_max, mem, mem_max = _values(tier)
+    hi = int(end * 1000)
+    # One seek per chunk (history_db's layout): the chunks listed by a recursive CTE.
     rows = conn.execute(
-        f"SELECT ts - ts % ? AS b, {cpu}, {cpu_max}, {mem}, {mem_max} FROM {tier.table}"
-        " WHERE series_id = ? AND ts >= ? AND ts <= ? GROUP BY b ORDER BY b",
-        (step_ms, sid, lo, int(end * 1000)),
+        "WITH RECURSIVE c(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM c WHERE x < ?)"
+        f" SELECT ts - ts % ? AS b, {cpu}, {cpu_max}, {mem}, {mem_max}"
+        f" FROM c JOIN {tier.table} ON chunk = c.x AND series_id = ? AND ts >= ? AND ts <= ?"
+        " GROUP BY b ORDER BY b",
+        (lo // tier.chunk_ms, hi // tier.chunk_ms, step_ms, sid, lo, hi),
     )
     return [HistoryPoint(b / 1000, c, m, cm, mm) for b, c, cm, m, mm in rows]
 
@@ -127,13 +131,16 @@ def latest(
         window = 60.0 if tier.width == 0 else 2.0 * tier.width
     cpu, _, mem, _ = _values(tier)
     table = tier.table
-    # One seek per series for its newest row in the window (see history_db's layout).
+    lo = at_ms - int(window * 1000)
+    chunks = ", ".join(str(c) for c in range(lo // tier.chunk_ms, at_ms // tier.chunk_ms + 1))
+    # One seek per series and chunk for its newest row in the window (history_db).
     rows = conn.execute(
         f"SELECT s.namespace, s.name, s.container, t.ts, {cpu}, {mem}"
-        f" FROM series s JOIN {table} t ON t.series_id = s.id"
-        f" AND t.ts = (SELECT max(ts) FROM {table} WHERE series_id = s.id AND ts > ? AND ts <= ?)"
+        f" FROM series s JOIN {table} t ON t.chunk IN ({chunks}) AND t.series_id = s.id"
+        f" AND t.ts = (SELECT max(ts) FROM {table} WHERE chunk IN ({chunks})"
+        " AND series_id = s.id AND ts > ? AND ts <= ?)"
         " WHERE s.kind = ? GROUP BY s.id",
-        (at_ms - int(window * 1000), at_ms, kind),
+        (lo, at_ms, kind),
     )
     return [Latest(ns, name, c, ts / 1000, cv, mv) for ns, name, c, ts, cv, mv in rows]
 

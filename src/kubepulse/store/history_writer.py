@@ -59,20 +59,15 @@ class HistoryWriter:
         # The newest timestamp written per series: a repeated or older sample (a node
         # answering twice with the same reading, a resend after restart) is skipped so
         # that it is never counted twice in a bucket.
-        raw = tiers[0].table
-        self._last: dict[int, int] = {
-            sid: ts
-            for sid, ts in self.conn.execute(
-                f"SELECT id, (SELECT max(ts) FROM {raw} WHERE series_id = series.id) FROM series"
-            )
-            if ts is not None
-        }
+        self._last: dict[int, int] = dict(
+            self.conn.execute("SELECT id, last_ms FROM series WHERE last_ms > 0")
+        )
         self._open: list[dict[int, _Bucket]] = [{} for _ in tiers[1:]]
         self.newest_ms = history_db.newest_ms(self.conn) or 0
         self._upkeep_at = self._forget_at = self.newest_ms
-        self._insert_raw = f"INSERT OR REPLACE INTO {raw} VALUES (?, ?, ?, ?)"
+        self._insert_raw = f"INSERT OR REPLACE INTO {tiers[0].table} VALUES (?, ?, ?, ?, ?)"
         self._upserts = [
-            f"INSERT INTO {t.table} VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+            f"INSERT INTO {t.table} VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
             " n = n + excluded.n, cpu_sum = cpu_sum + excluded.cpu_sum,"
             " cpu_max = max(cpu_max, excluded.cpu_max),"
             " mem_sum = mem_sum + excluded.mem_sum, mem_max = max(mem_max, excluded.mem_max)"
@@ -99,7 +94,8 @@ class HistoryWriter:
 
     def _write(self, rows: Sequence[Row]) -> int:
         ids, last = self._ids, self._last
-        raw: list[tuple[int, int, int, int]] = []
+        chunk_ms = self.tiers[0].chunk_ms
+        raw: list[tuple[int, int, int, int, int]] = []
         for kind, ns, name, container, ts, cpu, mem in rows:
             key = (kind, ns, name, container)
             sid = ids.get(key)
@@ -109,24 +105,27 @@ class HistoryWriter:
             if ms <= last.get(sid, -1):
                 continue
             last[sid] = ms
-            raw.append((sid, ms, cpu, mem))
+            raw.append((ms // chunk_ms, sid, ms, cpu, mem))
         self.conn.executemany(self._insert_raw, raw)
         for tier, open_buckets, upsert in zip(
             self.tiers[1:], self._open, self._upserts, strict=True
         ):
-            closed = self._bucket(tier.width * 1000, open_buckets, raw)
+            closed = self._bucket(tier.width * 1000, tier.chunk_ms, open_buckets, raw)
             self.conn.executemany(upsert, closed)
         if raw:
-            self.newest_ms = max(self.newest_ms, max(r[1] for r in raw))
+            self.newest_ms = max(self.newest_ms, max(r[2] for r in raw))
         return len(raw)
 
     @staticmethod
     def _bucket(
-        width_ms: int, open_buckets: dict[int, _Bucket], raw: list[tuple[int, int, int, int]]
+        width_ms: int,
+        chunk_ms: int,
+        open_buckets: dict[int, _Bucket],
+        raw: list[tuple[int, int, int, int, int]],
     ) -> list[tuple[int, ...]]:
         """Add samples to their series' open bucket; returns the buckets they closed."""
         closed: list[tuple[int, ...]] = []
-        for sid, ms, cpu, mem in raw:
+        for _, sid, ms, cpu, mem in raw:
             start = ms - ms % width_ms
             b = open_buckets.get(sid)
             if b is not None and b[0] == start:
@@ -139,7 +138,7 @@ class HistoryWriter:
                     b[5] = mem
                 continue
             if b is not None:
-                closed.append((sid, *b))
+                closed.append((b[0] // chunk_ms, sid, *b))
             open_buckets[sid] = [start, 1, cpu, cpu, mem, mem]
         return closed
 
@@ -155,11 +154,15 @@ class HistoryWriter:
     def _upkeep(self) -> None:
         self._upkeep_at = self.newest_ms
         self._close_stale_buckets()
+        self.conn.executemany(
+            "UPDATE series SET last_ms = ? WHERE id = ?",
+            [(ms, sid) for sid, ms in self._last.items()],
+        )
         for tier in self.tiers:
             cutoff = self.newest_ms - tier.retention * 1000
             self.conn.execute(
-                f"DELETE FROM {tier.table} WHERE series_id IN (SELECT id FROM series) AND ts < ?",
-                (cutoff,),
+                f"DELETE FROM {tier.table} WHERE chunk <= ? AND ts < ?",
+                (cutoff // tier.chunk_ms, cutoff),
             )
         if self.newest_ms - self._forget_at >= FORGET_EVERY_MS:
             self._forget_at = self.newest_ms
@@ -175,17 +178,28 @@ class HistoryWriter:
         ):
             over = self.newest_ms - tier.width * 1000
             stale = [sid for sid, b in open_buckets.items() if b[0] <= over]
-            self.conn.executemany(upsert, [(sid, *open_buckets.pop(sid)) for sid in stale])
+            self.conn.executemany(
+                upsert, [self._row(tier, sid, open_buckets.pop(sid)) for sid in stale]
+            )
+
+    def _save_last(self) -> None:
+        self.conn.executemany(
+            "UPDATE series SET last_ms = ? WHERE id = ?", [(ms, s) for s, ms in self._last.items()]
+        )
+
+    @staticmethod
+    def _row(tier: Tier, sid: int, b: _Bucket) -> tuple[int, ...]:
+        return (b[0] // tier.chunk_ms, sid, *b)
 
     def _forget_empty_series(self) -> None:
         """Drop series with no rows left in any tier and no open bucket (gone pods)."""
         held = set().union(*self._open) if self._open else set()
-        empty = " AND ".join(
-            f"NOT EXISTS (SELECT 1 FROM {t.table} WHERE series_id = series.id)" for t in self.tiers
-        )
+        longest = max(t.retention for t in self.tiers) * 1000
         gone = [
             sid
-            for (sid,) in self.conn.execute(f"SELECT id FROM series WHERE {empty}").fetchall()
+            for (sid,) in self.conn.execute(
+                "SELECT id FROM series WHERE last_ms < ?", (self.newest_ms - longest,)
+            ).fetchall()
             if sid not in held
         ]
         self.conn.executemany("DELETE FROM series WHERE id = ?", [(sid,) for sid in gone])
@@ -201,18 +215,16 @@ class HistoryWriter:
         for tier in reversed(self.tiers):
             while history_db.db_bytes(self.conn) > self.max_bytes:
                 oldest, newest = self.conn.execute(
-                    f"SELECT min(lo), max(hi) FROM (SELECT"
-                    f" (SELECT min(ts) FROM {tier.table} WHERE series_id = s.id) AS lo,"
-                    f" (SELECT max(ts) FROM {tier.table} WHERE series_id = s.id) AS hi"
-                    " FROM series s)"
+                    # Two subqueries: each is one seek to an end of the key; together
+                    # in one SELECT, min() and max() would scan the table.
+                    f"SELECT (SELECT min(chunk) FROM {tier.table}),"
+                    f" (SELECT max(chunk) FROM {tier.table})"
                 ).fetchone()
                 if oldest is None:
                     break  # this tier is empty: go on to the next finer one
-                step = max(tier.width * 1000, (newest - oldest) // TRIM_FRACTION, 1)
+                step = max(1, (newest - oldest) // TRIM_FRACTION)
                 cur = self.conn.execute(
-                    f"DELETE FROM {tier.table} WHERE series_id IN (SELECT id FROM series)"
-                    " AND ts < ?",
-                    (oldest + step,),
+                    f"DELETE FROM {tier.table} WHERE chunk < ?", (oldest + step,)
                 )
                 self.trimmed_rows += cur.rowcount
                 history_db.release_free_pages(self.conn)
@@ -224,9 +236,14 @@ class HistoryWriter:
         """Write out the open buckets (a restart merges into them) and close the file."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            for open_buckets, upsert in zip(self._open, self._upserts, strict=True):
-                self.conn.executemany(upsert, [(sid, *b) for sid, b in open_buckets.items()])
+            for tier, open_buckets, upsert in zip(
+                self.tiers[1:], self._open, self._upserts, strict=True
+            ):
+                self.conn.executemany(
+                    upsert, [self._row(tier, sid, b) for sid, b in open_buckets.items()]
+                )
                 open_buckets.clear()
+            self._save_last()
             self.conn.execute("COMMIT")
             # Folds the WAL back into the file so that it is one self-contained file.
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
