@@ -13,6 +13,7 @@ import pytest
 
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
 from kubepulse.store.history import History, HistoryRecorder
+from kubepulse.store.history_db import HistoryFileError
 from kubepulse.store.history_read import pick_tier
 from kubepulse.store.history_writer import Row
 from kubepulse.store.points import MetricsStore
@@ -187,6 +188,17 @@ def test_restart_keeps_history_and_completes_open_buckets(tmp_path: Path) -> Non
         assert [p.cpu_max for p in minutes] == [300.0, 700.0, 1100.0, 1500.0]
     finally:
         h.close()
+
+
+def test_a_file_of_another_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    History(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = 99 WHERE key = 'schema'")
+    with pytest.raises(HistoryFileError, match="schema 99"):
+        History(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (99,)
 
 
 async def test_slow_disk_never_blocks_the_event_loop_and_drops_are_counted(

@@ -34,6 +34,10 @@ SCHEMA_VERSION = 2
 JOURNAL_SIZE_LIMIT = 64 << 20
 
 
+class HistoryFileError(Exception):
+    """The history file cannot be used (another schema)."""
+
+
 def connect(path: Path, *, writer: bool) -> sqlite3.Connection:
     # Autocommit mode (isolation_level=None): the writer opens its transactions itself,
     # so a batch is exactly one transaction and readers never hold one open by accident.
@@ -76,6 +80,12 @@ def create_schema(conn: sqlite3.Connection, tiers: tuple[Tier, ...]) -> None:
             " PRIMARY KEY (chunk, series_id, ts)) WITHOUT ROWID"
         )
     conn.execute("INSERT INTO meta VALUES ('schema', ?) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,))
+    found = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
+    if found != SCHEMA_VERSION:
+        raise HistoryFileError(
+            f"history file has schema {found}, this kubepulse writes {SCHEMA_VERSION}:"
+            " move it away to start a new history"
+        )
 
 
 def db_bytes(conn: sqlite3.Connection) -> int:
