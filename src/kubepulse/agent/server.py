@@ -140,10 +140,18 @@ def serving_files(
     return TLSFiles(cert, key)
 
 
-def ssl_context(files: TLSFiles, request_client_certs: bool) -> ssl.SSLContext:
+def serving_context(request_client_certs: bool) -> ssl.SSLContext:
+    """The server's context without a certificate yet: until one is loaded into it (a
+    bootstrapped certificate, see agent.bootstrap) every handshake fails, as the kubelet's
+    do with "no serving certificate available for the kubelet"."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(files.cert, files.key)
     if request_client_certs:
         tlsauth.request_client_certificates(ctx)
+    return ctx
+
+
+def ssl_context(files: TLSFiles, request_client_certs: bool) -> ssl.SSLContext:
+    ctx = serving_context(request_client_certs)
+    ctx.load_cert_chain(files.cert, files.key)
     return ctx
