@@ -13,10 +13,17 @@ from typing import Any
 
 from aiohttp import web
 
-from kubepulse.agent import cgroups
+from kubepulse import pki
+from kubepulse.agent import bootstrap, cgroups
 from kubepulse.agent.collector import Collector
 from kubepulse.agent.procfs import ProcFS
-from kubepulse.agent.server import AgentState, make_app, serving_files, ssl_context
+from kubepulse.agent.server import (
+    AgentState,
+    make_app,
+    serving_context,
+    serving_files,
+    ssl_context,
+)
 from kubepulse.agent.workloads import RuntimeMetadata
 from kubepulse.api.authn import (
     AuthConfigError,
@@ -27,6 +34,9 @@ from kubepulse.api.authn import (
 )
 from kubepulse.cli import flags, serving
 from kubepulse.cli.errors import CommandError
+from kubepulse.kube import kubeconfig
+from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, in_cluster
+from kubepulse.kube.kubeconfig import KubeconfigError
 from kubepulse.model import Resources
 
 log = logging.getLogger("kubepulse.agent")
@@ -72,8 +82,88 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
         default=Resources(),
         help="resources kept from allocatable, e.g. cpu=500m,memory=1Gi",
     )
+    add_bootstrap_flags(p)
     p.add_argument("--proc-root", type=Path, default=Path("/proc"), help=argparse.SUPPRESS)
     p.add_argument("--runtime-root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
+
+
+def add_bootstrap_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="get the serving certificate from a kubernetes.io/kubelet-serving CSR and renew "
+        "it before expiry (the kubelet's serverTLSBootstrap)",
+    )
+    p.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="the node's credentials for --bootstrap (default: the pod's service account)",
+    )
+    p.add_argument(
+        "--bootstrap-ca-dir",
+        type=Path,
+        default=None,
+        help="sign the bootstrap request with the CA in this directory (ca.crt, ca.key), "
+        "as `kubepulse up` does, instead of through the API; implies --bootstrap",
+    )
+    p.add_argument(
+        "--bootstrap-timeout",
+        type=flags.duration,
+        default=bootstrap.WAIT_TIMEOUT,
+        help="how long to wait for the CSR to be approved and issued (default 15m)",
+    )
+    p.add_argument(
+        "--bootstrap-cert-lifetime",
+        type=flags.duration,
+        default=None,
+        help="requested lifetime (spec.expirationSeconds, at least 10m; default: the "
+        "signer's); with --bootstrap-ca-dir the lifetime signed (default 1 year)",
+    )
+    p.add_argument(
+        "--node-ip",
+        default=None,
+        help="comma-separated IP SANs of the bootstrap certificate (default: --address, "
+        "or every non-loopback address when it is 0.0.0.0)",
+    )
+
+
+def bootstrap_signer(args: argparse.Namespace) -> bootstrap.Signer | None:
+    """The signer --bootstrap asks, or None to serve a given or self-made certificate."""
+    if not (args.bootstrap or args.bootstrap_ca_dir):
+        return None
+    if args.tls_cert_file or args.tls_private_key_file:
+        raise CommandError(
+            "--bootstrap and --tls-cert-file/--tls-private-key-file exclude each other"
+        )
+    lifetime: float | None = args.bootstrap_cert_lifetime
+    if args.bootstrap_ca_dir is not None:
+        if args.kubeconfig:
+            raise CommandError("--bootstrap-ca-dir and --kubeconfig exclude each other")
+        ca_dir: Path = args.bootstrap_ca_dir
+        try:
+            ca = pki.KeyPair.load(ca_dir / "ca.crt", ca_dir / "ca.key")
+        except (OSError, ValueError) as err:
+            raise CommandError(f"cannot load the CA in {ca_dir}: {err}") from err
+        return bootstrap.LocalSigner(ca, lifetime or bootstrap.LOCAL_LIFETIME)
+    if lifetime is not None and lifetime < bootstrap.MIN_EXPIRATION_SECONDS:
+        raise CommandError("--bootstrap-cert-lifetime must be at least 10m (expirationSeconds)")
+    try:
+        if args.kubeconfig:
+            client = bootstrap.CSRClient(kubeconfig.load(args.kubeconfig, None))
+        else:
+            client = bootstrap.CSRClient(in_cluster(), token_file=SERVICE_ACCOUNT_DIR / "token")
+    except KubeconfigError as err:
+        raise CommandError(str(err)) from err
+    expiration = None if lifetime is None else int(lifetime)
+    return bootstrap.APISigner(client, expiration, args.bootstrap_timeout)
+
+
+def bootstrap_template(args: argparse.Namespace, node_name: str) -> bootstrap.Template:
+    node_ips = [ip for ip in (args.node_ip or "").split(",") if ip.strip()]
+    try:
+        return bootstrap.Template(node_name, bootstrap.serving_ips(args.address, node_ips))
+    except ValueError as err:
+        raise CommandError(f"invalid --node-ip or --address: {err}") from err
 
 
 def build_authenticator(args: argparse.Namespace) -> Authenticator:
@@ -119,29 +209,57 @@ class RunningAgent:
     port: int
     state: AgentState
     housekeeping: asyncio.Task[None]
+    certificates: bootstrap.ServingCertificate | None = None
+    rotation: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
-        self.housekeeping.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.housekeeping
+        for task in (self.housekeeping, self.rotation):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.certificates is not None:
+            await self.certificates.signer.close()
         await self.runner.cleanup()
 
 
 async def start_agent(args: argparse.Namespace) -> RunningAgent:
     node_name = args.hostname_override or socket.gethostname()
     authenticator = build_authenticator(args)
+    signer = bootstrap_signer(args)
     state = build_state(args, node_name)
-    files = serving_files(
-        args.tls_cert_file, args.tls_private_key_file, args.cert_dir, node_name, args.address
-    )
-    try:
-        ctx = ssl_context(files, request_client_certs=bool(authenticator.client_authorities))
-    except (OSError, ValueError) as err:
-        raise CommandError(f"cannot load serving certificate: {err}") from err
+    client_certs = bool(authenticator.client_authorities)
+    if signer is None:
+        files = serving_files(
+            args.tls_cert_file, args.tls_private_key_file, args.cert_dir, node_name, args.address
+        )
+        try:
+            ctx = ssl_context(files, request_client_certs=client_certs)
+        except (OSError, ValueError) as err:
+            raise CommandError(f"cannot load serving certificate: {err}") from err
+    else:
+        ctx = serving_context(request_client_certs=client_certs)
     runner, port = await serving.start(make_app(state, authenticator), args.address, args.port, ctx)
+    certificates = None
+    if signer is not None:
+        certificates = bootstrap.ServingCertificate(
+            signer, bootstrap_template(args, node_name), args.cert_dir, ctx
+        )
+        # The kubelet with serverTLSBootstrap listens at once but fails every handshake
+        # ("no serving certificate available for the kubelet") until its CSR is issued:
+        # so does the agent, whose context has no certificate until then.
+        try:
+            await certificates.start()
+        except BaseException as err:
+            await signer.close()
+            await runner.cleanup()
+            if isinstance(err, bootstrap.BootstrapError):
+                raise CommandError(str(err)) from err
+            raise
     task = asyncio.create_task(state.housekeeping(args.housekeeping_interval))
+    rotation = asyncio.create_task(certificates.rotate_forever()) if certificates else None
     log.info("agent for node %s serving on %s", node_name, serving.url(args.address, port))
-    return RunningAgent(runner, port, state, task)
+    return RunningAgent(runner, port, state, task, certificates, rotation)
 
 
 async def run(args: argparse.Namespace) -> int:
