@@ -42,6 +42,12 @@ def add_parser(sub: Any) -> None:
         default=1.0,
         help="how often the agent reads cgroups (default 1s, so metrics come within 2 s)",
     )
+    p.add_argument(
+        "--agent-bootstrap",
+        action="store_true",
+        help="the agent asks for its serving certificate with a CSR that the state dir's "
+        "CA signs, and renews it, instead of being given one",
+    )
     p.set_defaults(run=run)
 
 
@@ -103,6 +109,7 @@ async def run(args: argparse.Namespace) -> int:
         cert_dir=pki_dir,
         token_file=state_dir / "agent-token",
         housekeeping_interval=args.housekeeping_interval,
+        bootstrap_ca_dir=pki_dir if args.agent_bootstrap else None,
     )
     running_agent = await agent.start_agent(agent_args)
     try:
