@@ -27,6 +27,7 @@ from kubepulse import pki
 from kubepulse.agent import bootstrap
 from kubepulse.cli.agent import RunningAgent, build_parser_defaults, start_agent
 from kubepulse.cli.csr_approver import Approver, ApproverClient
+from kubepulse.cli.errors import CommandError
 from kubepulse.cli.main import main
 from kubepulse.kube.csr import KUBELET_SERVING, ApproverConfig, ip_prefixes, parse_request
 from tests.fakeapi import objects
@@ -284,6 +285,18 @@ async def test_a_denied_request_ends_the_agent_with_one_error_line(
     assert errors == [lines[-1]], lines
     assert "denied" in errors[0] and "kubelet-serving cert denied" in errors[0], errors
     assert "Traceback" not in err.decode()
+
+
+async def test_a_request_nobody_approves_times_out_with_the_command_to_approve_it(
+    cluster: FakeKubeAPI, tmp_path: Path
+) -> None:
+    config = node_kubeconfig(cluster, tmp_path)
+    args = agent_args(tmp_path, bootstrap=True, kubeconfig=str(config), bootstrap_timeout=0.5)
+    with pytest.raises(CommandError, match=r"was not approved and issued within 0.5s"):
+        await start_agent(args)
+    async with ApproverClient(cluster.credentials()) as admin:
+        (pending,) = await csrs(admin)
+    assert "conditions" not in pending.get("status", {})
 
 
 async def test_local_mode_is_signed_by_ups_ca_and_renewed(tmp_path: Path) -> None:

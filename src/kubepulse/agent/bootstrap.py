@@ -222,7 +222,9 @@ class APISigner:
                     return found
                 params = {
                     "fieldSelector": f"metadata.name={name}",
-                    "resourceVersion": str((csr.get("metadata") or {}).get("resourceVersion")),
+                    "resourceVersion": str(
+                        (csr.get("metadata") or {}).get("resourceVersion") or ""
+                    ),
                     "timeoutSeconds": str(WATCH_SECONDS),
                 }
                 async for event in self.client.watch(CSRS, params, WATCH_SECONDS + 30):
