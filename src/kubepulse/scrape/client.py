@@ -302,6 +302,7 @@ class KubeletClient:
         try:
             async with asyncio.timeout(self.config.timeout):
                 response = await self._pool.get(address, port, request)
+            body = response.body() if response.status == 200 else b""
         except TimeoutError as err:
             raise ScrapeError(
                 "timeout",
@@ -324,7 +325,7 @@ class KubeletClient:
             raise _transport_error(url, address, port, err) from err
         if response.status != 200:
             raise _status_error(url, response)
-        return response.body
+        return body
 
 
 async def _certificate_error(
@@ -378,7 +379,11 @@ def _status_error(url: URL, response: HTTPResponse) -> ScrapeError:
     ("Forbidden (user=..., verb=get, resource=nodes, subresource=metrics)").
     """
     status = response.status
-    snippet = response.body[:_ERROR_SNIPPET_BYTES].decode("utf-8", "replace").strip()
+    try:
+        body = response.body()
+    except (BodyTooLarge, ProtocolError):
+        body = b""
+    snippet = body[:_ERROR_SNIPPET_BYTES].decode("utf-8", "replace").strip()
     status_text = f"{status} {response.reason or ''}".strip()
     message = f'Get "{url}": request failed, status: "{status_text}"'
     if snippet:
