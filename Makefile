@@ -23,9 +23,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Debian packages the suite drives for real: tmux (the live view's terminal).
+# Debian packages the suite drives for real: tmux (the live view's terminal) and
+# Prometheus (history kept by a real Prometheus scraping kubepulse).
 system-deps:
-	@command -v tmux >/dev/null || { apt-get update -qq && apt-get install -y -qq tmux; }
+	@command -v tmux >/dev/null && command -v prometheus >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq tmux prometheus; }
 
 unit: $(STAMP) system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
