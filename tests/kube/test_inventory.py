@@ -54,3 +54,30 @@ def test_bad_targets_files_are_named(tmp_path: Path, text: str, message: str) ->
     path.write_text(text)
     with pytest.raises(ObjectError, match=message):
         StaticInventory.from_file(path)
+
+
+@pytest.mark.parametrize("form", ["yaml-documents", "json-list"])
+def test_a_file_parsed_in_a_child_process_gives_the_same_objects(tmp_path: Path, form: str) -> None:
+    path = write(tmp_path / "targets", form)
+    assert StaticInventory.from_file_isolated(path).pods() == StaticInventory.from_file(path).pods()
+    assert (
+        StaticInventory.from_file_isolated(path).nodes() == StaticInventory.from_file(path).nodes()
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind: Pod\nmetadata: {name: x}\n", "holds no Node objects"),
+        ("a: [\n", "is not valid YAML"),
+    ],
+)
+def test_errors_in_the_child_process_come_back_as_they_are(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "targets"
+    path.write_text(text)
+    with pytest.raises(ObjectError, match=message):
+        StaticInventory.from_file_isolated(path)
+    with pytest.raises(ObjectError, match="cannot read"):
+        StaticInventory.from_file_isolated(tmp_path / "missing")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 from kubepulse.model import Resources
@@ -72,8 +73,14 @@ def _resources(values: Mapping[str, Any] | None) -> Resources:
     )
 
 
+# One empty mapping for every object that keeps no raw form (never written to).
+_NO_RAW: dict[str, Any] = {}
+
+
 def _str_map(value: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in (value or {}).items()}
+    # Interned: label keys and most values (app names, template hashes, zones) repeat
+    # across thousands of objects; one copy of each is kept.
+    return {intern(str(k)): intern(str(v)) for k, v in (value or {}).items()}
 
 
 def node_from_object(obj: Mapping[str, Any], keep_raw: bool = True) -> Node:
@@ -97,7 +104,7 @@ def node_from_object(obj: Mapping[str, Any], keep_raw: bool = True) -> Node:
             capacity=_resources(status.get("capacity")),
             allocatable=_resources(status.get("allocatable")),
             creation_timestamp=meta.get("creationTimestamp"),
-            raw=obj if keep_raw else {},
+            raw=obj if keep_raw else _NO_RAW,
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ObjectError(f"Node {name}: {err}") from err
@@ -122,15 +129,15 @@ def pod_from_object(obj: Mapping[str, Any], keep_raw: bool = True) -> Pod:
     except (KeyError, TypeError, ValueError) as err:
         raise ObjectError(f"Pod {name}: {err}") from err
     return Pod(
-        namespace=str(meta.get("namespace") or "default"),
+        namespace=intern(str(meta.get("namespace") or "default")),
         name=str(name),
         uid=str(meta.get("uid", "")),
         labels=_str_map(meta.get("labels")),
-        node_name=str(spec.get("nodeName") or ""),
+        node_name=intern(str(spec.get("nodeName") or "")),
         containers=containers,
         start_time=status.get("startTime"),
         creation_timestamp=meta.get("creationTimestamp"),
-        raw=obj if keep_raw else {},
+        raw=obj if keep_raw else _NO_RAW,
     )
 
 
