@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from kubepulse.store.history import History
 from tests.support import Running, free_port, run_kubepulse, wait_for
 
 HOST = os.environ.get("KUBEPULSE_NODE_NAME") or socket.gethostname()
@@ -233,3 +234,35 @@ def test_sigterm_stops_cleanly_and_a_second_up_reuses_the_state(tmp_path: Path) 
         assert HOST in second.kubectl("top", "nodes").stdout
     finally:
         gen.close()
+
+
+def test_usage_series_are_served_for_prometheus(up: Up) -> None:
+    def node_line() -> str | None:
+        text = up.kubectl("get", "--raw", "/metrics/usage").stdout
+        return next(
+            (x for x in text.splitlines() if x.startswith("kubepulse_node_cpu_usage_nanocores{")),
+            None,
+        )
+
+    line = wait_for(node_line, timeout=30, what="the node's CPU series")
+    assert f'node="{HOST}"' in line and float(line.rsplit(" ", 1)[1]) > 0
+
+
+def test_history_is_recorded_and_kept_across_restarts(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    gen = start_up(state, tmp_path / "first.log")
+    first = next(gen)
+    started = time.time()
+    # Two points make a rate; the history records the rates the API serves.
+    assert (state / "history.db").exists()
+    first.running.proc.send_signal(signal.SIGTERM)
+    assert first.running.proc.wait(timeout=20) == 0
+    gen.close()
+
+    history = History(state / "history.db")  # up has stopped: this is the only writer
+    try:
+        points = history.query("node", "", HOST, "", started - 60, time.time() + 1, 1)
+        assert points, "no history of this host after kubepulse up served it"
+        assert all(p.cpu_nanocores > 0 and p.memory_bytes > 0 for p in points)
+    finally:
+        history.close()

@@ -361,6 +361,16 @@ def _invalid_targets(tmp: Path) -> dict[str, Path]:
             "invalid --node-selector",
             id="bad-node-selector",
         ),
+        pytest.param(
+            ["--targets", "{good}", "--history-file", "{tmp}/h.db", "--history-tiers", "1m=1h"],
+            "--history-tiers",
+            id="bad-history-tiers",
+        ),
+        pytest.param(
+            ["--targets", "{good}", "--history-file", "{tmp}/not-yaml.yaml"],
+            "cannot open history file",
+            id="history-file-not-sqlite",
+        ),
     ],
 )
 def test_invalid_configuration_is_one_error_line(

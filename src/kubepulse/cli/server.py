@@ -13,6 +13,7 @@ import asyncio.sslproto
 import contextlib
 import gc
 import logging
+import sqlite3
 import ssl
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
@@ -58,7 +59,10 @@ from kubepulse.kube.watch import KubeInventory
 from kubepulse.scrape.client import ClientConfig, KubeletClient
 from kubepulse.scrape.manager import ScrapeManager
 from kubepulse.selfmetrics import SelfMetrics
+from kubepulse.store.exposition import prometheus_handler
+from kubepulse.store.history import History, HistoryRecorder
 from kubepulse.store.points import MetricsStore
+from kubepulse.store.tiers import parse_tiers
 
 log = logging.getLogger("kubepulse.server")
 
@@ -121,6 +125,21 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cert-dir", type=Path, default=Path("apiserver.local.config/certificates"))
     p.add_argument("-l", "--node-selector", default="", help="scrape only nodes with these labels")
     p.add_argument("--token-auth-file", type=Path, help='static tokens: token,user,uid,"groups"')
+    p.add_argument(
+        "--history-file",
+        type=Path,
+        help="record every scrape in this SQLite file (kubepulse up: STATE_DIR/history.db)",
+    )
+    p.add_argument(
+        "--history-tiers",
+        default="raw=1h,1m=24h,15m=30d",
+        help="what the history keeps: raw and averaged tiers with their retention",
+    )
+    p.add_argument(
+        "--history-max-size",
+        type=flags.quantity,
+        help="cap on the history file (e.g. 2Gi): the oldest coarse data goes first",
+    )
     p.add_argument("--client-ca-file", type=Path, help="CA that signs accepted client certificates")
     # The aggregation layer (k8s.io/apiserver RequestHeaderAuthenticationOptions). Without
     # --requestheader-client-ca-file, against a cluster, all of them come from the
@@ -326,6 +345,7 @@ class RunningServer:
     client: KubeletClient
     # What else to close, last first: the inventory's watches, the review client.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    history: History | None = None
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -337,6 +357,25 @@ class RunningServer:
         await self.client.close()
         for close in reversed(self.closers):
             await close()
+
+
+USAGE_PATH = "/metrics/usage"
+
+
+def open_history(args: argparse.Namespace) -> History | None:
+    """The history file of --history-file, opened (or reopened: restarts keep it)."""
+    path: Path | None = getattr(args, "history_file", None)
+    if path is None:
+        return None
+    try:
+        tiers = parse_tiers(args.history_tiers)
+    except ValueError as err:
+        raise CommandError(f"--history-tiers: {err}") from err
+    max_size = args.history_max_size
+    try:
+        return History(path, tiers, int(max_size) if max_size else None)
+    except (OSError, ValueError, sqlite3.Error) as err:
+        raise CommandError(f"cannot open history file {path}: {err}") from err
 
 
 async def start_server(
@@ -354,8 +393,15 @@ async def start_server(
     metrics = SelfMetrics(store, args.metric_resolution)
     client = KubeletClient(client_config(args, kubelet_token, kubelet_defaults))
     await client.start()
+    history = open_history(args)
     manager = ScrapeManager(
-        client, store, inventory, args.metric_resolution, selector, observer=metrics
+        client,
+        store,
+        inventory,
+        args.metric_resolution,
+        selector,
+        observer=metrics,
+        recorder=HistoryRecorder(store, history) if history is not None else None,
     )
     parts = ServerParts(
         store=store,
@@ -368,17 +414,25 @@ async def start_server(
         authorizer=authorizer or AlwaysAllow(),
         always_allow_paths=AlwaysAllowPaths(args.authorization_always_allow_paths),
     )
+    app = make_app(parts)
+    # Every node, pod, container and namespace series, for a Prometheus to keep history.
+    app.router.add_get(USAGE_PATH, prometheus_handler(store, inventory))
     ctx = serving_context(args, auth)
     try:
-        runner, port = await serving.start(
-            make_app(parts), args.bind_address, args.secure_port, ctx
-        )
+        runner, port = await serving.start(app, args.bind_address, args.secure_port, ctx)
     except CommandError:
         await client.close()
+        if history is not None:
+            await asyncio.to_thread(history.close)
         raise
     tasks = [asyncio.create_task(manager.run())]
     log.info("serving metrics.k8s.io on %s", serving.url(args.bind_address, port))
-    return RunningServer(runner, port, manager, store, tasks, client)
+    running = RunningServer(runner, port, manager, store, tasks, client)
+    if history is not None:
+        running.history = history
+        running.closers.append(lambda: asyncio.to_thread(history.close))
+        log.info("recording history in %s", history.path)
+    return running
 
 
 def tune_for_many_nodes() -> None:

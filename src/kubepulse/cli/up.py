@@ -124,6 +124,8 @@ async def run(args: argparse.Namespace) -> int:
             tls_cert_file=server_cert,
             tls_private_key_file=server_key,
             token_auth_file=state_dir / "tokens.csv",
+            # Every scrape kept, so restarts keep the hours and days behind the dashboard.
+            history_file=state_dir / "history.db",
         )
         server.validate(server_args)
         inventory = LocalInventory(

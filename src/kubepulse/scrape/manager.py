@@ -42,6 +42,14 @@ class Observer(Protocol):
     def tick_done(self, seconds: float) -> None: ...
 
 
+class Recorder(Protocol):
+    """Where every stored scrape also goes (the history)."""
+
+    def node_stored(self, node_name: str, pods: tuple[PodSample, ...]) -> None: ...
+
+    def tick_done(self) -> None: ...
+
+
 class _NoObserver:
     def request_done(self, node: str, seconds: float, success: bool) -> None:
         pass
@@ -66,11 +74,13 @@ class ScrapeManager:
         resolution: float,
         node_selector: Callable[[Mapping[str, str]], bool] = lambda _labels: True,
         observer: Observer | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.scraper, self.store, self.inventory = scraper, store, inventory
         self.resolution = resolution
         self.node_selector = node_selector
         self.observer = observer or _NoObserver()
+        self.recorder = recorder
         self.last_tick_start: float | None = None
         self._errors: dict[str, NodeError] = {}
 
@@ -129,6 +139,8 @@ class ScrapeManager:
         # A node no longer a target (deleted, or outside -l now) has no error either.
         for name in self._errors.keys() - {n.name for n in nodes}:
             del self._errors[name]
+        if self.recorder is not None:
+            self.recorder.tick_done()
         self.observer.tick_done(time.monotonic() - begun)
 
     async def _scrape_one(self, node: Node, delay: float) -> str | None:
@@ -144,6 +156,8 @@ class ScrapeManager:
             return None
         self.observer.request_done(node.name, time.monotonic() - begun, True)
         self.store.store(node.name, node_sample, pods)
+        if self.recorder is not None:
+            self.recorder.node_stored(node.name, pods)
         if node.name in self._errors:
             log.info("scraping node %s works again", node.name)
             del self._errors[node.name]
