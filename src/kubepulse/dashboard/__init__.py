@@ -1,0 +1,1 @@
+"""The web dashboard: an aiohttp sub-application mounted under /dashboard."""

@@ -1,0 +1,215 @@
+"""The dashboard as an aiohttp sub-application: `root.add_subapp(PREFIX, make_dashboard(parts))`
+(or mount(root, parts), which also redirects /dashboard to /dashboard/).
+
+    GET  /dashboard/             the page (static/index.html); the login form without a session
+    GET  /dashboard/login        the login form
+    POST /dashboard/login        token=<bearer token>: a session cookie, or 401 and why
+    POST /dashboard/logout       ends the session (CSRF token required)
+    GET  /dashboard/api/session  who is signed in, the CSRF token, the poll interval
+    GET  /dashboard/api/...      the data (data.py); 401 without a session
+    GET  /dashboard/static/...   the page's script, styles and the vendored uPlot
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from kubepulse.api.authn import RequestAuthenticator
+from kubepulse.dashboard import security, sessions
+from kubepulse.dashboard.data import DataHandlers, DataSources
+from kubepulse.kube.inventory import Inventory
+from kubepulse.store.history import History
+from kubepulse.store.points import MetricsStore
+
+PREFIX = "/dashboard"
+STATIC = Path(__file__).parent / "static"
+SESSION_KEY: web.RequestKey[sessions.Session] = web.RequestKey(
+    "kubepulse.dashboard.session", sessions.Session
+)
+MAX_TOKEN_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True)
+class DashboardOptions:
+    session_lifetime: float = 8 * 3600.0
+    """Seconds a session lasts after login; then the user signs in again."""
+    secure_cookies: bool = True
+    """Off only for plain HTTP on the loopback interface: browsers drop Secure cookies there."""
+    poll_interval: float = 5.0
+    """Seconds between the page's refreshes."""
+    clock: Callable[[], float] = time.time
+
+
+@dataclass
+class DashboardParts:
+    store: MetricsStore
+    inventory: Inventory
+    history: History | None
+    authenticator: RequestAuthenticator
+    options: DashboardOptions = field(default_factory=DashboardOptions)
+
+
+def login_page(message: str = "") -> str:
+    alert = (
+        f'<p class="login-error" role="alert" id="login-error">{html.escape(message)}</p>'
+        if message
+        else ""
+    )
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>kubepulse: sign in</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="static/app.css">
+</head>
+<body class="login-body">
+<main class="login">
+<h1>kubepulse</h1>
+<form method="post" action="login" class="login-form">
+<label for="token">Bearer token</label>
+<input id="token" name="token" type="password" autocomplete="off" required autofocus>
+<button type="submit">Sign in</button>
+</form>
+{alert}
+<p class="hint">A token the server accepts, e.g. <code>kubectl -n NS create token SA</code>.</p>
+</main>
+</body>
+</html>
+"""
+
+
+class _Dashboard:
+    def __init__(self, parts: DashboardParts) -> None:
+        self.parts = parts
+        self.options = parts.options
+        self.sessions = sessions.Sessions(parts.options.session_lifetime, parts.options.clock)
+
+    def session_of(self, request: web.Request) -> sessions.Session | None:
+        return self.sessions.get(request.cookies.get(sessions.COOKIE))
+
+    @web.middleware
+    async def auth_middleware(
+        self, request: web.Request, handler: security.Handler
+    ) -> web.StreamResponse:
+        name = request.match_info.route.name
+        if request.match_info.http_exception is not None or name in (
+            "login",
+            "login_form",
+            "static",
+            "index",
+        ):
+            return await handler(request)
+        session = self.session_of(request)
+        if session is None:
+            raise web.HTTPUnauthorized(
+                text='{"error":"not signed in"}', content_type="application/json"
+            )
+        if request.method in security.UNSAFE_METHODS:
+            presented = await security.presented_csrf(request)
+            if not security.csrf_ok(session.csrf_token, presented):
+                raise web.HTTPForbidden(
+                    text='{"error":"missing or wrong CSRF token"}',
+                    content_type="application/json",
+                )
+        request[SESSION_KEY] = session
+        return await handler(request)
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        if self.session_of(request) is None:
+            raise web.HTTPSeeOther("login")
+        return web.FileResponse(STATIC / "index.html")
+
+    async def login_form(self, request: web.Request) -> web.StreamResponse:
+        if self.session_of(request) is not None:
+            raise web.HTTPSeeOther("./")
+        return web.Response(text=login_page(), content_type="text/html")
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        if not security.same_origin(request):
+            return web.Response(
+                status=403,
+                text=login_page("Sign-in must come from this page."),
+                content_type="text/html",
+            )
+        if (request.content_length or 0) > MAX_TOKEN_BYTES:
+            raise web.HTTPRequestEntityTooLarge(MAX_TOKEN_BYTES, request.content_length or 0)
+        # A copy made before the body is read: the token is checked on a clone of it.
+        pristine = request.clone()
+        form = await request.post()
+        token = form.get("token")
+        user = None
+        if isinstance(token, str):
+            user = await sessions.check_token(self.parts.authenticator, pristine, token)
+        if user is None:
+            return web.Response(
+                status=401,
+                text=login_page("That token was not accepted. Check it and try again."),
+                content_type="text/html",
+            )
+        old = request.cookies.get(sessions.COOKIE)
+        if old:
+            self.sessions.delete(old)
+        session = self.sessions.create(user)
+        response = web.HTTPSeeOther("./")
+        sessions.set_cookie(response, session, self._path(request), self.options.secure_cookies)
+        raise response
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        self.sessions.delete(request[SESSION_KEY].id)
+        response = web.json_response({"signed_out": True})
+        sessions.clear_cookie(response, self._path(request), self.options.secure_cookies)
+        return response
+
+    async def session_info(self, request: web.Request) -> web.StreamResponse:
+        session = request[SESSION_KEY]
+        return web.json_response(
+            {
+                "user": session.user.name,
+                "csrf_token": session.csrf_token,
+                "expires": session.expires,
+                "poll_interval": self.options.poll_interval,
+            }
+        )
+
+    @staticmethod
+    def _path(request: web.Request) -> str:
+        """Where the sub-application is mounted: the cookie goes to nothing else."""
+        base = request.app.router["index"].url_for().path
+        return base.rstrip("/") or "/"
+
+
+def make_dashboard(parts: DashboardParts) -> web.Application:
+    dashboard = _Dashboard(parts)
+    app = web.Application(
+        middlewares=[security.headers_middleware, dashboard.auth_middleware],
+        client_max_size=MAX_TOKEN_BYTES * 2,
+    )
+    app.router.add_get("/", dashboard.index, name="index")
+    app.router.add_get("/login", dashboard.login_form, name="login_form")
+    app.router.add_post("/login", dashboard.login, name="login")
+    app.router.add_post("/logout", dashboard.logout, name="logout")
+    app.router.add_get("/api/session", dashboard.session_info, name="session")
+    src = DataSources(parts.store, parts.inventory, parts.history, parts.options.clock)
+    app.router.add_routes(DataHandlers(src).routes())
+    app.router.add_static("/static", STATIC, name="static")
+    return app
+
+
+def mount(root: web.Application, parts: DashboardParts) -> web.Application:
+    """Mount the dashboard at PREFIX; /dashboard redirects to /dashboard/."""
+    dashboard = make_dashboard(parts)
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMovedPermanently(PREFIX + "/")
+
+    root.router.add_get(PREFIX, redirect)  # before the sub-application, which would 404 it
+    root.add_subapp(PREFIX, dashboard)
+    return dashboard

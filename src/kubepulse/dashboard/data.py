@@ -1,0 +1,357 @@
+"""The JSON the page polls: live usage from the MetricsStore, series from the History.
+
+Units everywhere: CPU in millicores, memory in bytes, times in seconds since the epoch.
+A usage is null when the store has no rate for it yet (fewer than two scrapes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from kubepulse.api.selectors import SelectorError, parse_label_selector
+from kubepulse.kube.inventory import Inventory
+from kubepulse.kube.objects import ContainerSpec, Node, Pod
+from kubepulse.model import Resources
+from kubepulse.store.history import History
+from kubepulse.store.points import MetricsStore, PodRates, Rate
+
+RANGES: dict[str, tuple[int, int]] = {
+    # range: (seconds, step): 60 to 170 points each
+    "15m": (900, 15),
+    "1h": (3600, 30),
+    "6h": (6 * 3600, 180),
+    "24h": (86400, 900),
+    "7d": (7 * 86400, 3600),
+}
+DEFAULT_RANGE = "1h"
+SPARK_SECONDS, SPARK_STEP = 1800, 60
+MAX_SPARKLINES = 500
+TOP = 10
+MAX_PODS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DataSources:
+    store: MetricsStore
+    inventory: Inventory
+    history: History | None
+    clock: Callable[[], float]
+
+
+def _millicores(nanocores: float) -> float:
+    return round(nanocores / 1_000_000, 3)
+
+
+def _resources(r: Resources) -> dict[str, int | None]:
+    return {"cpu": r.cpu_millicores, "memory": r.memory_bytes}
+
+
+def _pod_usage(rates: PodRates | None) -> tuple[float | None, int | None]:
+    if rates is None:
+        return None, None
+    cpu = sum(r.cpu_nanocores for _, r in rates.containers)
+    mem = sum(r.working_set_bytes for _, r in rates.containers)
+    return _millicores(cpu), mem
+
+
+def _sum_spec(pod: Pod, attr: str, field: str) -> int | None:
+    """The pod's summed requests or limits; None when any container sets none."""
+    total = 0
+    for c in pod.containers:
+        value = getattr(getattr(c, attr), field)
+        if value is None:
+            return None
+        total += value
+    return total if pod.containers else None
+
+
+def node_summary(src: DataSources, node: Node, pods_on_node: int) -> dict[str, Any]:
+    rate = src.store.node(node.name)
+    return {
+        "name": node.name,
+        "labels": dict(node.labels),
+        "roles": sorted(
+            k.removeprefix("node-role.kubernetes.io/")
+            for k in node.labels
+            if k.startswith("node-role.kubernetes.io/")
+        ),
+        "cpu": {
+            "used": _millicores(rate.cpu_nanocores) if rate else None,
+            "allocatable": node.allocatable.cpu_millicores,
+            "capacity": node.capacity.cpu_millicores,
+        },
+        "memory": {
+            "used": rate.working_set_bytes if rate else None,
+            "allocatable": node.allocatable.memory_bytes,
+            "capacity": node.capacity.memory_bytes,
+        },
+        "pods": pods_on_node,
+        "timestamp": rate.timestamp if rate else None,
+    }
+
+
+def _pods_per_node(inventory: Inventory) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for pod in inventory.pods():
+        counts[pod.node_name] = counts.get(pod.node_name, 0) + 1
+    return counts
+
+
+def _nodes(src: DataSources) -> list[dict[str, Any]]:
+    counts = _pods_per_node(src.inventory)
+    nodes = sorted(src.inventory.nodes(), key=lambda n: n.name)
+    return [node_summary(src, n, counts.get(n.name, 0)) for n in nodes]
+
+
+def pod_row(pod: Pod | None, key: tuple[str, str], rates: PodRates | None) -> dict[str, Any]:
+    cpu, mem = _pod_usage(rates)
+    row: dict[str, Any] = {
+        "namespace": key[0],
+        "name": key[1],
+        "node": pod.node_name if pod else "",
+        "labels": dict(pod.labels) if pod else {},
+        "containers": len(pod.containers) if pod else len(rates.containers) if rates else 0,
+        "cpu": {"used": cpu, "request": None, "limit": None},
+        "memory": {"used": mem, "request": None, "limit": None},
+        "timestamp": rates.timestamp if rates else None,
+    }
+    if pod is not None:
+        for resource, field in (("cpu", "cpu_millicores"), ("memory", "memory_bytes")):
+            row[resource]["request"] = _sum_spec(pod, "requests", field)
+            row[resource]["limit"] = _sum_spec(pod, "limits", field)
+    return row
+
+
+def _all_pods(src: DataSources) -> list[dict[str, Any]]:
+    """Every pod the inventory or the store knows, with its usage."""
+    rates = src.store.pods()
+    pods = {(p.namespace, p.name): p for p in src.inventory.pods()}
+    keys = pods.keys() | rates.keys()
+    return [pod_row(pods.get(k), k, rates.get(k)) for k in keys]
+
+
+def _top(rows: Sequence[dict[str, Any]], resource: str) -> list[dict[str, Any]]:
+    used = [r for r in rows if r[resource]["used"] is not None]
+    top = heapq.nlargest(TOP, used, key=lambda r: r[resource]["used"])
+    return [
+        {"namespace": r["namespace"], "name": r["name"], "node": r["node"], **r[resource]}
+        for r in top
+    ]
+
+
+def _namespaces(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    totals: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        t = totals.setdefault(
+            r["namespace"], {"name": r["namespace"], "pods": 0, "cpu": 0.0, "memory": 0}
+        )
+        t["pods"] += 1
+        t["cpu"] = round(t["cpu"] + (r["cpu"]["used"] or 0), 3)
+        t["memory"] += r["memory"]["used"] or 0
+    return [totals[k] for k in sorted(totals)]
+
+
+def _series(
+    src: DataSources, kind: str, namespace: str, name: str, container: str, seconds: int, step: int
+) -> list[list[float]]:
+    """[[timestamp, cpu millicores, memory bytes], ...] oldest first; runs SQLite (a thread)."""
+    if src.history is None:
+        return []
+    end = src.clock()
+    points = src.history.query(kind, namespace, name, container, end - seconds, end, step)
+    return [[p.timestamp, _millicores(p.cpu_nanocores), round(p.memory_bytes)] for p in points]
+
+
+def _range(request: web.Request) -> tuple[str, int, int]:
+    label = request.query.get("range", DEFAULT_RANGE)
+    if label not in RANGES:
+        raise _bad_request(f"range must be one of {', '.join(RANGES)}")
+    return (label, *RANGES[label])
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=_json_text({"error": message}), content_type="application/json")
+
+
+def _not_found(message: str) -> web.HTTPNotFound:
+    return web.HTTPNotFound(text=_json_text({"error": message}), content_type="application/json")
+
+
+def _json_text(data: Any) -> str:
+    return orjson.dumps(data).decode()
+
+
+def _json(data: Any) -> web.Response:
+    return web.Response(text=_json_text(data), content_type="application/json")
+
+
+class DataHandlers:
+    def __init__(self, src: DataSources) -> None:
+        self.src = src
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/overview", self.overview),
+            web.get("/api/nodes", self.nodes),
+            web.get("/api/nodes/{name}", self.node),
+            web.get("/api/pods", self.pods),
+            web.get("/api/pods/{namespace}/{name}", self.pod),
+            web.get("/api/namespaces", self.namespaces),
+        ]
+
+    async def overview(self, request: web.Request) -> web.Response:
+        nodes = _nodes(self.src)
+        rows = _all_pods(self.src)
+
+        def total(resource: str, key: str) -> float:
+            return round(sum(n[resource][key] or 0 for n in nodes), 3)
+
+        return _json(
+            {
+                "nodes": nodes,
+                "totals": {
+                    "nodes": len(nodes),
+                    "pods": len(rows),
+                    "cpu": {
+                        "used": total("cpu", "used"),
+                        "allocatable": total("cpu", "allocatable"),
+                    },
+                    "memory": {
+                        "used": total("memory", "used"),
+                        "allocatable": total("memory", "allocatable"),
+                    },
+                },
+                "top_cpu": _top(rows, "cpu"),
+                "top_memory": _top(rows, "memory"),
+                "namespaces": _namespaces(rows),
+                "history": self.src.history is not None,
+            }
+        )
+
+    async def nodes(self, request: web.Request) -> web.Response:
+        nodes = _nodes(self.src)
+        names = [n["name"] for n in nodes[:MAX_SPARKLINES]]
+
+        def sparklines() -> dict[str, list[list[float]]]:
+            return {
+                name: _series(self.src, "node", "", name, "", SPARK_SECONDS, SPARK_STEP)
+                for name in names
+            }
+
+        sparks = await asyncio.to_thread(sparklines) if self.src.history else {}
+        for n in nodes:
+            n["spark"] = sparks.get(n["name"], [])
+        return _json({"items": nodes, "history": self.src.history is not None})
+
+    async def node(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        label, seconds, step = _range(request)
+        node = next((n for n in self.src.inventory.nodes() if n.name == name), None)
+        if node is None:
+            raise _not_found(f"no node named {name}")
+        rates = self.src.store.pods()
+        pods = [p for p in self.src.inventory.pods() if p.node_name == name]
+        rows = sorted(
+            (pod_row(p, (p.namespace, p.name), rates.get((p.namespace, p.name))) for p in pods),
+            key=lambda r: (r["namespace"], r["name"]),
+        )
+        series = await asyncio.to_thread(_series, self.src, "node", "", name, "", seconds, step)
+        return _json(
+            {
+                "node": node_summary(self.src, node, len(pods)),
+                "range": label,
+                "step": step,
+                "series": series,
+                "pods": rows,
+                "history": self.src.history is not None,
+            }
+        )
+
+    async def pods(self, request: web.Request) -> web.Response:
+        q = request.query
+        namespace, name, sort = q.get("namespace", ""), q.get("name", ""), q.get("sort", "cpu")
+        if sort not in ("cpu", "memory", "name"):
+            raise _bad_request("sort must be cpu, memory or name")
+        try:
+            matches = parse_label_selector(q.get("label", ""))
+        except SelectorError as err:
+            raise _bad_request(f"label: {err}") from err
+        rows = [
+            r
+            for r in _all_pods(self.src)
+            if (not namespace or r["namespace"] == namespace)
+            and name.lower() in r["name"].lower()
+            and matches(r["labels"])
+        ]
+        if sort == "name":
+            rows.sort(key=lambda r: (r["namespace"], r["name"]))
+        else:
+            rows.sort(key=lambda r: (r["namespace"], r["name"]))
+            rows.sort(
+                key=lambda r: -1.0 if r[sort]["used"] is None else r[sort]["used"], reverse=True
+            )
+        return _json({"items": rows[:MAX_PODS], "total": len(rows), "sort": sort})
+
+    async def pod(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        label, seconds, step = _range(request)
+        key = (namespace, name)
+        pod = next((p for p in self.src.inventory.pods() if (p.namespace, p.name) == key), None)
+        rates = self.src.store.pods().get(key)
+        if pod is None and rates is None:
+            raise _not_found(f"no pod {namespace}/{name}")
+        usage: Mapping[str, Rate] = dict(rates.containers) if rates else {}
+        specs = {c.name: c for c in pod.containers} if pod else {}
+        names = list(specs) + sorted(n for n in usage if n not in specs)
+
+        def all_series() -> tuple[list[list[float]], dict[str, list[list[float]]]]:
+            total = _series(self.src, "pod", namespace, name, "", seconds, step)
+            per = {
+                c: _series(self.src, "container", namespace, name, c, seconds, step) for c in names
+            }
+            return total, per
+
+        total, per = await asyncio.to_thread(all_series)
+        containers: list[dict[str, Any]] = []
+        for c in names:
+            r, spec = usage.get(c), specs.get(c)
+            containers.append(
+                {
+                    "name": c,
+                    "cpu": {
+                        "used": (_millicores(r.cpu_nanocores) if r else None),
+                        **_lines(spec, "cpu_millicores"),
+                    },
+                    "memory": {
+                        "used": r.working_set_bytes if r else None,
+                        **_lines(spec, "memory_bytes"),
+                    },
+                    "series": per[c],
+                }
+            )
+        return _json(
+            {
+                "pod": pod_row(pod, key, rates),
+                "range": label,
+                "step": step,
+                "series": total,
+                "containers": containers,
+                "history": self.src.history is not None,
+            }
+        )
+
+    async def namespaces(self, request: web.Request) -> web.Response:
+        return _json({"items": _namespaces(_all_pods(self.src))})
+
+
+def _lines(spec: ContainerSpec | None, field: str) -> dict[str, Any]:
+    if spec is None:
+        return {"request": None, "limit": None}
+    return {"request": getattr(spec.requests, field), "limit": getattr(spec.limits, field)}

@@ -1,0 +1,74 @@
+"""Response headers for every dashboard response, and the CSRF check.
+
+Every POST, PUT and DELETE of a signed-in user must carry the session's CSRF token in an
+X-CSRF-Token header (or a csrf_token form field); the login form, which has no session
+yet, must come from this origin when the browser says where it comes from.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as err:
+        response = err
+        for key, value in HEADERS.items():
+            err.headers.setdefault(key, value)
+        raise
+    for key, value in HEADERS.items():
+        if key == "Cache-Control" and "/static/" in request.path:
+            continue
+        response.headers.setdefault(key, value)
+    return response
+
+
+async def presented_csrf(request: web.Request) -> str:
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        value = form.get(CSRF_FIELD)
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+def csrf_ok(expected: str, presented: str) -> bool:
+    return bool(presented) and hmac.compare_digest(expected.encode(), presented.encode())
+
+
+def same_origin(request: web.Request) -> bool:
+    """False when the browser says the request comes from another site or origin."""
+    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    if origin == "null":
+        return False
+    return urlsplit(origin).netloc == request.host

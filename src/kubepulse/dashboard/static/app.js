@@ -1,0 +1,420 @@
+// kubepulse dashboard: plain JS, no build step. Every name from the API goes into the
+// page through textContent or attributes, never through innerHTML.
+"use strict";
+
+(function () {
+  const RANGES = ["15m", "1h", "6h", "24h", "7d"];
+  const state = { csrf: "", pollMs: 5000, timer: null, viewKey: "", view: null, charts: [] };
+  const main = document.getElementById("view");
+
+  // -- DOM helpers ---------------------------------------------------------------------
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+
+  // -- formatting ----------------------------------------------------------------------
+  function cpu(m) {
+    if (m === null || m === undefined) return "–";
+    if (m >= 1000) return (m / 1000).toFixed(2) + " cores";
+    return (m < 10 ? m.toFixed(1) : Math.round(m).toString()) + "m";
+  }
+  function mem(b) {
+    if (b === null || b === undefined) return "–";
+    const units = ["B", "Ki", "Mi", "Gi", "Ti"];
+    let i = 0;
+    while (b >= 1024 && i < units.length - 1) { b /= 1024; i++; }
+    return (b >= 100 || i === 0 ? Math.round(b) : b.toFixed(1)) + " " + units[i];
+  }
+  function pct(used, of) {
+    if (used === null || used === undefined || !of) return null;
+    return (100 * used) / of;
+  }
+  function usageBar(used, of, fmt) {
+    const p = pct(used, of);
+    const fill = el("span", { class: "fill" + (p >= 90 ? " bad" : p >= 70 ? " warn" : "") });
+    fill.style.width = Math.min(100, p || 0).toFixed(1) + "%";
+    const label = p === null ? fmt(used) : fmt(used) + " / " + fmt(of) + " (" + p.toFixed(0) + "%)";
+    return el("span", { class: "usage" },
+      el("span", { class: "bar", role: "img", "aria-label": label }, fill), label);
+  }
+  function sparkline(points) {
+    const canvas = el("canvas", { class: "spark", width: 120, height: 24, "aria-hidden": "true" });
+    if (points && points.length > 1) {
+      const ctx = canvas.getContext("2d");
+      const values = points.map((p) => p[1]);
+      const max = Math.max(...values) || 1;
+      ctx.strokeStyle = getComputedStyle(document.documentElement).getPropertyValue("--accent");
+      ctx.lineWidth = 1.5;
+      ctx.beginPath();
+      values.forEach((v, i) => {
+        const x = (i / (values.length - 1)) * 118 + 1;
+        const y = 23 - (v / max) * 21;
+        if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+      });
+      ctx.stroke();
+    }
+    return canvas;
+  }
+
+  // -- routing: the hash holds the view, e.g. #/nodes/node-a?range=1h -----------------
+  function parseHash() {
+    const hash = location.hash.replace(/^#\/?/, "");
+    const [path, query] = hash.split("?");
+    const parts = (path || "overview").split("/").filter(Boolean).map(decodeURIComponent);
+    return { parts, params: new URLSearchParams(query || "") };
+  }
+  function href(parts, params) {
+    const path = "#/" + parts.map(encodeURIComponent).join("/");
+    const q = params ? new URLSearchParams(params).toString() : "";
+    return q ? path + "?" + q : path;
+  }
+  function go(target) { location.hash = target; }
+  function rowLink(tr, target) {
+    tr.className = "row";
+    tr.tabIndex = 0;
+    tr.dataset.href = target;
+    tr.addEventListener("click", (e) => { if (!e.target.closest("a")) go(target); });
+    tr.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && e.target === tr) { e.preventDefault(); go(target); }
+    });
+    return tr;
+  }
+
+  // -- talking to the server -----------------------------------------------------------
+  async function api(path) {
+    const resp = await fetch("api/" + path, { credentials: "same-origin", cache: "no-store" });
+    if (resp.status === 401) { location.href = "login"; throw new Error("signed out"); }
+    const body = await resp.json();
+    if (!resp.ok) throw new Error(body.error || resp.statusText);
+    return body;
+  }
+  function setStatus(text, bad) {
+    const s = document.getElementById("status");
+    s.textContent = text;
+    s.className = "status" + (bad ? " error" : "");
+  }
+
+  // -- charts --------------------------------------------------------------------------
+  function destroyCharts() { state.charts.forEach((c) => c.destroy()); state.charts = []; }
+  function chart(container, title, series, column, lines, fmt) {
+    const xs = series.map((p) => p[0]);
+    const data = [xs, series.map((p) => p[column])];
+    const specs = [{}, { label: "used", stroke: "#2f6fde", width: 2, value: (u, v) => fmt(v) }];
+    const colors = { request: "#2a9d4b", limit: "#d0342c", allocatable: "#d98b00", capacity: "#8a8f99" };
+    for (const [name, value] of Object.entries(lines)) {
+      if (value === null || value === undefined) continue;
+      data.push(xs.map(() => value));
+      specs.push({ label: name, stroke: colors[name] || "#888", dash: [6, 4], width: 1, value: (u, v) => fmt(v) });
+    }
+    const box = el("div", { class: "chart" }, el("h3", { text: title }));
+    container.append(box);
+    if (!xs.length) { box.append(el("p", { class: "hint", text: "No history for this range yet." })); return; }
+    const opts = {
+      width: 520, height: 220, series: specs,
+      axes: [{ stroke: "currentColor" }, { stroke: "currentColor", values: (u, vals) => vals.map(fmt), size: 70 }],
+      scales: { y: { range: (u, lo, hi) => [0, Math.max(hi, 1) * 1.1] } },
+    };
+    state.charts.push(new uPlot(opts, data, box));
+  }
+  function rangeLinks(parts, current) {
+    const nav = el("p", { class: "ranges" }, "Range: ");
+    for (const r of RANGES) {
+      nav.append(el("a", { href: href(parts, { range: r }), "aria-current": r === current ? "true" : null, text: r }));
+    }
+    return nav;
+  }
+
+  // -- views: build(parts, params) makes the frame once; update(data) refills it --------
+  function table(headers) {
+    const tbody = el("tbody");
+    const head = el("tr");
+    for (const h of headers) head.append(el("th", { class: h.num ? "num" : null, text: h.text || h }));
+    return { table: el("table", {}, el("thead", {}, head), tbody), tbody };
+  }
+  function podRow(p) {
+    const tr = rowLink(el("tr"), href(["pods", p.namespace, p.name]));
+    tr.append(
+      el("td", { text: p.namespace }),
+      el("td", {}, el("a", { href: href(["pods", p.namespace, p.name]), text: p.name })),
+      el("td", { text: p.node }),
+      el("td", { class: "num", text: cpu(p.cpu.used) }),
+      el("td", { class: "num", text: p.cpu.request === null ? "–" : cpu(p.cpu.request) }),
+      el("td", { class: "num", text: mem(p.memory.used) }),
+      el("td", { class: "num", text: p.memory.limit === null ? "–" : mem(p.memory.limit) }),
+    );
+    return tr;
+  }
+  const POD_HEADERS = ["Namespace", "Name", "Node", { text: "CPU", num: 1 }, { text: "CPU req", num: 1 },
+    { text: "Memory", num: 1 }, { text: "Mem limit", num: 1 }];
+  function nodeRow(n, withSpark) {
+    const tr = rowLink(el("tr"), href(["nodes", n.name]));
+    tr.append(
+      el("td", {}, el("a", { href: href(["nodes", n.name]), text: n.name })),
+      el("td", {}, usageBar(n.cpu.used, n.cpu.allocatable, cpu)),
+      el("td", {}, usageBar(n.memory.used, n.memory.allocatable, mem)),
+      el("td", { class: "num", text: n.pods }),
+    );
+    if (withSpark) tr.append(el("td", {}, sparkline(n.spark)));
+    return tr;
+  }
+
+  const views = {
+    overview: {
+      path: () => "overview",
+      build(frame) {
+        frame.append(el("h1", { text: "Cluster overview" }));
+        this.body = el("div");
+        frame.append(this.body);
+      },
+      async update() {
+        const d = await api("overview");
+        const b = this.body;
+        clear(b);
+        const t = d.totals;
+        b.append(el("div", { class: "cards" },
+          el("div", { class: "card" }, el("div", { text: "Nodes" }), el("div", { class: "big", id: "total-nodes", text: t.nodes })),
+          el("div", { class: "card" }, el("div", { text: "Pods" }), el("div", { class: "big", id: "total-pods", text: t.pods })),
+          el("div", { class: "card" }, el("div", { text: "CPU used" }), usageBar(t.cpu.used, t.cpu.allocatable, cpu)),
+          el("div", { class: "card" }, el("div", { text: "Memory used" }), usageBar(t.memory.used, t.memory.allocatable, mem)),
+        ));
+        b.append(el("h2", { text: "Nodes" }));
+        const nodes = table(["Name", "CPU", "Memory", { text: "Pods", num: 1 }]);
+        nodes.table.id = "overview-nodes";
+        d.nodes.forEach((n) => nodes.tbody.append(nodeRow(n, false)));
+        b.append(nodes.table);
+        for (const [key, title, fmt] of [["top_cpu", "Top pods by CPU", cpu], ["top_memory", "Top pods by memory", mem]]) {
+          b.append(el("h2", { text: title }));
+          const t2 = table(["Namespace", "Name", "Node", { text: "Used", num: 1 }]);
+          for (const p of d[key]) {
+            const tr = rowLink(el("tr"), href(["pods", p.namespace, p.name]));
+            tr.append(el("td", { text: p.namespace }),
+              el("td", {}, el("a", { href: href(["pods", p.namespace, p.name]), text: p.name })),
+              el("td", { text: p.node }), el("td", { class: "num", text: fmt(p.used) }));
+            t2.tbody.append(tr);
+          }
+          b.append(t2.table);
+        }
+        b.append(el("h2", { text: "Namespaces" }), namespaceTable(d.namespaces));
+      },
+    },
+    nodes: {
+      path: () => "nodes",
+      build(frame) {
+        frame.append(el("h1", { text: "Nodes" }));
+        const t = table(["Name", "CPU", "Memory", { text: "Pods", num: 1 }, "CPU, 30 min"]);
+        t.table.id = "nodes-table";
+        this.tbody = t.tbody;
+        frame.append(t.table);
+      },
+      async update() {
+        const d = await api("nodes");
+        clear(this.tbody);
+        d.items.forEach((n) => this.tbody.append(nodeRow(n, true)));
+      },
+    },
+    node: {
+      build(frame, parts, params) {
+        this.name = parts[1];
+        this.range = params.get("range") || "1h";
+        frame.append(el("h1", {}, "Node ", el("span", { id: "node-name", text: this.name })),
+          rangeLinks(parts, this.range));
+        this.charts = el("div", { class: "charts" });
+        this.info = el("div");
+        const t = table(POD_HEADERS);
+        this.tbody = t.tbody;
+        frame.append(this.info, this.charts, el("h2", { text: "Pods on this node" }), t.table);
+      },
+      async update() {
+        const d = await api("nodes/" + encodeURIComponent(this.name) + "?range=" + encodeURIComponent(this.range));
+        const n = d.node;
+        clear(this.info);
+        this.info.append(el("p", {}, "CPU ", usageBar(n.cpu.used, n.cpu.allocatable, cpu),
+          " Memory ", usageBar(n.memory.used, n.memory.allocatable, mem),
+          " Roles: " + (n.roles.join(", ") || "none")));
+        destroyCharts();
+        clear(this.charts);
+        chart(this.charts, "CPU", d.series, 1, { allocatable: n.cpu.allocatable, capacity: n.cpu.capacity }, cpu);
+        chart(this.charts, "Memory", d.series, 2, { allocatable: n.memory.allocatable, capacity: n.memory.capacity }, mem);
+        clear(this.tbody);
+        d.pods.forEach((p) => this.tbody.append(podRow(p)));
+      },
+    },
+    pods: {
+      build(frame, parts, params) {
+        frame.append(el("h1", { text: "Pods" }));
+        const form = el("form", { class: "filters", role: "search" });
+        const field = (name, label, input) => form.append(el("label", {}, label, input));
+        this.inputs = {
+          namespace: el("input", { name: "namespace", value: params.get("namespace") || "" }),
+          label: el("input", { name: "label", placeholder: "app=web", value: params.get("label") || "" }),
+          name: el("input", { name: "name", value: params.get("name") || "" }),
+          sort: el("select", { name: "sort" }, ...["cpu", "memory", "name"].map((s) => el("option", { value: s, text: s }))),
+        };
+        this.inputs.sort.value = params.get("sort") || "cpu";
+        field("namespace", "Namespace", this.inputs.namespace);
+        field("label", "Label selector", this.inputs.label);
+        field("name", "Name contains", this.inputs.name);
+        field("sort", "Sort by", this.inputs.sort);
+        form.append(el("button", { type: "submit", text: "Apply" }));
+        const apply = (e) => {
+          if (e) e.preventDefault();
+          const q = {};
+          for (const [k, input] of Object.entries(this.inputs)) if (input.value) q[k] = input.value;
+          history.replaceState(null, "", href(["pods"], q));
+          this.update().catch(fail);
+        };
+        form.addEventListener("submit", apply);
+        this.inputs.sort.addEventListener("change", apply);
+        this.count = el("p", { class: "hint" });
+        const t = table(POD_HEADERS);
+        t.table.id = "pods-table";
+        this.tbody = t.tbody;
+        frame.append(form, this.count, t.table);
+      },
+      async update() {
+        const q = new URLSearchParams();
+        for (const [k, input] of Object.entries(this.inputs)) if (input.value) q.set(k, input.value);
+        const d = await api("pods?" + q.toString());
+        this.count.textContent = d.total + " pods" + (d.total > d.items.length ? ", first " + d.items.length + " shown" : "");
+        clear(this.tbody);
+        d.items.forEach((p) => this.tbody.append(podRow(p)));
+      },
+    },
+    pod: {
+      build(frame, parts, params) {
+        this.ns = parts[1];
+        this.name = parts[2];
+        this.range = params.get("range") || "1h";
+        frame.append(el("h1", {}, "Pod ", el("span", { id: "pod-name", text: this.ns + "/" + this.name })),
+          rangeLinks(parts, this.range));
+        this.info = el("div");
+        this.body = el("div");
+        frame.append(this.info, this.body);
+      },
+      async update() {
+        const d = await api("pods/" + encodeURIComponent(this.ns) + "/" + encodeURIComponent(this.name) +
+          "?range=" + encodeURIComponent(this.range));
+        const p = d.pod;
+        clear(this.info);
+        this.info.append(el("p", {}, "Node ",
+          p.node ? el("a", { href: href(["nodes", p.node]), text: p.node }) : "–",
+          " · CPU " + cpu(p.cpu.used) + " · Memory " + mem(p.memory.used)));
+        destroyCharts();
+        clear(this.body);
+        for (const c of d.containers) {
+          this.body.append(el("h2", {}, "Container ", el("span", { text: c.name })));
+          const charts = el("div", { class: "charts" });
+          this.body.append(charts);
+          chart(charts, "CPU", c.series, 1, { request: c.cpu.request, limit: c.cpu.limit }, cpu);
+          chart(charts, "Memory", c.series, 2, { request: c.memory.request, limit: c.memory.limit }, mem);
+        }
+      },
+    },
+    namespaces: {
+      build(frame) {
+        frame.append(el("h1", { text: "Namespaces" }));
+        this.body = el("div");
+        frame.append(this.body);
+      },
+      async update() {
+        const d = await api("namespaces");
+        clear(this.body);
+        this.body.append(namespaceTable(d.items));
+      },
+    },
+  };
+  function namespaceTable(items) {
+    const t = table(["Namespace", { text: "Pods", num: 1 }, { text: "CPU", num: 1 }, { text: "Memory", num: 1 }]);
+    for (const n of items) {
+      const tr = rowLink(el("tr"), href(["pods"], { namespace: n.name }));
+      tr.append(el("td", {}, el("a", { href: href(["pods"], { namespace: n.name }), text: n.name })),
+        el("td", { class: "num", text: n.pods }), el("td", { class: "num", text: cpu(n.cpu) }),
+        el("td", { class: "num", text: mem(n.memory) }));
+      t.tbody.append(tr);
+    }
+    return t.table;
+  }
+
+  function fail(err) { setStatus("Update failed: " + err.message, true); }
+
+  // -- the loop: route on hash changes, refresh every poll interval --------------------
+  async function refresh() {
+    if (!state.view) return;
+    // Keep keyboard focus on the same row across a refresh.
+    const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.href : null;
+    try {
+      await state.view.update();
+      setStatus("Updated " + new Date().toLocaleTimeString());
+      if (focused) {
+        const again = main.querySelector('tr[data-href="' + CSS.escape(focused) + '"]');
+        if (again) again.focus();
+      }
+    } catch (err) { fail(err); }
+  }
+  function route() {
+    const { parts, params } = parseHash();
+    let name = parts[0];
+    if (name === "nodes" && parts.length > 1) name = "node";
+    if (name === "pods" && parts.length > 2) name = "pod";
+    if (!views[name]) name = "overview";
+    const key = location.hash;
+    if (key === state.viewKey && state.view) return;
+    state.viewKey = key;
+    destroyCharts();
+    clear(main);
+    const view = Object.create(views[name]);
+    view.build(main, parts, params);
+    state.view = view;
+    document.querySelectorAll("nav a").forEach((a) => {
+      if (a.dataset.view === parts[0]) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+    });
+    document.body.dataset.view = name;
+    refresh();
+  }
+
+  // -- theme ---------------------------------------------------------------------------
+  function isDark() {
+    const set = document.documentElement.dataset.theme;
+    if (set) return set === "dark";
+    return window.matchMedia("(prefers-color-scheme: dark)").matches;
+  }
+  function applyTheme(theme) {
+    if (theme) document.documentElement.dataset.theme = theme;
+    document.getElementById("theme-toggle").textContent = isDark() ? "Light" : "Dark";
+    document.getElementById("theme-toggle").setAttribute("aria-pressed", String(isDark()));
+  }
+
+  async function start() {
+    applyTheme(localStorage.getItem("kubepulse-theme"));
+    document.getElementById("theme-toggle").addEventListener("click", () => {
+      const next = isDark() ? "light" : "dark";
+      localStorage.setItem("kubepulse-theme", next);
+      applyTheme(next);
+    });
+    document.getElementById("logout").addEventListener("click", async () => {
+      await fetch("logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": state.csrf } });
+      location.href = "login";
+    });
+    const session = await api("session");
+    state.csrf = session.csrf_token;
+    state.pollMs = Math.max(1000, session.poll_interval * 1000);
+    document.getElementById("user").textContent = session.user;
+    window.addEventListener("hashchange", route);
+    route();
+    state.timer = setInterval(refresh, state.pollMs);
+  }
+  start().catch(fail);
+})();
