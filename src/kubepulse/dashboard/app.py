@@ -69,6 +69,7 @@ def login_page(message: str = "") -> str:
 <title>kubepulse: sign in</title>
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="static/app.css">
+<script src="static/login.js" defer></script>
 </head>
 <body class="login-body">
 <main class="login">
@@ -76,6 +77,7 @@ def login_page(message: str = "") -> str:
 <form method="post" action="login" class="login-form">
 <label for="token">Bearer token</label>
 <input id="token" name="token" type="password" autocomplete="off" required autofocus>
+<input id="next" name="next" type="hidden" value="">
 <button type="submit">Sign in</button>
 </form>
 {alert}
@@ -158,7 +160,9 @@ class _Dashboard:
         if old:
             self.sessions.delete(old)
         session = self.sessions.create(user)
-        response = web.HTTPSeeOther("./")
+        after = form.get("next")
+        safe = isinstance(after, str) and after.startswith("#/") and after.isprintable()
+        response = web.HTTPSeeOther("./" + (after if safe and isinstance(after, str) else ""))
         sessions.set_cookie(response, session, self._path(request), self.options.secure_cookies)
         raise response
 

@@ -20,7 +20,9 @@ CSP = (
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on the
+    # login form's POST, which same_origin() cannot tell from a cross-site one.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
@@ -64,8 +66,9 @@ def csrf_ok(expected: str, presented: str) -> bool:
 
 def same_origin(request: web.Request) -> bool:
     """False when the browser says the request comes from another site or origin."""
-    if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-        return False
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:  # every current browser sends it; it is authoritative
+        return fetch_site in ("same-origin", "none")
     origin = request.headers.get("Origin")
     if origin is None:
         return True

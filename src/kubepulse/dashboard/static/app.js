@@ -274,6 +274,7 @@
           const q = {};
           for (const [k, input] of Object.entries(this.inputs)) if (input.value) q[k] = input.value;
           history.replaceState(null, "", href(["pods"], q));
+          state.viewKey = location.hash;
           this.update().catch(fail);
         };
         form.addEventListener("submit", apply);

@@ -1,0 +1,222 @@
+"""The page in real Chromium (Debian's /usr/bin/chromium) driven by Playwright, against
+the dashboard served on 127.0.0.1 over plain HTTP (the loopback cookie option)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from kubepulse.store.history import History
+from tests.api.conftest import TOKEN
+from tests.dashboard.conftest import XSS_NAME, filled_history, inventory, parts, root_app, xss_pod
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
+expect = playwright_sync.expect
+TIMEOUT = 10_000
+
+
+class Server:
+    """The dashboard on its own event loop in a thread."""
+
+    def __init__(self, history: History) -> None:
+        self.loop = asyncio.new_event_loop()
+        app = root_app(parts(history, pods_and_nodes=inventory([xss_pod()])))
+        self.runner = web.AppRunner(app)
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self.thread.start()
+        assert ready.wait(10)
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        self.port = self.runner.addresses[0][1]
+        ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.runner.cleanup())
+        self.loop.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/dashboard/"
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    history = filled_history(tmp_path_factory.mktemp("history") / "history.db")
+    s = Server(history)
+    yield s
+    s.stop()
+    history.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[playwright_sync.Browser]:
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+class Watched:
+    def __init__(self, page: playwright_sync.Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda err: self.errors.append(f"pageerror: {err}"))
+        page.on("dialog", self._dialog)
+
+    def _console(self, msg: playwright_sync.ConsoleMessage) -> None:
+        if msg.type in ("error", "warning"):
+            self.errors.append(f"{msg.type}: {msg.text}")
+
+    def _dialog(self, dialog: playwright_sync.Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+
+@pytest.fixture
+def watched(browser: playwright_sync.Browser) -> Iterator[Watched]:
+    context = browser.new_context(color_scheme="light")
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    w = Watched(page)
+    yield w
+    context.close()
+    # Every test: no console errors (CSP violations are console errors), no dialogs.
+    assert w.errors == []
+    assert w.dialogs == []
+
+
+def sign_in(page: playwright_sync.Page, server: Server, hash_: str = "") -> None:
+    page.goto(server.url + hash_)
+    page.fill("#token", TOKEN)
+    page.click("button[type=submit]")
+    expect(page.locator("#user")).to_have_text("admin")
+
+
+def test_a_wrong_token_is_refused_with_a_message(server: Server, watched: Watched) -> None:
+    page = watched.page
+    page.goto(server.url)
+    expect(page).to_have_url(server.url + "login")
+    page.fill("#token", "wrong")
+    page.click("button[type=submit]")
+    expect(page.locator("#login-error")).to_contain_text("That token was not accepted")
+    expect(page).to_have_url(server.url + "login")
+    watched.errors = [e for e in watched.errors if "401" not in e]  # the refused POST
+
+
+def test_sign_in_shows_the_overview_with_the_stores_numbers(
+    server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    sign_in(page, server)
+    expect(page.locator("#total-nodes")).to_have_text("4")
+    row = page.locator("#overview-nodes tr", has_text="node-a")
+    expect(row).to_contain_text("500m / 3.80 cores (13%)")
+    expect(page.locator("#overview-nodes tr", has_text="node-d")).to_contain_text("2.00 cores")
+
+
+def test_a_node_shows_charts_and_the_hash_keeps_the_view_across_reload(
+    server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    sign_in(page, server)
+    page.locator("#overview-nodes a", has_text="node-a").click()
+    expect(page.locator("#node-name")).to_have_text("node-a")
+    assert page.url.endswith("#/nodes/node-a")
+    expect(page.locator(".chart canvas").first).to_be_visible()
+    page.locator(".ranges a", has_text="15m").click()
+    expect(page).to_have_url(server.url + "#/nodes/node-a?range=15m")
+    expect(page.locator(".ranges a[aria-current=true]")).to_have_text("15m")
+    page.reload()
+    expect(page.locator("#node-name")).to_have_text("node-a")
+    expect(page.locator(".ranges a[aria-current=true]")).to_have_text("15m")
+    expect(page.locator(".chart canvas").first).to_be_visible()
+
+
+def test_a_pod_named_like_markup_is_shown_as_text(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server, "#/pods?name=onerror")
+    rows = page.locator("#pods-table tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(XSS_NAME)
+    assert page.locator("#pods-table img").count() == 0
+    rows.first.locator("a").click()
+    expect(page.locator("#pod-name")).to_have_text("default/" + XSS_NAME)
+    assert page.locator("main img").count() == 0
+
+
+def test_the_dark_mode_toggle_switches_and_is_remembered(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server)
+    light = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert light == "rgb(255, 255, 255)"
+    page.click("#theme-toggle")
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert dark == "rgb(20, 23, 29)"
+    page.reload()
+    expect(page.locator("#theme-toggle")).to_have_text("Light")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == dark
+
+
+def test_the_system_dark_preference_is_followed(
+    server: Server, browser: playwright_sync.Browser
+) -> None:
+    context = browser.new_context(color_scheme="dark")
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    sign_in(page, server)
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(20, 23, 29)"
+    context.close()
+
+
+def test_keyboard_tab_reaches_a_row_and_enter_opens_it(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server, "#/nodes")
+    expect(page.locator("#nodes-table tbody tr")).to_have_count(4)
+    page.locator("h1").click()
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.matches('#nodes-table tr.row')"):
+            break
+    assert page.evaluate("document.activeElement.dataset.href") == "#/nodes/node-a"
+    page.keyboard.press("Enter")
+    expect(page.locator("#node-name")).to_have_text("node-a")
+    assert page.url.endswith("#/nodes/node-a")
+
+
+def test_the_pods_filter_and_sort_go_into_the_url(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server, "#/pods")
+    page.fill("input[name=namespace]", "default")
+    page.press("input[name=namespace]", "Enter")
+    expect(page).to_have_url(server.url + "#/pods?namespace=default&sort=cpu")
+    page.select_option("select[name=sort]", "memory")
+    expect(page).to_have_url(server.url + "#/pods?namespace=default&sort=memory")
+    expect(page.locator("#pods-table tbody tr").first).to_contain_text("web-1")
+    expect(page.locator("#pods-table tbody tr")).to_have_count(3)  # web-1, web-2, the XSS pod
+
+
+def test_sign_out_ends_the_session(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server)
+    page.click("#logout")
+    expect(page).to_have_url(server.url + "login")
+    page.goto(server.url)
+    expect(page).to_have_url(server.url + "login")
