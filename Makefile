@@ -23,11 +23,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Debian packages the suite drives for real: tmux (the live view's terminal) and
-# Prometheus (history kept by a real Prometheus scraping kubepulse).
+# Debian packages the suite drives for real: tmux (the live view's terminal),
+# Prometheus (history kept by a real Prometheus scraping kubepulse) and Chromium (the
+# dashboard, driven by Playwright).
 system-deps:
-	@command -v tmux >/dev/null && command -v prometheus >/dev/null || \
-		{ apt-get update -qq && apt-get install -y -qq tmux prometheus; }
+	@command -v tmux >/dev/null && command -v prometheus >/dev/null && \
+		command -v chromium >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq tmux prometheus chromium; }
 
 unit: $(STAMP) system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+import yaml
 
 from kubepulse.store.history import History
 from tests.support import Running, free_port, run_kubepulse, wait_for
@@ -266,3 +272,40 @@ def test_history_is_recorded_and_kept_across_restarts(tmp_path: Path) -> None:
         assert all(p.cpu_nanocores > 0 and p.memory_bytes > 0 for p in points)
     finally:
         history.close()
+
+
+def test_the_dashboard_signs_in_with_the_kubeconfigs_token(up: Up) -> None:
+    config = yaml.safe_load(up.kubeconfig.read_text())
+    token = config["users"][0]["user"]["token"]
+    base = config["clusters"][0]["cluster"]["server"]
+    ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"])
+    context = ssl.create_default_context(cadata=ca.decode())
+
+    async def visit() -> tuple[int, int, int, dict[str, Any]]:
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as session:
+            async with session.get(f"{base}/dashboard/api/overview", ssl=context) as before:
+                unauthenticated = before.status
+            async with session.post(
+                f"{base}/dashboard/login",
+                data={"token": "not-the-token"},
+                headers={"Origin": base},
+                ssl=context,
+            ) as refused:
+                wrong = refused.status
+            async with session.post(
+                f"{base}/dashboard/login",
+                data={"token": token},
+                headers={"Origin": base},
+                ssl=context,
+                allow_redirects=False,
+            ) as login:
+                signed_in = login.status
+            async with session.get(f"{base}/dashboard/api/overview", ssl=context) as after:
+                return unauthenticated, wrong, signed_in, await after.json()
+
+    unauthenticated, wrong, signed_in, overview = asyncio.run(visit())
+    assert unauthenticated == 401
+    assert wrong == 401
+    assert signed_in in (302, 303)
+    assert HOST in json.dumps(overview)

@@ -399,3 +399,18 @@ def test_invalid_configuration_is_one_error_line(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     assert message in lines[0]
+
+
+@pytest.mark.parametrize("flag", [(), ("--dashboard",)], ids=["without", "with"])
+def test_the_dashboard_is_served_only_when_asked_for(
+    tmp_path: Path, files: Files, agents: dict[str, Agent], flag: tuple[str, ...]
+) -> None:
+    with start_server(tmp_path, files, agents, *flag) as server:
+        status, body = server.get("/dashboard/login", token=None)
+        if flag:
+            assert status == 200 and b'name="token"' in body  # its own sign-in form
+            # Its data needs its session, and the metrics API still needs a token.
+            assert server.get("/dashboard/api/overview", token=None)[0] == 401
+            assert server.get(f"{M}/nodes", token=None)[0] == 401
+        else:
+            assert status == 401  # not a dashboard path: the API's authentication

@@ -66,6 +66,8 @@ async def errors_as_status(request: web.Request, handler: Handler) -> web.Stream
         )
     except web.HTTPNotFound:
         return status_response(404, "the server could not find the requested resource")
+    except web.HTTPRedirection:
+        raise  # not an error: the Location and any cookies go out as they are
     except web.HTTPException as err:
         return status_response(err.status, err.reason)
     except Exception:

@@ -50,6 +50,8 @@ from kubepulse.api.authz import (
 from kubepulse.api.selectors import SelectorError, parse_label_selector
 from kubepulse.cli import flags, serving
 from kubepulse.cli.errors import CommandError
+from kubepulse.dashboard.app import DashboardParts
+from kubepulse.dashboard.app import mount as mount_dashboard
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, ApiError, KubeClient, Unreachable, in_cluster
 from kubepulse.kube.inventory import Inventory, StaticInventory
@@ -139,6 +141,11 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
         "--history-max-size",
         type=flags.quantity,
         help="cap on the history file (e.g. 2Gi): the oldest coarse data goes first",
+    )
+    p.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve the web UI at /dashboard/ (sign in with a token the server accepts)",
     )
     p.add_argument("--client-ca-file", type=Path, help="CA that signs accepted client certificates")
     # The aggregation layer (k8s.io/apiserver RequestHeaderAuthenticationOptions). Without
@@ -360,6 +367,7 @@ class RunningServer:
 
 
 USAGE_PATH = "/metrics/usage"
+DASHBOARD_PATHS = ("/dashboard", "/dashboard/*")
 
 
 def open_history(args: argparse.Namespace) -> History | None:
@@ -387,6 +395,7 @@ async def start_server(
     *,
     authorizer: Authorizer | None = None,
     kubelet_defaults: KubeletDefaults = KubeletDefaults(),
+    dashboard: bool = False,
 ) -> RunningServer:
     selector = node_selector(args)
     store = MetricsStore(args.metric_resolution)
@@ -412,9 +421,14 @@ async def start_server(
         serve_core_api=serve_core_api,
         node_selector=selector,
         authorizer=authorizer or AlwaysAllow(),
-        always_allow_paths=AlwaysAllowPaths(args.authorization_always_allow_paths),
+        # The dashboard checks its own sessions (a token at login, then a cookie).
+        always_allow_paths=AlwaysAllowPaths(
+            [*args.authorization_always_allow_paths, *(DASHBOARD_PATHS if dashboard else ())]
+        ),
     )
     app = make_app(parts)
+    if dashboard:
+        mount_dashboard(app, DashboardParts(store, inventory, history, auth))
     # Every node, pod, container and namespace series, for a Prometheus to keep history.
     app.router.add_get(USAGE_PATH, prometheus_handler(store, inventory))
     ctx = serving_context(args, auth)
@@ -473,7 +487,9 @@ async def run(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from err
     tune_for_many_nodes()
     auth = authenticator(args)
-    server = await start_server(args, inventory, read_token(args.kubelet_token_file), auth)
+    server = await start_server(
+        args, inventory, read_token(args.kubelet_token_file), auth, dashboard=args.dashboard
+    )
     return await serve_until_signalled(args, server)
 
 
@@ -633,6 +649,7 @@ async def start_cluster_server(args: argparse.Namespace, where: Cluster) -> Runn
                 auth,
                 authorizer=authorizer,
                 kubelet_defaults=kubelet_defaults(where, Path(tmp)),
+                dashboard=args.dashboard,
             )
     except BaseException:
         for close in reversed(closers):

@@ -134,7 +134,7 @@ async def run(args: argparse.Namespace) -> int:
         agent_token = (state_dir / "agent-token").read_text().strip()
         auth = server.authenticator(server_args)
         running = await server.start_server(
-            server_args, inventory, agent_token, auth, serve_core_api=True
+            server_args, inventory, agent_token, auth, serve_core_api=True, dashboard=True
         )
     except BaseException:
         await running_agent.stop()
@@ -145,6 +145,7 @@ async def run(args: argparse.Namespace) -> int:
         write_private(config_path, kubeconfig(url, ca.cert_pem(), user_token))
         print(f"kubepulse is up: metrics API at {url}", flush=True)
         print(f"  kubeconfig: {config_path}", flush=True)
+        print(f"  dashboard: {url}/dashboard/ (sign in with the kubeconfig's token)", flush=True)
         print(f"  try: kubectl --kubeconfig {config_path} top nodes", flush=True)
         print(f"       kubectl --kubeconfig {config_path} top pods -A", flush=True)
         print("  stop with Ctrl-C", flush=True)
