@@ -81,3 +81,28 @@ def test_errors_in_the_child_process_come_back_as_they_are(
         StaticInventory.from_file_isolated(path)
     with pytest.raises(ObjectError, match="cannot read"):
         StaticInventory.from_file_isolated(tmp_path / "missing")
+
+
+def test_replicas_share_their_labels_and_container_specs(tmp_path: Path) -> None:
+    def pod(name: str, labels: dict[str, str], containers: list[str]) -> dict[str, object]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "shop", "labels": labels},
+            "spec": {"nodeName": "node-a", "containers": [{"name": c} for c in containers]},
+        }
+
+    objects = [
+        NODE_OBJECTS[0],
+        pod("web-1", {"app": "web"}, ["nginx"]),
+        pod("web-2", {"app": "web"}, ["nginx"]),
+        pod("api-1", {"app": "api"}, ["api"]),
+        pod("bare", {}, []),  # no labels and no containers: two different empties
+    ]
+    path = tmp_path / "targets.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    web1, web2, api1, bare = StaticInventory.from_file(path).pods()
+    assert web1.labels is web2.labels and web1.containers is web2.containers
+    assert api1.labels == {"app": "api"} and api1.labels is not web1.labels
+    assert [c.name for c in api1.containers] == ["api"]
+    assert bare.labels == {} and bare.containers == ()

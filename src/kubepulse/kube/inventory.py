@@ -115,13 +115,18 @@ class StaticInventory:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         nodes: list[Node] = []
         pods: list[Pod] = []
+        # Equal label sets and container specs become one object each (a file read once;
+        # pods of a watched inventory come and go, so it does not share this way).
+        shared: dict[Any, Any] | None = None if keep_raw else {}
         try:
             data = path.read_bytes()
             if data.lstrip()[:1] in (b"{", b"["):
                 with contextlib.suppress(orjson.JSONDecodeError):
                     document = orjson.loads(data)
                     nodes, pods = split_objects(
-                        flatten(document if isinstance(document, list) else [document]), keep_raw
+                        flatten(document if isinstance(document, list) else [document]),
+                        keep_raw,
+                        shared,
                     )
                     if not nodes:
                         raise ObjectError(f"{path} holds no Node objects")
@@ -131,7 +136,7 @@ class StaticInventory:
                 # One document at a time: a multi-document file never sits in memory
                 # whole as Python objects, only as the compact Node and Pod it becomes.
                 for document in yaml.load_all(stream, Loader=loader):
-                    more_nodes, more_pods = split_objects(flatten([document]), keep_raw)
+                    more_nodes, more_pods = split_objects(flatten([document]), keep_raw, shared)
                     nodes += more_nodes
                     pods += more_pods
                     del document, more_nodes, more_pods

@@ -110,7 +110,12 @@ def node_from_object(obj: Mapping[str, Any], keep_raw: bool = True) -> Node:
         raise ObjectError(f"Node {name}: {err}") from err
 
 
-def pod_from_object(obj: Mapping[str, Any], keep_raw: bool = True) -> Pod:
+def pod_from_object(
+    obj: Mapping[str, Any], keep_raw: bool = True, shared: dict[Any, Any] | None = None
+) -> Pod:
+    """The Pod model of a Pod object. `shared`, when given, is a cache that lets equal
+    label sets and container specs be one object: the replicas of a Deployment have the
+    same labels and containers, and a 150,000-pod inventory holds each once."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -128,11 +133,15 @@ def pod_from_object(obj: Mapping[str, Any], keep_raw: bool = True) -> Pod:
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ObjectError(f"Pod {name}: {err}") from err
+    labels = _str_map(meta.get("labels"))
+    if shared is not None:
+        labels = shared.setdefault(("labels", *labels.items()), labels)
+        containers = shared.setdefault(("containers", *containers), containers)
     return Pod(
         namespace=intern(str(meta.get("namespace") or "default")),
         name=str(name),
         uid=str(meta.get("uid", "")),
-        labels=_str_map(meta.get("labels")),
+        labels=labels,
         node_name=intern(str(spec.get("nodeName") or "")),
         containers=containers,
         start_time=status.get("startTime"),
@@ -160,10 +169,13 @@ def flatten(documents: Iterable[Any]) -> list[Mapping[str, Any]]:
 
 
 def split_objects(
-    objects: Iterable[Mapping[str, Any]], keep_raw: bool = True
+    objects: Iterable[Mapping[str, Any]],
+    keep_raw: bool = True,
+    shared: dict[Any, Any] | None = None,
 ) -> tuple[list[Node], list[Pod]]:
     """Nodes and pods of a stream of objects; keep_raw=False keeps only the fields used,
-    which is what a server that does not serve the core API needs (much less memory)."""
+    which is what a server that does not serve the core API needs (much less memory).
+    `shared`: see pod_from_object."""
     nodes: list[Node] = []
     pods: list[Pod] = []
     for obj in objects:
@@ -171,7 +183,7 @@ def split_objects(
         if kind == "Node":
             nodes.append(node_from_object(obj, keep_raw))
         elif kind == "Pod":
-            pods.append(pod_from_object(obj, keep_raw))
+            pods.append(pod_from_object(obj, keep_raw, shared))
     return nodes, pods
 
 
