@@ -282,8 +282,9 @@ def test_tls_secret_is_mounted_and_given_to_the_server() -> None:
         (1, "25m", "256Mi"),
         (100, "25m", "256Mi"),
         (101, "26m", "257Mi"),
-        (1000, "250m", "400Mi"),  # BENCHMARKS.md measured 217m and 394 MiB here
-        (5000, "1000m", "1040Mi"),  # one Python process uses at most one core
+        (1000, "138m", "490Mi"),  # BENCHMARKS.md measured 104m and 362 MiB here
+        (5000, "638m", "1530Mi"),  # and 425-505m and 1,313 MiB here
+        (9000, "1000m", "2570Mi"),  # one Python process uses at most one core
     ],
 )
 def test_requests_scale_with_the_node_count(nodes: int, cpu: str, memory: str) -> None:

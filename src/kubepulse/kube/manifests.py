@@ -101,19 +101,18 @@ def requests(nodes: int) -> dict[str, str]:
 
     From BENCHMARKS.md, "Server: scrape and serve at 100 / 1,000 / 5,000 nodes"
     (30 pods per node, 15 s resolution):
-      CPU: 0.31 s per 15 s cycle at 100 nodes (21m), 3.26 s at 1,000 (217m), so about
-        0.22m per node. Request 25m for up to 100 nodes, plus 0.25m per node above
-        (1,000 nodes: 250m), capped at 1 core: the server is one Python process and
-        the 5,000-node run saturated exactly one core.
-      Memory: peak RSS 252 MiB at 100 nodes (older code, an upper bound) and 394 MiB at
-        1,000 (current code), 0.16 MiB per added node. Request 256Mi for up to 100
-        nodes, plus 0.16Mi per node above (1,000 nodes: 400Mi).
+      CPU: 1.56 s per 15 s cycle at 1,000 nodes (104m), 0.085-0.101m per node at 5,000.
+        Request 25m for up to 100 nodes, plus 0.125m per node above (1,000 nodes: 138m;
+        5,000: 638m), capped at one core: the server is one Python process.
+      Memory: peak RSS 362 MiB at 1,000 nodes and 1,313 MiB at 5,000, 0.24 MiB per added
+        node. Request 256Mi for up to 100 nodes, plus 0.26Mi per node above (1,000
+        nodes: 490Mi; 5,000: 1530Mi).
     The shape, a base for 100 nodes plus a per-node step above, is metrics-server's own
     (README: 100m/200Mi up to 100 nodes, then 1m and 2MiB per node).
     """
     above = max(0, nodes - DEFAULT_NODES)
-    cpu = min(1000, 25 + -(-above // 4))  # ceil(above * 0.25)
-    memory = 256 + -(-above * 4 // 25)  # ceil(above * 0.16)
+    cpu = min(1000, 25 + -(-above // 8))  # ceil(above * 0.125)
+    memory = 256 + -(-above * 13 // 50)  # ceil(above * 0.26)
     return {"cpu": f"{cpu}m", "memory": f"{memory}Mi"}
 
 
