@@ -26,9 +26,10 @@ from cryptography.x509.oid import NameOID
 from kubepulse import pki
 from kubepulse.agent import bootstrap
 from kubepulse.cli.agent import RunningAgent, build_parser_defaults, start_agent
-from kubepulse.cli.csr_approver import Approver, ApproverClient
+from kubepulse.cli.csr_approver import Approver
 from kubepulse.cli.errors import CommandError
 from kubepulse.cli.main import main
+from kubepulse.kube.client import KubeClient
 from kubepulse.kube.csr import KUBELET_SERVING, ApproverConfig, ip_prefixes, parse_request
 from tests.fakeapi import objects
 from tests.fakeapi.fixtures import fake_api
@@ -75,13 +76,13 @@ async def within(condition: Callable[[], Awaitable[Any]], what: str, timeout: fl
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def csrs(admin: ApproverClient) -> list[dict[str, Any]]:
+async def csrs(admin: KubeClient) -> list[dict[str, Any]]:
     body = await admin.get(CSRS)
     items: list[dict[str, Any]] = body.get("items") or []
     return sorted(items, key=lambda i: int(i["metadata"]["resourceVersion"]))
 
 
-async def nth_csr(admin: ApproverClient, n: int) -> dict[str, Any]:
+async def nth_csr(admin: KubeClient, n: int) -> dict[str, Any]:
     async def found() -> dict[str, Any] | None:
         items = await csrs(admin)
         return items[n - 1] if len(items) >= n else None
@@ -104,7 +105,7 @@ def sign(
     return cert
 
 
-async def approve_all(admin: ApproverClient) -> None:
+async def approve_all(admin: KubeClient) -> None:
     await Approver(admin, ApproverConfig()).pending()
 
 
@@ -141,7 +142,7 @@ async def test_the_agent_serves_the_certificate_its_approved_csr_was_issued(
     )
     starting = asyncio.create_task(start_agent(args))
     try:
-        async with ApproverClient(cluster.credentials()) as admin:
+        async with KubeClient(cluster.credentials()) as admin:
             csr = await nth_csr(admin, 1)
             spec = csr["spec"]
             assert spec["signerName"] == KUBELET_SERVING
@@ -188,7 +189,7 @@ async def test_the_certificate_is_renewed_at_70_to_90_percent_without_a_restart(
     lifetime = 4.0
     args = agent_args(tmp_path, bootstrap=True, kubeconfig=str(node_kubeconfig(cluster, tmp_path)))
     starting = asyncio.create_task(start_agent(args))
-    async with ApproverClient(cluster.credentials()) as admin:
+    async with KubeClient(cluster.credentials()) as admin:
         try:
             await approve_all_when_there(admin, 1)
             first = sign(cluster, ca, await nth_csr(admin, 1), lifetime)
@@ -237,7 +238,7 @@ def _async(condition: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
     return check
 
 
-async def approve_all_when_there(admin: ApproverClient, n: int) -> None:
+async def approve_all_when_there(admin: KubeClient, n: int) -> None:
     await nth_csr(admin, n)
     await approve_all(admin)
 
@@ -268,7 +269,7 @@ async def test_a_denied_request_ends_the_agent_with_one_error_line(
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        async with ApproverClient(cluster.credentials()) as admin:
+        async with KubeClient(cluster.credentials()) as admin:
             await nth_csr(admin, 1)
             # The approver denies it: 127.0.0.1 is outside the allowed prefixes.
             await Approver(
@@ -294,7 +295,7 @@ async def test_a_request_nobody_approves_times_out_with_the_command_to_approve_i
     args = agent_args(tmp_path, bootstrap=True, kubeconfig=str(config), bootstrap_timeout=0.5)
     with pytest.raises(CommandError, match=r"was not approved and issued within 0.5s"):
         await start_agent(args)
-    async with ApproverClient(cluster.credentials()) as admin:
+    async with KubeClient(cluster.credentials()) as admin:
         (pending,) = await csrs(admin)
     assert "conditions" not in pending.get("status", {})
 

@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kubepulse.cli.csr_approver import Approver, ApproverClient
+from kubepulse.cli.csr_approver import Approver
 from kubepulse.cli.main import main
+from kubepulse.kube.client import KubeClient
 from kubepulse.kube.csr import (
     APPROVED_REASON,
     DENIED_PREFIX,
@@ -169,7 +170,7 @@ async def test_pending_requests_are_approved_or_denied_with_the_failing_checks_r
 ) -> None:
     for obj, _, _ in CASES.values():
         cluster.put("certificatesigningrequests", obj)
-    client = ApproverClient(cluster.credentials())
+    client = KubeClient(cluster.credentials())
     async with client:
         await Approver(client, ApproverConfig()).pending()
     for name, (_, action, words) in CASES.items():
@@ -189,7 +190,7 @@ async def test_pending_requests_are_approved_or_denied_with_the_failing_checks_r
 
 
 async def test_a_request_created_while_watching_is_decided(cluster: FakeKubeAPI) -> None:
-    client = ApproverClient(cluster.credentials())
+    client = KubeClient(cluster.credentials())
     async with client:
         watching = asyncio.create_task(Approver(client, ApproverConfig()).watch())
         try:
@@ -210,7 +211,7 @@ async def test_a_request_created_while_watching_is_decided(cluster: FakeKubeAPI)
 async def test_skip_deny_step_leaves_failing_requests_pending(cluster: FakeKubeAPI) -> None:
     cluster.put("certificatesigningrequests", csr_object("forged", request_pem(dns=("x.y",))))
     cluster.put("certificatesigningrequests", csr_object("fine", request_pem()))
-    client = ApproverClient(cluster.credentials())
+    client = KubeClient(cluster.credentials())
     async with client:
         await Approver(client, ApproverConfig(), skip_deny=True).pending()
     assert conditions(cluster, "forged") == []
@@ -221,7 +222,7 @@ async def test_decided_requests_are_left_alone(cluster: FakeKubeAPI) -> None:
     obj = csr_object("done", request_pem(dns=("evil.example.com",)))
     obj["status"] = {"conditions": [{"type": "Approved", "status": "True", "reason": "admin"}]}
     cluster.put("certificatesigningrequests", obj)
-    client = ApproverClient(cluster.credentials())
+    client = KubeClient(cluster.credentials())
     async with client:
         await Approver(client, ApproverConfig()).pending()
     assert [c["reason"] for c in conditions(cluster, "done")] == ["admin"]

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kubepulse import pki
-from kubepulse.kube.client import ApiError, KubeClient, Unreachable, _api_error, _json
+from kubepulse.kube.client import ApiError, KubeClient, Unreachable
 from kubepulse.kube.csr import KUBELET_SERVING, NODE_PREFIX
 
 log = logging.getLogger("kubepulse.agent.bootstrap")
@@ -144,18 +144,6 @@ class Signer(Protocol):
     async def close(self) -> None: ...
 
 
-class CSRClient(KubeClient):
-    async def post(self, path: str, body: Mapping[str, Any]) -> Any:
-        """Create an object: the answer's body, or ApiError with the server's Status."""
-        url = self.creds.server + path
-        with self._translate_errors():
-            async with self._open().post(url, json=body, headers=self._headers()) as resp:
-                status, data = resp.status, await resp.read()
-        if status >= 400:
-            raise _api_error(status, data)
-        return _json(data)
-
-
 def _describe(err: ApiError | Unreachable) -> str:
     if isinstance(err, ApiError):
         return one_line(f"{err.code} {err.reason}: {err.message}")
@@ -167,7 +155,7 @@ class APISigner:
 
     def __init__(
         self,
-        client: CSRClient,
+        client: KubeClient,
         expiration_seconds: int | None = None,
         timeout: float = WAIT_TIMEOUT,
     ) -> None:

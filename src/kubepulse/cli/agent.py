@@ -35,7 +35,7 @@ from kubepulse.api.authn import (
 from kubepulse.cli import flags, serving
 from kubepulse.cli.errors import CommandError
 from kubepulse.kube import kubeconfig
-from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, in_cluster
+from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, KubeClient, in_cluster
 from kubepulse.kube.kubeconfig import KubeconfigError
 from kubepulse.model import Resources
 
@@ -149,9 +149,9 @@ def bootstrap_signer(args: argparse.Namespace) -> bootstrap.Signer | None:
         raise CommandError("--bootstrap-cert-lifetime must be at least 10m (expirationSeconds)")
     try:
         if args.kubeconfig:
-            client = bootstrap.CSRClient(kubeconfig.load(args.kubeconfig, None))
+            client = KubeClient(kubeconfig.load(args.kubeconfig, None))
         else:
-            client = bootstrap.CSRClient(in_cluster(), token_file=SERVICE_ACCOUNT_DIR / "token")
+            client = KubeClient(in_cluster(), token_file=SERVICE_ACCOUNT_DIR / "token")
     except KubeconfigError as err:
         raise CommandError(str(err)) from err
     expiration = None if lifetime is None else int(lifetime)

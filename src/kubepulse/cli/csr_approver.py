@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -117,34 +116,10 @@ def approver_config(args: argparse.Namespace) -> ApproverConfig:
         raise CommandError(str(err)) from err
 
 
-class ApproverClient(KubeClient):
-    async def put(self, path: str, body: Mapping[str, Any]) -> Any:
-        session = self._open()
-        headers = {**self._headers(), "Content-Type": "application/json"}
-        with self._translate_errors():
-            async with session.put(
-                self.creds.server + path, data=json.dumps(body), headers=headers
-            ) as resp:
-                data = await resp.read()
-                if resp.status >= 400:
-                    raise _error(resp.status, data)
-                return json.loads(data)
-
-
-def _error(code: int, body: bytes) -> ApiError:
-    with contextlib.suppress(ValueError):
-        status = json.loads(body)
-        if isinstance(status, dict):
-            return ApiError(code, str(status.get("reason", "")), str(status.get("message", "")))
-    return ApiError(code, "Unknown", body.decode(errors="replace")[:200])
-
-
 class Approver:
     """Decides CSRs one at a time; the decisions, for callers that want them."""
 
-    def __init__(
-        self, client: ApproverClient, config: ApproverConfig, skip_deny: bool = False
-    ) -> None:
+    def __init__(self, client: KubeClient, config: ApproverConfig, skip_deny: bool = False) -> None:
         self.client, self.config, self.skip_deny = client, config, skip_deny
         self.decisions: dict[str, Decision] = {}
 
@@ -230,11 +205,11 @@ class Approver:
                 backoff = min(MAX_BACKOFF, backoff * 2)
 
 
-def client_for(args: argparse.Namespace) -> ApproverClient:
+def client_for(args: argparse.Namespace) -> KubeClient:
     try:
         if args.kubeconfig or args.context:
-            return ApproverClient(kubeconfig.load(args.kubeconfig, args.context))
-        return ApproverClient(in_cluster(), token_file=SERVICE_ACCOUNT_DIR / "token")
+            return KubeClient(kubeconfig.load(args.kubeconfig, args.context))
+        return KubeClient(in_cluster(), token_file=SERVICE_ACCOUNT_DIR / "token")
     except KubeconfigError as err:
         raise CommandError(str(err)) from err
 

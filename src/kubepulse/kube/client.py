@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import ssl
 import tempfile
@@ -113,16 +114,33 @@ class KubeClient:
         return self._token
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
-        session = self._open()
         query = {k: v for k, v in (params or {}).items() if v}
+        return await self._send("GET", path, params=query)
+
+    async def post(self, path: str, body: Mapping[str, Any]) -> Any:
+        """Create an object: the answer's body, or ApiError with the server's Status."""
+        return await self._send("POST", path, body=body)
+
+    async def put(self, path: str, body: Mapping[str, Any]) -> Any:
+        """Replace an object (or a subresource such as a CSR's /approval)."""
+        return await self._send("PUT", path, body=body)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Any:
+        session = self._open()
         with self._translate_errors():
-            async with session.get(
-                self.creds.server + path, params=query, headers=self._headers()
+            async with session.request(
+                method, self.creds.server + path, params=params, json=body, headers=self._headers()
             ) as resp:
-                body = await resp.read()
+                data = await resp.read()
                 if resp.status >= 400:
-                    raise _api_error(resp.status, body)
-                return _json(body)
+                    raise _api_error(resp.status, data)
+                return _json(data)
 
     async def watch(
         self, path: str, params: Mapping[str, str], timeout: float
@@ -224,8 +242,6 @@ def in_cluster(
 
 
 def _json(body: bytes) -> Any:
-    import json
-
     try:
         return json.loads(body)
     except ValueError as err:
