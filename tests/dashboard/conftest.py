@@ -19,6 +19,7 @@ from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import node_from_object, pod_from_object
 from kubepulse.store.history import History
 from kubepulse.store.points import MetricsStore
+from kubepulse.store.series import SqliteSeries
 from tests.api.conftest import MI, NODE_OBJECTS, POD_OBJECTS, TOKEN, filled_store, pod_object
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
@@ -82,7 +83,7 @@ def parts(
     return DashboardParts(
         store=store if store is not None else filled_store(),
         inventory=pods_and_nodes or inventory(),
-        history=history,
+        history=SqliteSeries(history) if history is not None else None,
         authenticator=authenticator(),
         options=DashboardOptions(
             session_lifetime=lifetime,

@@ -141,7 +141,7 @@ async def test_range_from_prometheus_matches_what_was_exposed(
     cpu = prometheus.exposed[(metric_name(kind, "cpu"), key)]
     mem = prometheus.exposed[(metric_name(kind, "memory"), key)]
     async with PrometheusHistory(prometheus.url) as history:
-        points = await history.query_range(
+        points = await history.series(
             kind, namespace, name, container, prometheus.started - 10, time.time(), step=2
         )
     assert points, "Prometheus returned no points"
@@ -153,7 +153,7 @@ async def test_range_from_prometheus_matches_what_was_exposed(
 
 async def test_a_series_prometheus_never_saw_has_no_points(prometheus: Running) -> None:
     async with PrometheusHistory(prometheus.url) as history:
-        points = await history.query_range(
+        points = await history.series(
             "pod", "default", "no-such-pod", "", prometheus.started, time.time(), step=2
         )
     assert points == []
@@ -163,13 +163,13 @@ async def test_a_query_prometheus_refuses_raises_its_error(prometheus: Running) 
     async with PrometheusHistory(prometheus.url) as history:
         with pytest.raises(PrometheusError, match="bad_data"):
             # 12,000 points per series is over Prometheus's limit of 11,000.
-            await history.query_range("node", "", "node-a", "", 0, 12_000, step=1)
+            await history.series("node", "", "node-a", "", 0, 12_000, step=1)
 
 
 async def test_an_unreachable_prometheus_raises() -> None:
     async with PrometheusHistory(f"http://127.0.0.1:{free_port()}") as history:
         with pytest.raises(PrometheusError, match=re.escape("127.0.0.1")):
-            await history.query_range("node", "", "node-a", "", 0, 60, step=15)
+            await history.series("node", "", "node-a", "", 0, 60, step=15)
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,7 @@ from kubepulse.selfmetrics import SelfMetrics
 from kubepulse.store.exposition import prometheus_handler
 from kubepulse.store.history import History, HistoryRecorder
 from kubepulse.store.points import MetricsStore
+from kubepulse.store.series import SqliteSeries
 from kubepulse.store.tiers import parse_tiers
 
 log = logging.getLogger("kubepulse.server")
@@ -428,7 +429,8 @@ async def start_server(
     )
     app = make_app(parts)
     if dashboard:
-        mount_dashboard(app, DashboardParts(store, inventory, history, auth))
+        series = SqliteSeries(history) if history is not None else None
+        mount_dashboard(app, DashboardParts(store, inventory, series, auth))
     # Every node, pod, container and namespace series, for a Prometheus to keep history.
     app.router.add_get(USAGE_PATH, prometheus_handler(store, inventory))
     ctx = serving_context(args, auth)

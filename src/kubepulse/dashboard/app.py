@@ -24,8 +24,8 @@ from kubepulse.api.authn import RequestAuthenticator
 from kubepulse.dashboard import security, sessions
 from kubepulse.dashboard.data import DataHandlers, DataSources
 from kubepulse.kube.inventory import Inventory
-from kubepulse.store.history import History
 from kubepulse.store.points import MetricsStore
+from kubepulse.store.series import SeriesSource
 
 PREFIX = "/dashboard"
 STATIC = Path(__file__).parent / "static"
@@ -50,7 +50,8 @@ class DashboardOptions:
 class DashboardParts:
     store: MetricsStore
     inventory: Inventory
-    history: History | None
+    history: SeriesSource | None
+    """Where charts read from: SqliteSeries(History) or a PrometheusHistory."""
     authenticator: RequestAuthenticator
     options: DashboardOptions = field(default_factory=DashboardOptions)
 

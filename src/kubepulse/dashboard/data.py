@@ -6,7 +6,6 @@ A usage is null when the store has no rate for it yet (fewer than two scrapes).
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ from kubepulse.api.selectors import SelectorError, parse_label_selector
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import ContainerSpec, Node, Pod
 from kubepulse.model import Resources
-from kubepulse.store.history import History
 from kubepulse.store.points import MetricsStore, PodRates, Rate
+from kubepulse.store.series import SeriesSource
 
 RANGES: dict[str, tuple[int, int]] = {
     # range: (seconds, step): 60 to 170 points each
@@ -41,7 +40,7 @@ MAX_PODS = 1000
 class DataSources:
     store: MetricsStore
     inventory: Inventory
-    history: History | None
+    history: SeriesSource | None
     clock: Callable[[], float]
 
 
@@ -158,14 +157,14 @@ def _namespaces(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [totals[k] for k in sorted(totals)]
 
 
-def _series(
+async def _series(
     src: DataSources, kind: str, namespace: str, name: str, container: str, seconds: int, step: int
 ) -> list[list[float]]:
-    """[[timestamp, cpu millicores, memory bytes], ...] oldest first; runs SQLite (a thread)."""
+    """[[timestamp, cpu millicores, memory bytes], ...] oldest first."""
     if src.history is None:
         return []
     end = src.clock()
-    points = src.history.query(kind, namespace, name, container, end - seconds, end, step)
+    points = await src.history.series(kind, namespace, name, container, end - seconds, end, step)
     return [[p.timestamp, _millicores(p.cpu_nanocores), round(p.memory_bytes)] for p in points]
 
 
@@ -239,13 +238,10 @@ class DataHandlers:
         nodes = _nodes(self.src)
         names = [n["name"] for n in nodes[:MAX_SPARKLINES]]
 
-        def sparklines() -> dict[str, list[list[float]]]:
-            return {
-                name: _series(self.src, "node", "", name, "", SPARK_SECONDS, SPARK_STEP)
-                for name in names
-            }
-
-        sparks = await asyncio.to_thread(sparklines) if self.src.history else {}
+        sparks = {
+            name: await _series(self.src, "node", "", name, "", SPARK_SECONDS, SPARK_STEP)
+            for name in names
+        }
         for n in nodes:
             n["spark"] = sparks.get(n["name"], [])
         return _json({"items": nodes, "history": self.src.history is not None})
@@ -262,7 +258,7 @@ class DataHandlers:
             (pod_row(p, (p.namespace, p.name), rates.get((p.namespace, p.name))) for p in pods),
             key=lambda r: (r["namespace"], r["name"]),
         )
-        series = await asyncio.to_thread(_series, self.src, "node", "", name, "", seconds, step)
+        series = await _series(self.src, "node", "", name, "", seconds, step)
         return _json(
             {
                 "node": node_summary(self.src, node, len(pods)),
@@ -311,14 +307,11 @@ class DataHandlers:
         specs = {c.name: c for c in pod.containers} if pod else {}
         names = list(specs) + sorted(n for n in usage if n not in specs)
 
-        def all_series() -> tuple[list[list[float]], dict[str, list[list[float]]]]:
-            total = _series(self.src, "pod", namespace, name, "", seconds, step)
-            per = {
-                c: _series(self.src, "container", namespace, name, c, seconds, step) for c in names
-            }
-            return total, per
-
-        total, per = await asyncio.to_thread(all_series)
+        total = await _series(self.src, "pod", namespace, name, "", seconds, step)
+        per = {
+            c: await _series(self.src, "container", namespace, name, c, seconds, step)
+            for c in names
+        }
         containers: list[dict[str, Any]] = []
         for c in names:
             r, spec = usage.get(c), specs.get(c)

@@ -74,7 +74,7 @@ class PrometheusHistory:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def query_range(
+    async def series(
         self,
         kind: str,
         namespace: str,

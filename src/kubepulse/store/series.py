@@ -1,0 +1,50 @@
+"""Where the dashboard reads history from: one small interface, two stores.
+
+The dashboard asks for one series over a range and gets HistoryPoints, whether the
+points live in the embedded SQLite file (SqliteSeries) or in a Prometheus that scrapes
+kubepulse's exposition (prometheus.PrometheusHistory, `--prometheus-url`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from kubepulse.store.history import History
+from kubepulse.store.history_read import HistoryPoint
+
+
+class SeriesSource(Protocol):
+    async def series(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        container: str,
+        start: float,
+        end: float,
+        step: float,
+    ) -> list[HistoryPoint]:
+        """Points of one series in [start, end], one per step that holds data, oldest first."""
+        ...
+
+
+class SqliteSeries:
+    """History.query run on a thread, so SQLite never blocks the event loop."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+
+    async def series(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        container: str,
+        start: float,
+        end: float,
+        step: float,
+    ) -> list[HistoryPoint]:
+        return await asyncio.to_thread(
+            self.history.query, kind, namespace, name, container, start, end, step
+        )
