@@ -24,6 +24,7 @@ from kubepulse.api.authn import RequestAuthenticator
 from kubepulse.dashboard import security, sessions
 from kubepulse.dashboard.data import DataHandlers, DataSources
 from kubepulse.kube.inventory import Inventory
+from kubepulse.kube.kubeconfig import Credentials
 from kubepulse.store.points import MetricsStore
 from kubepulse.store.series import SeriesSource
 
@@ -53,6 +54,9 @@ class DashboardParts:
     history: SeriesSource | None
     """Where charts read from: SqliteSeries(History) or a PrometheusHistory."""
     authenticator: RequestAuthenticator
+    cluster: Credentials | None = None
+    """Kubernetes mode: the API server that the dashboard calls with each user's own token
+    (their RBAC applies). None in local mode (`kubepulse up`, `--targets`)."""
     options: DashboardOptions = field(default_factory=DashboardOptions)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
@@ -34,6 +34,26 @@ SPARK_SECONDS, SPARK_STEP = 1800, 60
 MAX_SPARKLINES = 500
 TOP = 10
 MAX_PODS = 1000
+
+
+class Access(NamedTuple):
+    """What the signed-in user may see. Everything in local mode; in Kubernetes mode the
+    dashboard sets it from the user's own RBAC (SelfSubjectAccessReview) on each request."""
+
+    nodes: bool = True
+    namespaces: frozenset[str] | None = None
+    """The namespaces whose pods the user may see; None: all of them."""
+
+    def sees(self, namespace: str) -> bool:
+        return self.namespaces is None or namespace in self.namespaces
+
+
+EVERYTHING = Access()
+ACCESS_KEY: web.RequestKey[Access] = web.RequestKey("kubepulse.dashboard.access", Access)
+
+
+def access_of(request: web.Request) -> Access:
+    return request[ACCESS_KEY] if ACCESS_KEY in request else EVERYTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +123,9 @@ def _pods_per_node(inventory: Inventory) -> dict[str, int]:
     return counts
 
 
-def _nodes(src: DataSources) -> list[dict[str, Any]]:
+def _nodes(src: DataSources, access: Access) -> list[dict[str, Any]]:
+    if not access.nodes:
+        return []
     counts = _pods_per_node(src.inventory)
     nodes = sorted(src.inventory.nodes(), key=lambda n: n.name)
     return [node_summary(src, n, counts.get(n.name, 0)) for n in nodes]
@@ -128,11 +150,11 @@ def pod_row(pod: Pod | None, key: tuple[str, str], rates: PodRates | None) -> di
     return row
 
 
-def _all_pods(src: DataSources) -> list[dict[str, Any]]:
-    """Every pod the inventory or the store knows, with its usage."""
+def _all_pods(src: DataSources, access: Access) -> list[dict[str, Any]]:
+    """Every pod the inventory or the store knows and the user may see, with its usage."""
     rates = src.store.pods()
     pods = {(p.namespace, p.name): p for p in src.inventory.pods()}
-    keys = pods.keys() | rates.keys()
+    keys = [k for k in pods.keys() | rates.keys() if access.sees(k[0])]
     return [pod_row(pods.get(k), k, rates.get(k)) for k in keys]
 
 
@@ -206,8 +228,9 @@ class DataHandlers:
         ]
 
     async def overview(self, request: web.Request) -> web.Response:
-        nodes = _nodes(self.src)
-        rows = _all_pods(self.src)
+        access = access_of(request)
+        nodes = _nodes(self.src, access)
+        rows = _all_pods(self.src, access)
 
         def total(resource: str, key: str) -> float:
             return round(sum(n[resource][key] or 0 for n in nodes), 3)
@@ -235,7 +258,7 @@ class DataHandlers:
         )
 
     async def nodes(self, request: web.Request) -> web.Response:
-        nodes = _nodes(self.src)
+        nodes = _nodes(self.src, access_of(request))
         names = [n["name"] for n in nodes[:MAX_SPARKLINES]]
 
         sparks = {
@@ -249,11 +272,14 @@ class DataHandlers:
     async def node(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         label, seconds, step = _range(request)
+        access = access_of(request)
         node = next((n for n in self.src.inventory.nodes() if n.name == name), None)
-        if node is None:
+        if node is None or not access.nodes:
             raise _not_found(f"no node named {name}")
         rates = self.src.store.pods()
-        pods = [p for p in self.src.inventory.pods() if p.node_name == name]
+        pods = [
+            p for p in self.src.inventory.pods() if p.node_name == name and access.sees(p.namespace)
+        ]
         rows = sorted(
             (pod_row(p, (p.namespace, p.name), rates.get((p.namespace, p.name))) for p in pods),
             key=lambda r: (r["namespace"], r["name"]),
@@ -281,7 +307,7 @@ class DataHandlers:
             raise _bad_request(f"label: {err}") from err
         rows = [
             r
-            for r in _all_pods(self.src)
+            for r in _all_pods(self.src, access_of(request))
             if (not namespace or r["namespace"] == namespace)
             and name.lower() in r["name"].lower()
             and matches(r["labels"])
@@ -299,6 +325,8 @@ class DataHandlers:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         label, seconds, step = _range(request)
         key = (namespace, name)
+        if not access_of(request).sees(namespace):
+            raise _not_found(f"no pod {namespace}/{name}")
         pod = next((p for p in self.src.inventory.pods() if (p.namespace, p.name) == key), None)
         rates = self.src.store.pods().get(key)
         if pod is None and rates is None:
@@ -341,7 +369,7 @@ class DataHandlers:
         )
 
     async def namespaces(self, request: web.Request) -> web.Response:
-        return _json({"items": _namespaces(_all_pods(self.src))})
+        return _json({"items": _namespaces(_all_pods(self.src, access_of(request)))})
 
 
 def _lines(spec: ContainerSpec | None, field: str) -> dict[str, Any]:
