@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 from kubepulse.model import NodeSample, PodSample, Usage
@@ -89,6 +91,8 @@ def _next_prev(new: Point, last: Point | None, prev: Point | None) -> Point | No
 
 # Containers of one pod: name -> (last, prev)
 _Containers = dict[str, tuple[Point, Point | None]]
+Containers = Mapping[str, tuple[Point, Point | None]]
+_NO_PODS: Mapping[tuple[str, str], Containers] = MappingProxyType({})
 
 
 class MetricsStore:
@@ -173,6 +177,12 @@ class MetricsStore:
     def pod(self, node_name: str, namespace: str, name: str) -> PodRates | None:
         containers = self._pods.get(node_name, {}).get((namespace, name))
         return self._pod_rates(containers) if containers else None
+
+    def node_pods(self, node_name: str) -> Mapping[tuple[str, str], Containers]:
+        """The points stored for one node's pods, (namespace, name) -> container name ->
+        (last, prev): for readers that derive their own form from the raw points once per
+        generation (the API's rendered LIST). Read-only: store() replaces, never mutates."""
+        return self._pods.get(node_name, _NO_PODS)
 
     def pods(self) -> dict[tuple[str, str], PodRates]:
         """Every servable pod, keyed by (namespace, name)."""
