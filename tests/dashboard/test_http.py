@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from kubepulse.dashboard.security import CSP
 from kubepulse.dashboard.sessions import COOKIE
+from kubepulse.store.history_read import HistoryPoint
+from kubepulse.store.prometheus import PrometheusHistory
+from kubepulse.store.series import SeriesSource
 from tests.api.conftest import COREDNS, KI, MI, TOKEN
 from tests.dashboard.conftest import (
     HISTORY_POINTS,
@@ -17,9 +22,12 @@ from tests.dashboard.conftest import (
     Clock,
     MakeDashboard,
     inventory,
+    parts,
+    root_app,
     sign_in,
     xss_pod,
 )
+from tests.support import free_port
 
 Client = TestClient[Any, Any]
 API = "/dashboard/api"
@@ -384,3 +392,99 @@ async def test_names_come_back_verbatim_as_json_strings(make_dashboard: MakeDash
     resp = await client.get("/dashboard/api/pods/default/%3Cimg%20src=x%20onerror=alert(1)%3E")
     assert resp.status == 200
     assert resp.content_type == "application/json"
+
+
+# -- a history that cannot answer --------------------------------------------------------
+
+
+async def charts_from(aiohttp_client: Any, source: SeriesSource) -> Client:
+    """The dashboard with its charts read from `source`, signed in."""
+    p = parts(history=None)
+    p.history = source
+    client: Client = await aiohttp_client(root_app(p))
+    await sign_in(client)
+    return client
+
+
+async def test_an_unreachable_prometheus_is_a_502_with_why(aiohttp_client: Any) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with PrometheusHistory(url) as prometheus:
+        client = await charts_from(aiohttp_client, prometheus)
+        for path in ("nodes/node-a?range=6h", "pods/default/web-1"):
+            resp = await client.get(f"{API}/{path}")
+            assert resp.status == 502, path
+            assert resp.content_type == "application/json"
+            error = (await resp.json())["error"]
+            assert error.startswith(f"history from Prometheus: {url}: ")
+            assert "Traceback" not in error
+        # What does not need the history still answers.
+        overview = await client.get(f"{API}/overview")
+        assert overview.status == 200
+        assert (await overview.json())["history"] is True
+
+
+async def test_the_nodes_list_shows_without_sparklines_when_prometheus_is_down(
+    aiohttp_client: Any,
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with PrometheusHistory(url) as prometheus:
+        client = await charts_from(aiohttp_client, prometheus)
+        resp = await client.get(f"{API}/nodes")
+        assert resp.status == 200
+        data = await resp.json()
+        assert [n["name"] for n in data["items"]][:2] == ["node-a", "node-b"]
+        assert all(n["spark"] == [] for n in data["items"])
+        assert data["history_error"].startswith(f"history from Prometheus: {url}: ")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "message"),
+    [
+        (
+            400,
+            '{"status":"error","errorType":"bad_data","error":"parse error at char 3"}',
+            "application/json",
+            "refused the query: bad_data: parse error at char 3",
+        ),
+        (503, "<html>Service Unavailable</html>", "text/html", "HTTP 503, not a Prometheus answer"),
+        (200, '["not", "an", "object"]', "application/json", "HTTP 200, not a Prometheus answer"),
+        (
+            200,
+            '{"status":"success","data":{"result":[{"metric":{}}]}}',
+            "application/json",
+            "a range answer without values",
+        ),
+    ],
+    ids=["refused", "html", "json-list", "no-values"],
+)
+async def test_a_prometheus_answering_wrongly_is_a_502_with_why(
+    aiohttp_client: Any,
+    aiohttp_server: Any,
+    status: int,
+    body: str,
+    content_type: str,
+    message: str,
+) -> None:
+    async def query_range(request: web.Request) -> web.Response:
+        return web.Response(status=status, text=body, content_type=content_type)
+
+    fake = web.Application()
+    fake.router.add_get("/api/v1/query_range", query_range)
+    server = await aiohttp_server(fake, host="127.0.0.1")
+    async with PrometheusHistory(f"http://127.0.0.1:{server.port}") as prometheus:
+        client = await charts_from(aiohttp_client, prometheus)
+        resp = await client.get(f"{API}/nodes/node-a")
+        assert resp.status == 502
+        assert message in (await resp.json())["error"]
+
+
+class BrokenFile:
+    async def series(self, *args: Any) -> list[HistoryPoint]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_an_unreadable_history_file_is_a_503_with_why(aiohttp_client: Any) -> None:
+    client = await charts_from(aiohttp_client, BrokenFile())
+    resp = await client.get(f"{API}/pods/default/web-1")
+    assert resp.status == 503
+    assert await resp.json() == {"error": "history file: disk I/O error"}

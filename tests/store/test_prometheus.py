@@ -1,23 +1,17 @@
 """History from a real Prometheus that scrapes kubepulse's exposition every second.
 
-Needs Debian's `prometheus` package (/usr/bin/prometheus); the test installs it when it
-is missing and it can (root with apt-get), and skips only when neither works.
+Needs Debian's `prometheus` package (/usr/bin/prometheus): see prometheus_run.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import base64
 import re
-import shutil
-import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -25,25 +19,11 @@ from aiohttp import web
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.store.exposition import metric_name, prometheus_handler, render
 from kubepulse.store.points import MetricsStore
-from kubepulse.store.prometheus import PrometheusError, PrometheusHistory, selector
+from kubepulse.store.prometheus import PrometheusError, PrometheusHistory, check_url, selector
+from tests.store.prometheus_run import api, require_prometheus, run_prometheus, scrape_job
 from tests.store.test_exposition import inventory, samples_of, scraped_store
 from tests.support import free_port, wait_for
 from tests.top.conftest import ServerThread
-
-SCRAPE_INTERVAL = 1
-
-
-def prometheus_binary() -> str | None:
-    found = shutil.which("prometheus") or (
-        "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
-    )
-    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "prometheus"]):
-        if subprocess.run(cmd, env=env, capture_output=True, timeout=600).returncode != 0:
-            return None
-    return shutil.which("prometheus")
 
 
 @contextmanager
@@ -64,54 +44,18 @@ class Running:
     started: float
 
 
-def api(url: str, query: str) -> list[dict[str, object]]:
-    with urllib.request.urlopen(
-        f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}", timeout=5
-    ) as response:
-        return json.load(response)["data"]["result"]  # type: ignore[no-any-return]
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    binary = prometheus_binary()
-    if binary is None:
-        pytest.skip("no prometheus binary and it cannot be installed (apt-get install prometheus)")
+    binary = require_prometheus()
     tmp = tmp_path_factory.mktemp("prometheus")
     with exposition_server() as (exposition, store, inv):
-        config = tmp / "prometheus.yml"
-        config.write_text(
-            f"global:\n  scrape_interval: {SCRAPE_INTERVAL}s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n  - job_name: kubepulse\n"
-            f"    static_configs:\n      - targets: ['127.0.0.1:{exposition.port}']\n"
-        )
-        port = free_port()
-        log = (tmp / "prometheus.log").open("w")
         started = time.time()
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
+        with run_prometheus(binary, tmp, scrape_job(f"127.0.0.1:{exposition.port}")) as prom:
             # Three scrapes in: every step of two seconds in the range holds samples.
             probe = f'count_over_time({metric_name("node", "cpu")}{{node="node-a"}}[1m]) >= 3'
-            wait_for(lambda: api(url, probe), 20, "Prometheus to ingest three scrapes")
+            wait_for(lambda: api(prom.url, probe), 20, "Prometheus to ingest three scrapes")
             exposed = samples_of(render(store, inv))
-            yield Running(url, exposed, started)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
+            yield Running(prom.url, exposed, started)
 
 
 SERIES = [
@@ -197,3 +141,53 @@ def test_selectors_name_one_series(args: tuple[str, str, str, str, str], expecte
 def test_an_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown kind"):
         selector("deployment", "cpu", "ns", "d", "")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:9090", "https://prometheus.monitoring.svc/prom", "http://[::1]:9090/"],
+)
+def test_a_prometheus_url_is_http_or_https_with_a_host(url: str) -> None:
+    assert check_url(url) == url
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("127.0.0.1:9090", "not an http:// or https:// URL"),
+        ("ftp://127.0.0.1:9090", "not an http:// or https:// URL"),
+        ("http://", "not an http:// or https:// URL"),
+        ("", "not an http:// or https:// URL"),
+        ("http://127.0.0.1:port", "is not a URL"),
+        ("http://127.0.0.1:9090/api/v1/query?query=up", "without a query or fragment"),
+    ],
+)
+def test_anything_else_is_refused_with_why(url: str, why: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(why)):
+        check_url(url)
+
+
+async def test_messages_leave_out_the_password_in_the_url() -> None:
+    port = free_port()
+    async with PrometheusHistory(f"http://reader:s3cret@127.0.0.1:{port}") as history:
+        assert history.shown == f"http://127.0.0.1:{port}"
+        with pytest.raises(PrometheusError) as caught:
+            await history.series("node", "", "node-a", "", 0, 60, step=15)
+    assert "s3cret" not in str(caught.value)
+    assert str(caught.value).startswith(f"http://127.0.0.1:{port}: ")
+
+
+async def test_a_user_and_password_in_the_url_are_sent_as_basic_auth(aiohttp_server: Any) -> None:
+    seen: list[str | None] = []
+
+    async def query_range(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({"status": "success", "data": {"result": []}})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/query_range", query_range)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    async with PrometheusHistory(f"http://reader:s3cret@127.0.0.1:{server.port}") as history:
+        assert await history.series("node", "", "node-a", "", 0, 60, step=15) == []
+    expected = "Basic " + base64.b64encode(b"reader:s3cret").decode()
+    assert seen == [expected] * 4

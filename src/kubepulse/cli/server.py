@@ -64,7 +64,8 @@ from kubepulse.selfmetrics import SelfMetrics
 from kubepulse.store.exposition import prometheus_handler
 from kubepulse.store.history import History, HistoryRecorder
 from kubepulse.store.points import MetricsStore
-from kubepulse.store.series import SqliteSeries
+from kubepulse.store.prometheus import PrometheusHistory, check_url
+from kubepulse.store.series import SeriesSource, SqliteSeries
 from kubepulse.store.tiers import parse_tiers
 
 log = logging.getLogger("kubepulse.server")
@@ -142,6 +143,11 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
         "--history-max-size",
         type=flags.quantity,
         help="cap on the history file (e.g. 2Gi): the oldest coarse data goes first",
+    )
+    p.add_argument(
+        "--prometheus-url",
+        help="the dashboard's charts read history from this Prometheus (its HTTP API, "
+        "e.g. http://prometheus:9090) instead of --history-file",
     )
     p.add_argument(
         "--dashboard",
@@ -387,6 +393,35 @@ def open_history(args: argparse.Namespace) -> History | None:
         raise CommandError(f"cannot open history file {path}: {err}") from err
 
 
+def prometheus_url(args: argparse.Namespace, dashboard: bool) -> str | None:
+    """--prometheus-url, checked before anything starts."""
+    url: str | None = getattr(args, "prometheus_url", None)
+    if url is None:
+        return None
+    if not dashboard:
+        raise CommandError("--prometheus-url is where the dashboard reads history: add --dashboard")
+    try:
+        return check_url(url)
+    except ValueError as err:
+        raise CommandError(f"--prometheus-url: {err}") from None
+
+
+def chart_source(
+    url: str | None, history: History | None, closers: list[Callable[[], Awaitable[None]]]
+) -> SeriesSource | None:
+    """Where the dashboard's charts come from: Prometheus when given, else the history file."""
+    if url is not None:
+        source = PrometheusHistory(url, timeout=PROMETHEUS_TIMEOUT)
+        closers.append(source.close)
+        log.info("dashboard charts from Prometheus at %s", source.shown)
+        return source
+    return SqliteSeries(history) if history is not None else None
+
+
+PROMETHEUS_TIMEOUT = 10.0
+"""Seconds the dashboard waits for one Prometheus query before answering 502."""
+
+
 async def start_server(
     args: argparse.Namespace,
     inventory: Inventory,
@@ -399,6 +434,7 @@ async def start_server(
     dashboard: bool = False,
 ) -> RunningServer:
     selector = node_selector(args)
+    charts_url = prometheus_url(args, dashboard)
     store = MetricsStore(args.metric_resolution)
     metrics = SelfMetrics(store, args.metric_resolution)
     client = KubeletClient(client_config(args, kubelet_token, kubelet_defaults))
@@ -428,8 +464,9 @@ async def start_server(
         ),
     )
     app = make_app(parts)
+    closers: list[Callable[[], Awaitable[None]]] = []
     if dashboard:
-        series = SqliteSeries(history) if history is not None else None
+        series = chart_source(charts_url, history, closers)
         mount_dashboard(app, DashboardParts(store, inventory, series, auth))
     # Every node, pod, container and namespace series, for a Prometheus to keep history.
     app.router.add_get(USAGE_PATH, prometheus_handler(store, inventory))
@@ -438,12 +475,14 @@ async def start_server(
         runner, port = await serving.start(app, args.bind_address, args.secure_port, ctx)
     except CommandError:
         await client.close()
+        for close in reversed(closers):
+            await close()
         if history is not None:
             await asyncio.to_thread(history.close)
         raise
     tasks = [asyncio.create_task(manager.run())]
     log.info("serving metrics.k8s.io on %s", serving.url(args.bind_address, port))
-    running = RunningServer(runner, port, manager, store, tasks, client)
+    running = RunningServer(runner, port, manager, store, tasks, client, closers)
     if history is not None:
         running.history = history
         running.closers.append(lambda: asyncio.to_thread(history.close))

@@ -43,6 +43,11 @@ def add_parser(sub: Any) -> None:
         help="how often the agent reads cgroups (default 1s, so metrics come within 2 s)",
     )
     p.add_argument(
+        "--prometheus-url",
+        help="the dashboard's charts read history from this Prometheus (e.g. "
+        "http://127.0.0.1:9090) scraping /metrics/usage; STATE_DIR/history.db is still kept",
+    )
+    p.add_argument(
         "--agent-bootstrap",
         action="store_true",
         help="the agent asks for its serving certificate with a CSR that the state dir's "
@@ -88,6 +93,7 @@ def kubeconfig(server_url: str, ca_pem: bytes, token: str) -> str:
 async def run(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
     pki_dir = state_dir / "pki"
+    server.prometheus_url(args, dashboard=True)  # a bad URL stops before anything starts
     try:
         pki_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         ca = pki.ensure_ca(pki_dir, "kubepulse-ca")
@@ -126,6 +132,7 @@ async def run(args: argparse.Namespace) -> int:
             token_auth_file=state_dir / "tokens.csv",
             # Every scrape kept, so restarts keep the hours and days behind the dashboard.
             history_file=state_dir / "history.db",
+            prometheus_url=args.prometheus_url,
         )
         server.validate(server_args)
         inventory = LocalInventory(

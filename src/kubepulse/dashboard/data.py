@@ -7,7 +7,9 @@ A usage is null when the store has no rate for it yet (fewer than two scrapes).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Mapping, Sequence
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -19,7 +21,10 @@ from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import ContainerSpec, Node, Pod
 from kubepulse.model import Resources
 from kubepulse.store.points import MetricsStore, PodRates, Rate
+from kubepulse.store.prometheus import PrometheusError
 from kubepulse.store.series import SeriesSource
+
+log = logging.getLogger(__name__)
 
 RANGES: dict[str, tuple[int, int]] = {
     # range: (seconds, step): 60 to 170 points each
@@ -53,7 +58,8 @@ ACCESS_KEY: web.RequestKey[Access] = web.RequestKey("kubepulse.dashboard.access"
 
 
 def access_of(request: web.Request) -> Access:
-    return request[ACCESS_KEY] if ACCESS_KEY in request else EVERYTHING
+    access = request.get(ACCESS_KEY)
+    return access if isinstance(access, Access) else EVERYTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,11 +188,21 @@ def _namespaces(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 async def _series(
     src: DataSources, kind: str, namespace: str, name: str, container: str, seconds: int, step: int
 ) -> list[list[float]]:
-    """[[timestamp, cpu millicores, memory bytes], ...] oldest first."""
+    """[[timestamp, cpu millicores, memory bytes], ...] oldest first.
+
+    A history that cannot answer (Prometheus down or refusing, the file unreadable) is a
+    502 or 503 with {"error": why}, never a 500."""
     if src.history is None:
         return []
     end = src.clock()
-    points = await src.history.series(kind, namespace, name, container, end - seconds, end, step)
+    try:
+        points = await src.history.series(
+            kind, namespace, name, container, end - seconds, end, step
+        )
+    except PrometheusError as err:
+        raise HistoryUnavailable(502, f"history from Prometheus: {err}") from None
+    except sqlite3.Error as err:
+        raise HistoryUnavailable(503, f"history file: {err}") from None
     return [[p.timestamp, _millicores(p.cpu_nanocores), round(p.memory_bytes)] for p in points]
 
 
@@ -199,6 +215,32 @@ def _range(request: web.Request) -> tuple[str, int, int]:
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=_json_text({"error": message}), content_type="application/json")
+
+
+class HistoryUnavailable(Exception):
+    """The history could not answer: the request gets `status` and {"error": message}."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _answering_history_errors(handler: Handler) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except HistoryUnavailable as err:
+            log.warning("dashboard %s: %s", request.path, err.message)
+            return web.Response(
+                status=err.status,
+                text=_json_text({"error": err.message}),
+                content_type="application/json",
+            )
+
+    return handle
 
 
 def _not_found(message: str) -> web.HTTPNotFound:
@@ -218,14 +260,15 @@ class DataHandlers:
         self.src = src
 
     def routes(self) -> list[web.RouteDef]:
-        return [
-            web.get("/api/overview", self.overview),
-            web.get("/api/nodes", self.nodes),
-            web.get("/api/nodes/{name}", self.node),
-            web.get("/api/pods", self.pods),
-            web.get("/api/pods/{namespace}/{name}", self.pod),
-            web.get("/api/namespaces", self.namespaces),
+        routes: list[tuple[str, Handler]] = [
+            ("/api/overview", self.overview),
+            ("/api/nodes", self.nodes),
+            ("/api/nodes/{name}", self.node),
+            ("/api/pods", self.pods),
+            ("/api/pods/{namespace}/{name}", self.pod),
+            ("/api/namespaces", self.namespaces),
         ]
+        return [web.get(path, _answering_history_errors(h)) for path, h in routes]
 
     async def overview(self, request: web.Request) -> web.Response:
         access = access_of(request)
@@ -261,13 +304,22 @@ class DataHandlers:
         nodes = _nodes(self.src, access_of(request))
         names = [n["name"] for n in nodes[:MAX_SPARKLINES]]
 
-        sparks = {
-            name: await _series(self.src, "node", "", name, "", SPARK_SECONDS, SPARK_STEP)
-            for name in names
-        }
+        sparks: dict[str, list[list[float]]] = {}
+        failed = None
+        try:
+            for name in names:
+                sparks[name] = await _series(
+                    self.src, "node", "", name, "", SPARK_SECONDS, SPARK_STEP
+                )
+        except HistoryUnavailable as err:
+            # The list is still worth showing without its sparklines: say why they are missing.
+            failed = err.message
         for n in nodes:
             n["spark"] = sparks.get(n["name"], [])
-        return _json({"items": nodes, "history": self.src.history is not None})
+        body = {"items": nodes, "history": self.src.history is not None}
+        if failed is not None:
+            body["history_error"] = failed
+        return _json(body)
 
     async def node(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

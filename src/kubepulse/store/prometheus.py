@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -31,6 +32,39 @@ _LABELS = {
 
 class PrometheusError(Exception):
     """Prometheus refused a query or could not be reached."""
+
+
+def check_url(url: str) -> str:
+    """The base URL of a Prometheus HTTP API (http or https, a host, maybe a path prefix);
+    ValueError with why when it is not one."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number
+    except ValueError as err:
+        raise ValueError(f"{url!r} is not a URL: {err}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{url!r} is not an http:// or https:// URL with a host (e.g. http://127.0.0.1:9090)"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"{url!r}: give the base URL, without a query or fragment")
+    return url
+
+
+def _without_credentials(url: str) -> str:
+    """The URL as shown in messages: user and password left out."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _reason(err: Exception) -> str:
+    return str(err) or type(err).__name__
 
 
 def _quote(value: str) -> str:
@@ -59,6 +93,8 @@ class PrometheusHistory:
         timeout: float = 30.0,
     ) -> None:
         self.url = url.rstrip("/")
+        self.shown = _without_credentials(self.url)
+        """The URL for messages and logs: without a user or password in it."""
         self._session = session
         self._own_session = session is None
         self.timeout = aiohttp.ClientTimeout(total=timeout)
@@ -111,10 +147,13 @@ class PrometheusHistory:
         """One range query: evaluation time -> value of the first series it returns."""
         params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}"}
         body = await self._get("/api/v1/query_range", params)
-        result = body.get("data", {}).get("result", [])
-        if not result:
-            return {}
-        return {float(t): float(v) for t, v in result[0]["values"]}
+        try:
+            result = body.get("data", {}).get("result", [])
+            if not result:
+                return {}
+            return {float(t): float(v) for t, v in result[0]["values"]}
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise PrometheusError(f"{self.shown}: a range answer without values: {err}") from err
 
     async def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         if self._session is None:
@@ -124,15 +163,23 @@ class PrometheusHistory:
                 self.url + path, params=params, timeout=self.timeout
             ) as response:
                 try:
-                    body: dict[str, Any] = await response.json(content_type=None)
-                except ValueError as err:
+                    body = await response.json(content_type=None)
+                except ValueError:
+                    body = None
+                if not isinstance(body, dict):
                     raise PrometheusError(
-                        f"{self.url}{path}: HTTP {response.status}, not a Prometheus answer"
-                    ) from err
+                        f"{self.shown}{path}: HTTP {response.status}, not a Prometheus answer"
+                    )
         except aiohttp.ClientError as err:
-            raise PrometheusError(f"{self.url}: {err}") from err
+            raise PrometheusError(f"{self.shown}: {_reason(err)}") from err
         except TimeoutError as err:
-            raise PrometheusError(f"{self.url}: no answer within {self.timeout.total} s") from err
+            raise PrometheusError(
+                f"{self.shown}: no answer within {self.timeout.total:g} s"
+            ) from err
         if body.get("status") != "success":
-            raise PrometheusError(f"{body.get('errorType', 'error')}: {body.get('error', body)}")
-        return body
+            raise PrometheusError(
+                f"{self.shown} refused the query: "
+                f"{body.get('errorType', 'error')}: {body.get('error', body)}"
+            )
+        answer: dict[str, Any] = body
+        return answer
