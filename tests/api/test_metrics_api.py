@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from kubepulse.api.discovery import AGGREGATED
-from kubepulse.api.metrics import RenderedPods, pod_metrics
+from kubepulse.api.metrics import pod_metrics
+from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.tables import TABLE_CONTENT_TYPE
 from kubepulse.kube.objects import Pod, pod_from_object
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
@@ -1069,6 +1070,6 @@ def test_rendered_items_are_byte_for_byte_pod_metrics(labels: dict[str, str]) ->
             "items": expected_items,
         }
     )
-    assert rendered.list_body(ordered, created, rates_of, whole=True) == expected
+    assert b"".join(rendered.body(ordered, created, whole=True)) == expected
     # And again, from what was rendered.
-    assert rendered.list_body(ordered, created, rates_of, whole=True) == expected
+    assert b"".join(rendered.body(ordered, created, whole=True)) == expected

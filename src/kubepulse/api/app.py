@@ -18,6 +18,7 @@ from kubepulse.api.authz import AlwaysAllow, AlwaysAllowPaths, Authorizer, autho
 from kubepulse.api.core import CoreAPI
 from kubepulse.api.discovery import Discovery
 from kubepulse.api.metrics import MetricsAPI
+from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.selectors import SelectorError
 from kubepulse.api.status import status_response
 from kubepulse.kube.inventory import Inventory
@@ -51,6 +52,8 @@ class ServerParts:
     node_selector: Callable[[Mapping[str, str]], bool] = field(default=lambda _labels: True)
     authorizer: Authorizer = field(default_factory=AlwaysAllow)
     always_allow_paths: AlwaysAllowPaths = OPEN_PATHS
+    pod_list: RenderedPods | None = None
+    """The rendered PodMetricsList, shared with the scrape manager that prerenders it."""
 
 
 @web.middleware
@@ -184,7 +187,9 @@ def make_app(parts: ServerParts) -> web.Application:
     )
     app.add_routes(Probes(parts).routes())
     app.add_routes(Discovery(core=parts.serve_core_api).routes())
-    app.add_routes(MetricsAPI(parts.store, parts.inventory, parts.node_selector).routes())
+    app.add_routes(
+        MetricsAPI(parts.store, parts.inventory, parts.node_selector, parts.pod_list).routes()
+    )
     if parts.serve_core_api:
         app.add_routes(CoreAPI(parts.inventory).routes())
     return app

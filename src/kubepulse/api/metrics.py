@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from kubepulse.api import tables
+from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.responses import JSON, json_response, not_found, refuse_watch
 from kubepulse.api.selectors import parse_field_selector, parse_label_selector
 from kubepulse.kube.inventory import Inventory
@@ -85,100 +84,8 @@ def _list(kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 _namespace_and_name = attrgetter("namespace", "name")
-_CREATED = b',"creationTimestamp":"'
-_LIST_HEAD = (
-    b'{"kind":"PodMetricsList","apiVersion":"metrics.k8s.io/v1beta1","metadata":{},"items":['
-)
-
-
-class RenderedPods:
-    """Each pod's PodMetrics JSON, rendered once per scrape of its node.
-
-    A LIST of 150,000 pods would otherwise build and serialise 150,000 dicts every
-    time. An item is kept in two halves around the creationTimestamp value, which is
-    the time of each request (metrics-server pkg/api/pod.go), and is reused while both
-    the Pod object and the store's generation of its node are unchanged.
-    """
-
-    def __init__(self, store: MetricsStore) -> None:
-        self.store = store
-        # (namespace, name) -> (pod, node generation, head, tail); head empty: no data
-        self._items: dict[tuple[str, str], tuple[Pod, int, bytes, bytes]] = {}
-        # id(Pod object) -> the object and the parts of its item that only it decides.
-        self._static: dict[int, tuple[Pod, bytes, str]] = {}
-
-    def list_body(
-        self,
-        pods: list[Pod],
-        created: str,
-        rates_of: Callable[[Pod], PodRates | None],
-        whole: bool,
-    ) -> bytes:
-        """The PodMetricsList JSON of `pods` (sorted). whole: `pods` are all there are,
-        so items of pods no longer listed can be let go."""
-        items, generation = self._items, self.store.generation
-        kept: dict[tuple[str, str], tuple[Pod, int, bytes, bytes]] = {} if whole else items
-        stamp = created.encode()
-        parts: list[bytes] = [_LIST_HEAD]
-        index: dict[tuple[str, str], PodRates] | None = None
-        entry: tuple[Pod, int, bytes, bytes] | None
-        for pod in pods:
-            key = (pod.namespace, pod.name)
-            if not pod.node_name:
-                # A pod object without a node (nodes-only targets): found by name.
-                index = index if index is not None else self.store.pods()
-                entry = self._render(pod, 0, index.get(key))
-            else:
-                version = generation(pod.node_name)
-                entry = items.get(key)
-                if entry is None or entry[0] is not pod or entry[1] != version:
-                    entry = self._render(pod, version, rates_of(pod))
-                kept[key] = entry
-            if entry[2]:
-                parts += (entry[2], stamp, entry[3], b",")
-        self._items = kept
-        if whole:
-            live = {id(entry[0]) for entry in kept.values()}
-            self._static = {k: v for k, v in self._static.items() if k in live}
-        if len(parts) > 1:
-            parts[-1] = b"]}"
-        else:
-            parts.append(b"]}")
-        return b"".join(parts)
-
-    def _render(
-        self, pod: Pod, version: int, rates: PodRates | None
-    ) -> tuple[Pod, int, bytes, bytes]:
-        """pod_metrics(pod, rates, created) as JSON, split around `created`."""
-        if rates is None:
-            return pod, version, b"", b""
-        static = self._static.get(id(pod))
-        if static is None or static[0] is not pod:
-            static = self._static[id(pod)] = (pod, *_static_parts(pod))
-        containers = ",".join(
-            f'{{"name":{_json_string(name)},"usage":{{"cpu":"{format_nanocores(r.cpu_nanocores)}"'
-            f',"memory":"{format_bytes(r.working_set_bytes)}"}}}}'
-            for name, r in rates.containers
-        )
-        tail = (
-            f'{static[2]}{rfc3339(rates.timestamp)}","window":"{go_duration(rates.window)}",'
-            f'"containers":[{containers}]}}'
-        )
-        return pod, version, static[1], tail.encode()
-
-
-def _static_parts(pod: Pod) -> tuple[bytes, str]:
-    """An item up to creationTimestamp's value, and from after it to timestamp's value:
-    the same keys in the same order as pod_metrics()."""
-    meta = orjson.dumps({"name": pod.name, "namespace": pod.namespace})
-    head = b'{"metadata":' + meta[:-1] + _CREATED
-    labels = ',"labels":' + orjson.dumps(dict(pod.labels)).decode() if pod.labels else ""
-    return head, f'"{labels}}},"timestamp":"'
-
-
-@lru_cache(maxsize=4096)
-def _json_string(text: str) -> str:
-    return orjson.dumps(text).decode()
+CHUNK_ITEMS = 4096
+"""Items per write of a LIST body: ~1.5 MiB, so a 150,000-pod body is never whole in memory."""
 
 
 class MetricsAPI:
@@ -187,9 +94,10 @@ class MetricsAPI:
         store: MetricsStore,
         inventory: Inventory,
         node_selector: Callable[[Mapping[str, str]], bool] = lambda _labels: True,
+        rendered: RenderedPods | None = None,
     ) -> None:
         self.store, self.inventory, self.node_selector = store, inventory, node_selector
-        self._rendered = RenderedPods(store)
+        self.rendered = rendered if rendered is not None else RenderedPods(store)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -285,7 +193,7 @@ class MetricsAPI:
                 found.append((pod, r))
         return found
 
-    async def list_pods(self, request: web.Request) -> web.Response:
+    async def list_pods(self, request: web.Request) -> web.StreamResponse:
         if refused := refuse_watch(request):
             return refused
         created = rfc3339(time.time())
@@ -296,13 +204,8 @@ class MetricsAPI:
             return self._table(request, rows)
         candidates = self._pod_candidates(request, namespace)
         whole = namespace is None and not request.query
-        return web.Response(
-            body=self._rendered.list_body(candidates, created, self._rates_of, whole),
-            headers={"Content-Type": JSON},
-        )
-
-    def _rates_of(self, pod: Pod) -> PodRates | None:
-        return self.store.pod(pod.node_name, pod.namespace, pod.name)
+        chunks = self.rendered.body(candidates, created, whole)
+        return await _write_chunks(request, chunks)
 
     async def get_pod(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
@@ -340,6 +243,18 @@ class MetricsAPI:
         ]
         body = tables.table(request, _COLUMNS, cells)
         return json_response(body, tables.TABLE_CONTENT_TYPE)
+
+
+async def _write_chunks(request: web.Request, chunks: list[bytes]) -> web.StreamResponse:
+    """The body in writes of CHUNK_ITEMS items, with its Content-Length."""
+    response = web.StreamResponse(headers={"Content-Type": JSON})
+    response.content_length = sum(map(len, chunks))
+    await response.prepare(request)
+    step = CHUNK_ITEMS * 5  # chunks per item (pod_list.RenderedPods.body)
+    for i in range(0, len(chunks), step):
+        await response.write(b"".join(chunks[i : i + step]))
+    await response.write_eof()
+    return response
 
 
 def _summed(r: PodRates) -> Rate:

@@ -50,6 +50,21 @@ class Recorder(Protocol):
     def tick_done(self) -> None: ...
 
 
+class Recorders:
+    """Several recorders as one: each hears every stored scrape and every tick's end."""
+
+    def __init__(self, *recorders: Recorder | None) -> None:
+        self.recorders = [r for r in recorders if r is not None]
+
+    def node_stored(self, node_name: str, pods: tuple[PodSample, ...]) -> None:
+        for recorder in self.recorders:
+            recorder.node_stored(node_name, pods)
+
+    def tick_done(self) -> None:
+        for recorder in self.recorders:
+            recorder.tick_done()
+
+
 class _NoObserver:
     def request_done(self, node: str, seconds: float, success: bool) -> None:
         pass

@@ -176,7 +176,7 @@ class MetricsStore:
 
     def pod(self, node_name: str, namespace: str, name: str) -> PodRates | None:
         containers = self._pods.get(node_name, {}).get((namespace, name))
-        return self._pod_rates(containers) if containers else None
+        return self.pod_rates(containers) if containers else None
 
     def node_pods(self, node_name: str) -> Mapping[tuple[str, str], Containers]:
         """The points stored for one node's pods, (namespace, name) -> container name ->
@@ -189,13 +189,13 @@ class MetricsStore:
         found: dict[tuple[str, str], PodRates] = {}
         for node_pods in self._pods.values():
             for key, containers in node_pods.items():
-                rates = self._pod_rates(containers)
+                rates = self.pod_rates(containers)
                 if rates is not None:
                     found[key] = rates
         return found
 
     @staticmethod
-    def _pod_rates(containers: _Containers) -> PodRates | None:
+    def pod_rates(containers: Containers) -> PodRates | None:
         """rate() of every container, inlined: a LIST computes this for every pod."""
         served: list[tuple[str, Rate]] = []
         earliest: Rate | None = None
