@@ -13,6 +13,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from kubepulse.api import whoami
 from kubepulse.api.authn import USER_KEY, RequestAuthenticator
 from kubepulse.api.authz import AlwaysAllow, AlwaysAllowPaths, Authorizer, authorization
 from kubepulse.api.core import CoreAPI
@@ -190,6 +191,8 @@ def make_app(parts: ServerParts) -> web.Application:
     app.add_routes(
         MetricsAPI(parts.store, parts.inventory, parts.node_selector, parts.pod_list).routes()
     )
+    # `kubectl auth whoami`: who the authenticated caller is (authentication.k8s.io/v1).
+    app.add_routes(whoami.routes())
     if parts.serve_core_api:
         app.add_routes(CoreAPI(parts.inventory).routes())
     return app

@@ -331,14 +331,12 @@ class ReviewClient(KubeClient):
 TOKEN_REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
 
 
-class TokenReviewAuthenticator:
-    """Bearer tokens the cluster vouches for by TokenReview (the apiserver's webhook
-    token authenticator). Answers, yes or no, are kept for ttl
-    (--authentication-token-webhook-cache-ttl, 10 s upstream) under the token's SHA-256,
-    so the token itself is neither kept nor logged; a failed review is not kept."""
+class CachedTokenAuthenticator:
+    """Bearer tokens checked by a review that a subclass makes (_review). Answers, yes or
+    no, are kept for the time _review gives under the token's SHA-256, so the token
+    itself is neither kept nor logged; a review that fails gives 0 and is not kept."""
 
-    def __init__(self, client: ReviewClient, ttl: float = 10.0) -> None:
-        self.client, self.ttl = client, ttl
+    def __init__(self) -> None:
         self.cache: ReviewCache[User | None] = ReviewCache()
 
     @property
@@ -351,6 +349,20 @@ class TokenReviewAuthenticator:
             return None
         key = hashlib.sha256(token.encode()).hexdigest()
         return await self.cache.get(key, lambda: self._review(token))
+
+    async def _review(self, token: str) -> tuple[User | None, float]:
+        """(who the token belongs to or None, seconds to keep that answer)."""
+        raise NotImplementedError
+
+
+class TokenReviewAuthenticator(CachedTokenAuthenticator):
+    """Bearer tokens the cluster vouches for by TokenReview (the apiserver's webhook
+    token authenticator); answers are kept for ttl
+    (--authentication-token-webhook-cache-ttl, 10 s upstream)."""
+
+    def __init__(self, client: ReviewClient, ttl: float = 10.0) -> None:
+        super().__init__()
+        self.client, self.ttl = client, ttl
 
     async def _review(self, token: str) -> tuple[User | None, float]:
         body = {
