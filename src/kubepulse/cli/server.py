@@ -47,6 +47,7 @@ from kubepulse.api.authz import (
     Authorizer,
     SubjectAccessReviewAuthorizer,
 )
+from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.selectors import SelectorError, parse_label_selector
 from kubepulse.cli import flags, serving
 from kubepulse.cli.errors import CommandError
@@ -59,7 +60,7 @@ from kubepulse.kube.kubeconfig import Credentials, KubeconfigError
 from kubepulse.kube.objects import ObjectError
 from kubepulse.kube.watch import KubeInventory
 from kubepulse.scrape.client import ClientConfig, KubeletClient
-from kubepulse.scrape.manager import ScrapeManager
+from kubepulse.scrape.manager import Recorders, ScrapeManager
 from kubepulse.selfmetrics import SelfMetrics
 from kubepulse.store.exposition import prometheus_handler
 from kubepulse.store.history import History, HistoryRecorder
@@ -440,6 +441,7 @@ async def start_server(
     client = KubeletClient(client_config(args, kubelet_token, kubelet_defaults))
     await client.start()
     history = open_history(args)
+    pod_list = RenderedPods(store)
     manager = ScrapeManager(
         client,
         store,
@@ -447,7 +449,9 @@ async def start_server(
         args.metric_resolution,
         selector,
         observer=metrics,
-        recorder=HistoryRecorder(store, history) if history is not None else None,
+        recorder=Recorders(
+            pod_list, HistoryRecorder(store, history) if history is not None else None
+        ),
     )
     parts = ServerParts(
         store=store,
@@ -462,6 +466,7 @@ async def start_server(
         always_allow_paths=AlwaysAllowPaths(
             [*args.authorization_always_allow_paths, *(DASHBOARD_PATHS if dashboard else ())]
         ),
+        pod_list=pod_list,
     )
     app = make_app(parts)
     closers: list[Callable[[], Awaitable[None]]] = []
