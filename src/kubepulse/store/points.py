@@ -244,3 +244,50 @@ class MetricsStore:
         )
         nodes = sum(1 for _, prev in self._nodes.values() if prev is not None)
         return {"node": nodes, "container": containers}
+
+    # -- already-rated usage -----------------------------------------------------------
+    def store_usage(
+        self,
+        node_name: str,
+        node: Rate | None,
+        pods: Mapping[tuple[str, str], PodRates],
+    ) -> None:
+        """Store one node's usage as another metrics API served it: rates, not counters.
+
+        `kubepulse dashboard` reads NodeMetrics and PodMetrics, whose CPU is already a
+        rate over a window. Each rate is kept as two points one window apart whose
+        cumulative CPU differs by rate x window, so that node(), pod(), pods(), ready()
+        and points() serve it back unchanged. Like store(), it replaces everything stored
+        for the node; a rate without a positive window is left out, as rate() would.
+        """
+        self._generations[node_name] = next(self._next_generation)
+        if node is None or (pair := _rated_points(node)) is None:
+            self._nodes.pop(node_name, None)
+        else:
+            self._nodes[node_name] = pair
+        stored: dict[tuple[str, str], _Containers] = {}
+        for key, rates in pods.items():
+            containers: _Containers = {}
+            for name, r in rates.containers:
+                if (pair := _rated_points(r)) is not None:
+                    containers[name] = pair
+            if containers:
+                stored[key] = containers
+        self._pods[node_name] = stored
+
+
+def _rated_points(r: Rate) -> tuple[Point, Point] | None:
+    """(last, prev) whose rate() is r: the window as rate() rounds it, and of the whole
+    cumulative CPU values nearest rate x window the one that int(cpu / window) turns
+    back into r's nanocores (exact for windows of a second or more)."""
+    prev_time = r.timestamp - r.window
+    window = round(r.timestamp - prev_time, 3)
+    if window <= 0 or r.cpu_nanocores < 0:
+        return None
+    nearest = round(r.cpu_nanocores * window)
+    cpu = next(
+        (c for c in (nearest, nearest - 1, nearest + 1) if int(c / window) == r.cpu_nanocores),
+        nearest,
+    )
+    prev = Point(prev_time, prev_time, 0, r.working_set_bytes)
+    return Point(r.timestamp, prev_time, cpu, r.working_set_bytes), prev

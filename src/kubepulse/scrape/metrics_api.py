@@ -1,0 +1,276 @@
+"""Usage polled from any cluster's metrics API: what `kubepulse dashboard` records.
+
+Every interval the poller reads, with the kubeconfig's credentials:
+- `GET /apis/metrics.k8s.io/v1beta1/nodes` and `/pods`: NodeMetrics and PodMetrics,
+  whoever serves them (the upstream metrics-server or kubepulse). Their CPU is already
+  a rate over `window` ("123456n" cores), memory the working set ("1024Ki");
+- `GET /api/v1/nodes` and `/api/v1/pods`: allocatable, capacity, labels, requests and
+  limits, read into the same Node and Pod model as every other inventory.
+
+Usage goes into a MetricsStore (store_usage) and, through a HistoryRecorder, into the
+SQLite history, so the dashboard shows what `kubepulse up` shows, and keeps days where
+dashboard-metrics-scraper keeps 15 minutes.
+
+Nothing stops the poller: a metrics API that answers 404 or 503 (no metrics-server, or
+its APIService not Available: kubectl says "Metrics API not available"), a server that
+cannot be reached, a bad answer: each is logged once when it starts or changes, and
+the next poll tries again. While usage cannot be read the store holds none, so stale
+numbers are never shown as current (metrics-server drops a node whose scrape failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from kubepulse.cli.flags import duration
+from kubepulse.kube.client import ApiError, KubeClient, Unreachable
+from kubepulse.kube.objects import Node, ObjectError, Pod, node_from_object, pod_from_object
+from kubepulse.quantity import QuantityError, parse_quantity
+from kubepulse.store.history import HistoryRecorder
+from kubepulse.store.points import MetricsStore, PodRates, Rate
+from kubepulse.timefmt import parse_rfc3339
+
+log = logging.getLogger(__name__)
+
+METRICS = "/apis/metrics.k8s.io/v1beta1"
+# Finished pods run no containers, so no metrics API has usage for them.
+UNFINISHED_PODS = "status.phase!=Succeeded,status.phase!=Failed"
+# resourceVersion=0: served from the API server's watch cache, not a quorum read (what
+# client-go's reflector asks for when it lists), so a poll every 15 s stays cheap.
+LIST_OPTIONS = {"resourceVersion": "0"}
+
+PodKey = tuple[str, str]
+T = TypeVar("T")
+
+
+class PolledInventory:
+    """The Inventory of the last successful list of nodes and pods."""
+
+    def __init__(self) -> None:
+        self._nodes: list[Node] = []
+        self._pods: list[Pod] = []
+
+    def nodes(self) -> list[Node]:
+        return self._nodes
+
+    def pods(self) -> list[Pod]:
+        return self._pods
+
+    def replace(self, nodes: list[Node], pods: list[Pod]) -> None:
+        self._nodes, self._pods = nodes, pods
+
+
+# ----- NodeMetrics and PodMetrics (k8s.io/metrics/pkg/apis/metrics/v1beta1)
+
+
+def _usage(usage: Any, what: str) -> tuple[int, int]:
+    """(CPU nanocores, memory bytes) of a `usage` ResourceList."""
+    if not isinstance(usage, Mapping):
+        raise ObjectError(f"{what} has no usage")
+    try:
+        cpu = round(parse_quantity(str(usage["cpu"])) * 1e9)
+        memory = round(parse_quantity(str(usage["memory"])))
+    except KeyError as err:
+        raise ObjectError(f"{what} has no {err.args[0]} usage") from err
+    except QuantityError as err:
+        raise ObjectError(f"{what}: {err}") from err
+    return cpu, memory
+
+
+def _when(obj: Mapping[str, Any], what: str) -> tuple[float, float]:
+    """(timestamp, window in seconds): an RFC 3339 time and a Go duration ("15.003s")."""
+    try:
+        return parse_rfc3339(str(obj["timestamp"])), duration(str(obj["window"]))
+    except KeyError as err:
+        raise ObjectError(f"{what} has no {err.args[0]}") from err
+    except (ValueError, argparse.ArgumentTypeError) as err:
+        raise ObjectError(f"{what}: {err}") from err
+
+
+def _name(obj: Any, kind: str) -> tuple[Mapping[str, Any], str]:
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    if not isinstance(meta, Mapping) or not meta.get("name"):
+        raise ObjectError(f"a {kind} has no metadata.name")
+    return meta, str(meta["name"])
+
+
+def node_rate(obj: Any) -> tuple[str, Rate]:
+    """A NodeMetrics as (node name, Rate). Raises ObjectError."""
+    _, name = _name(obj, "NodeMetrics")
+    what = f"NodeMetrics {name}"
+    timestamp, window = _when(obj, what)
+    cpu, memory = _usage(obj.get("usage"), what)
+    return name, Rate(timestamp, window, cpu, memory)
+
+
+def pod_rates(obj: Any) -> tuple[PodKey, PodRates]:
+    """A PodMetrics as ((namespace, name), PodRates): every container at the pod's
+    timestamp and window, as metrics-server serves them. Raises ObjectError."""
+    meta, name = _name(obj, "PodMetrics")
+    namespace = str(meta.get("namespace") or "default")
+    what = f"PodMetrics {namespace}/{name}"
+    timestamp, window = _when(obj, what)
+    containers: list[tuple[str, Rate]] = []
+    for c in obj.get("containers") or []:
+        if not isinstance(c, Mapping) or not c.get("name"):
+            raise ObjectError(f"{what} has a container without a name")
+        cpu, memory = _usage(c.get("usage"), f"{what} container {c['name']}")
+        containers.append((str(c["name"]), Rate(timestamp, window, cpu, memory)))
+    containers.sort()
+    return (namespace, name), PodRates(timestamp, window, tuple(containers))
+
+
+def _items(body: Any, path: str) -> list[Any]:
+    items = body.get("items") if isinstance(body, Mapping) else None
+    if not isinstance(items, list):
+        raise ObjectError(f"the answer of {path} is not a Kubernetes list")
+    return items
+
+
+def _each(items: list[Any], parse: Callable[[Any], T], skipped: list[str]) -> list[T]:
+    """What parse() makes of every item; an object that cannot be read is skipped and
+    noted, never the whole list (as the reflector skips it)."""
+    parsed: list[T] = []
+    for obj in items:
+        try:
+            parsed.append(parse(obj))
+        except ObjectError as err:
+            skipped.append(str(err))
+    return parsed
+
+
+# ----- the poller
+
+_FAILURES = (ApiError, Unreachable, ObjectError)
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, ApiError):
+        return f"{err.code} {err.reason}: {err.message}"
+    return str(err)
+
+
+def metrics_problem(err: Exception) -> str:
+    """What a failed read of the metrics API means, in kubectl top's words when the API
+    is not served: 404 (no APIService) or 503 (its backend is not Available)."""
+    if isinstance(err, ApiError) and err.code in (404, 503):
+        return f"Metrics API not available ({_describe(err)})"
+    if isinstance(err, Unreachable):
+        return str(err)
+    return f"cannot read the metrics API: {_describe(err)}"
+
+
+class MetricsApiPoller:
+    def __init__(
+        self,
+        client: KubeClient,
+        store: MetricsStore,
+        inventory: PolledInventory,
+        interval: float,
+        recorder: HistoryRecorder | None = None,
+    ) -> None:
+        self.client, self.store, self.inventory = client, store, inventory
+        self.interval, self.recorder = interval, recorder
+        self.problem = ""
+        """What went wrong in the last poll ("" when nothing did)."""
+        self.polls = 0
+        self.stored_polls = 0
+        """Polls whose usage was read and stored."""
+
+    async def run(self) -> None:
+        """Poll now and then every interval, until cancelled. A poll that takes longer
+        than the interval is followed by the next at once; missed ticks are not made up."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            try:
+                await self.poll()
+            except Exception as err:  # a long-running poller keeps polling, whatever broke
+                self._report([f"poll failed: {type(err).__name__}: {err}"])
+            next_at = max(next_at + self.interval, loop.time())
+            await asyncio.sleep(next_at - loop.time())
+
+    async def poll(self) -> bool:
+        """One poll; True when usage was read and stored."""
+        skipped: list[str] = []
+        listed, measured = await asyncio.gather(
+            self._list(skipped), self._measure(skipped), return_exceptions=True
+        )
+        problems: list[str] = []
+        if isinstance(listed, BaseException):
+            listing = f"cannot list nodes and pods: {_describe(_known(listed))}"
+            if not isinstance(measured, Unreachable):  # else the one cause is said below
+                problems.append(listing)
+        else:
+            self.inventory.replace(*listed)
+        if isinstance(measured, BaseException):
+            problems.append(metrics_problem(_known(measured)))
+            self.store.retain(set())
+        else:
+            self._store(*measured)
+            self.stored_polls += 1
+        if skipped:
+            problems.append(f"skipped {len(skipped)} object(s) that cannot be read: {skipped[0]}")
+        if self.recorder is not None:
+            self.recorder.tick_done()
+        self.polls += 1
+        self._report(problems)
+        return not isinstance(measured, BaseException)
+
+    async def _list(self, skipped: list[str]) -> tuple[list[Node], list[Pod]]:
+        nodes, pods = await asyncio.gather(
+            self.client.get("/api/v1/nodes", LIST_OPTIONS),
+            self.client.get("/api/v1/pods", {**LIST_OPTIONS, "fieldSelector": UNFINISHED_PODS}),
+        )
+        return (
+            _each(_items(nodes, "nodes"), lambda o: node_from_object(o, keep_raw=False), skipped),
+            _each(_items(pods, "pods"), lambda o: pod_from_object(o, keep_raw=False), skipped),
+        )
+
+    async def _measure(self, skipped: list[str]) -> tuple[dict[str, Rate], dict[PodKey, PodRates]]:
+        nodes, pods = await asyncio.gather(
+            self.client.get(f"{METRICS}/nodes"), self.client.get(f"{METRICS}/pods")
+        )
+        return (
+            dict(_each(_items(nodes, f"{METRICS}/nodes"), node_rate, skipped)),
+            dict(_each(_items(pods, f"{METRICS}/pods"), pod_rates, skipped)),
+        )
+
+    def _store(self, node_rates: dict[str, Rate], pods: dict[PodKey, PodRates]) -> None:
+        """Per node, as the store and history keep usage; a pod the core API did not list
+        (created since) goes under node "" until the next list places it."""
+        where = {(p.namespace, p.name): p.node_name for p in self.inventory.pods()}
+        by_node: dict[str, dict[PodKey, PodRates]] = {name: {} for name in node_rates}
+        for key, rates in pods.items():
+            by_node.setdefault(where.get(key, ""), {})[key] = rates
+        for name, node_pods in by_node.items():
+            self.store.store_usage(name, node_rates.get(name), node_pods)
+        self.store.retain(set(by_node))
+        if self.recorder is not None:
+            for name, node_pods in by_node.items():
+                self.recorder.node_stored(name, list(node_pods))
+
+    def _report(self, problems: list[str]) -> None:
+        """Log once per change: a new problem as a warning, its end as info."""
+        problem = "; ".join(problems)
+        if problem and problem != self.problem:
+            log.warning(
+                "polling %s: %s; polling goes on every %gs",
+                self.client.creds.server,
+                problem,
+                self.interval,
+            )
+        elif not problem and self.problem:
+            log.info("polling %s works again", self.client.creds.server)
+        self.problem = problem
+
+
+def _known(err: BaseException) -> Exception:
+    """An expected failure as it is; anything else goes on up to run()."""
+    if isinstance(err, _FAILURES):
+        return err
+    raise err
