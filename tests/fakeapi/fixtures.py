@@ -9,6 +9,7 @@ in that directory's conftest.py.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,17 @@ async def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) 
             return value
         await asyncio.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def kubectl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """kubectl (1.32, on PATH) with its own discovery cache beside the kubeconfig."""
+    cache = config.parent / "kubectl-cache"
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", str(config), "--cache-dir", str(cache), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def small_cluster(fake: FakeKubeAPI) -> None:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kubepulse.api import discovery
+from kubepulse.api import discovery, tables
 from kubepulse.timefmt import human_duration, parse_rfc3339
 
 _UID_NAMESPACE = uuid.UUID("6f1b2f7e-9a34-4c1e-8d55-66616b656170")
@@ -226,13 +226,20 @@ def csr_row(obj: Mapping[str, Any], now: float) -> list[Any]:
 _READ_WRITE = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 _CREATE_ONLY = ["create"]
 
-# group version -> [(resource, kind, namespaced, singular, short names, categories, verbs)]
+# group version -> [(resource, kind, namespaced, singular, short names, categories, verbs)],
+# apps first: kube-apiserver lists groups in its priority order.
 GROUPS: dict[str, list[tuple[discovery.Resource, list[str]]]] = {
     "v1": [
         (("configmaps", "ConfigMap", True, "configmap", ["cm"], []), _READ_WRITE),
         (("namespaces", "Namespace", False, "namespace", ["ns"], []), _READ_WRITE),
         (("nodes", "Node", False, "node", ["no"], []), _READ_WRITE),
         (("pods", "Pod", True, "pod", ["po"], ["all"]), _READ_WRITE),
+    ],
+    "apps/v1": [
+        (("daemonsets", "DaemonSet", True, "daemonset", ["ds"], ["all"]), _READ_WRITE),
+        (("deployments", "Deployment", True, "deployment", ["deploy"], ["all"]), _READ_WRITE),
+        (("replicasets", "ReplicaSet", True, "replicaset", ["rs"], ["all"]), _READ_WRITE),
+        (("statefulsets", "StatefulSet", True, "statefulset", ["sts"], ["all"]), _READ_WRITE),
     ],
     "authentication.k8s.io/v1": [
         (
@@ -292,12 +299,32 @@ GROUPS: dict[str, list[tuple[discovery.Resource, list[str]]]] = {
 }
 
 
+# group version -> {resource: [(subresource, group, version, kind, verbs)]}, as v1.32 has them
+_SCALE = ("scale", "autoscaling", "v1", "Scale", ["get", "patch", "update"])
+SUBRESOURCES: dict[str, dict[str, list[tuple[str, str, str, str, list[str]]]]] = {
+    "v1": {"pods": [("log", "", "v1", "Pod", ["get"])]},
+    "apps/v1": {name: [_SCALE] for name in ("deployments", "replicasets", "statefulsets")},
+}
+
+
 def resource_list(group_version: str) -> dict[str, Any]:
-    """APIResourceList, the legacy discovery document of one group version."""
+    """APIResourceList, the legacy discovery document of one group version; each
+    subresource is an entry of its own (`deployments/scale`) right after its resource."""
     entries = GROUPS[group_version]
     body = discovery._resource_list(group_version, [resource for resource, _ in entries])
     for item, (_, verbs) in zip(body["resources"], entries, strict=True):
         item["verbs"] = verbs
+    listed = []
+    for item in body["resources"]:
+        listed.append(item)
+        for sub, group, version, kind, verbs in SUBRESOURCES.get(group_version, {}).get(
+            item["name"], []
+        ):
+            entry = {"name": f"{item['name']}/{sub}", "singularName": "", "namespaced": True}
+            if group:
+                entry.update(group=group, version=version)
+            listed.append({**entry, "kind": kind, "verbs": verbs})
+    body["resources"] = listed
     return body
 
 
@@ -320,6 +347,16 @@ def aggregated(core: bool) -> dict[str, Any]:
         doc = discovery._discovery_group(group, version, [resource for resource, _ in entries])
         for item, (_, verbs) in zip(doc["versions"][0]["resources"], entries, strict=True):
             item["verbs"] = verbs
+            subresources = SUBRESOURCES.get(group_version, {}).get(item["resource"], [])
+            if subresources:
+                item["subresources"] = [
+                    {
+                        "subresource": sub,
+                        "responseKind": {"group": g, "version": v, "kind": kind},
+                        "verbs": sub_verbs,
+                    }
+                    for sub, g, v, kind, sub_verbs in subresources
+                ]
         items.append(doc)
     return {
         "kind": "APIGroupDiscoveryList",
@@ -357,4 +394,130 @@ def configmap_extension_apiserver_authentication(
             "requestheader-group-headers": '["X-Remote-Group"]',
             "requestheader-username-headers": '["X-Remote-User"]',
         },
+    }
+
+
+# ----- the writable kinds (writable.py): builders and kubectl's table columns
+
+NAME_COLUMN = tables.column("Name", "Name must be unique within a namespace.", fmt="name")
+AGE_COLUMN = tables.column("Age", "CreationTimestamp is a timestamp representing the server time.")
+
+
+def _age(obj: Mapping[str, Any], now: float) -> str:
+    created = (obj.get("metadata") or {}).get("creationTimestamp")
+    return human_duration(now - parse_rfc3339(created)) if created else "<unknown>"
+
+
+def name_age_row(obj: Mapping[str, Any], now: float) -> list[Any]:
+    return [(obj.get("metadata") or {}).get("name"), _age(obj, now)]
+
+
+NAME_AGE: tuple[list[dict[str, Any]], Any] = ([NAME_COLUMN, AGE_COLUMN], name_age_row)
+
+DEPLOYMENT_COLUMNS = [
+    NAME_COLUMN,
+    tables.column("Ready", "Number of the pod with ready state"),
+    tables.column(
+        "Up-to-date",
+        "Total number of non-terminated pods targeted by this deployment that have the "
+        "desired template spec.",
+    ),
+    tables.column(
+        "Available",
+        "Total number of available pods (ready for at least minReadySeconds) targeted by "
+        "this deployment.",
+    ),
+    AGE_COLUMN,
+]
+
+
+def deployment_row(obj: Mapping[str, Any], now: float) -> list[Any]:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    return [
+        (obj.get("metadata") or {}).get("name"),
+        f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
+        status.get("updatedReplicas", 0),
+        status.get("availableReplicas", 0),
+        _age(obj, now),
+    ]
+
+
+CONFIGMAP_COLUMNS = [
+    NAME_COLUMN,
+    tables.column("Data", "Number of keys in the ConfigMap"),
+    AGE_COLUMN,
+]
+
+
+def configmap_row(obj: Mapping[str, Any], now: float) -> list[Any]:
+    data = {**(obj.get("data") or {}), **(obj.get("binaryData") or {})}
+    return [(obj.get("metadata") or {}).get("name"), len(data), _age(obj, now)]
+
+
+def deployment(
+    namespace: str,
+    name: str,
+    replicas: int = 1,
+    *,
+    containers: Sequence[str] = ("app",),
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    match = dict(labels or {"app": name})
+    return {
+        "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "metadata": {"name": name, "namespace": namespace, "labels": match},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": match},
+            "template": {
+                "metadata": {"labels": match},
+                "spec": {
+                    "containers": [
+                        {"name": c, "image": f"registry.k8s.io/{c}:1.0"} for c in containers
+                    ]
+                },
+            },
+        },
+    }
+
+
+def replicaset_for(deployment_obj: Mapping[str, Any], suffix: str = "5d7c9b8f6d") -> dict[str, Any]:
+    """The ReplicaSet a Deployment's controller makes, owned by it."""
+    meta = deployment_obj["metadata"]
+    return {
+        "kind": "ReplicaSet",
+        "apiVersion": "apps/v1",
+        "metadata": {
+            "name": f"{meta['name']}-{suffix}",
+            "namespace": meta["namespace"],
+            "labels": dict(deployment_obj["spec"]["selector"]["matchLabels"]),
+            "ownerReferences": [owner_reference(deployment_obj)],
+        },
+        "spec": {
+            "replicas": deployment_obj["spec"]["replicas"],
+            "selector": deployment_obj["spec"]["selector"],
+            "template": deployment_obj["spec"]["template"],
+        },
+    }
+
+
+def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
+    meta = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta.get("uid") or uid(owner["kind"], meta.get("namespace", ""), meta["name"]),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def configmap(namespace: str, name: str, data: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": dict(data),
     }

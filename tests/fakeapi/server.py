@@ -35,14 +35,14 @@ from cryptography import x509
 from kubepulse import pki, tlsauth
 from kubepulse.api import core, tables
 from kubepulse.api.app import authentication, errors_as_status, negotiate
-from kubepulse.api.authn import Authenticator, User
+from kubepulse.api.authn import USER_KEY, Authenticator, User
 from kubepulse.api.discovery import AGGREGATED, wants_aggregated
 from kubepulse.api.responses import json_response, not_found
 from kubepulse.api.selectors import parse_field_selector, parse_label_selector
 from kubepulse.api.status import status
 from kubepulse.cli.up import kubeconfig
 from kubepulse.kube.kubeconfig import Credentials
-from tests.fakeapi import objects, protobuf
+from tests.fakeapi import objects, protobuf, rbac, writable
 
 CSR_GROUP = "certificates.k8s.io"
 CSR_PREFIX = f"/apis/{CSR_GROUP}/v1/certificatesigningrequests"
@@ -79,6 +79,19 @@ KINDS = {
         _csr_fields,
         ("metadata.name", "spec.signerName"),
     ),
+    **{
+        w.resource: Kind(
+            w.kind,
+            f"{w.group}/{w.version}",
+            True,
+            w.group,
+            core._meta_fields,
+            core._META_FIELDS,
+        )
+        for w in writable.WRITABLE.values()
+        if w.group
+    },
+    "configmaps": Kind("ConfigMap", "v1", True, "", core._meta_fields, core._META_FIELDS),
 }
 
 _CSR_COLUMNS = [
@@ -93,6 +106,8 @@ TABLES: dict[str, tuple[list[dict[str, Any]], Callable[[Mapping[str, Any], float
     "nodes": (core._NODE_COLUMNS, core._node_row),
     "pods": (core._POD_COLUMNS, core._pod_row),
     "certificatesigningrequests": (_CSR_COLUMNS, objects.csr_row),
+    "deployments": (objects.DEPLOYMENT_COLUMNS, objects.deployment_row),
+    "configmaps": (objects.CONFIGMAP_COLUMNS, objects.configmap_row),
 }
 
 
@@ -138,11 +153,15 @@ class FakeKubeAPI:
         self.bookmark_interval = bookmark_interval
         self.token_reviews: list[dict[str, Any]] = []
         self.access_reviews: list[dict[str, Any]] = []
+        self.self_access_reviews: list[dict[str, Any]] = []
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
         self._users = {
             self.admin_token: User("kubernetes-admin", "", ("kubeadm:cluster-admins",)),
         }
-        self._grants: set[tuple[str, str, str]] = set()
+        self.grants = rbac.Grants()
+        # Every request as (method, path with query, Authorization header), in order.
+        self.calls: list[tuple[str, str, str]] = []
+        self._logs: dict[tuple[str, str, str], str] = {}
         self._authn = Authenticator(self._users, [self.ca.cert])
         self._lock = threading.Lock()
         self._rv = 100
@@ -209,7 +228,12 @@ class FakeKubeAPI:
 
     def _app(self) -> web.Application:
         app = web.Application(
-            middlewares=[errors_as_status, authentication(self._authn), negotiate]
+            middlewares=[
+                self._record_call,
+                errors_as_status,
+                authentication(self._authn),
+                negotiate,
+            ]
         )
         get, post, put = web.get, web.post, web.put
         app.add_routes(
@@ -226,16 +250,29 @@ class FakeKubeAPI:
                 get("/api/v1/pods", self._collection("pods")),
                 get("/api/v1/namespaces/{namespace}/pods", self._collection("pods")),
                 get("/api/v1/namespaces/{namespace}/pods/{name}", self._item("pods")),
-                get("/api/v1/namespaces/{namespace}/configmaps/{name}", self._configmap),
                 post("/apis/authentication.k8s.io/v1/tokenreviews", self._token_review),
                 post("/apis/authorization.k8s.io/v1/subjectaccessreviews", self._access_review),
+                post(
+                    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                    self._self_access_review,
+                ),
                 get(CSR_PREFIX, self._collection("certificatesigningrequests")),
                 post(CSR_PREFIX, self._create_csr),
                 get(CSR_PREFIX + "/{name}", self._item("certificatesigningrequests")),
                 put(CSR_PREFIX + "/{name}/approval", self._approve_csr),
+                *writable.Writes(self).routes(),
             ]
         )
         return app
+
+    @web.middleware
+    async def _record_call(
+        self, request: web.Request, handler: writable.Handler
+    ) -> web.StreamResponse:
+        self.calls.append(
+            (request.method, request.path_qs, request.headers.get("Authorization", ""))
+        )
+        return await handler(request)
 
     # ----- the Python API tests use
 
@@ -271,13 +308,27 @@ class FakeKubeAPI:
         """A bearer token the fake accepts and its TokenReviews vouch for."""
         self._users[token] = User(user, uid, groups)
 
-    def allow(self, subject: str, verb: str, target: str) -> None:
-        """Let a user or group do verb on target; SubjectAccessReviews answer from this.
+    def allow(self, subject: str, verb: str, target: str, namespace: str = "") -> None:
+        """Let a user or group do verb on target, everywhere or only in namespace;
+        SubjectAccessReviews, SelfSubjectAccessReviews and the writable resources'
+        calls answer from this (rbac.py).
 
-        target is `resource[.group][/subresource]` (`nodes/metrics`, `pods.metrics.k8s.io`)
-        or a non-resource path (`/metrics`); verb and target may be `*`.
+        target is `resource[.group][/subresource]` (`nodes/metrics`, `pods.metrics.k8s.io`,
+        `deployments.apps/scale`) or a non-resource path (`/metrics`); verb and target may
+        be `*`.
         """
-        self._grants.add((subject, verb, target))
+        self.grants.add(subject, verb, target, namespace)
+
+    def set_log(self, namespace: str, pod: str, container: str, text: str) -> None:
+        """What GET pods/{pod}/log?container= answers."""
+        self._logs[(namespace, pod, container)] = text
+
+    def log(self, namespace: str, pod: str, container: str) -> str:
+        return self._logs.get((namespace, pod, container), "")
+
+    def calls_to(self, prefix: str) -> list[tuple[str, str, str]]:
+        """The recorded calls whose path starts with prefix."""
+        return [c for c in self.calls if c[1].startswith(prefix)]
 
     def put(self, resource: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Create or replace an object; bumps the resourceVersion and tells watchers."""
@@ -290,6 +341,7 @@ class FakeKubeAPI:
         key = (namespace, str(meta["name"]))
         with self._lock:
             old = self._objects[resource].get(key)
+            writable.reconcile(resource, new, old)
             self._rv += 1
             meta["resourceVersion"] = str(self._rv)
             old_meta = (old or {}).get("metadata") or {}
@@ -472,7 +524,7 @@ class FakeKubeAPI:
         meta: dict[str, Any] = {"resourceVersion": str(rv)}
         items = self._page(request, items, meta)
         if tables.wants_table(request):
-            columns, row = TABLES[resource]
+            columns, row = TABLES.get(resource, objects.NAME_AGE)
             now = time.time()
             body = tables.table(
                 request, columns, [(row(i, now), i) for i in items], meta.pop("resourceVersion")
@@ -523,7 +575,7 @@ class FakeKubeAPI:
             if found is None:
                 return not_found(resource, name, KINDS[resource].group)
             if tables.wants_table(request):
-                columns, row = TABLES[resource]
+                columns, row = TABLES.get(resource, objects.NAME_AGE)
                 body = tables.table(
                     request,
                     columns,
@@ -704,32 +756,23 @@ class FakeKubeAPI:
         body = await self._body(request, "SubjectAccessReview")
         spec = body.get("spec") or {}
         self.access_reviews.append(spec)
-        resource, path = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
-        if bool(resource) == bool(path):
-            return status_answer(
-                422,
-                "Invalid",
-                "SubjectAccessReview.authorization.k8s.io is invalid: spec.resourceAttributes: "
-                "Invalid value: exactly one of nonResourceAttributes or resourceAttributes "
-                "must be specified",
-            )
-        if resource:
-            target = str(resource.get("resource", ""))
-            if resource.get("group"):
-                target += "." + str(resource["group"])
-            if resource.get("subresource"):
-                target += "/" + str(resource["subresource"])
-            verb = str(resource.get("verb", ""))
-        else:
-            target, verb = str(path.get("path", "")), str(path.get("verb", ""))
+        question = _question(spec)
+        if question is None:
+            return _invalid_review("SubjectAccessReview")
         subjects = [str(spec.get("user", "")), *(spec.get("groups") or [])]
-        allowed = any(
-            (s, v, t) in self._grants for s in subjects for v in (verb, "*") for t in (target, "*")
-        )
-        review = (
-            {"allowed": True, "reason": "granted by the test"} if allowed else {"allowed": False}
-        )
-        return self._created(body, spec, review)
+        return self._created(body, spec, _decision(self.grants.allows(subjects, *question)))
+
+    async def _self_access_review(self, request: web.Request) -> web.Response:
+        """The caller's own question (kubectl auth can-i): the user is whoever the
+        request authenticated as, never anything in the body."""
+        body = await self._body(request, "SelfSubjectAccessReview")
+        spec = body.get("spec") or {}
+        self.self_access_reviews.append(spec)
+        question = _question(spec)
+        if question is None:
+            return _invalid_review("SelfSubjectAccessReview")
+        allowed = self.grants.allows_user(request[USER_KEY], *question)
+        return self._created(body, spec, _decision(allowed))
 
     @staticmethod
     def _created(body: Mapping[str, Any], spec: Any, review: dict[str, Any]) -> web.Response:
@@ -811,6 +854,30 @@ class FakeKubeAPI:
         current.setdefault("status", {})["conditions"] = conditions
         stored = self.put("certificatesigningrequests", current)
         return json_response(stored)
+
+
+def _question(spec: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(verb, target, namespace) a review asks about; None unless exactly one of
+    resourceAttributes and nonResourceAttributes is given."""
+    resource, path = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+    if bool(resource) == bool(path):
+        return None
+    if resource:
+        return rbac.review_target(resource)
+    return str(path.get("verb", "")), str(path.get("path", "")), ""
+
+
+def _invalid_review(kind: str) -> web.Response:
+    return status_answer(
+        422,
+        "Invalid",
+        f"{kind}.authorization.k8s.io is invalid: spec.resourceAttributes: Invalid value: "
+        "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+    )
+
+
+def _decision(allowed: bool) -> dict[str, Any]:
+    return {"allowed": True, "reason": "granted by the test"} if allowed else {"allowed": False}
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import json
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,20 +20,10 @@ from cryptography.x509.oid import NameOID
 
 from kubepulse import pki
 from tests.fakeapi import objects
-from tests.fakeapi.fixtures import until
+from tests.fakeapi.fixtures import kubectl, until
 from tests.fakeapi.server import CSR_PREFIX, FakeKubeAPI
 
 PROTOBUF_FIRST = "application/vnd.kubernetes.protobuf,application/json"
-
-
-def kubectl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cache = config.parent / "kubectl-cache"
-    return subprocess.run(
-        ["kubectl", "--kubeconfig", str(config), "--cache-dir", str(cache), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def csr_request_pem(common_name: str = "system:node:worker-1") -> bytes:
@@ -267,6 +256,7 @@ async def test_discovery_documents(http: Client) -> None:
     assert "watch" in nodes["verbs"]
     _, _, groups = await http.call("GET", "/apis")
     assert [g["name"] for g in groups["groups"]] == [
+        "apps",
         "authentication.k8s.io",
         "authorization.k8s.io",
         "certificates.k8s.io",

@@ -20,6 +20,8 @@ from kubepulse.kube.kubeconfig import Credentials, KubeconfigError
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TOKEN_FILE_REREAD = 60.0
 MAX_EVENT_BYTES = 64 * 1024 * 1024
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
 class ApiError(Exception):
@@ -54,19 +56,30 @@ def ssl_context(creds: Credentials) -> ssl.SSLContext:
 
 class KubeClient:
     """An aiohttp session with the credentials; token_file, when given, is the token's
-    source (read again every minute) instead of creds.token."""
+    source (read again every minute) instead of creds.token.
+
+    session, when given, is one the caller owns and keeps open (its connector trusts
+    creds' CA): many short-lived clients, e.g. one per signed-in user's call, then share
+    its connections. Such a client sends only creds.token, never basic auth."""
 
     def __init__(
-        self, creds: Credentials, timeout: float = 30.0, token_file: Path | None = None
+        self,
+        creds: Credentials,
+        timeout: float = 30.0,
+        token_file: Path | None = None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.creds = creds
         self.timeout = timeout
         self.token_file = token_file
         self._token: str | None = None
         self._token_read = 0.0
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = session
+        self._owns_session = session is None
 
     async def __aenter__(self) -> KubeClient:
+        if not self._owns_session:
+            return self
         headers = {"User-Agent": "kubepulse"}
         auth = None
         # A token goes with each request (_headers), so that a re-read token file is used.
@@ -87,7 +100,7 @@ class KubeClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._session is not None:
+        if self._session is not None and self._owns_session:
             await self._session.close()
 
     def _headers(self, accept: str = "application/json") -> dict[str, str]:
@@ -125,22 +138,54 @@ class KubeClient:
         """Replace an object (or a subresource such as a CSR's /approval)."""
         return await self._send("PUT", path, body=body)
 
+    async def patch(
+        self, path: str, body: Mapping[str, Any], content_type: str = MERGE_PATCH
+    ) -> Any:
+        """Patch an object; content_type says which kind of patch body is (kubectl sends
+        strategic merge patches for built-in kinds, JSON merge patches for the rest)."""
+        return await self._send("PATCH", path, body=body, content_type=content_type)
+
+    async def delete(self, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        """Delete an object; body is DeleteOptions (e.g. propagationPolicy)."""
+        return await self._send("DELETE", path, body=body)
+
+    async def get_text(self, path: str, params: Mapping[str, str] | None = None) -> str:
+        """A plain-text answer, such as a container's log (pods/{name}/log)."""
+        query = {k: v for k, v in (params or {}).items() if v}
+        data: bytes = await self._send("GET", path, params=query, accept="text/plain", raw=True)
+        return data.decode(errors="replace")
+
     async def _send(
         self,
         method: str,
         path: str,
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        raw: bool = False,
     ) -> Any:
         session = self._open()
+        headers = self._headers(accept)
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body).encode()
         with self._translate_errors():
             async with session.request(
-                method, self.creds.server + path, params=params, json=body, headers=self._headers()
+                method,
+                self.creds.server + path,
+                params=params,
+                data=data,
+                headers=headers,
+                # kubeconfig's tls-server-name: the name the certificate is checked against
+                # when the server is dialled by another name or by IP.
+                server_hostname=self.creds.tls_server_name,
             ) as resp:
-                data = await resp.read()
+                answer = await resp.read()
                 if resp.status >= 400:
-                    raise _api_error(resp.status, data)
-                return _json(data)
+                    raise _api_error(resp.status, answer)
+                return answer if raw else _json(answer)
 
     async def watch(
         self, path: str, params: Mapping[str, str], timeout: float
@@ -161,6 +206,7 @@ class KubeClient:
                 params=query,
                 headers=self._headers(),
                 timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self.timeout),
+                server_hostname=self.creds.tls_server_name,
             ) as resp:
                 if resp.status >= 400:
                     raise _api_error(resp.status, await resp.read())
