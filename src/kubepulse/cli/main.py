@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
 from kubepulse import __version__
-from kubepulse.cli import agent, csr_approver, doctor, manifests, server, top, up
+from kubepulse.cli import agent, csr_approver, dashboard, doctor, manifests, server, top, up
 from kubepulse.cli.errors import CommandError
 
 
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     agent.add_parser(sub)
     csr_approver.add_parser(sub)
+    dashboard.add_parser(sub)
     doctor.add_parser(sub)
     manifests.add_parser(sub)
     server.add_parser(sub)

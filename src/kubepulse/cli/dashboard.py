@@ -1,0 +1,223 @@
+"""`kubepulse dashboard`: the dashboard beside any cluster's metrics API.
+
+It polls the cluster's metrics API and core API (scrape/metrics_api.py) with the
+kubeconfig's credentials, records the usage in SQLite (or reads it back from
+Prometheus with --prometheus-url), and serves the dashboard. Sign-in tokens are checked
+by the cluster itself (a SelfSubjectReview made with the token, api/whoami.py), and the
+dashboard calls the API with each user's own token: the kubeconfig's identity is used
+for polling only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from kubepulse.api.app import errors_as_status
+from kubepulse.api.whoami import SelfSubjectReviewAuthenticator, without_credentials
+from kubepulse.cli import flags, serving
+from kubepulse.cli.errors import CommandError
+from kubepulse.cli.server import chart_source, open_history, prometheus_url, serving_context
+from kubepulse.cli.up import default_state_dir
+from kubepulse.dashboard.app import PREFIX, DashboardOptions, DashboardParts, mount
+from kubepulse.kube import kubeconfig
+from kubepulse.kube.client import KubeClient
+from kubepulse.kube.kubeconfig import Credentials, KubeconfigError
+from kubepulse.scrape.metrics_api import MetricsApiPoller, PolledInventory
+from kubepulse.store.history import History, HistoryRecorder
+from kubepulse.store.points import MetricsStore
+
+log = logging.getLogger("kubepulse.dashboard")
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "dashboard", help="serve the dashboard for any cluster, polling its metrics API"
+    )
+    p.add_argument("--kubeconfig", help="the cluster (default: $KUBECONFIG, ~/.kube/config)")
+    p.add_argument("--context", help="the kubeconfig context to use")
+    p.add_argument(
+        "--interval",
+        type=flags.duration,
+        default=15.0,
+        help="how often the metrics API is read (default 15s, metrics-server's resolution)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default_state_dir() / "dashboard",
+        help="where the history and the self-signed certificate are kept",
+    )
+    p.add_argument("--history-file", type=Path, help="the SQLite history (STATE_DIR/history.db)")
+    p.add_argument(
+        "--history-tiers",
+        default="raw=1h,1m=24h,15m=30d",
+        help="what the history keeps: raw and averaged tiers with their retention",
+    )
+    p.add_argument(
+        "--history-max-size",
+        type=flags.quantity,
+        help="cap on the history file (e.g. 2Gi): the oldest coarse data goes first",
+    )
+    p.add_argument(
+        "--prometheus-url",
+        help="read charts from this Prometheus (scraping kubepulse's /metrics/usage) "
+        "instead of recording them in SQLite",
+    )
+    p.add_argument("--bind-address", default="127.0.0.1", help="where the dashboard is served")
+    p.add_argument("--port", type=int, default=8444, help="its port (0: any)")
+    p.add_argument("--tls-cert-file", type=Path)
+    p.add_argument("--tls-private-key-file", type=Path)
+    p.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="serve plain HTTP instead of HTTPS; only on a loopback address (logs a warning)",
+    )
+    p.set_defaults(run=run)
+
+
+def _loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def validate(args: argparse.Namespace) -> None:
+    if args.interval <= 0:
+        raise CommandError("--interval must be greater than 0")
+    if args.insecure_http and not _loopback(args.bind_address):
+        raise CommandError(
+            f"--insecure-http serves only on a loopback address, not {args.bind_address}: "
+            "tokens and session cookies would cross the network unencrypted"
+        )
+    if args.insecure_http and args.tls_cert_file is not None:
+        raise CommandError("--insecure-http cannot be used with --tls-cert-file")
+    if bool(args.tls_cert_file) != bool(args.tls_private_key_file):
+        raise CommandError("--tls-cert-file and --tls-private-key-file must be given together")
+    if args.prometheus_url and args.history_file is not None:
+        raise CommandError(
+            "--prometheus-url and --history-file cannot be used together: with Prometheus "
+            "the history is Prometheus's"
+        )
+
+
+def cluster(args: argparse.Namespace) -> Credentials:
+    try:
+        creds = kubeconfig.load(args.kubeconfig, args.context)
+    except KubeconfigError as err:
+        raise CommandError(str(err)) from err
+    if creds.insecure:
+        log.warning(
+            "the kubeconfig says insecure-skip-tls-verify: the API server is NOT verified, "
+            "and the tokens users sign in with are sent to it"
+        )
+    return creds
+
+
+def tls(args: argparse.Namespace, auth: SelfSubjectReviewAuthenticator) -> ssl.SSLContext | None:
+    """HTTPS with --tls-cert-file, else with a self-signed certificate kept in
+    STATE_DIR/pki; plain HTTP only when asked for, on loopback, with a warning."""
+    if args.insecure_http:
+        log.warning(
+            "--insecure-http: the dashboard is served over plain HTTP on %s; anyone on this "
+            "host can read the tokens and cookies that cross it",
+            args.bind_address,
+        )
+        return None
+    args.cert_dir = args.state_dir / "pki"
+    return serving_context(args, auth)
+
+
+def dashboard_app(parts: DashboardParts) -> web.Application:
+    """The dashboard at /dashboard/, errors as Status, and / leading to it."""
+    root = web.Application(middlewares=[errors_as_status])
+    mount(root, parts)
+
+    async def home(_request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(PREFIX + "/")
+
+    root.router.add_get("/", home)
+    return root
+
+
+async def run(args: argparse.Namespace) -> int:
+    validate(args)
+    charts_url = prometheus_url(args, dashboard=True)
+    creds = cluster(args)
+    if charts_url is None and args.history_file is None:
+        args.history_file = args.state_dir / "history.db"
+    try:
+        args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as err:
+        raise CommandError(f"cannot prepare state dir {args.state_dir}: {err.strerror}") from err
+    auth = SelfSubjectReviewAuthenticator(creds)
+    ctx = tls(args, auth)
+    closers: list[Callable[[], Awaitable[None]]] = []
+    history = open_history(args)
+    if history is not None:
+        closers.append(lambda: asyncio.to_thread(history.close))
+    try:
+        store, inventory = MetricsStore(args.interval), PolledInventory()
+        # The dashboard calls the API server with each user's token, never the kubeconfig's.
+        parts = DashboardParts(
+            store,
+            inventory,
+            chart_source(charts_url, history, closers),
+            auth,
+            cluster=without_credentials(creds),
+            options=DashboardOptions(secure_cookies=ctx is not None),
+        )
+        recorder = HistoryRecorder(store, history) if history is not None else None
+        async with KubeClient(creds) as client:
+            poller = MetricsApiPoller(client, store, inventory, args.interval, recorder)
+            runner, port = await serving.start(
+                dashboard_app(parts), args.bind_address, args.port, ctx
+            )
+            task = asyncio.create_task(poller.run(), name="poll the metrics API")
+            # Handlers first, then the URL: whoever waits for the URL may signal at once.
+            stop = asyncio.create_task(serving.until_signalled())
+            try:
+                await asyncio.sleep(0)  # until_signalled's first step installs them
+                announce(args, creds, port, ctx, history)
+                await stop
+            finally:
+                for running in (task, stop):
+                    running.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await running
+                await runner.cleanup()
+    finally:
+        for close in reversed(closers):
+            await close()
+    return 0
+
+
+def announce(
+    args: argparse.Namespace,
+    creds: Credentials,
+    port: int,
+    ctx: ssl.SSLContext | None,
+    history: History | None,
+) -> None:
+    url = serving.url(args.bind_address, port)
+    if ctx is None:
+        url = "http://" + url.removeprefix("https://")
+    print(f"kubepulse dashboard: {url}{PREFIX}/", flush=True)
+    print(f"  polling {creds.server} every {args.interval:g}s", flush=True)
+    if history is not None:
+        print(f"  history: {history.path}", flush=True)
+    if ctx is not None and args.tls_cert_file is None:
+        print(f"  self-signed certificate: trust {args.cert_dir / 'ca.crt'}", flush=True)
+    print("  sign in with a token the cluster accepts; stop with Ctrl-C", flush=True)
