@@ -13,7 +13,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from kubepulse.api import whoami
+from kubepulse.api import can_i, whoami
 from kubepulse.api.authn import USER_KEY, RequestAuthenticator
 from kubepulse.api.authz import AlwaysAllow, AlwaysAllowPaths, Authorizer, authorization
 from kubepulse.api.core import CoreAPI
@@ -193,6 +193,8 @@ def make_app(parts: ServerParts) -> web.Application:
     )
     # `kubectl auth whoami`: who the authenticated caller is (authentication.k8s.io/v1).
     app.add_routes(whoami.routes())
+    # What the caller may do (authorization.k8s.io/v1), decided by the server's authorizer.
+    app.add_routes(can_i.AccessReviews(parts.authorizer).routes())
     if parts.serve_core_api:
         app.add_routes(CoreAPI(parts.inventory).routes())
     return app

@@ -1,0 +1,112 @@
+"""SelfSubjectAccessReview: may the caller do this? Answered by the server's authorizer.
+
+kube-apiserver answers `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`
+for any authenticated caller (the default ClusterRole system:basic-user) with its
+authorizer's decision for the caller's own user (pkg/registry/authorization/
+selfsubjectaccessreview). kubepulse answers it with the authorizer it runs: everything
+allowed for `kubepulse up` and static tokens, the cluster's SubjectAccessReview in front
+of a cluster. The dashboard's Kubernetes mode asks it to hide what a user may not see,
+so `kubepulse dashboard --kubeconfig` works against kubepulse's own API too.
+
+Bodies are read as JSON only (kubepulse speaks no protobuf); a protobuf body gets 415
+with kube-apiserver's wording for a body it cannot decode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from kubepulse.api.authn import USER_KEY
+from kubepulse.api.authz import Attributes, AuthorizationError, Authorizer
+from kubepulse.api.responses import JSON
+from kubepulse.api.status import status_response
+
+API_VERSION = "authorization.k8s.io/v1"
+PATH = f"/apis/{API_VERSION}/selfsubjectaccessreviews"
+MAX_BODY = 64 * 1024
+# apivalidation of SelfSubjectAccessReviewSpec (pkg/apis/authorization/validation).
+EXACTLY_ONE = (
+    "spec.resourceAttributes: Invalid value: null: exactly one of nonResourceAttributes or "
+    "resourceAttributes must be specified"
+)
+
+
+class InvalidReview(ValueError):
+    """A review kube-apiserver would refuse as Invalid (422)."""
+
+
+def _strings(value: Any, where: str) -> Mapping[str, str]:
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidReview(f"{where}: Invalid value: want an object of strings")
+    return value
+
+
+def attributes(spec: Any) -> Attributes:
+    """The request a review's spec describes, as the authorizer sees requests."""
+    if not isinstance(spec, Mapping):
+        raise InvalidReview(EXACTLY_ONE)
+    resource, path = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
+    if (resource is None) == (path is None):
+        raise InvalidReview(EXACTLY_ONE)
+    if path is not None:
+        a = _strings(path, "spec.nonResourceAttributes")
+        return Attributes(a.get("verb", ""), a.get("path", ""))
+    a = _strings(resource, "spec.resourceAttributes")
+    return Attributes(
+        verb=a.get("verb", ""),
+        path="",
+        resource_request=True,
+        api_group=a.get("group", ""),
+        api_version=a.get("version", ""),
+        resource=a.get("resource", ""),
+        subresource=a.get("subresource", ""),
+        namespace=a.get("namespace", ""),
+        name=a.get("name", ""),
+    )
+
+
+class AccessReviews:
+    def __init__(self, authorizer: Authorizer) -> None:
+        self.authorizer = authorizer
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(PATH, self.answer)]
+
+    async def answer(self, request: web.Request) -> web.Response:
+        if request.content_type != JSON:
+            return status_response(
+                415,
+                "the body of the request was in an unknown format - accepted media types "
+                "include: application/json",
+            )
+        if (request.content_length or 0) > MAX_BODY:
+            return status_response(413, "the request body is too large")
+        try:
+            review = orjson.loads(await request.read())
+            spec = review.get("spec") if isinstance(review, dict) else None
+            asked = attributes(spec)
+        except orjson.JSONDecodeError:
+            return status_response(400, "the request body is not JSON")
+        except InvalidReview as err:
+            return status_response(
+                422, f'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: {err}'
+            )
+        try:
+            decision = await self.authorizer.authorize(request[USER_KEY], asked)
+        except AuthorizationError as err:
+            return status_response(500, f"Internal error occurred: {err}")
+        result: dict[str, Any] = {"allowed": decision.allowed}
+        if decision.reason:
+            result["reason"] = decision.reason
+        body = {
+            "kind": "SelfSubjectAccessReview",
+            "apiVersion": API_VERSION,
+            "metadata": {"creationTimestamp": None},
+            "spec": spec,
+            "status": result,
+        }
+        return web.Response(status=201, body=orjson.dumps(body), headers={"Content-Type": JSON})

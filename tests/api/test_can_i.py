@@ -1,0 +1,177 @@
+"""SelfSubjectAccessReview: kubepulse's API answers it with its own authorizer."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from kubepulse.api import can_i
+from kubepulse.api.app import ServerParts, make_app
+from kubepulse.api.authn import Authenticator, User
+from kubepulse.api.authz import AlwaysAllow, Attributes, AuthorizationError, Decision
+from tests.api.conftest import AUTH, TOKEN, FakeScraping, filled_store, inventory, self_metrics
+
+BOB = User("bob", "7", ("dev", "system:authenticated"))
+REVIEW_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+
+
+@dataclass
+class TeamOnly:
+    """An authorizer that lets anyone list pods in namespace "team" and nothing else,
+    and remembers what it was asked (the review's own request passes too)."""
+
+    asked: list[tuple[User, Attributes]] = field(default_factory=list)
+    fails: bool = False
+
+    async def authorize(self, user: User, attributes: Attributes) -> Decision:
+        if attributes.resource == "selfsubjectaccessreviews":
+            return Decision(True)
+        self.asked.append((user, attributes))
+        if self.fails:
+            raise AuthorizationError("the SubjectAccessReview failed: 503 ServiceUnavailable")
+        if (attributes.verb, attributes.resource, attributes.namespace) == ("list", "pods", "team"):
+            return Decision(True, "RBAC: allowed by RoleBinding team-readers")
+        return Decision(False)
+
+
+Make = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def make(aiohttp_client: Any) -> Make:
+    async def build(authorizer: Any) -> TestClient[Any, Any]:
+        store = filled_store()
+        parts = ServerParts(
+            store=store,
+            inventory=inventory(),
+            scraping=FakeScraping(),
+            authenticator=Authenticator({TOKEN: BOB}),
+            registry=self_metrics(store).registry,
+            authorizer=authorizer,
+        )
+        client: TestClient[Any, Any] = await aiohttp_client(make_app(parts))
+        return client
+
+    return build
+
+
+def review(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": can_i.API_VERSION, "kind": "SelfSubjectAccessReview", "spec": spec}
+
+
+async def test_kubepulse_up_lets_its_user_do_everything(make: Make) -> None:
+    client = await make(AlwaysAllow())
+    spec = {"resourceAttributes": {"verb": "delete", "resource": "nodes"}}
+    resp = await client.post(REVIEW_PATH, json=review(spec), headers=AUTH)
+    assert resp.status == 201
+    assert await resp.json() == {
+        "kind": "SelfSubjectAccessReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "spec": spec,
+        "status": {"allowed": True},
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "allowed", "attributes"),
+    [
+        (
+            {"resourceAttributes": {"verb": "list", "resource": "pods", "namespace": "team"}},
+            True,
+            Attributes("list", "", True, resource="pods", namespace="team"),
+        ),
+        (
+            {"resourceAttributes": {"verb": "list", "resource": "pods"}},
+            False,
+            Attributes("list", "", True, resource="pods"),
+        ),
+        (
+            {
+                "resourceAttributes": {
+                    "verb": "patch",
+                    "group": "apps",
+                    "version": "v1",
+                    "resource": "deployments",
+                    "subresource": "scale",
+                    "namespace": "team",
+                    "name": "web",
+                }
+            },
+            False,
+            Attributes("patch", "", True, "apps", "v1", "deployments", "scale", "team", "web"),
+        ),
+        (
+            {"nonResourceAttributes": {"verb": "get", "path": "/metrics"}},
+            False,
+            Attributes("get", "/metrics"),
+        ),
+    ],
+)
+async def test_the_answer_is_the_authorizers_for_the_callers_own_user(
+    make: Make, spec: dict[str, Any], allowed: bool, attributes: Attributes
+) -> None:
+    authorizer = TeamOnly()
+    client = await make(authorizer)
+    resp = await client.post(REVIEW_PATH, json=review(spec), headers=AUTH)
+    assert resp.status == 201
+    status = (await resp.json())["status"]
+    assert status["allowed"] is allowed
+    assert ("reason" in status) is allowed  # only the allowing decision gave one
+    assert authorizer.asked == [(BOB, attributes)]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "code", "message"),
+    [
+        (review({}), {}, 422, "exactly one of nonResourceAttributes or resourceAttributes"),
+        (
+            review(
+                {
+                    "resourceAttributes": {"verb": "get", "resource": "pods"},
+                    "nonResourceAttributes": {"verb": "get", "path": "/"},
+                }
+            ),
+            {},
+            422,
+            "exactly one of",
+        ),
+        (review({"resourceAttributes": {"verb": 1}}), {}, 422, "want an object of strings"),
+        (b"{not json", {"Content-Type": "application/json"}, 400, "not JSON"),
+        (
+            b"k8s\x00\n",
+            {"Content-Type": "application/vnd.kubernetes.protobuf"},
+            415,
+            "unknown format - accepted media types include: application/json",
+        ),
+    ],
+)
+async def test_reviews_that_cannot_be_answered_get_a_status(
+    make: Make, body: Any, headers: dict[str, str], code: int, message: str
+) -> None:
+    client = await make(TeamOnly())
+    send = {"json": body} if isinstance(body, dict) else {"data": body}
+    resp = await client.post(REVIEW_PATH, headers={**AUTH, **headers}, **send)
+    assert resp.status == code
+    answer = await resp.json()
+    assert (answer["kind"], answer["code"]) == ("Status", code)
+    assert message in answer["message"]
+
+
+async def test_a_review_the_authorizer_cannot_decide_is_an_internal_error(make: Make) -> None:
+    client = await make(TeamOnly(fails=True))
+    spec = {"resourceAttributes": {"verb": "list", "resource": "pods"}}
+    resp = await client.post(REVIEW_PATH, json=review(spec), headers=AUTH)
+    assert resp.status == 500
+    assert "503 ServiceUnavailable" in (await resp.json())["message"]
+
+
+async def test_an_anonymous_review_is_refused(make: Make) -> None:
+    client = await make(AlwaysAllow())
+    spec = {"resourceAttributes": {"verb": "list", "resource": "pods"}}
+    resp = await client.post(REVIEW_PATH, json=review(spec))
+    assert resp.status == 401
