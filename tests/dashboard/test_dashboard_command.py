@@ -73,16 +73,20 @@ def dashboard(cluster: Up, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     yield from start_dashboard(cluster, tmp_path_factory.mktemp("dashboard"))
 
 
-@pytest.fixture
-async def browser(dashboard: Dashboard) -> AsyncIterator[aiohttp.ClientSession]:
+def open_browser(dashboard: Dashboard) -> aiohttp.ClientSession:
     """A client that trusts the dashboard's self-signed CA and keeps its cookies."""
     ctx = ssl.create_default_context(cafile=dashboard.state_dir / "pki" / "ca.crt")
-    async with aiohttp.ClientSession(
+    return aiohttp.ClientSession(
         base_url=dashboard.url.removesuffix("/dashboard/"),
         connector=aiohttp.TCPConnector(ssl=ctx),
         cookie_jar=aiohttp.CookieJar(unsafe=True),  # cookies for an IP address
         timeout=aiohttp.ClientTimeout(total=30),
-    ) as session:
+    )
+
+
+@pytest.fixture
+async def browser(dashboard: Dashboard) -> AsyncIterator[aiohttp.ClientSession]:
+    async with open_browser(dashboard) as session:
         yield session
 
 
@@ -229,3 +233,20 @@ def test_a_port_in_use_gives_one_line(cluster: Up, tmp_path: Path) -> None:
         f"error: cannot listen on 127.0.0.1:{cluster.port}"
     )
     assert "Traceback" not in result.stderr
+
+
+async def test_with_prometheus_no_history_file_is_written(cluster: Up, tmp_path: Path) -> None:
+    # Nothing listens there: the charts fail, the live views do not.
+    prometheus = f"http://127.0.0.1:{free_port()}"
+    for dashboard in start_dashboard(cluster, tmp_path, "--prometheus-url", prometheus):
+        assert "history:" not in dashboard.running.log()
+        async with open_browser(dashboard) as browser:
+            assert (await sign_in(browser, token_of(cluster))).status == 303
+
+            async def listed() -> Any:
+                overview = await get_json(browser, "/dashboard/api/overview")
+                return overview if any(n["name"] == HOST for n in overview["nodes"]) else None
+
+            overview = await within(listed, "this host in the overview", timeout=30)
+            assert overview["history"] is True
+    assert not (tmp_path / "dashboard" / "history.db").exists()
