@@ -308,6 +308,10 @@ class FakeKubeAPI:
         """A bearer token the fake accepts and its TokenReviews vouch for."""
         self._users[token] = User(user, uid, groups)
 
+    def remove_token(self, token: str) -> None:
+        """The token stops working, as a revoked or expired one does."""
+        self._users.pop(token, None)
+
     def allow(self, subject: str, verb: str, target: str, namespace: str = "") -> None:
         """Let a user or group do verb on target, everywhere or only in namespace;
         SubjectAccessReviews, SelfSubjectAccessReviews and the writable resources'

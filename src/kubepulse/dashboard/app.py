@@ -8,6 +8,10 @@
     GET  /dashboard/api/session  who is signed in, the CSRF token, the poll interval
     GET  /dashboard/api/...      the data (data.py); 401 without a session
     GET  /dashboard/static/...   the page's script, styles and the vendored uPlot
+
+In Kubernetes mode (parts.cluster set) the session keeps the user's token, the data views
+show what the user's RBAC lets them list (access.py), and the actions in actions.py call
+the API server with that token.
 """
 
 from __future__ import annotations
@@ -22,7 +26,12 @@ from aiohttp import web
 
 from kubepulse.api.authn import RequestAuthenticator
 from kubepulse.dashboard import security, sessions
-from kubepulse.dashboard.data import DataHandlers, DataSources
+from kubepulse.dashboard.access import AccessReviews
+from kubepulse.dashboard.actions import MAX_BODY, ActionHandlers
+from kubepulse.dashboard.cluster import ClusterCalls, error_response
+from kubepulse.dashboard.data import ACCESS_KEY, DataHandlers, DataSources
+from kubepulse.dashboard.sessions import SESSION_KEY
+from kubepulse.kube.client import ApiError, Unreachable
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.kubeconfig import Credentials
 from kubepulse.store.points import MetricsStore
@@ -30,10 +39,8 @@ from kubepulse.store.series import SeriesSource
 
 PREFIX = "/dashboard"
 STATIC = Path(__file__).parent / "static"
-SESSION_KEY: web.RequestKey[sessions.Session] = web.RequestKey(
-    "kubepulse.dashboard.session", sessions.Session
-)
 MAX_TOKEN_BYTES = 16 * 1024
+__all__ = ["SESSION_KEY", "DashboardOptions", "DashboardParts", "make_dashboard", "mount"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,15 @@ class _Dashboard:
         self.parts = parts
         self.options = parts.options
         self.sessions = sessions.Sessions(parts.options.session_lifetime, parts.options.clock)
+        self.sign_in = sessions.token_authenticator(parts.authenticator)
+        self.calls = ClusterCalls(parts.cluster) if parts.cluster is not None else None
+        self.access = (
+            AccessReviews(self.calls, lambda: {p.namespace for p in parts.inventory.pods()})
+            if self.calls is not None
+            else None
+        )
+        self.data_handlers: set[object] = set()
+        """The data views' handlers: in Kubernetes mode each gets the user's Access."""
 
     def session_of(self, request: web.Request) -> sessions.Session | None:
         return self.sessions.get(request.cookies.get(sessions.COOKIE))
@@ -127,7 +143,21 @@ class _Dashboard:
                     content_type="application/json",
                 )
         request[SESSION_KEY] = session
+        if self.access is not None and request.match_info.handler in self.data_handlers:
+            try:
+                request[ACCESS_KEY] = await self.access.access(session)
+            except (ApiError, Unreachable) as err:
+                if isinstance(err, ApiError) and err.code == 401:
+                    self.end_session(session)
+                    raise web.HTTPUnauthorized(
+                        text='{"error":"not signed in"}', content_type="application/json"
+                    ) from None
+                return error_response(503, f"cannot ask the cluster what you may see: {err}")
         return await handler(request)
+
+    def end_session(self, session: sessions.Session) -> None:
+        """The cluster no longer takes the session's token: the page must sign in again."""
+        self.sessions.delete(session.id)
 
     async def index(self, request: web.Request) -> web.StreamResponse:
         if self.session_of(request) is None:
@@ -154,7 +184,7 @@ class _Dashboard:
         token = form.get("token")
         user = None
         if isinstance(token, str):
-            user = await sessions.check_token(self.parts.authenticator, pristine, token)
+            user = await sessions.check_token(self.sign_in, pristine, token)
         if user is None:
             return web.Response(
                 status=401,
@@ -164,7 +194,9 @@ class _Dashboard:
         old = request.cookies.get(sessions.COOKIE)
         if old:
             self.sessions.delete(old)
-        session = self.sessions.create(user)
+        # Kubernetes mode keeps the token for calls as the user; local mode has no use for it.
+        kept = token.strip() if self.calls is not None and isinstance(token, str) else None
+        session = self.sessions.create(user, kept)
         after = form.get("next")
         safe = isinstance(after, str) and after.startswith("#/") and after.isprintable()
         response = web.HTTPSeeOther("./" + (after if safe and isinstance(after, str) else ""))
@@ -185,6 +217,7 @@ class _Dashboard:
                 "csrf_token": session.csrf_token,
                 "expires": session.expires,
                 "poll_interval": self.options.poll_interval,
+                "cluster": self.calls is not None,
             }
         )
 
@@ -199,7 +232,8 @@ def make_dashboard(parts: DashboardParts) -> web.Application:
     dashboard = _Dashboard(parts)
     app = web.Application(
         middlewares=[security.headers_middleware, dashboard.auth_middleware],
-        client_max_size=MAX_TOKEN_BYTES * 2,
+        # Local mode takes nothing larger than a login form; Kubernetes mode takes YAML.
+        client_max_size=MAX_TOKEN_BYTES * 2 if dashboard.calls is None else MAX_BODY,
     )
     app.router.add_get("/", dashboard.index, name="index")
     app.router.add_get("/login", dashboard.login_form, name="login_form")
@@ -207,7 +241,18 @@ def make_dashboard(parts: DashboardParts) -> web.Application:
     app.router.add_post("/logout", dashboard.logout, name="logout")
     app.router.add_get("/api/session", dashboard.session_info, name="session")
     src = DataSources(parts.store, parts.inventory, parts.history, parts.options.clock)
-    app.router.add_routes(DataHandlers(src).routes())
+    data_routes = DataHandlers(src).routes()
+    dashboard.data_handlers = {route.handler for route in data_routes}
+    app.router.add_routes(data_routes)
+    if dashboard.calls is not None:
+        calls = dashboard.calls
+        actions = ActionHandlers(calls, dashboard.end_session, parts.options.clock)
+        app.router.add_routes(actions.routes())
+
+        async def close_calls(_app: web.Application) -> None:
+            await calls.close()
+
+        app.on_cleanup.append(close_calls)
     app.router.add_static("/static", STATIC, name="static")
     return app
 

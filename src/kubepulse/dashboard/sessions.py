@@ -1,18 +1,27 @@
 """Login and logout: server-side sessions keyed by a random id, each with an expiry.
 
-The browser holds only the session id, in an HttpOnly, SameSite=Strict cookie; the bearer
-token the user typed is checked once, at login, and never stored.
+The browser holds only the session id, in an HttpOnly, SameSite=Strict cookie. The bearer
+token the user typed is checked at login; in Kubernetes mode the session also keeps it,
+in this process's memory only, because every call to the cluster is made with it (the
+user's own RBAC applies). It is never put in the cookie, a page or a log.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from kubepulse.api.authn import ANONYMOUS, RequestAuthenticator, User
+from kubepulse.api.authn import (
+    ANONYMOUS,
+    Authenticator,
+    ChainAuthenticator,
+    FrontProxyAuthenticator,
+    RequestAuthenticator,
+    User,
+)
 
 COOKIE = "kubepulse_session"
 MAX_SESSIONS = 10_000
@@ -24,6 +33,13 @@ class Session:
     user: User
     csrf_token: str
     expires: float
+    token: str | None = field(default=None, repr=False)
+    """Kubernetes mode: the user's bearer token, for calls made as them (repr leaves it
+    out, so a logged session never shows it). None in local mode."""
+
+
+# Where the dashboard's auth middleware leaves the signed-in session for the handlers.
+SESSION_KEY: web.RequestKey[Session] = web.RequestKey("kubepulse.dashboard.session", Session)
 
 
 class Sessions:
@@ -33,14 +49,14 @@ class Sessions:
         self.lifetime, self.clock, self.max_sessions = lifetime, clock, max_sessions
         self._sessions: dict[str, Session] = {}
 
-    def create(self, user: User) -> Session:
+    def create(self, user: User, token: str | None = None) -> Session:
         now = self.clock()
         if len(self._sessions) >= self.max_sessions:
             self._sessions = {k: s for k, s in self._sessions.items() if s.expires > now}
             while len(self._sessions) >= self.max_sessions:  # oldest first
                 del self._sessions[next(iter(self._sessions))]
         session = Session(
-            secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now + self.lifetime
+            secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now + self.lifetime, token
         )
         self._sessions[session.id] = session
         return session
@@ -63,15 +79,40 @@ class Sessions:
         return len(self._sessions)
 
 
-async def check_token(
-    authenticator: RequestAuthenticator, request: web.Request, token: str
-) -> User | None:
-    """Who the bearer token belongs to, asked of the server's authenticator exactly as an
-    API request carrying only that token would be; anonymous is nobody. `request` must
-    not have had its body read (aiohttp cannot clone it then)."""
-    token = token.strip()
-    if not token or any(c in token for c in "\r\n"):
+def token_authenticator(authenticator: RequestAuthenticator) -> RequestAuthenticator | None:
+    """The parts of the server's authenticator that judge a bearer token by itself.
+
+    Sign-in is decided by the typed token alone. The login request's connection may carry
+    a client certificate, or be the front proxy's, and kube-apiserver's order tries x509
+    before tokens (k8s.io/apiserver/pkg/authentication/request/union): asked whole, the
+    chain could vouch for the connection whatever token was typed. Kept: static tokens
+    (without their client CAs), TokenReview and any other authenticator that does not ask
+    for client certificates; dropped: the front proxy and anything that reads
+    certificates. None when nothing is left: no token can sign in."""
+    if isinstance(authenticator, ChainAuthenticator):
+        parts = [
+            kept
+            for part in authenticator.authenticators
+            if (kept := token_authenticator(part)) is not None
+        ]
+        return ChainAuthenticator(parts) if parts else None
+    if isinstance(authenticator, FrontProxyAuthenticator):
         return None
+    if isinstance(authenticator, Authenticator):
+        return Authenticator(authenticator.tokens) if authenticator.tokens else None
+    return None if authenticator.wants_client_certificates else authenticator
+
+
+async def check_token(
+    authenticator: RequestAuthenticator | None, request: web.Request, token: str
+) -> User | None:
+    """Who the bearer token belongs to, asked of token_authenticator(server's) exactly as
+    an API request carrying only that token would be; anonymous is nobody. `request`
+    must not have had its body read (aiohttp cannot clone it then)."""
+    token = token.strip()
+    if authenticator is None or not token or any(c in token for c in "\r\n"):
+        return None
+    # Only the Authorization header: no X-Remote-* or other header of the login request.
     probe = request.clone(headers={"Authorization": f"Bearer {token}"})
     user = await authenticator.identify(probe)
     if user is None or user.name == ANONYMOUS.name:
