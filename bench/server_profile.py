@@ -10,7 +10,8 @@ be attributed to functions:
 2. one scrape tick: `ScrapeManager.tick()` with the real `KubeletClient`, `MetricsStore`
    and `SelfMetrics`, over keep-alive TLS connections to every simulated node, after two
    unprofiled ticks (connections open, two points stored);
-3. one LIST of every pod's metrics: the `MetricsAPI.list_pods` handler on a mocked request;
+3. one LIST of every pod's metrics: `MetricsAPI.pod_list_chunks` on a mocked request, after a
+   tick (rendered by the LIST) and after the prerender that follows a tick while clients list;
 4. memory: live Python allocations (tracemalloc) after two ticks, by source line;
 5. offline, at --offline-nodes (default 5,000): payloads rendered in this process and
    fed straight to the decoder and the store (no network), then a LIST of every pod
@@ -45,6 +46,7 @@ from typing import Any
 
 import psutil
 import yaml
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from prometheus_client import generate_latest
 
@@ -53,6 +55,7 @@ from bench.agent_answer import stop as stop_process
 from bench.server_scale import raise_fd_limit
 from kubepulse.agent.resource_metrics import render
 from kubepulse.api.metrics import MetricsAPI
+from kubepulse.api.pod_list import RenderedPods
 from kubepulse.cli import server as server_cli
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import node_from_object, pod_from_object
@@ -62,6 +65,7 @@ from kubepulse.scrape.decode import decode_resource_metrics
 from kubepulse.scrape.manager import ScrapeManager
 from kubepulse.selfmetrics import SelfMetrics
 from kubepulse.store.points import MetricsStore
+from kubepulse.timefmt import rfc3339
 
 RESOLUTION = 15.0
 TOP = 22
@@ -290,6 +294,25 @@ async def timed(
         gc.enable()
 
 
+def list_once(api: MetricsAPI, request: web.Request) -> Callable[[], Coroutine[Any, Any, int]]:
+    """One LIST of every pod's metrics, without the socket: the body's size."""
+
+    async def run() -> int:
+        return sum(map(len, api.pod_list_chunks(request, None, rfc3339(time.time()))))
+
+    return run
+
+
+def prerendered(rendered: RenderedPods) -> Callable[[], Coroutine[Any, Any, None]]:
+    """What a tick's end starts while clients list: every listed node rendered."""
+
+    async def run() -> None:
+        rendered.tick_done()
+        await rendered.prerendered()
+
+    return run
+
+
 async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
     inventory = in_process_inventory(nodes)
     print(f"== {tune_like_the_server()}")
@@ -347,15 +370,23 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
         api = MetricsAPI(store, inventory)
         request = make_mocked_request("GET", "/apis/metrics.k8s.io/v1beta1/pods")
         pods = nodes * kubelet_sim.PODS
-        response = await api.list_pods(request)
-        body = response.body
-        size = len(body) if isinstance(body, bytes) else 0
+        list_all = list_once(api, request)
+        size = await list_all()
         for collect in (True, False):
-            # Cold: the first LIST after a tick renders every item; warm: the next one.
+            # Cold: the first LIST after a tick renders every item; warm: the next one;
+            # prerendered: after the tick and the prerender that follows it.
             await manager.tick()
-            cold = await timed(lambda: api.list_pods(request), collect)
-            warm = await timed(lambda: api.list_pods(request), collect)
-            for label, (cpu, _wall, clock) in (("after a tick", cold), ("again", warm)):
+            cold = await timed(list_all, collect)
+            warm = await timed(list_all, collect)
+            await manager.tick()
+            prerender = await timed(prerendered(api.rendered), collect)
+            ready = await timed(list_all, collect)
+            for label, (cpu, _wall, clock) in (
+                ("after a tick", cold),
+                ("again", warm),
+                ("prerender after a tick (no LIST)", prerender),
+                ("after a tick and its prerender", ready),
+            ):
                 print(
                     f"== LIST pods {label}, unprofiled, GC {'on' if collect else 'OFF'}: "
                     f"{cpu:.2f}s CPU for {pods} pods ({cpu / pods * 1e6:.1f} us per pod; at "
@@ -365,13 +396,12 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
         await manager.tick()
         profile = cProfile.Profile(time.process_time)
         profile.enable()
-        await api.list_pods(request)
+        await list_all()
         profile.disable()
         print(summarise(profile, f"one LIST of {pods} pod metrics"))
 
         # Memory after two ticks by a fresh client into a fresh store, by source file of
         # the allocation: new connections too, so that their TLS buffers are counted.
-        del response, body
         gc.collect()
         # A few hundred nodes only: tracemalloc slows Python down several times, and at
         # full size the ticks would run past the resolution and time out.
@@ -461,9 +491,10 @@ async def profile_offline(nodes: int) -> None:
     del bodies
     api = MetricsAPI(store, inventory)
     request = make_mocked_request("GET", "/apis/metrics.k8s.io/v1beta1/pods")
+    list_all = list_once(api, request)
     pods = nodes * kubelet_sim.PODS
     for collect in (True, False):
-        runs = [await timed(lambda: api.list_pods(request), collect) for _ in range(3)]
+        runs = [await timed(list_all, collect) for _ in range(3)]
         best = min(runs, key=lambda r: r[0])
         print(
             f"== offline LIST of {pods} pods, GC {'on' if collect else 'OFF'}: {best[0]:.2f}s CPU "
@@ -471,7 +502,7 @@ async def profile_offline(nodes: int) -> None:
         )
     profile = cProfile.Profile(time.process_time)
     profile.enable()
-    await api.list_pods(request)
+    await list_all()
     profile.disable()
     print(summarise(profile, f"offline LIST of {pods} pod metrics"))
     cpu0 = time.process_time()

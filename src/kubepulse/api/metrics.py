@@ -202,10 +202,15 @@ class MetricsAPI:
             found = self._pods(request, namespace)
             rows = [(p.name, _summed(r), pod_metrics(p, r, created)) for p, r in found]
             return self._table(request, rows)
+        return await _write_chunks(request, self.pod_list_chunks(request, namespace, created))
+
+    def pod_list_chunks(
+        self, request: web.Request, namespace: str | None, created: str
+    ) -> list[bytes]:
+        """The PodMetricsList JSON a LIST asks for, as chunks to write in order."""
         candidates = self._pod_candidates(request, namespace)
         whole = namespace is None and not request.query
-        chunks = self.rendered.body(candidates, created, whole)
-        return await _write_chunks(request, chunks)
+        return self.rendered.body(candidates, created, whole)
 
     async def get_pod(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
