@@ -283,6 +283,7 @@ async def test_create_reports_each_refusal_in_the_apis_words(jane: Page, fake: F
         'resource "deployments" in API group "apps" in the namespace "team-b"'
     )
     assert [r["ok"] for r in body["results"]] == [True, False]
+    assert body["results"][1]["error"].startswith("deployments.apps is forbidden: ")
     assert fake.get("configmaps", "web-settings", "team-a") is not None
 
 
@@ -297,7 +298,7 @@ async def test_create_reports_each_refusal_in_the_apis_words(jane: Page, fake: F
         ("", "the YAML holds no object"),
         (
             "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n",
-            'Widget w: no matches for kind in version "example.com/v1"',
+            'Widget w: no matches for kind "Widget" in version "example.com/v1"',
         ),
         (
             "apiVersion: v1\nkind: Widget\nmetadata: {name: w}\n",
@@ -389,8 +390,10 @@ async def test_delete_is_forbidden_to_a_viewer(open_page: Any, fake: FakeKubeAPI
 async def test_scale_sets_the_replicas_that_kubectl_then_shows(
     jane: Page, fake: FakeKubeAPI, tmp_path: Path
 ) -> None:
+    assert await jane.get("scale", **WEB) == (200, {"replicas": 2})
     status, body = await jane.send("POST", "scale", {"replicas": 5}, **WEB)
     assert (status, body) == (200, {"replicas": 5})
+    assert await jane.get("scale", **WEB) == (200, {"replicas": 5})
     assert fake.get("deployments", "web", "team-a")["spec"]["replicas"] == 5
     config = fake.write_kubeconfig(tmp_path / "kubeconfig")
     shown = kubectl(config, "get", "deploy", "web", "-n", "team-a", "--no-headers")

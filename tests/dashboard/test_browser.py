@@ -1,17 +1,20 @@
 """The page in real Chromium (Debian's /usr/bin/chromium) driven by Playwright, against
-the dashboard served on 127.0.0.1 over plain HTTP (the loopback cookie option)."""
+the dashboard served on 127.0.0.1 over plain HTTP (the loopback cookie option).
+
+A screenshot of each view is kept in test-artifacts/dashboard/ (KUBEPULSE_ARTIFACTS
+overrides the folder)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from kubepulse.store.history import History
 from tests.api.conftest import TOKEN
 from tests.dashboard.conftest import XSS_NAME, filled_history, inventory, parts, root_app, xss_pod
 
@@ -20,22 +23,34 @@ CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
 expect = playwright_sync.expect
 TIMEOUT = 10_000
+ARTIFACTS = Path(
+    os.environ.get("KUBEPULSE_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts"
+)
+
+
+def screenshot(page: playwright_sync.Page, name: str) -> Path:
+    """Keep what the page looks like now as test-artifacts/dashboard/NAME.png."""
+    path = ARTIFACTS / "dashboard" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+    return path
 
 
 class Server:
-    """The dashboard on its own event loop in a thread."""
+    """The dashboard on its own event loop in a thread; build makes its application in
+    that loop (so clients it opens belong to it)."""
 
-    def __init__(self, history: History) -> None:
+    def __init__(self, build: Callable[[], Awaitable[web.Application]]) -> None:
         self.loop = asyncio.new_event_loop()
-        app = root_app(parts(history, pods_and_nodes=inventory([xss_pod()])))
-        self.runner = web.AppRunner(app)
         ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(ready, build), daemon=True)
         self.thread.start()
-        assert ready.wait(10)
+        assert ready.wait(20)
 
-    def _run(self, ready: threading.Event) -> None:
+    def _run(self, ready: threading.Event, build: Callable[[], Awaitable[web.Application]]) -> None:
         asyncio.set_event_loop(self.loop)
+        self.runner = web.AppRunner(self.loop.run_until_complete(build()))
         self.loop.run_until_complete(self.runner.setup())
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         self.loop.run_until_complete(site.start())
@@ -57,7 +72,11 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     history = filled_history(tmp_path_factory.mktemp("history") / "history.db")
-    s = Server(history)
+
+    async def build() -> web.Application:
+        return root_app(parts(history, pods_and_nodes=inventory([xss_pod()])))
+
+    s = Server(build)
     yield s
     s.stop()
     history.close()
@@ -102,11 +121,17 @@ def watched(browser: playwright_sync.Browser) -> Iterator[Watched]:
     assert w.dialogs == []
 
 
-def sign_in(page: playwright_sync.Page, server: Server, hash_: str = "") -> None:
+def sign_in(
+    page: playwright_sync.Page,
+    server: Server,
+    hash_: str = "",
+    token: str = TOKEN,
+    user: str = "admin",
+) -> None:
     page.goto(server.url + hash_)
-    page.fill("#token", TOKEN)
+    page.fill("#token", token)
     page.click("button[type=submit]")
-    expect(page.locator("#user")).to_have_text("admin")
+    expect(page.locator("#user")).to_have_text(user)
 
 
 def test_a_wrong_token_is_refused_with_a_message(server: Server, watched: Watched) -> None:
@@ -117,6 +142,7 @@ def test_a_wrong_token_is_refused_with_a_message(server: Server, watched: Watche
     page.click("button[type=submit]")
     expect(page.locator("#login-error")).to_contain_text("That token was not accepted")
     expect(page).to_have_url(server.url + "login")
+    screenshot(page, "login-refused")
     watched.errors = [e for e in watched.errors if "401" not in e]  # the refused POST
 
 
@@ -129,6 +155,7 @@ def test_sign_in_shows_the_overview_with_the_stores_numbers(
     row = page.locator("#overview-nodes tr", has_text="node-a")
     expect(row).to_contain_text("500m / 3.80 cores (13%)")
     expect(page.locator("#overview-nodes tr", has_text="node-d")).to_contain_text("2.00 cores")
+    screenshot(page, "overview")
 
 
 def test_a_node_shows_charts_and_the_hash_keeps_the_view_across_reload(
@@ -147,6 +174,7 @@ def test_a_node_shows_charts_and_the_hash_keeps_the_view_across_reload(
     expect(page.locator("#node-name")).to_have_text("node-a")
     expect(page.locator(".ranges a[aria-current=true]")).to_have_text("15m")
     expect(page.locator(".chart canvas").first).to_be_visible()
+    screenshot(page, "node")
 
 
 def test_a_pod_named_like_markup_is_shown_as_text(server: Server, watched: Watched) -> None:
@@ -159,6 +187,10 @@ def test_a_pod_named_like_markup_is_shown_as_text(server: Server, watched: Watch
     rows.first.locator("a").click()
     expect(page.locator("#pod-name")).to_have_text("default/" + XSS_NAME)
     assert page.locator("main img").count() == 0
+    # Local mode: no cluster to act on, so no actions and no Create view.
+    assert page.locator("#pod-actions").count() == 0
+    expect(page.locator("#nav-create")).to_be_hidden()
+    screenshot(page, "pod-named-like-markup")
 
 
 def test_the_dark_mode_toggle_switches_and_is_remembered(server: Server, watched: Watched) -> None:
@@ -173,6 +205,7 @@ def test_the_dark_mode_toggle_switches_and_is_remembered(server: Server, watched
     page.reload()
     expect(page.locator("#theme-toggle")).to_have_text("Light")
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == dark
+    screenshot(page, "overview-dark")
 
 
 def test_the_system_dark_preference_is_followed(
@@ -211,6 +244,7 @@ def test_the_pods_filter_and_sort_go_into_the_url(server: Server, watched: Watch
     expect(page).to_have_url(server.url + "#/pods?namespace=default&sort=memory")
     expect(page.locator("#pods-table tbody tr").first).to_contain_text("web-1")
     expect(page.locator("#pods-table tbody tr")).to_have_count(3)  # web-1, web-2, the XSS pod
+    screenshot(page, "pods")
 
 
 def test_sign_out_ends_the_session(server: Server, watched: Watched) -> None:

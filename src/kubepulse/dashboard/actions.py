@@ -6,7 +6,8 @@
     GET    api/yaml?apiVersion=&kind=&namespace=&name=    the object as YAML
     PUT    api/yaml?...    {"yaml": text}                 replace it (resourceVersion kept)
     DELETE api/object?...                                 delete it (kubectl's background)
-    POST   api/scale?...   {"replicas": n}                its /scale subresource
+    GET    api/scale?...                                  {"replicas": n} from its /scale
+    POST   api/scale?...   {"replicas": n}                set them through /scale
     POST   api/restart?... {}                             kubectl rollout restart
     GET    api/logs?namespace=&name=&container=&tailLines=   plain text
 
@@ -151,6 +152,7 @@ class ActionHandlers:
             web.get("/api/yaml", self._answering(self.get_yaml)),
             web.put("/api/yaml", self._answering(self.put_yaml)),
             web.delete("/api/object", self._answering(self.delete)),
+            web.get("/api/scale", self._answering(self.replicas)),
             web.post("/api/scale", self._answering(self.scale)),
             web.post("/api/restart", self._answering(self.restart)),
             web.get("/api/logs", self._answering(self.logs)),
@@ -288,7 +290,7 @@ class ActionHandlers:
         if not failed:
             return _json({"results": results}, 201)
         first = failed[0]
-        return error_response(first["code"], first["error"], results=results)
+        return error_response(first["code"], f"{_what(first)}: {first['error']}", results=results)
 
     async def _create_one(
         self, client: KubeClient, obj: dict[str, Any], default: str
@@ -302,12 +304,12 @@ class ActionHandlers:
                 obj = {**obj, "metadata": {**meta, "namespace": ns}}
             created = await client.post(res.path(ns), obj)
         except UnknownKind as err:
-            return {**shown, "ok": False, "code": 400, "error": f"{_what(shown)}: {err}"}
+            return {**shown, "ok": False, "code": 400, "error": str(err)}
         except (ApiError, Unreachable) as err:
             if isinstance(err, ApiError) and err.code == 401:
                 raise
             code, message, _ = explain(err)
-            return {**shown, "ok": False, "code": code, "error": f"{_what(shown)}: {message}"}
+            return {**shown, "ok": False, "code": code, "error": message}
         made = created.get("metadata") or {}
         return {**shown, "ok": True, "name": made.get("name", shown["name"]), "namespace": ns}
 
@@ -337,19 +339,28 @@ class ActionHandlers:
         await client.delete(res.path(ns, target.name), options)
         return _json({"deleted": {"kind": res.kind, "namespace": ns, "name": target.name}})
 
-    async def scale(self, request: web.Request) -> web.StreamResponse:
+    async def _scale_path(self, request: web.Request) -> tuple[KubeClient, str]:
         target = _target(request)
-        replicas = (await _body(request)).get("replicas")
-        if not isinstance(replicas, int) or isinstance(replicas, bool):
-            raise BadInput("replicas must be a whole number")
         client = self._client(request)
         res, ns = await self._resource(client, target)
         if "scale" not in res.subresources:
             raise BadInput(f"a {res.kind} has no scale subresource: it cannot be scaled")
+        return client, res.path(ns, target.name, "scale")
+
+    async def replicas(self, request: web.Request) -> web.StreamResponse:
+        client, path = await self._scale_path(request)
+        scale = await client.get(path)
+        return _json({"replicas": (scale.get("spec") or {}).get("replicas", 0)})
+
+    async def scale(self, request: web.Request) -> web.StreamResponse:
+        replicas = (await _body(request)).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool):
+            raise BadInput("replicas must be a whole number")
+        client, path = await self._scale_path(request)
         # Read, then write back with its resourceVersion: a change in between is a 409.
-        scale = await client.get(res.path(ns, target.name, "scale"))
+        scale = await client.get(path)
         scale.setdefault("spec", {})["replicas"] = replicas
-        updated = await client.put(res.path(ns, target.name, "scale"), scale)
+        updated = await client.put(path, scale)
         return _json({"replicas": (updated.get("spec") or {}).get("replicas")})
 
     async def restart(self, request: web.Request) -> web.StreamResponse:

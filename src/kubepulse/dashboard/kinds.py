@@ -96,12 +96,13 @@ class Kinds:
         Unreachable."""
         if not API_VERSION.fullmatch(api_version) or not KIND.fullmatch(kind):
             raise UnknownKind(f'"{api_version}" "{kind}" is not an apiVersion and a kind')
-        found = (await self._listed(client, api_version)).get(kind)
+        found = (await self._listed(client, api_version) or {}).get(kind)
         if found is None:
             raise UnknownKind(f'no matches for kind "{kind}" in version "{api_version}"')
         return found
 
-    async def _listed(self, client: KubeClient, api_version: str) -> dict[str, Resource]:
+    async def _listed(self, client: KubeClient, api_version: str) -> dict[str, Resource] | None:
+        """The group version's kinds; None when the API does not serve it at all."""
         now = self.clock()
         cached = self._lists.get(api_version)
         if cached is not None and cached[0] > now:
@@ -111,9 +112,7 @@ class Kinds:
             listed = await client.get(path)
         except ApiError as err:
             if err.code == 404:
-                raise UnknownKind(
-                    f'no matches for kind in version "{api_version}": the API does not serve it'
-                ) from None
+                return None
             raise
         found = resources(api_version, listed if isinstance(listed, dict) else {})
         self._lists[api_version] = (now + self.ttl, found)

@@ -6,6 +6,7 @@
   const RANGES = ["15m", "1h", "6h", "24h", "7d"];
   const state = { csrf: "", pollMs: 5000, timer: null, viewKey: "", view: null, charts: [] };
   const main = document.getElementById("view");
+  let actions = null; // Kubernetes mode's actions (actions.js), null in local mode
 
   // -- DOM helpers ---------------------------------------------------------------------
   function el(tag, attrs, ...children) {
@@ -100,6 +101,18 @@
     const body = await resp.json();
     if (!resp.ok) throw new Error(body.error || resp.statusText);
     return body;
+  }
+  // A state-changing call: the session's CSRF token goes with it. Answers {ok, status, body}.
+  async function send(method, path, body) {
+    const opts = { method, credentials: "same-origin", cache: "no-store", headers: { "X-CSRF-Token": state.csrf } };
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.body = JSON.stringify(body);
+    }
+    const resp = await fetch("api/" + path, opts);
+    if (resp.status === 401) { location.href = "login"; throw new Error("signed out"); }
+    const data = await resp.json().catch(() => ({ error: resp.status + " " + resp.statusText }));
+    return { ok: resp.ok, status: resp.status, body: data };
   }
   function setStatus(text, bad) {
     const s = document.getElementById("status");
@@ -303,7 +316,8 @@
           rangeLinks(parts, this.range));
         this.info = el("div");
         this.body = el("div");
-        frame.append(this.info, this.body);
+        // Built once, not on each refresh, so an open editor or log keeps what it holds.
+        frame.append(this.info, actions ? actions.podPanel(this.ns, this.name) : "", this.body);
       },
       async update() {
         const d = await api("pods/" + encodeURIComponent(this.ns) + "/" + encodeURIComponent(this.name) +
@@ -323,6 +337,13 @@
           chart(charts, "Memory", c.series, 2, { request: c.memory.request, limit: c.memory.limit }, mem);
         }
       },
+    },
+    create: {
+      build(frame, parts, params) {
+        if (actions) actions.createView(frame, params);
+        else frame.append(el("h1", { text: "Create" }), el("p", { text: "Creating objects needs the dashboard in Kubernetes mode." }));
+      },
+      async update() {},
     },
     namespaces: {
       build(frame) {
@@ -413,6 +434,10 @@
     state.csrf = session.csrf_token;
     state.pollMs = Math.max(1000, session.poll_interval * 1000);
     document.getElementById("user").textContent = session.user;
+    if (session.cluster && window.KubepulseActions) {
+      actions = window.KubepulseActions({ el, clear, api, send, href, go });
+      document.getElementById("nav-create").hidden = false;
+    }
     window.addEventListener("hashchange", route);
     route();
     state.timer = setInterval(refresh, state.pollMs);
