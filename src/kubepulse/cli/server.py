@@ -53,6 +53,7 @@ from kubepulse.cli import flags, serving
 from kubepulse.cli.errors import CommandError
 from kubepulse.dashboard.app import DashboardParts
 from kubepulse.dashboard.app import mount as mount_dashboard
+from kubepulse.dashboard.cluster import without_identity
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, ApiError, KubeClient, Unreachable, in_cluster
 from kubepulse.kube.inventory import Inventory, StaticInventory
@@ -433,7 +434,10 @@ async def start_server(
     authorizer: Authorizer | None = None,
     kubelet_defaults: KubeletDefaults = KubeletDefaults(),
     dashboard: bool = False,
+    cluster: Credentials | None = None,
 ) -> RunningServer:
+    """cluster, for the dashboard's Kubernetes mode: the API server it calls with each
+    user's own token; None (--targets) leaves it in local mode, without actions."""
     selector = node_selector(args)
     charts_url = prometheus_url(args, dashboard)
     store = MetricsStore(args.metric_resolution)
@@ -472,7 +476,7 @@ async def start_server(
     closers: list[Callable[[], Awaitable[None]]] = []
     if dashboard:
         series = chart_source(charts_url, history, closers)
-        mount_dashboard(app, DashboardParts(store, inventory, series, auth))
+        mount_dashboard(app, DashboardParts(store, inventory, series, auth, cluster=cluster))
     # Every node, pod, container and namespace series, for a Prometheus to keep history.
     app.router.add_get(USAGE_PATH, prometheus_handler(store, inventory))
     ctx = serving_context(args, auth)
@@ -696,6 +700,8 @@ async def start_cluster_server(args: argparse.Namespace, where: Cluster) -> Runn
                 authorizer=authorizer,
                 kubelet_defaults=kubelet_defaults(where, Path(tmp)),
                 dashboard=args.dashboard,
+                # Where the API is and its CA, never the server's own token or certificate.
+                cluster=without_identity(where.creds),
             )
     except BaseException:
         for close in reversed(closers):
