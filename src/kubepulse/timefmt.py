@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from functools import lru_cache
 
@@ -37,6 +38,27 @@ def go_duration(seconds: float) -> str:
     if minutes:
         return f"{sign}{minutes}m{secs}"
     return sign + secs
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_go_duration(text: str) -> float:
+    """Seconds in a Go duration ("15s", "1m30s", "15.003s", "500ms"), as time.ParseDuration
+    reads the ones go_duration() and metrics-server write; ValueError otherwise."""
+    text = text.strip()
+    if text == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"invalid duration {text!r}")
+    return total
 
 
 def _trim(value: float, size: int) -> str:

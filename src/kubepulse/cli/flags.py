@@ -3,31 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 from typing import Any
 
 from kubepulse.model import Resources
 from kubepulse.quantity import QuantityError, parse_quantity
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+from kubepulse.timefmt import parse_go_duration
 
 
 def duration(text: str) -> float:
     """A Go duration ("15s", "1m30s", "500ms") in seconds."""
-    text = text.strip()
-    if text == "0":
-        return 0.0
-    pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (want e.g. 15s, 1m0s, 500ms)")
-    return total
+    try:
+        return parse_go_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err} (want e.g. 15s, 1m0s, 500ms)") from err
 
 
 def quantity(text: str) -> float:

@@ -20,19 +20,17 @@ numbers are never shown as current (metrics-server drops a node whose scrape fai
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from kubepulse.cli.flags import duration
 from kubepulse.kube.client import ApiError, KubeClient, Unreachable
 from kubepulse.kube.objects import Node, ObjectError, Pod, node_from_object, pod_from_object
 from kubepulse.quantity import QuantityError, parse_quantity
 from kubepulse.store.history import HistoryRecorder
 from kubepulse.store.points import MetricsStore, PodRates, Rate
-from kubepulse.timefmt import parse_rfc3339
+from kubepulse.timefmt import parse_go_duration, parse_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +82,10 @@ def _usage(usage: Any, what: str) -> tuple[int, int]:
 def _when(obj: Mapping[str, Any], what: str) -> tuple[float, float]:
     """(timestamp, window in seconds): an RFC 3339 time and a Go duration ("15.003s")."""
     try:
-        return parse_rfc3339(str(obj["timestamp"])), duration(str(obj["window"]))
+        return parse_rfc3339(str(obj["timestamp"])), parse_go_duration(str(obj["window"]))
     except KeyError as err:
         raise ObjectError(f"{what} has no {err.args[0]}") from err
-    except (ValueError, argparse.ArgumentTypeError) as err:
+    except ValueError as err:
         raise ObjectError(f"{what}: {err}") from err
 
 
