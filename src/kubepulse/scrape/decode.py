@@ -208,7 +208,9 @@ def _fast(
     # _complete_pods' rules, in one pass over the kubelet's order (by container name,
     # so each pod's containers arrive sorted): a pod with an incomplete container goes.
     by_pod: dict[tuple[str, str], list[ContainerSample] | None] = {}
-    usage, sample, isfinite, no_resources = Usage, ContainerSample, math.isfinite, _NO_RESOURCES
+    # tuple.__new__ with every field: the named tuples' own __new__ is Python code, and
+    # this runs for every container of every node each resolution.
+    new, isfinite, no_resources = tuple.__new__, math.isfinite, _NO_RESOURCES
     for i, key in enumerate(zip(namespaces, pods, strict=True)):
         samples = by_pod.get(key, ())
         if samples is None:
@@ -220,13 +222,10 @@ def _fast(
             by_pod[key] = None
             continue
         st = start_values[i]
-        container = sample(
-            names[i],
-            st if isfinite(st) else 0.0,
-            usage(cpu_stamps[i], cpu_ns, memory_bytes),
-            None,
-            no_resources,
-            no_resources,
+        usage = new(Usage, (cpu_stamps[i], cpu_ns, memory_bytes, None, None, None, None))
+        container = new(
+            ContainerSample,
+            (names[i], st if isfinite(st) else 0.0, usage, None, no_resources, no_resources),
         )
         if samples:
             samples.append(container)
@@ -234,7 +233,8 @@ def _fast(
             by_pod[key] = [container]
     node = _complete_node(node_name, node_time, node_cpu_ns, node_memory_bytes)
     return node, tuple(
-        PodSample(namespace, pod, "", 0.0, tuple(samples))  # namespace, name, uid, start
+        # namespace, name, uid, start time, containers, usage, cpu rate, process count
+        new(PodSample, (namespace, pod, "", 0.0, tuple(samples), None, None, None))
         for (namespace, pod), samples in sorted(by_pod.items())
         if samples
     )
