@@ -49,11 +49,11 @@ from kubepulse.api.authz import (
 )
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.selectors import SelectorError, parse_label_selector
+from kubepulse.api.whoami import without_credentials
 from kubepulse.cli import flags, serving
 from kubepulse.cli.errors import CommandError
 from kubepulse.dashboard.app import DashboardParts
 from kubepulse.dashboard.app import mount as mount_dashboard
-from kubepulse.dashboard.cluster import without_identity
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, ApiError, KubeClient, Unreachable, in_cluster
 from kubepulse.kube.inventory import Inventory, StaticInventory
@@ -701,7 +701,7 @@ async def start_cluster_server(args: argparse.Namespace, where: Cluster) -> Runn
                 kubelet_defaults=kubelet_defaults(where, Path(tmp)),
                 dashboard=args.dashboard,
                 # Where the API is and its CA, never the server's own token or certificate.
-                cluster=without_identity(where.creds),
+                cluster=without_credentials(where.creds),
             )
     except BaseException:
         for close in reversed(closers):

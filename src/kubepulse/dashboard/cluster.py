@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from kubepulse.api.whoami import without_credentials
 from kubepulse.kube.client import ApiError, KubeClient, Unreachable, ssl_context
 from kubepulse.kube.kubeconfig import Credentials
 
@@ -31,19 +32,11 @@ REVIEWS_AT_ONCE = 16
 """SelfSubjectAccessReviews one page view may have in flight together."""
 
 
-def without_identity(creds: Credentials) -> Credentials:
-    """Where the API server is and how to verify it, with no credentials of its own: what
-    every call made for a user starts from."""
-    return dataclasses.replace(
-        creds, token=None, client_cert_pem=None, client_key_pem=None, username=None, password=None
-    )
-
-
 class ClusterCalls:
     """The API server of Kubernetes mode; `as_user(token)` is a KubeClient for one call."""
 
     def __init__(self, cluster: Credentials, timeout: float = TIMEOUT) -> None:
-        self.cluster = without_identity(cluster)
+        self.cluster = without_credentials(cluster)
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 
