@@ -5,6 +5,7 @@ which this also tests (patch, delete, plain-text answers, a shared session)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from kubepulse.kube.client import STRATEGIC_MERGE_PATCH, ApiError, KubeClient, ssl_context
+from kubepulse.kube.client import (
+    STRATEGIC_MERGE_PATCH,
+    ApiError,
+    KubeClient,
+    Unreachable,
+    ssl_context,
+)
 from tests.fakeapi import objects
 from tests.fakeapi.fixtures import kubectl
 from tests.fakeapi.server import FakeKubeAPI
@@ -316,3 +323,20 @@ async def test_discovery_lists_the_apps_group_and_its_scale_subresource(
     core = await admin.get("/api/v1")
     log = next(r for r in core["resources"] if r["name"] == "pods/log")
     assert log["verbs"] == ["get"]
+
+
+@pytest.mark.parametrize(
+    ("name", "reached"),
+    [("kubernetes.default.svc", True), ("elsewhere.example", False)],
+)
+async def test_the_client_checks_the_certificate_against_tls_server_name(
+    fake_api: FakeKubeAPI, name: str, reached: bool
+) -> None:
+    """kubeconfig's tls-server-name: dialled by IP, the certificate must name this name."""
+    creds = dataclasses.replace(fake_api.credentials(), tls_server_name=name)
+    async with KubeClient(creds) as client:
+        if reached:
+            assert (await client.get("/version"))["minor"] == "32"
+        else:
+            with pytest.raises(Unreachable, match="certificate is not trusted"):
+                await client.get("/version")

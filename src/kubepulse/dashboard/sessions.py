@@ -51,10 +51,11 @@ class Sessions:
 
     def create(self, user: User, token: str | None = None) -> Session:
         now = self.clock()
-        if len(self._sessions) >= self.max_sessions:
-            self._sessions = {k: s for k, s in self._sessions.items() if s.expires > now}
-            while len(self._sessions) >= self.max_sessions:  # oldest first
-                del self._sessions[next(iter(self._sessions))]
+        # Expired sessions go at every sign-in, so that no token outlives its session
+        # for long in memory.
+        self._sessions = {k: s for k, s in self._sessions.items() if s.expires > now}
+        while len(self._sessions) >= self.max_sessions:  # oldest first
+            del self._sessions[next(iter(self._sessions))]
         session = Session(
             secrets.token_urlsafe(32), user, secrets.token_urlsafe(32), now + self.lifetime, token
         )
