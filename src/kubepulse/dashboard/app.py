@@ -40,7 +40,6 @@ from kubepulse.store.series import SeriesSource
 PREFIX = "/dashboard"
 STATIC = Path(__file__).parent / "static"
 MAX_TOKEN_BYTES = 16 * 1024
-__all__ = ["SESSION_KEY", "DashboardOptions", "DashboardParts", "make_dashboard", "mount"]
 
 
 @dataclass(frozen=True)
