@@ -98,6 +98,7 @@ class MetricsAPI:
     ) -> None:
         self.store, self.inventory, self.node_selector = store, inventory, node_selector
         self.rendered = rendered if rendered is not None else RenderedPods(store)
+        self._sorted: tuple[list[Pod], list[Pod]] = ([], [])
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -159,7 +160,7 @@ class MetricsAPI:
 
     def _pod_candidates(self, request: web.Request, namespace: str | None) -> list[Pod]:
         """The pods a LIST names, sorted by namespace and name, before looking at data."""
-        pods = self._known_pods()
+        pods = self._sorted_pods()
         if namespace is not None:
             pods = [p for p in pods if p.namespace == namespace]
         selector, field_selector = (
@@ -178,7 +179,15 @@ class MetricsAPI:
         else:
             # Parsed anyway for its errors: an empty selector is valid and matches all.
             parse_label_selector(selector)
-        return sorted(pods, key=_namespace_and_name)
+        return pods
+
+    def _sorted_pods(self) -> list[Pod]:
+        """Every known pod by namespace and name; sorted again only when the inventory's
+        snapshot changes (150,000 pods take ~0.15 s to sort)."""
+        pods = self._known_pods()
+        if self._sorted[0] is not pods:
+            self._sorted = (pods, sorted(pods, key=_namespace_and_name))
+        return self._sorted[1]
 
     def _pods(self, request: web.Request, namespace: str | None) -> list[tuple[Pod, PodRates]]:
         index: dict[tuple[str, str], PodRates] | None = None

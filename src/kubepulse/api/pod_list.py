@@ -5,14 +5,12 @@ kept in parts: the pod's own part (name, namespace, labels), which changes only 
 Pod object, and the usage part (timestamp, window, containers), which changes only with
 a scrape of the pod's node. Between them goes creationTimestamp, the time of each request
 (metrics-server pkg/api/pod.go). The usage parts of a node are rendered together the
-first time a LIST needs them after the node's scrape, or, while clients are listing, as
-soon as a scrape cycle is over (prerender), so that a LIST after a cycle, as an HPA makes
-once per resolution, only joins.
+first time a LIST needs them after the node's scrape or, while clients are listing, as
+soon as the scrape is stored (node_stored), so that a LIST after a cycle only joins.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -34,8 +32,6 @@ LIST_TAIL = b"]}"
 _CREATED = b',"creationTimestamp":"'
 _CONTAINER = '{"name":%s,"usage":{"cpu":"%s","memory":"%s"}}'
 _USAGE = '%s","window":"%s","containers":[%s]}'
-PRERENDER_NODES_PER_STEP = 100
-"""Nodes rendered between two yields to the event loop: ~15 ms, so requests keep flowing."""
 
 
 @lru_cache(maxsize=4096)
@@ -84,7 +80,6 @@ class RenderedPods:
         # id(Pod) -> (the Pod, its two parts): the Pod is kept so the id stays its own.
         self._pods: dict[int, tuple[Pod, bytes, bytes]] = {}
         self._listed: dict[str, float] = {}  # node -> when a LIST last needed it
-        self._prerendering: asyncio.Task[None] | None = None
         self.renders = 0
         """Nodes rendered so far: once per node per scrape at most, however many LISTs."""
 
@@ -141,25 +136,14 @@ class RenderedPods:
 
     # -- after each scrape cycle (the manager's Recorder) ----------------------------------
     def node_stored(self, node_name: str, pods: object) -> None:
-        pass  # rendered when the cycle is over, not while scrapes still come in
+        """While LISTs need this node (one in the last two resolutions did), render its
+        usage parts as soon as its scrape is stored: at thousands of nodes a LIST made
+        after a cycle, as an HPA makes once per resolution, arrives while the last
+        answers are still being decoded, and then only joins."""
+        if node_name in self._listed:
+            self.node_usage(node_name)
 
     def tick_done(self) -> None:
-        """Render, in the quiet after a cycle, the nodes LISTs needed in the last two
-        resolutions; nothing while nobody lists."""
+        """Stop prerendering the nodes no LIST has needed for two resolutions."""
         recent = time.monotonic() - 2 * self.resolution
         self._listed = {n: t for n, t in self._listed.items() if t >= recent}
-        if self._listed and (self._prerendering is None or self._prerendering.done()):
-            self._prerendering = asyncio.get_running_loop().create_task(
-                self.prerender(list(self._listed))
-            )
-
-    async def prerendered(self) -> None:
-        """Wait for the prerender that tick_done() started, if any."""
-        if self._prerendering is not None:
-            await self._prerendering
-
-    async def prerender(self, node_names: list[str]) -> None:
-        for i, node in enumerate(node_names, 1):
-            self.node_usage(node)
-            if i % PRERENDER_NODES_PER_STEP == 0:
-                await asyncio.sleep(0)

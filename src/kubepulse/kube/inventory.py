@@ -24,6 +24,9 @@ _NS_UID = uuid.UUID("a4a7c0de-5b1e-4c1e-9c0a-6b7570756c73")
 
 
 class Inventory(Protocol):
+    """The cluster's Nodes and Pods. Each call returns a snapshot: a change makes a new
+    list and never alters one already returned, so readers may key caches on the list."""
+
     def nodes(self) -> list[Node]: ...
 
     def pods(self) -> list[Pod]: ...
