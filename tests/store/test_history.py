@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import threading
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
-from kubepulse.store.history import History, HistoryRecorder
+from kubepulse.store.history import Columns, History, HistoryRecorder, pod_usage, window
 from kubepulse.store.history_db import HistoryFileError
 from kubepulse.store.history_read import pick_tier
 from kubepulse.store.history_writer import Row
@@ -54,8 +55,10 @@ def feed(h: History, rows: list[Row], batch: int = 500) -> None:
 
 
 def oldest(path: Path, table: str) -> int | None:
+    """The oldest sample's timestamp (ms) in a tier's table."""
+    column = "ts_min" if table == "samples_raw" else "ts"  # the raw tier: a row per batch
     with sqlite3.connect(path) as conn:
-        return conn.execute(f"SELECT min(ts) FROM {table}").fetchone()[0]  # type: ignore[no-any-return]
+        return conn.execute(f"SELECT min({column}) FROM {table}").fetchone()[0]  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("key", [NODE, POD, CONTAINER, NAMESPACE], ids=lambda k: k[0])
@@ -210,6 +213,7 @@ async def test_slow_disk_never_blocks_the_event_loop_and_drops_are_counted(
     blocker.execute("BEGIN IMMEDIATE")
     try:
         assert h.record(samples(NODE, T0, 1, 15.0))
+        h.commit_soon()  # as at the end of a scrape cycle
         await asyncio.to_thread(wait_for, lambda: h.writing, 5.0, "writer stuck on the lock")
         other_task = asyncio.Event()
         asyncio.get_running_loop().call_soon(other_task.set)
@@ -377,3 +381,148 @@ def test_tiers_parse(text: str, tiers: tuple[Tier, ...]) -> None:
 def test_bad_tiers_are_refused(text: str, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         parse_tiers(text)
+
+
+def test_buckets_of_scrapes_read_apart_match_their_samples(tmp_path: Path) -> None:
+    """Batches of many series, each sample a few seconds before its scrape (so scrapes
+    straddle bucket boundaries), with repeated samples and one that comes after others
+    of its scrape moved on to the next bucket: every coarse bucket holds exactly the
+    average and maximum of its samples."""
+    rng = random.Random(5)
+    keys = [("container", "ns", f"pod-{i // 2}", f"c{i % 2}") for i in range(40)]
+    lagging = {48: T0 + 712.0, 49: T0 + 712.0, 50: T0 + 719.5}  # keys[0]: late at 50
+    written: dict[tuple[str, str, str, str], dict[float, int]] = {}
+    h = History(tmp_path / "h.db")
+    try:
+        last: dict[tuple[str, str, str, str], float] = {}
+        for scrape in range(80):  # 20 minutes of 15 s scrapes
+            at = T0 + 15 * scrape + 4  # a bucket starts within every 4th scrape
+            rows: list[Row] = []
+            for key in keys:
+                ts = round(at - rng.uniform(0, 8), 3)
+                if scrape % 7 == 3 and key in last:
+                    ts = last[key]  # not refreshed since the last scrape: a repeat
+                if key == keys[0] and scrape in lagging:
+                    ts = lagging[scrape]
+                cpu = rng.randint(0, 10**9)
+                if ts != last.get(key):
+                    written.setdefault(key, {})[ts] = cpu
+                last[key] = ts
+                rows.append((*key, ts, cpu, rng.randint(0, 10**10)))
+            assert h.record(rows, group="node-a")
+        h.close()  # writes the open buckets
+        h = History(tmp_path / "h.db")
+        for width in (60, 900):
+            for key in keys[:6]:
+                expected: dict[float, list[int]] = {}
+                for ts, cpu in written[key].items():
+                    expected.setdefault(ts // width * width, []).append(cpu)
+                points = h.query(*key, T0 - width, T0 + 1200, step=width)
+                assert [p.timestamp for p in points] == sorted(expected)
+                for p in points:
+                    values = expected[p.timestamp]
+                    assert p.cpu_nanocores == pytest.approx(sum(values) / len(values))
+                    assert p.cpu_max == max(values)
+        minute = h.query(*keys[0], T0 + 660, T0 + 719.9, step=60)
+        assert [p.timestamp for p in minute] == [T0 + 660]
+        assert (T0 + 719.5) in written[keys[0]]  # the late sample is in that minute
+    finally:
+        h.close()
+
+
+def _random_node(rng: random.Random, store: MetricsStore, node: str, at: float, odd: bool) -> None:
+    """A scrape of a node: pods of 0 to 3 containers, each read a few ms apart; with
+    `odd`, the cases that make a container or a pod not servable."""
+    pods = []
+    for p in range(12):
+        containers = []
+        for c in range(p % 4):
+            cpu = int(at * 1e8) + rng.randint(0, 10**8) * (p + c)
+            if odd and p == 5 and c == 0:
+                cpu = 0  # the counter went back: the container is left out
+            started = T0 - 3600
+            if odd and p == 6:
+                started = at - 1  # restarted since the last scrape: no rate
+            ts = round(at - rng.uniform(0, 4), 3)
+            if odd and p == 7:
+                ts = at - rng.uniform(0, 4)  # not a whole millisecond
+            containers.append(ContainerSample(f"c{c}", started, Usage(ts, cpu, (p + c) * MIB)))
+        pods.append(PodSample("ns", f"{node}-pod-{p}", f"uid-{p}", T0 - 3600, tuple(containers)))
+    if odd:
+        pods.append(PodSample("ns", f"{node}-new", "uid-new", at, ()))
+    store.store(node, NodeSample(node, T0 - 86400, Usage(at, int(at * 1e9), MIB)), tuple(pods))
+
+
+@pytest.mark.parametrize("odd", [False, True], ids=["every-container-servable", "odd-cases"])
+def test_pod_usage_is_what_the_store_serves(odd: bool) -> None:
+    rng = random.Random(11)
+    store = MetricsStore(resolution=15.0)
+    for scrape in range(3):
+        _random_node(rng, store, "node-a", T0 + 15 * scrape, odd and scrape == 2)
+    columns = Columns()
+    usage = pod_usage(store.node_pods("node-a"), columns)
+    served = {(p.namespace, p.name): p for p in _served_pods(store, "node-a")}
+    assert [u[0] for u in usage] == list(served)
+    at = 0
+    for key, cpu, mem, earliest, count in usage:
+        rates = store.pod("node-a", *key)
+        assert rates is not None
+        assert (cpu, mem, earliest) == (
+            sum(r.cpu_nanocores for _, r in rates.containers),
+            sum(r.working_set_bytes for _, r in rates.containers),
+            rates.timestamp,
+        )
+        assert sorted(columns.names[at : at + count]) == [n for n, _ in rates.containers]
+        by_name = dict(rates.containers)
+        for name, cpu_c in zip(
+            columns.names[at : at + count], columns.cpu[at : at + count], strict=True
+        ):
+            assert cpu_c == by_name[name].cpu_nanocores
+        at += count
+    assert at == len(columns.names) == len(columns.ts) == len(columns.mem)
+
+
+def _served_pods(store: MetricsStore, node: str) -> list[PodSample]:
+    return [
+        PodSample(ns, name, "", 0.0, ())
+        for ns, name in store.node_pods(node)
+        if store.pod(node, ns, name) is not None
+    ]
+
+
+def test_window_is_round_to_milliseconds() -> None:
+    rng = random.Random(3)
+    now = time.time()
+    for i in range(200_000):
+        if i % 3 == 0:  # between two millisecond timestamps, as kubelets give
+            start = round(now - rng.uniform(0, 1e6), 3)
+            seconds = round(start + rng.uniform(0.001, 120), 3) - start
+        elif i % 3 == 1:
+            seconds = rng.uniform(1e-4, 1e4)
+        else:  # exact ties of the third decimal
+            seconds = (rng.randint(1, 10**7) + 0.5) / 1000
+        assert window(seconds) == round(seconds, 3), seconds
+
+
+def test_a_file_of_schema_2_starts_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    with sqlite3.connect(path) as conn:  # what the last kubepulse wrote: a row per sample
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID")
+        conn.execute("INSERT INTO meta VALUES ('schema', 2), ('newest_ms', 5)")
+        conn.execute(
+            "CREATE TABLE series (id INTEGER PRIMARY KEY, kind TEXT NOT NULL,"
+            " namespace TEXT NOT NULL, name TEXT NOT NULL, container TEXT NOT NULL,"
+            " last_ms INTEGER NOT NULL DEFAULT 0, UNIQUE (kind, namespace, name, container))"
+        )
+        conn.execute("INSERT INTO series VALUES (1, 'node', '', 'node-a', '', 5)")
+        conn.execute(
+            "CREATE TABLE samples_raw (chunk INTEGER, series_id INTEGER, ts INTEGER,"
+            " cpu INTEGER, mem INTEGER, PRIMARY KEY (chunk, series_id, ts)) WITHOUT ROWID"
+        )
+    h = History(path)
+    try:
+        feed(h, samples(NODE, T0, 4, 15.0))
+        assert len(h.query(*NODE, T0, T0 + 60, 15)) == 4
+        assert h.stats().series == 1
+    finally:
+        h.close()

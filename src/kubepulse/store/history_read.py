@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import heapq
 import sqlite3
+from array import array
 from typing import Literal, NamedTuple
 
 from kubepulse.store import history_db
+from kubepulse.store.history_db import RAW_TABLE
 from kubepulse.store.tiers import Tier
 
 Kind = Literal["node", "pod", "container", "namespace"]
@@ -53,18 +55,6 @@ def pick_tier(tiers: tuple[Tier, ...], newest_ms: int, start: float, step: float
     return max(fitting, key=lambda t: t.width) if fitting else reaching[0]
 
 
-def _values(tier: Tier) -> tuple[str, str, str, str]:
-    """SQL for (cpu average, cpu max, memory average, memory max) over grouped rows."""
-    if tier.width == 0:
-        return "avg(cpu)", "max(cpu)", "avg(mem)", "max(mem)"
-    return (
-        "sum(cpu_sum) * 1.0 / sum(n)",
-        "max(cpu_max)",
-        "sum(mem_sum) * 1.0 / sum(n)",
-        "max(mem_max)",
-    )
-
-
 def series_id(
     conn: sqlite3.Connection, kind: str, namespace: str, name: str, container: str
 ) -> int | None:
@@ -96,17 +86,107 @@ def query(
     tier = pick_tier(tiers, history_db.newest_ms(conn) or 0, start, step)
     step_ms = max(1, round(step * 1000))
     lo = int(start * 1000) // step_ms * step_ms
-    cpu, cpu_max, mem, mem_max = _values(tier)
     hi = int(end * 1000)
-    # One seek per chunk (history_db's layout): the chunks listed by a recursive CTE.
-    rows = conn.execute(
-        "WITH RECURSIVE c(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM c WHERE x < ?)"
-        f" SELECT ts - ts % ? AS b, {cpu}, {cpu_max}, {mem}, {mem_max}"
-        f" FROM c JOIN {tier.table} ON chunk = c.x AND series_id = ? AND ts >= ? AND ts <= ?"
-        " GROUP BY b ORDER BY b",
-        (lo // tier.chunk_ms, hi // tier.chunk_ms, step_ms, sid, lo, hi),
-    )
-    return [HistoryPoint(b / 1000, c, m, cm, mm) for b, c, cm, m, mm in rows]
+    steps: dict[int, list[float]] = {}  # step start -> [n, cpu sum, cpu max, mem sum, mem max]
+    for layout, positions in _layouts_of(conn, sid):
+        for _, (t, n, cpu_sum, cpu_max, mem_sum, mem_max) in _samples(
+            conn, tier, layout, positions, lo, hi
+        ):
+            b = t - t % step_ms
+            acc = steps.get(b)
+            if acc is None:
+                steps[b] = [n, cpu_sum, cpu_max, mem_sum, mem_max]
+                continue
+            acc[0] += n
+            acc[1] += cpu_sum
+            acc[3] += mem_sum
+            acc[2] = max(acc[2], cpu_max)
+            acc[4] = max(acc[4], mem_max)
+    return [
+        HistoryPoint(b / 1000, cs / n, ms / n, cm, mm)
+        for b, (n, cs, cm, ms, mm) in sorted(steps.items())
+    ]
+
+
+Sample = tuple[int, int, int, int, int, int]
+"""(timestamp or bucket start in ms, n, cpu sum, cpu max, memory sum, memory max)."""
+
+
+def _samples(
+    conn: sqlite3.Connection, tier: Tier, layout: int, positions: list[int], lo: int, hi: int
+) -> list[tuple[int, Sample]]:
+    """The samples (raw tier) or buckets (coarse tier) in [lo, hi] at these positions of a
+    layout's rows (history_db), with their position: raw samples as buckets of one."""
+    found: list[tuple[int, Sample]] = []
+    if tier.width == 0:
+        for ts_blob, cpu_blob, mem_blob in conn.execute(
+            f"SELECT ts, cpu, mem FROM {RAW_TABLE} WHERE layout = ? AND ts_max >= ?"
+            " AND ts_min <= ?",
+            (layout, lo, hi),
+        ):
+            seconds, cpu, mem = array("d"), _ints(cpu_blob), _ints(mem_blob)
+            seconds.frombytes(ts_blob)
+            for j in positions:
+                t = round(seconds[j] * 1000)
+                if lo <= t <= hi:  # never a sample that was not new (-1 s)
+                    found.append((j, (t, 1, cpu[j], cpu[j], mem[j], mem[j])))
+        return found
+    for row in conn.execute(
+        f"SELECT ts, n, cpu_sum, cpu_max, mem_sum, mem_max FROM {tier.table}"
+        " WHERE layout = ? AND ts >= ? AND ts <= ?",
+        (layout, lo, hi),
+    ):
+        t = row[0]
+        n, cpu_sum, cpu_max, mem_sum, mem_max = (_ints(blob) for blob in row[1:])
+        for j in positions:
+            if n[j]:
+                found.append((j, (t, n[j], cpu_sum[j], cpu_max[j], mem_sum[j], mem_max[j])))
+    return found
+
+
+def _ints(blob: bytes) -> array[int]:
+    values = array("q")
+    values.frombytes(blob)
+    return values
+
+
+def _layouts_of(conn: sqlite3.Connection, sid: int) -> list[tuple[int, list[int]]]:
+    """(layout, the positions of the series in it) of every raw layout that holds it."""
+    found = []
+    for layout, blob in conn.execute(
+        "SELECT l.id, l.ids FROM layout_series s JOIN layouts l ON l.id = s.layout_id"
+        " WHERE s.series_id = ?",
+        (sid,),
+    ):
+        found.append((layout, [j for j, x in enumerate(_ints(blob)) if x == sid]))
+    return found
+
+
+def _latest(conn: sqlite3.Connection, tier: Tier, kind: str, lo: int, at_ms: int) -> list[Latest]:
+    """Each series' newest sample or bucket in (lo, at_ms], of one tier."""
+    names = {
+        sid: (ns, name, container)
+        for sid, ns, name, container in conn.execute(
+            "SELECT id, namespace, name, container FROM series WHERE kind = ?", (kind,)
+        )
+    }
+    newest: dict[int, list[int]] = {}  # series -> [ts, n, cpu sum, memory sum]
+    for layout, blob in conn.execute("SELECT id, ids FROM layouts"):
+        ids = _ints(blob)
+        positions = [j for j, sid in enumerate(ids) if sid in names]
+        if not positions:
+            continue
+        for j, (t, n, cpu_sum, _, mem_sum, _) in _samples(
+            conn, tier, layout, positions, lo + 1, at_ms
+        ):
+            found = newest.get(ids[j])
+            if found is None or t > found[0]:
+                newest[ids[j]] = [t, n, cpu_sum, mem_sum]
+            elif t == found[0]:  # another part of the same bucket
+                found[1] += n
+                found[2] += cpu_sum
+                found[3] += mem_sum
+    return [Latest(*names[sid], t / 1000, cs / n, ms / n) for sid, (t, n, cs, ms) in newest.items()]
 
 
 def latest(
@@ -129,20 +209,7 @@ def latest(
     tier = pick_tier(tiers, newest, at_ms / 1000, 0)
     if window is None:
         window = 60.0 if tier.width == 0 else 2.0 * tier.width
-    cpu, _, mem, _ = _values(tier)
-    table = tier.table
-    lo = at_ms - int(window * 1000)
-    chunks = ", ".join(str(c) for c in range(lo // tier.chunk_ms, at_ms // tier.chunk_ms + 1))
-    # One seek per series and chunk for its newest row in the window (history_db).
-    rows = conn.execute(
-        f"SELECT s.namespace, s.name, s.container, t.ts, {cpu}, {mem}"
-        f" FROM series s JOIN {table} t ON t.chunk IN ({chunks}) AND t.series_id = s.id"
-        f" AND t.ts = (SELECT max(ts) FROM {table} WHERE chunk IN ({chunks})"
-        " AND series_id = s.id AND ts > ? AND ts <= ?)"
-        " WHERE s.kind = ? GROUP BY s.id",
-        (lo, at_ms, kind),
-    )
-    return [Latest(ns, name, c, ts / 1000, cv, mv) for ns, name, c, ts, cv, mv in rows]
+    return _latest(conn, tier, kind, at_ms - int(window * 1000), at_ms)
 
 
 def top(
@@ -170,7 +237,8 @@ def namespaces_totals(
 
 class HistoryStats(NamedTuple):
     rows: dict[str, int]
-    """Rows per tier, by tier label (raw, 1m, 15m)."""
+    """What each tier keeps, by tier label (raw, 1m, 15m): raw samples, and one per
+    series and bucket in the coarser ones."""
     series: int
     db_bytes: int
     """page_count x page_size of the main file."""
@@ -188,7 +256,14 @@ class HistoryStats(NamedTuple):
 def counts(conn: sqlite3.Connection, tiers: tuple[Tier, ...]) -> tuple[dict[str, int], int]:
     """Rows per tier and the number of series (full counts: cheap at a scrape's scale)."""
     rows = {
-        t.label: int(conn.execute(f"SELECT count(*) FROM {t.table}").fetchone()[0]) for t in tiers
+        t.label: int(
+            conn.execute(
+                f"SELECT coalesce(sum(n), 0) FROM {RAW_TABLE}"
+                if t.width == 0
+                else f"SELECT coalesce(sum(size), 0) FROM {t.table}"
+            ).fetchone()[0]
+        )
+        for t in tiers
     }
     series = int(conn.execute("SELECT count(*) FROM series").fetchone()[0])
     return rows, series

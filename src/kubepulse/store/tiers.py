@@ -30,12 +30,6 @@ class Tier:
         return "samples_raw" if self.width == 0 else f"samples_{self.width}s"
 
     @property
-    def chunk_ms(self) -> int:
-        """Rows are clustered by (chunk, series): see history_db. A raw chunk holds about
-        four 15 s samples of every series, a coarse chunk four buckets."""
-        return 60_000 if self.width == 0 else 4 * self.width * 1000
-
-    @property
     def label(self) -> str:
         return "raw" if self.width == 0 else format_duration(self.width)
 
