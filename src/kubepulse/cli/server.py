@@ -54,6 +54,7 @@ from kubepulse.cli import flags, serving
 from kubepulse.cli.errors import CommandError
 from kubepulse.dashboard.app import DashboardParts
 from kubepulse.dashboard.app import mount as mount_dashboard
+from kubepulse.dashboard.data import pod_index
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, ApiError, KubeClient, Unreachable, in_cluster
 from kubepulse.kube.inventory import Inventory, StaticInventory
@@ -454,7 +455,10 @@ async def start_server(
         selector,
         observer=metrics,
         recorder=Recorders(
-            pod_list, HistoryRecorder(store, history) if history is not None else None
+            pod_list,
+            HistoryRecorder(store, history) if history is not None else None,
+            # The dashboard's pod index, prepared after each cycle while it is watched.
+            pod_index(store, inventory) if dashboard else None,
         ),
     )
     parts = ServerParts(

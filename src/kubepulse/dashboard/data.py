@@ -2,15 +2,30 @@
 
 Units everywhere: CPU in millicores, memory in bytes, times in seconds since the epoch.
 A usage is null when the store has no rate for it yet (fewer than two scrapes).
+
+At 5,000 nodes and 150,000 pods a dict per pod is too slow for a page polled every few
+seconds (~4 s for the overview). PodIndex keeps what the views need between requests:
+each node's pod usage as plain tuples, recomputed only for nodes stored since (their
+MetricsStore.generation), with per-node namespace sums; and the inventory's pods by key
+and by node until the inventory hands out another list. Rows are built only for what is
+sent: the top ten, the first MAX_PODS of the sorted pods. While the dashboard is
+watched, the server has the index digest each scrape cycle in the quiet after it
+(PodIndex.tick_done), so that a poll only serialises (bench/dashboard_overview.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
+import math
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -20,7 +35,8 @@ from kubepulse.api.selectors import SelectorError, parse_label_selector
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import ContainerSpec, Node, Pod
 from kubepulse.model import Resources
-from kubepulse.store.points import MetricsStore, PodRates, Rate
+from kubepulse.store.history import pod_usage
+from kubepulse.store.points import Containers, MetricsStore, PodRates, Rate
 from kubepulse.store.prometheus import PrometheusError
 from kubepulse.store.series import SeriesSource
 
@@ -122,19 +138,306 @@ def node_summary(src: DataSources, node: Node, pods_on_node: int) -> dict[str, A
     }
 
 
-def _pods_per_node(inventory: Inventory) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for pod in inventory.pods():
-        counts[pod.node_name] = counts.get(pod.node_name, 0) + 1
-    return counts
+PodKey = tuple[str, str]
+
+PodUsage = tuple[int, int]
+"""A servable pod's (nanocores, bytes), summed over its containers as its PodMetrics sums
+them. A plain tuple: there is one per pod."""
+
+Ranked = list[tuple[int, PodKey]]
+"""(value, pod) highest first."""
 
 
-def _nodes(src: DataSources, access: Access) -> list[dict[str, Any]]:
+class NodeDigest(NamedTuple):
+    """What the views need from one node's stored pods, until the node is stored again."""
+
+    node: str
+    generation: int
+    pods: dict[PodKey, PodUsage]
+    namespaces: dict[str, list[int]]
+    """Namespace -> [nanocores, bytes] summed over the node's servable pods."""
+
+
+def digest(node_name: str, generation: int, pods: Mapping[PodKey, Containers]) -> NodeDigest:
+    """Every servable pod of one node with its summed usage, straight from the points
+    (history.pod_usage), and the node's namespace sums."""
+    found: dict[PodKey, PodUsage] = {}
+    sums: dict[str, list[int]] = {}
+    for key, cpu, mem, _, _ in pod_usage(pods):
+        found[key] = (cpu, mem)
+        total = sums.get(key[0])
+        if total is None:
+            sums[key[0]] = [cpu, mem]
+        else:
+            total[0] += cpu
+            total[1] += mem
+    return NodeDigest(node_name, generation, found, sums)
+
+
+class Inventoried(NamedTuple):
+    source: list[Pod]
+    """The list inventory.pods() returned: the index is rebuilt when it hands out another."""
+    by_key: dict[PodKey, Pod]
+    by_node: dict[str, list[Pod]]
+    namespaces: dict[str, int]
+    """Namespace -> how many of by_key's pods are in it."""
+
+
+def _memory(item: tuple[PodKey, PodUsage]) -> int:
+    return item[1][1]
+
+
+class PodView:
+    """Everything derived from one state of the store and the inventory: built when
+    either changed since the last request, and each part only when a view asks for it."""
+
+    def __init__(self, digests: list[NodeDigest], inventoried: Inventoried) -> None:
+        self.digests, self.inventoried = digests, inventoried
+        self.usage: dict[PodKey, PodUsage] = {}
+        """Every servable pod."""
+        for d in digests:
+            self.usage.update(d.pods)
+        self.exact_per_node = sum(len(d.pods) for d in digests) == len(self.usage)
+        """False when some pod was stored under two nodes (one that moved between two
+        scrapes): per-node sums would count it twice, where `usage` keeps one."""
+
+    @cached_property
+    def nodes(self) -> dict[PodKey, str]:
+        """The node each servable pod was scraped from."""
+        return {key: d.node for d in self.digests for key in d.pods}
+
+    @cached_property
+    def unused(self) -> list[PodKey]:
+        """The inventory's pods without usage, by namespace and name."""
+        usage = self.usage
+        return sorted(k for k in self.inventoried.by_key if k not in usage)
+
+    @cached_property
+    def namespaces(self) -> dict[str, list[int]]:
+        """Namespace -> [pods, nanocores, bytes] over every pod the inventory or the store
+        knows (pods without usage count, adding nothing)."""
+        inv = self.inventoried
+        totals = {ns: [n, 0, 0] for ns, n in inv.namespaces.items()}
+        for ns, _ in self.usage.keys() - inv.by_key.keys():
+            totals.setdefault(ns, [0, 0, 0])[0] += 1
+        if self.exact_per_node:
+            for d in self.digests:
+                for ns, (cpu, mem) in d.namespaces.items():
+                    total = totals[ns]
+                    total[1] += cpu
+                    total[2] += mem
+        else:
+            for (ns, _), (cpu, mem) in self.usage.items():
+                total = totals[ns]
+                total[1] += cpu
+                total[2] += mem
+        return totals
+
+    @cached_property
+    def top_cpu(self) -> Ranked:
+        return self.top_among(True, None)
+
+    @cached_property
+    def top_memory(self) -> Ranked:
+        return self.top_among(False, None)
+
+    def top_among(self, by_cpu: bool, namespaces: frozenset[str] | None) -> Ranked:
+        items: Any = self.usage.items()
+        if namespaces is not None:
+            items = [item for item in items if item[0][0] in namespaces]
+        # (cpu, memory) tuples order by CPU first: itemgetter, in C, is the CPU key.
+        top = heapq.nlargest(TOP, items, key=itemgetter(1) if by_cpu else _memory)
+        return [(u[0] if by_cpu else u[1], key) for key, u in top]
+
+    @cached_property
+    def by_cpu(self) -> list[PodKey]:
+        """Every pod, highest CPU first, then by namespace and name; no usage last."""
+        return self._ranked(True)
+
+    @cached_property
+    def by_memory(self) -> list[PodKey]:
+        return self._ranked(False)
+
+    def _ranked(self, by_cpu: bool) -> list[PodKey]:
+        # Sorted in C on (-value, key) tuples: no Python call per comparison.
+        ranked = sorted([(-(u[0] if by_cpu else u[1]), key) for key, u in self.usage.items()])
+        return [key for _, key in ranked] + self.unused
+
+    @cached_property
+    def by_name(self) -> list[PodKey]:
+        return sorted(self.usage.keys() | self.inventoried.by_key.keys())
+
+
+PREPARE_NODES_PER_STEP = 200
+"""Nodes digested between two yields to the event loop when preparing after a cycle."""
+
+_VIEW_PARTS = ("namespaces", "top_cpu", "top_memory", "unused", "by_cpu", "by_memory", "by_name")
+
+
+class PodIndex:
+    """What the views read from every pod, kept between requests (module docstring).
+
+    Also the scrape manager's Recorder: while the dashboard is watched, the nodes of a
+    cycle are digested in the quiet after it (tick_done), and the parts of the view the
+    last requests used are built, so that the next poll only serialises them."""
+
+    def __init__(self, store: MetricsStore, inventory: Inventory) -> None:
+        self.store, self.inventory = store, inventory
+        self._digests: dict[str, NodeDigest] = {}
+        self._inventoried: Inventoried | None = None
+        self._view: PodView | None = None
+        self._stale_view = False
+        self._asked = -math.inf
+        self._preparing: asyncio.Task[None] | None = None
+
+    def inventoried(self) -> Inventoried:
+        pods = self.inventory.pods()
+        cached = self._inventoried
+        if cached is not None and cached.source is pods:
+            return cached
+        by_key: dict[PodKey, Pod] = {}
+        by_node: dict[str, list[Pod]] = {}
+        for pod in pods:
+            by_key[(pod.namespace, pod.name)] = pod
+            on_node = by_node.get(pod.node_name)
+            if on_node is None:
+                by_node[pod.node_name] = [pod]
+            else:
+                on_node.append(pod)
+        namespaces: dict[str, int] = {}
+        for ns, _ in by_key:
+            namespaces[ns] = namespaces.get(ns, 0) + 1
+        self._inventoried = Inventoried(pods, by_key, by_node, namespaces)
+        return self._inventoried
+
+    def _names(self) -> set[str]:
+        names = {n.name for n in self.inventory.nodes()}
+        names.update(self.store.node_names())
+        return names
+
+    def view(self, asked: bool = True) -> PodView:
+        """The pods of every node the inventory or the store names; a node's pods are read
+        again only when it was stored since the last call. `asked`: by a request (what
+        tick_done() goes by), not by prepare()."""
+        if asked:
+            self._asked = time.monotonic()
+        store, digests = self.store, self._digests
+        names = self._names()
+        kept: dict[str, NodeDigest] = {}  # nodes that are gone are forgotten
+        changed, self._stale_view = self._stale_view, False
+        for name in names:
+            generation = store.generation(name)
+            if generation == 0:
+                continue
+            d = digests.get(name)
+            if d is None or d.generation != generation:
+                d = digest(name, generation, store.node_pods(name))
+                changed = True
+            kept[name] = d
+        inventoried = self.inventoried()
+        view = self._view
+        if (
+            view is None
+            or changed
+            or len(kept) != len(digests)
+            or view.inventoried is not inventoried
+        ):
+            self._digests = kept
+            # Oldest stored first: a pod stored under two nodes (it moved between their
+            # scrapes) keeps the usage of the newer scrape.
+            ordered = sorted(kept.values(), key=attrgetter("generation"))
+            view = self._view = PodView(ordered, inventoried)
+        return view
+
+    # -- after each scrape cycle (the manager's Recorder) ----------------------------------
+    def node_stored(self, node_name: str, pods: object) -> None:
+        pass  # digested when the cycle is over, not while scrapes still come in
+
+    def tick_done(self) -> None:
+        """Start prepare() if a request asked in the last two resolutions; nothing while
+        nobody watches (the first poll then digests what it needs itself)."""
+        if time.monotonic() - self._asked > 2 * self.store.resolution:
+            return
+        if self._preparing is None or self._preparing.done():
+            self._preparing = asyncio.get_running_loop().create_task(self.prepare())
+
+    async def prepared(self) -> None:
+        """Wait for the prepare() that tick_done() started, if any."""
+        if self._preparing is not None:
+            await self._preparing
+
+    async def prepare(self) -> None:
+        """Digest the nodes stored since the last view, a few at a time, then build the
+        view and the parts of it that the previous one had built (what the page polls)."""
+        try:
+            store = self.store
+            for i, name in enumerate(self._names(), 1):
+                generation = store.generation(name)
+                d = self._digests.get(name)  # a request may replace the dict meanwhile
+                if generation and (d is None or d.generation != generation):
+                    self._digests[name] = digest(name, generation, store.node_pods(name))
+                    self._stale_view = True
+                if i % PREPARE_NODES_PER_STEP == 0:
+                    await asyncio.sleep(0)
+            before = self._view
+            view = self.view(asked=False)
+            if before is None or view is before:
+                return
+            for part in _VIEW_PARTS:
+                if part in before.__dict__:  # a cached_property the last view computed
+                    getattr(view, part)
+                    await asyncio.sleep(0)
+        except Exception as err:  # the next request digests what is left itself
+            log.warning("dashboard: preparing the pod index failed: %s", err)
+
+    def rates(self, key: PodKey, pod: Pod | None) -> PodRates | None:
+        """One pod's rates: from the node the inventory puts it on, else wherever it was
+        scraped."""
+        if pod is not None:
+            rates = self.store.pod(pod.node_name, *key)
+            if rates is not None:
+                return rates
+        view = self.view()
+        if key not in view.usage:
+            return None
+        return self.store.pod(view.nodes[key], *key)
+
+    def namespace_totals(self, access: Access) -> dict[str, list[int]]:
+        """PodView.namespaces, of the namespaces `access` sees."""
+        return {ns: t for ns, t in self.view().namespaces.items() if access.sees(ns)}
+
+    def top(self, access: Access, resource: str) -> list[dict[str, Any]]:
+        """The TOP pods by CPU or memory that `access` sees, highest first."""
+        view = self.view()
+        by_cpu = resource == "cpu"
+        if access.namespaces is None:
+            ranked = view.top_cpu if by_cpu else view.top_memory
+        else:
+            ranked = view.top_among(by_cpu, access.namespaces)
+        by_key = view.inventoried.by_key
+        spec_field = "cpu_millicores" if by_cpu else "memory_bytes"
+        rows = []
+        for value, key in ranked:
+            pod = by_key.get(key)
+            rows.append(
+                {
+                    "namespace": key[0],
+                    "name": key[1],
+                    "node": pod.node_name if pod else "",
+                    "used": _millicores(value) if by_cpu else value,
+                    "request": _sum_spec(pod, "requests", spec_field) if pod else None,
+                    "limit": _sum_spec(pod, "limits", spec_field) if pod else None,
+                }
+            )
+        return rows
+
+
+def _nodes(src: DataSources, index: PodIndex, access: Access) -> list[dict[str, Any]]:
     if not access.nodes:
         return []
-    counts = _pods_per_node(src.inventory)
+    by_node = index.inventoried().by_node
     nodes = sorted(src.inventory.nodes(), key=lambda n: n.name)
-    return [node_summary(src, n, counts.get(n.name, 0)) for n in nodes]
+    return [node_summary(src, n, len(by_node.get(n.name, ()))) for n in nodes]
 
 
 def pod_row(pod: Pod | None, key: tuple[str, str], rates: PodRates | None) -> dict[str, Any]:
@@ -156,33 +459,11 @@ def pod_row(pod: Pod | None, key: tuple[str, str], rates: PodRates | None) -> di
     return row
 
 
-def _all_pods(src: DataSources, access: Access) -> list[dict[str, Any]]:
-    """Every pod the inventory or the store knows and the user may see, with its usage."""
-    rates = src.store.pods()
-    pods = {(p.namespace, p.name): p for p in src.inventory.pods()}
-    keys = [k for k in pods.keys() | rates.keys() if access.sees(k[0])]
-    return [pod_row(pods.get(k), k, rates.get(k)) for k in keys]
-
-
-def _top(rows: Sequence[dict[str, Any]], resource: str) -> list[dict[str, Any]]:
-    used = [r for r in rows if r[resource]["used"] is not None]
-    top = heapq.nlargest(TOP, used, key=lambda r: r[resource]["used"])
+def _namespace_rows(totals: Mapping[str, list[int]]) -> list[dict[str, Any]]:
     return [
-        {"namespace": r["namespace"], "name": r["name"], "node": r["node"], **r[resource]}
-        for r in top
+        {"name": ns, "pods": t[0], "cpu": _millicores(t[1]), "memory": t[2]}
+        for ns, t in sorted(totals.items())
     ]
-
-
-def _namespaces(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    totals: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        t = totals.setdefault(
-            r["namespace"], {"name": r["namespace"], "pods": 0, "cpu": 0.0, "memory": 0}
-        )
-        t["pods"] += 1
-        t["cpu"] = round(t["cpu"] + (r["cpu"]["used"] or 0), 3)
-        t["memory"] += r["memory"]["used"] or 0
-    return [totals[k] for k in sorted(totals)]
 
 
 async def _series(
@@ -255,9 +536,22 @@ def _json(data: Any) -> web.Response:
     return web.Response(text=_json_text(data), content_type="application/json")
 
 
+_INDEXES: weakref.WeakKeyDictionary[MetricsStore, PodIndex] = weakref.WeakKeyDictionary()
+
+
+def pod_index(store: MetricsStore, inventory: Inventory) -> PodIndex:
+    """The one PodIndex of a store and inventory: the dashboard's handlers read it, and
+    the server hands it to the scrape manager as a Recorder."""
+    index = _INDEXES.get(store)
+    if index is None or index.inventory is not inventory:
+        index = _INDEXES[store] = PodIndex(store, inventory)
+    return index
+
+
 class DataHandlers:
     def __init__(self, src: DataSources) -> None:
         self.src = src
+        self.index = pod_index(src.store, src.inventory)
 
     def routes(self) -> list[web.RouteDef]:
         routes: list[tuple[str, Handler]] = [
@@ -272,8 +566,8 @@ class DataHandlers:
 
     async def overview(self, request: web.Request) -> web.Response:
         access = access_of(request)
-        nodes = _nodes(self.src, access)
-        rows = _all_pods(self.src, access)
+        nodes = _nodes(self.src, self.index, access)
+        namespaces = self.index.namespace_totals(access)
 
         def total(resource: str, key: str) -> float:
             return round(sum(n[resource][key] or 0 for n in nodes), 3)
@@ -283,7 +577,7 @@ class DataHandlers:
                 "nodes": nodes,
                 "totals": {
                     "nodes": len(nodes),
-                    "pods": len(rows),
+                    "pods": sum(t[0] for t in namespaces.values()),
                     "cpu": {
                         "used": total("cpu", "used"),
                         "allocatable": total("cpu", "allocatable"),
@@ -293,15 +587,15 @@ class DataHandlers:
                         "allocatable": total("memory", "allocatable"),
                     },
                 },
-                "top_cpu": _top(rows, "cpu"),
-                "top_memory": _top(rows, "memory"),
-                "namespaces": _namespaces(rows),
+                "top_cpu": self.index.top(access, "cpu"),
+                "top_memory": self.index.top(access, "memory"),
+                "namespaces": _namespace_rows(namespaces),
                 "history": self.src.history is not None,
             }
         )
 
     async def nodes(self, request: web.Request) -> web.Response:
-        nodes = _nodes(self.src, access_of(request))
+        nodes = _nodes(self.src, self.index, access_of(request))
         names = [n["name"] for n in nodes[:MAX_SPARKLINES]]
 
         sparks: dict[str, list[list[float]]] = {}
@@ -328,14 +622,14 @@ class DataHandlers:
         node = next((n for n in self.src.inventory.nodes() if n.name == name), None)
         if node is None or not access.nodes:
             raise _not_found(f"no node named {name}")
-        rates = self.src.store.pods()
-        pods = [
-            p for p in self.src.inventory.pods() if p.node_name == name and access.sees(p.namespace)
-        ]
-        rows = sorted(
-            (pod_row(p, (p.namespace, p.name), rates.get((p.namespace, p.name))) for p in pods),
-            key=lambda r: (r["namespace"], r["name"]),
+        on_node = self.index.inventoried().by_node.get(name, [])
+        pods = sorted(
+            (p for p in on_node if access.sees(p.namespace)), key=lambda p: (p.namespace, p.name)
         )
+        rows = [
+            pod_row(p, (p.namespace, p.name), self.index.rates((p.namespace, p.name), p))
+            for p in pods
+        ]
         series = await _series(self.src, "node", "", name, "", seconds, step)
         return _json(
             {
@@ -357,21 +651,33 @@ class DataHandlers:
             matches = parse_label_selector(q.get("label", ""))
         except SelectorError as err:
             raise _bad_request(f"label: {err}") from err
-        rows = [
-            r
-            for r in _all_pods(self.src, access_of(request))
-            if (not namespace or r["namespace"] == namespace)
-            and name.lower() in r["name"].lower()
-            and matches(r["labels"])
-        ]
+        access, view = access_of(request), self.index.view()
+        by_key = view.inventoried.by_key
         if sort == "name":
-            rows.sort(key=lambda r: (r["namespace"], r["name"]))
+            ordered = view.by_name
         else:
-            rows.sort(key=lambda r: (r["namespace"], r["name"]))
-            rows.sort(
-                key=lambda r: -1.0 if r[sort]["used"] is None else r[sort]["used"], reverse=True
-            )
-        return _json({"items": rows[:MAX_PODS], "total": len(rows), "sort": sort})
+            ordered = view.by_cpu if sort == "cpu" else view.by_memory
+        needle = name.lower()
+        no_labels: Mapping[str, str] = {}
+        selecting = bool(q.get("label", ""))
+        if namespace or access.namespaces is not None or needle or selecting:
+            seen = access.namespaces
+            ordered = [
+                k
+                for k in ordered
+                if (not namespace or k[0] == namespace)
+                and (seen is None or k[0] in seen)
+                and (not needle or needle in k[1].lower())
+                and (
+                    not selecting
+                    or matches(p.labels if (p := by_key.get(k)) is not None else no_labels)
+                )
+            ]
+        rows = []
+        for key in ordered[:MAX_PODS]:
+            pod = by_key.get(key)
+            rows.append(pod_row(pod, key, self.index.rates(key, pod)))
+        return _json({"items": rows, "total": len(ordered), "sort": sort})
 
     async def pod(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
@@ -379,8 +685,8 @@ class DataHandlers:
         key = (namespace, name)
         if not access_of(request).sees(namespace):
             raise _not_found(f"no pod {namespace}/{name}")
-        pod = next((p for p in self.src.inventory.pods() if (p.namespace, p.name) == key), None)
-        rates = self.src.store.pods().get(key)
+        pod = self.index.inventoried().by_key.get(key)
+        rates = self.index.rates(key, pod)
         if pod is None and rates is None:
             raise _not_found(f"no pod {namespace}/{name}")
         usage: Mapping[str, Rate] = dict(rates.containers) if rates else {}
@@ -421,7 +727,7 @@ class DataHandlers:
         )
 
     async def namespaces(self, request: web.Request) -> web.Response:
-        return _json({"items": _namespaces(_all_pods(self.src, access_of(request)))})
+        return _json({"items": _namespace_rows(self.index.namespace_totals(access_of(request)))})
 
 
 def _lines(spec: ContainerSpec | None, field: str) -> dict[str, Any]:
