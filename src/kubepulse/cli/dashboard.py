@@ -26,7 +26,13 @@ from kubepulse.api.app import errors_as_status
 from kubepulse.api.whoami import SelfSubjectReviewAuthenticator, without_credentials
 from kubepulse.cli import flags, serving
 from kubepulse.cli.errors import CommandError
-from kubepulse.cli.server import chart_source, open_history, prometheus_url, serving_context
+from kubepulse.cli.server import (
+    add_history_flags,
+    chart_source,
+    open_history,
+    prometheus_url,
+    serving_context,
+)
 from kubepulse.cli.up import default_state_dir
 from kubepulse.dashboard.app import PREFIX, DashboardOptions, DashboardParts, mount
 from kubepulse.kube import kubeconfig
@@ -57,17 +63,7 @@ def add_parser(sub: Any) -> None:
         default=default_state_dir() / "dashboard",
         help="where the history and the self-signed certificate are kept",
     )
-    p.add_argument("--history-file", type=Path, help="the SQLite history (STATE_DIR/history.db)")
-    p.add_argument(
-        "--history-tiers",
-        default="raw=1h,1m=24h,15m=30d",
-        help="what the history keeps: raw and averaged tiers with their retention",
-    )
-    p.add_argument(
-        "--history-max-size",
-        type=flags.quantity,
-        help="cap on the history file (e.g. 2Gi): the oldest coarse data goes first",
-    )
+    add_history_flags(p, "the SQLite history (STATE_DIR/history.db)")
     p.add_argument(
         "--prometheus-url",
         help="read charts from this Prometheus (scraping kubepulse's /metrics/usage) "

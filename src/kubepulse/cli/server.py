@@ -101,6 +101,21 @@ def names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def add_history_flags(p: argparse.ArgumentParser, file_help: str) -> None:
+    """--history-file, --history-tiers and --history-max-size (read by open_history)."""
+    p.add_argument("--history-file", type=Path, help=file_help)
+    p.add_argument(
+        "--history-tiers",
+        default="raw=1h,1m=24h,15m=30d",
+        help="what the history keeps: raw and averaged tiers with their retention",
+    )
+    p.add_argument(
+        "--history-max-size",
+        type=flags.quantity,
+        help="cap on the history file (e.g. 2Gi): the oldest coarse data goes first",
+    )
+
+
 def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric-resolution", type=flags.duration, default=15.0)
     p.add_argument(
@@ -132,20 +147,8 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cert-dir", type=Path, default=Path("apiserver.local.config/certificates"))
     p.add_argument("-l", "--node-selector", default="", help="scrape only nodes with these labels")
     p.add_argument("--token-auth-file", type=Path, help='static tokens: token,user,uid,"groups"')
-    p.add_argument(
-        "--history-file",
-        type=Path,
-        help="record every scrape in this SQLite file (kubepulse up: STATE_DIR/history.db)",
-    )
-    p.add_argument(
-        "--history-tiers",
-        default="raw=1h,1m=24h,15m=30d",
-        help="what the history keeps: raw and averaged tiers with their retention",
-    )
-    p.add_argument(
-        "--history-max-size",
-        type=flags.quantity,
-        help="cap on the history file (e.g. 2Gi): the oldest coarse data goes first",
+    add_history_flags(
+        p, "record every scrape in this SQLite file (kubepulse up: STATE_DIR/history.db)"
     )
     p.add_argument(
         "--prometheus-url",
