@@ -247,12 +247,12 @@ def report(
         f"median  {statistics.median(per_a):24.3f} s  {statistics.median(per_b):27.3f} s  "
         f"{statistics.median(main):13.3f} s  {statistics.median(other):15.3f} s  {ratio:7.1%}"
     )
-    expected = b_ticks * nodes * ROWS_PER_NODE
+    scrapes = rows.get("raw", 0) / (nodes * ROWS_PER_NODE)
     print(
-        f"history rows after {b_ticks} ticks of B: "
+        f"history after {b_ticks} ticks of B: "
         + ", ".join(f"{tier} {count:,}" for tier, count in rows.items())
-        + f" (raw holds at most {expected:,} node, pod and container samples plus namespace"
-        " totals; the first tick has no rates)"
+        + f" (raw: {scrapes:.2f} x every node, pod and container of a scrape; the first"
+        " tick has no rates, and B may tick once more before it stops)"
     )
     ok = ratio <= TARGET_RATIO
     print(
