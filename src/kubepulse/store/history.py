@@ -27,6 +27,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -68,15 +69,26 @@ class Tick(NamedTuple):
     dropped: tuple[str, ...]
 
 
-_Item = Sequence[Batch] | NodeScrape | Tick | _Flush | None  # None stops the writer
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """What record() queues: rows to put in batches on the writer's thread."""
+
+    rows: Sequence[Row]
+    group: str
 
 
-def _samples_in(item: Sequence[Batch] | NodeScrape | Tick) -> int:
+_Work = Sequence[Batch] | _Rows | NodeScrape | Tick
+_Item = _Work | _Flush | None  # None stops the writer
+
+
+def _samples_in(item: _Work) -> int:
     """How many samples a queued item would have written (for the count of drops)."""
     if isinstance(item, NodeScrape):
         return 1 + sum(len(c) + 1 for c in item.pods.values())
     if isinstance(item, Tick):
         return 0
+    if isinstance(item, _Rows):
+        return len(item.rows)
     return sum(len(b.keys) for b in item)
 
 
@@ -117,7 +129,7 @@ class History:
         the writer to store them as one row (history_writer)."""
         if not rows:
             return True
-        return self._put(batches_of(rows, group))
+        return self._put(_Rows(rows, group))
 
     def record_batch(self, batch: Batch) -> bool:
         """record() of a batch already in columns."""
@@ -133,7 +145,7 @@ class History:
         self.commit_soon()
         return queued
 
-    def _put(self, item: Sequence[Batch] | NodeScrape | Tick) -> bool:
+    def _put(self, item: _Work) -> bool:
         try:
             self._queue.put_nowait(item)
         except queue.Full:
@@ -200,13 +212,15 @@ class History:
                 done.set()
         self._writer.close()
 
-    def _take(self, item: Sequence[Batch] | NodeScrape | Tick, batches: list[Batch]) -> int:
+    def _take(self, item: _Work, batches: list[Batch]) -> int:
         """Add a queued item's batches; returns how many samples they hold."""
         try:
             if isinstance(item, NodeScrape):
                 found = [self._batcher.node(item)]
             elif isinstance(item, Tick):
                 found = self._batcher.tick(item)
+            elif isinstance(item, _Rows):
+                found = batches_of(item.rows, item.group)
             else:
                 found = list(item)
         except Exception as err:  # a bug: logged, never the thread's end
