@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
 import platform
 import socket
@@ -62,6 +61,7 @@ from bench.server_scale import (
     parse_server_metrics,
     raise_fd_limit,
     server_command,
+    start_simulator,
     wait_ready,
 )
 from kubepulse.store.history import History
@@ -86,21 +86,6 @@ def kubelet_port(nodes: int) -> int:
             continue
         return port
     raise BenchError(f"no port free on all of 127.1.x.y from {KUBELET_PORT}")
-
-
-def start_simulator(nodes: int, workdir: Path, port: int) -> Simulator:
-    log_path = workdir / "sim.log"
-    args = [sys.executable, "-m", "bench.kubelet_sim", f"--nodes={nodes}", f"--port={port}"]
-    args += [f"--workdir={workdir / 'sim'}", "--targets-format=json"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
-    assert process.stdout is not None
-    # The simulator prints exactly one line, READY <json>, once it serves every node.
-    line = process.stdout.readline().decode()
-    if not line.startswith("READY "):
-        stop_process(process)
-        raise BenchError(f"simulator did not start: {line!r}\n{log_tail(log_path)}")
-    return Simulator(process, json.loads(line[len("READY ") :]), log_path)
 
 
 def start(sim: Simulator, workdir: Path, resolution: float, extra: list[str]) -> Server:
@@ -169,7 +154,7 @@ async def run(
     nodes: int, windows: int, resolution: float, workdir: Path
 ) -> tuple[list[Reading], dict[str, int], int]:
     port = kubelet_port(nodes)
-    sim = start_simulator(nodes, workdir, port)
+    sim = start_simulator(nodes, workdir, True, "json", port=port)
     servers: list[Server] = []
     kubelet = [f"--kubelet-port={port}"]
     try:

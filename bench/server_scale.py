@@ -125,9 +125,14 @@ class Simulator:
         return str(self.info["control"])
 
 
-def start_simulator(nodes: int, workdir: Path, pod_objects: bool, targets_format: str) -> Simulator:
+def start_simulator(
+    nodes: int, workdir: Path, pod_objects: bool, targets_format: str, port: int | None = None
+) -> Simulator:
+    """The kubelet simulator, serving; `port` when another benchmark holds the default."""
     log_path = workdir / "sim.log"
     args = [sys.executable, "-m", "bench.kubelet_sim", f"--nodes={nodes}"]
+    if port is not None:
+        args.append(f"--port={port}")
     args += [f"--workdir={workdir / 'sim'}", f"--targets-format={targets_format}"]
     if not pod_objects:
         args.append("--no-pod-objects")
