@@ -10,10 +10,13 @@ Each node answers `GET /metrics/resource` with `Authorization: Bearer <token>` o
 NodeStats of PODS pods x CONTAINERS containers: realistic names (`api-7c9fdb8d4b-x2k9q`
 in a handful of namespaces), cumulative CPU = start + rate x elapsed, a working set that
 wobbles around a base, container start times hours to weeks ago, and millisecond
-timestamps of now. A node's answer is rendered at most once per wall-clock second (from
-a per-node template that gives byte for byte what render() gives, checked at start-up,
-for less CPU) and cached, gzip-compressed (level 1) when the client accepts gzip, as
-the kubelet's promhttp handler does.
+timestamps. As a kubelet answers from the stats of its last housekeeping, each node's
+answer is rendered every HOUSEKEEPING_S (10 s, cAdvisor's default), the nodes spread
+evenly over the interval, from a per-node template that gives byte for byte what
+render() gives (checked at start-up), and kept plain and gzip-compressed (level 1), as
+the kubelet's promhttp handler compresses when the client accepts gzip. The kubelets
+are served by a minimal HTTP/1.1 protocol (keep-alive, answers in order), not aiohttp:
+the simulator shares the CPUs with the server under test.
 
 TLS: one CA, and one serving certificate per node naming its node and IP, as kubelet
 serving certificates do (see serving_contexts for why not one shared certificate).
@@ -68,6 +71,8 @@ CONTAINERS = 2
 KUBELET_PORT = 10250
 FIRST_ADDRESS = ipaddress.IPv4Address("127.1.0.1")
 BURST_GAP_S = 1.0
+HOUSEKEEPING_S = 10.0  # cAdvisor's default --housekeeping_interval
+HOUSEKEEPING_SLICES = 100
 GZIP_LEVEL = 1
 
 NAMESPACES = ("default", "shop", "payments", "search", "monitoring", "ingress", "data")
@@ -134,7 +139,7 @@ class SimNode:
     uid: str
     boot_time: float
     pods: list[SimPod]
-    cached_second: int = -1
+    rendered_at: float = 0.0
     cached_plain: bytes = b""
     cached_gzip: bytes | None = None
     template: Template | None = None
@@ -394,20 +399,42 @@ def build_templates(cluster: Cluster, checked: int = 20) -> None:
 
 
 def payload(node: SimNode, epoch: float, want_gzip: bool) -> bytes:
-    """The node's answer, rendered at most once per second (from its template)."""
+    """The node's answer as of its last housekeeping (refresh()), at most HOUSEKEEPING_S old."""
     now = time.time()
-    second = int(now)
-    if second != node.cached_second:
-        if node.template is None:
-            node.template = make_template(node, epoch)
-        node.cached_plain = fast_render(node, node.template, now, epoch).encode()
-        node.cached_gzip = None
-        node.cached_second = second
+    if now - node.rendered_at > HOUSEKEEPING_S:
+        refresh(node, epoch, now)
     if not want_gzip:
         return node.cached_plain
     if node.cached_gzip is None:
         node.cached_gzip = gzip.compress(node.cached_plain, GZIP_LEVEL, mtime=0)
     return node.cached_gzip
+
+
+def refresh(node: SimNode, epoch: float, now: float) -> None:
+    """One housekeeping of the node: its answer rendered (from its template) and gzipped.
+
+    A kubelet answers from the stats its cAdvisor collected at the last housekeeping
+    (every 10 s by default), with that collection's timestamps, not from a fresh read
+    per request; so does the simulator, which keeps rendering out of the answers.
+    """
+    if node.template is None:
+        node.template = make_template(node, epoch)
+    node.cached_plain = fast_render(node, node.template, now, epoch).encode()
+    node.cached_gzip = gzip.compress(node.cached_plain, GZIP_LEVEL, mtime=0)
+    node.rendered_at = now
+
+
+async def housekeeping(cluster: Cluster) -> None:
+    """Refresh every node once per HOUSEKEEPING_S, spread evenly over the interval."""
+    nodes = cluster.nodes
+    step = HOUSEKEEPING_S / HOUSEKEEPING_SLICES
+    per_slice = -(-len(nodes) // HOUSEKEEPING_SLICES)
+    while True:
+        for first in range(0, len(nodes), per_slice):
+            now = time.time()
+            for node in nodes[first : first + per_slice]:
+                refresh(node, cluster.epoch, now)
+            await asyncio.sleep(step)
 
 
 # -- the targets file -------------------------------------------------------------------
@@ -633,24 +660,28 @@ class Simulator:
         self.expected = f"Bearer {token}"
         self.stats = Stats()
 
-    async def resource(self, request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != self.expected:
+    def answer(self, node: SimNode | None, head: bytes) -> bytes:
+        """The whole HTTP/1.1 answer to one request head (request line and headers)."""
+        lines = head.decode("latin-1").split("\r\n")
+        method, _, rest = lines[0].partition(" ")
+        target = rest.partition(" ")[0]
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("authorization") != self.expected:
             self.stats.unauthorized += 1
-            return web.Response(status=401, text="Unauthorized")
-        sockname = request.transport.get_extra_info("sockname") if request.transport else None
-        node = self.cluster.by_address.get(sockname[0]) if sockname else None
-        if node is None:
+            return _response(401, "Unauthorized", b"Unauthorized")
+        if node is None or method != "GET" or target.partition("?")[0] != "/metrics/resource":
             self.stats.not_found += 1
-            return web.Response(status=404, text="no such node")
+            return _response(404, "Not Found", b"404 page not found")
         self.stats.request_at(time.time())
-        want_gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+        want_gzip = "gzip" in headers.get("accept-encoding", "")
         body = payload(node, self.cluster.epoch, want_gzip)
         self.stats.bytes_sent += len(body)
-        headers = {"Content-Type": CONTENT_TYPE}
         if want_gzip:
             self.stats.gzip += 1
-            headers["Content-Encoding"] = "gzip"
-        return web.Response(body=body, headers=headers)
+        return _response(200, "OK", body, want_gzip)
 
     async def stats_handler(self, _request: web.Request) -> web.Response:
         s = self.stats
@@ -665,6 +696,48 @@ class Simulator:
                 "bursts": s.bursts,
             }
         )
+
+
+def _response(status: int, reason: str, body: bytes, gzipped: bool = False) -> bytes:
+    encoding = "Content-Encoding: gzip\r\n" if gzipped else ""
+    content_type = CONTENT_TYPE if status == 200 else "text/plain; charset=utf-8"
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{encoding}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class KubeletProtocol(asyncio.Protocol):
+    """One kubelet connection: HTTP/1.1 GETs, kept alive, answered in order.
+
+    A minimal server rather than aiohttp's: 5,000 simulated kubelets share the CPUs
+    with the server under test, and what the benchmark measures is the server.
+    """
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+        self.node: SimNode | None = None
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sockname = transport.get_extra_info("sockname")
+        self.node = self.sim.cluster.by_address.get(sockname[0]) if sockname else None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+            assert self.transport is not None
+            self.transport.write(self.sim.answer(self.node, head))
+            if b"\r\nconnection: close" in head.lower():
+                self.transport.close()
+                return
+        if len(self.buffer) > 65536:
+            assert self.transport is not None
+            self.transport.close()
 
 
 def raise_fd_limit() -> None:
@@ -691,15 +764,21 @@ async def serve(args: argparse.Namespace) -> int:
     build_templates(cluster)
     sim = Simulator(cluster, token)
 
-    kubelet_app = web.Application()
-    kubelet_app.router.add_get("/metrics/resource", sim.resource)
-    kubelet = web.AppRunner(kubelet_app, access_log=None, handle_signals=False)
-    await kubelet.setup()
+    loop = asyncio.get_running_loop()
+    servers = []
     for node in cluster.nodes:
-        site = web.TCPSite(
-            kubelet, node.address, args.port, ssl_context=contexts[node.address], backlog=64
+        servers.append(
+            await loop.create_server(
+                lambda: KubeletProtocol(sim),
+                node.address,
+                args.port,
+                ssl=contexts[node.address],
+                backlog=64,
+            )
         )
-        await site.start()
+    for node in cluster.nodes:
+        refresh(node, cluster.epoch, time.time())
+    refresher = asyncio.create_task(housekeeping(cluster))
 
     control_app = web.Application()
     control_app.router.add_get("/stats", sim.stats_handler)
@@ -730,12 +809,13 @@ async def serve(args: argparse.Namespace) -> int:
     print("READY " + json.dumps(ready), flush=True)
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    refresher.cancel()
     await control.cleanup()
-    await kubelet.cleanup()
+    for kubelet in servers:
+        kubelet.close()
     return 0
 
 

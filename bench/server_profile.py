@@ -34,6 +34,8 @@ import json
 import logging
 import os
 import pstats
+import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +62,7 @@ from kubepulse.cli import server as server_cli
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import node_from_object, pod_from_object
 from kubepulse.scrape import client as client_module
+from kubepulse.scrape import manager as manager_module
 from kubepulse.scrape.client import ClientConfig, KubeletClient
 from kubepulse.scrape.decode import decode_resource_metrics
 from kubepulse.scrape.manager import ScrapeManager
@@ -315,6 +318,32 @@ def prerendered(
     return run
 
 
+def per_node_delays(count: int, rng: random.Random | None = None) -> list[float]:
+    """Upstream's spread as it is: each request its own random delay (scraper.go)."""
+    spread = min(manager_module.SPREAD_PER_NODE * count, manager_module.MAX_SPREAD)
+    return [random.uniform(0, spread) for _ in range(count)]
+
+
+async def compare_start_delays(manager: ScrapeManager, nodes: int, rounds: int = 3) -> None:
+    """Ticks with upstream's per-node random delays and with delays in steps, alternated
+    in this one process so that the host's speed changes hit both alike."""
+    stepped = manager_module.start_delays
+    cpu: dict[str, list[float]] = {"per-node random delays": [], "delays in 250 ms steps": []}
+    for _ in range(rounds):
+        for label, delays in zip(cpu, (per_node_delays, stepped), strict=True):
+            manager_module.start_delays = delays
+            try:
+                seconds, _, _ = await timed(manager.tick)
+            finally:
+                manager_module.start_delays = stepped
+            cpu[label].append(seconds / nodes * 1000)
+    for label, values in cpu.items():
+        print(
+            f"== steady tick, {label}: {statistics.median(values):.2f} ms CPU per node "
+            f"(median of {rounds}; {', '.join(f'{v:.2f}' for v in values)})"
+        )
+
+
 async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
     inventory = in_process_inventory(nodes)
     print(f"== {tune_like_the_server()}")
@@ -344,6 +373,7 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
                 f"({cpu / nodes * 1000:.2f} ms per node), {wall:.2f}s wall (includes the "
                 f"random spread of up to 4 s), {clock}"
             )
+        await compare_start_delays(manager, nodes)
         # The same tick with decoding (and so storing) left out: what the transport
         # costs (event loop, TLS, HTTP, gunzip, manager), the rest is decode and store.
         real_decode = client_module.decode_resource_metrics

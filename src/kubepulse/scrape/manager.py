@@ -2,17 +2,19 @@
 
 Upstream (metrics-server pkg/server/server.go, pkg/scraper/scraper.go) ticks every
 resolution, starting at once, gives each tick a deadline of one resolution, spreads the
-node requests over a random delay of up to min(8 ms x nodes, 4 s), and replaces the
-stored batch at the end. kubepulse stores each node as soon as its answer is in, so a
-slow or dead node never holds back the others, then drops at the end of the tick the
-nodes that failed (as upstream's batch would not hold them). After the first tick it
-takes the second sample early, so that metrics are served within seconds of start.
+node requests over a random delay of up to min(8 ms x nodes, 4 s) (see start_delays),
+and replaces the stored batch at the end. kubepulse stores each node as soon as its
+answer is in, so a slow or dead node never holds back the others, then drops at the end
+of the tick the nodes that failed (as upstream's batch would not hold them). After the
+first tick it takes the second sample early, so that metrics are served within seconds
+of start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +30,25 @@ from kubepulse.store.points import MetricsStore
 log = logging.getLogger(__name__)
 
 EARLY_SECOND_SAMPLE_INTERVAL = 0.5
+SPREAD_PER_NODE = 0.008
+MAX_SPREAD = 4.0
+SPREAD_STEP = 0.25
+_RNG = random.Random()
+
+
+def start_delays(count: int, rng: random.Random | None = None) -> list[float]:
+    """When each of `count` scrapes of a tick starts, in seconds after the tick begins.
+
+    Upstream spreads a tick's requests over a random delay of up to min(8 ms x nodes,
+    4 s) (scraper.go: delayPerSourceMs, maxDelayMs), so that the kubelets are not all
+    asked at once. kubepulse keeps that spread in steps of SPREAD_STEP: the scrapes of
+    one step start together, so the event loop takes their answers in a few passes
+    instead of waking up for each one. At 1,000 nodes the per-node wake-ups cost a third
+    of a tick's CPU (BENCHMARKS.md, "Where the time goes").
+    """
+    pick = (rng or _RNG).randrange
+    steps = max(1, math.ceil(min(SPREAD_PER_NODE * count, MAX_SPREAD) / SPREAD_STEP))
+    return [SPREAD_STEP * pick(steps) for _ in range(count)]
 
 
 class Scraper(Protocol):
@@ -138,8 +159,10 @@ class ScrapeManager:
         self.last_tick_start = time.time()
         begun = time.monotonic()
         nodes = self.targets()
-        spread = min(0.008 * len(nodes), 4.0)
-        tasks = [asyncio.create_task(self._scrape_one(n, random.uniform(0, spread))) for n in nodes]
+        delays = start_delays(len(nodes))
+        tasks = [
+            asyncio.create_task(self._scrape_one(n, d)) for n, d in zip(nodes, delays, strict=True)
+        ]
         done, pending = (
             await asyncio.wait(tasks, timeout=self.resolution) if tasks else (set(), set())
         )
