@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from kubepulse.store.history import History
-from tests.support import Running, free_port, run_kubepulse, wait_for
+from tests.support import KUBEPULSE, Running, free_port, run_kubepulse, wait_for
 
 HOST = os.environ.get("KUBEPULSE_NODE_NAME") or socket.gethostname()
 
@@ -240,6 +240,26 @@ def test_sigterm_stops_cleanly_and_a_second_up_reuses_the_state(tmp_path: Path) 
         assert HOST in second.kubectl("top", "nodes").stdout
     finally:
         gen.close()
+
+
+def test_sigterm_the_moment_up_says_it_is_up_is_a_clean_stop(tmp_path: Path) -> None:
+    command = [*KUBEPULSE, "up", "--state-dir", str(tmp_path / "state")]
+    command += ["--port", str(free_port()), "--agent-port", str(free_port())]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()  # blocks until up prints, or exits
+        if first.startswith("kubepulse is up"):
+            proc.send_signal(signal.SIGTERM)  # no delay: as a script waiting for it would
+        try:
+            code = proc.wait(timeout=30)
+        finally:
+            proc.kill()
+        stderr = proc.stderr.read()
+    assert first.startswith("kubepulse is up"), stderr
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
 
 
 def test_usage_series_are_served_for_prometheus(up: Up) -> None:

@@ -182,17 +182,12 @@ async def run(args: argparse.Namespace) -> int:
                 dashboard_app(parts), args.bind_address, args.port, ctx
             )
             task = asyncio.create_task(poller.run(), name="poll the metrics API")
-            # Handlers first, then the URL: whoever waits for the URL may signal at once.
-            stop = asyncio.create_task(serving.until_signalled())
             try:
-                await asyncio.sleep(0)  # until_signalled's first step installs them
-                announce(args, creds, port, ctx, history)
-                await stop
+                await serving.until_signalled(lambda: announce(args, creds, port, ctx, history))
             finally:
-                for running in (task, stop):
-                    running.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await running
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
                 await runner.cleanup()
     finally:
         for close in reversed(closers):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -29,12 +30,16 @@ async def start(
     return runner, int(bound)
 
 
-async def until_signalled() -> None:
+async def until_signalled(ready: Callable[[], None] | None = None) -> None:
+    """Wait for SIGINT or SIGTERM. `ready` (say that we serve) runs once the handlers
+    are in: whoever waits for that line may signal at once, and must not kill us."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        if ready is not None:
+            ready()
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

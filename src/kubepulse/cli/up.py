@@ -150,13 +150,18 @@ async def run(args: argparse.Namespace) -> int:
         url = serving.url(args.address, running.port)
         config_path = state_dir / "kubeconfig"
         write_private(config_path, kubeconfig(url, ca.cert_pem(), user_token))
-        print(f"kubepulse is up: metrics API at {url}", flush=True)
-        print(f"  kubeconfig: {config_path}", flush=True)
-        print(f"  dashboard: {url}/dashboard/ (sign in with the kubeconfig's token)", flush=True)
-        print(f"  try: kubectl --kubeconfig {config_path} top nodes", flush=True)
-        print(f"       kubectl --kubeconfig {config_path} top pods -A", flush=True)
-        print("  stop with Ctrl-C", flush=True)
-        await serving.until_signalled()
+
+        lines = [
+            f"kubepulse is up: metrics API at {url}",
+            f"  kubeconfig: {config_path}",
+            f"  dashboard: {url}/dashboard/ (sign in with the kubeconfig's token)",
+            f"  try: kubectl --kubeconfig {config_path} top nodes",
+            f"       kubectl --kubeconfig {config_path} top pods -A",
+            "  stop with Ctrl-C",
+        ]
+        # Printed once the signal handlers are in: a script that waits for this line may
+        # send SIGTERM at once, and must get a clean stop.
+        await serving.until_signalled(lambda: print("\n".join(lines), flush=True))
     finally:
         await running.stop()
         await running_agent.stop()
