@@ -34,12 +34,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import platform
 import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,11 +54,10 @@ from bench.server_scale import (
     BenchError,
     Server,
     Simulator,
-    free_port,
     log_tail,
     parse_server_metrics,
     raise_fd_limit,
-    server_command,
+    start_server,
     start_simulator,
     wait_ready,
 )
@@ -90,21 +87,7 @@ def kubelet_port(nodes: int) -> int:
 
 def start(sim: Simulator, workdir: Path, resolution: float, extra: list[str]) -> Server:
     workdir.mkdir()
-    token = os.urandom(16).hex()
-    (workdir / "tokens.csv").write_text(f'{token},bench,bench,"system:masters"\n')
-    port = free_port()
-    command = [*server_command(sim, workdir, port, resolution), *extra]
-    log_path = workdir / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    return Server(
-        process,
-        command,
-        f"https://127.0.0.1:{port}",
-        workdir / "server-pki/ca.crt",
-        token,
-        log_path,
-    )
+    return start_server(sim, workdir, resolution, extra)
 
 
 @dataclass

@@ -201,14 +201,14 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 
 def family(process: psutil.Process) -> list[psutil.Process]:
-    """The server and its children (its scrape workers, with --scrape-workers)."""
+    """The server and its children (the one that parses the targets file at start)."""
     with contextlib.suppress(psutil.NoSuchProcess):
         return [process, *process.children(recursive=True)]
     return [process]
 
 
 def family_cpu(process: psutil.Process) -> float:
-    """CPU seconds of the server and its scrape workers, all threads."""
+    """CPU seconds of the server and its children, all threads."""
     total = 0.0
     for member in family(process):
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -912,10 +912,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="write the targets file as YAML (default) or JSON (kubectl -o yaml / -o json)",
     )
     p.add_argument(
-        "--scrape-workers",
-        type=int,
-        default=0,
-        help="the server's --scrape-workers; CPU and RSS then count its workers too",
+        "--server-flag",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="one more flag for the server, e.g. --server-flag=--kubelet-use-summary-api",
     )
     p.add_argument("--json", type=Path, help="also write the results here")
     return p.parse_args(argv)
@@ -934,7 +935,7 @@ async def run_all(args: argparse.Namespace) -> tuple[list[RunResult], list[str]]
                 args.list_repeats,
                 not args.nodes_only_targets,
                 args.targets_format,
-                [f"--scrape-workers={args.scrape_workers}"] if args.scrape_workers else [],
+                args.server_flag,
             )
         except BenchError as err:
             print(f"benchmark error at {n} nodes: {err}", file=sys.stderr, flush=True)
