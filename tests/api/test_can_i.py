@@ -145,9 +145,10 @@ async def test_the_answer_is_the_authorizers_for_the_callers_own_user(
         (
             b"k8s\x00\n",
             {"Content-Type": "application/vnd.kubernetes.protobuf"},
-            415,
-            "unknown format - accepted media types include: application/json",
+            400,
+            "not a SelfSubjectAccessReview: truncated or overlong varint",
         ),
+        (b"{}", {"Content-Type": "application/yaml"}, 415, "unknown format"),
     ],
 )
 async def test_reviews_that_cannot_be_answered_get_a_status(
@@ -159,6 +160,126 @@ async def test_reviews_that_cannot_be_answered_get_a_status(
     assert resp.status == code
     answer = await resp.json()
     assert (answer["kind"], answer["code"]) == ("Status", code)
+    assert message in answer["message"]
+
+
+# What kubectl v1.32.4 sends for `kubectl auth can-i list pods` (namespace default):
+# "k8s\0", then a runtime.Unknown holding the SelfSubjectAccessReview's message.
+KUBECTL_CAN_I_LIST_PODS = bytes.fromhex(
+    "6b3873000a320a17617574686f72697a6174696f6e2e6b38732e696f2f7631121753656c66537562"
+    "6a656374416363657373526576696577123d0a100a0012001a0022002a00320038004200121f0a1d"
+    "0a0764656661756c7412046c6973741a0022002a04706f647332003a001a08080012001a0020001a"
+    "002200"
+)
+PROTOBUF = {"Content-Type": "application/vnd.kubernetes.protobuf"}
+
+
+def _field(number: int, value: bytes) -> bytes:
+    """A length-delimited protobuf field (values here are under 128 bytes)."""
+    assert len(value) < 128
+    return bytes([number << 3 | 2, len(value)]) + value
+
+
+def protobuf_review(spec: dict[str, Any], kind: str = "SelfSubjectAccessReview") -> bytes:
+    """The review as kubectl would send it, field numbers from generated.proto."""
+    numbers = {
+        "resourceAttributes": (1, can_i._RESOURCE_ATTRIBUTES),
+        "nonResourceAttributes": (2, can_i._NON_RESOURCE_ATTRIBUTES),
+    }
+    encoded = b""
+    for key, attributes in spec.items():
+        number, names = numbers[key]
+        by_name = {name: n for n, name in names.items()}
+        body = b"".join(_field(by_name[k], v.encode()) for k, v in attributes.items())
+        encoded += _field(number, body)
+    raw = _field(1, b"") + _field(2, encoded)
+    type_meta = _field(1, can_i.API_VERSION.encode()) + _field(2, kind.encode())
+    return b"k8s\x00" + _field(1, type_meta) + bytes([0x12, len(raw)]) + raw
+
+
+@pytest.mark.parametrize(
+    ("body", "spec", "allowed", "attributes"),
+    [
+        (
+            KUBECTL_CAN_I_LIST_PODS,
+            {"resourceAttributes": {"namespace": "default", "verb": "list", "resource": "pods"}},
+            False,
+            Attributes("list", "", True, resource="pods", namespace="default"),
+        ),
+        (
+            protobuf_review(
+                {
+                    "resourceAttributes": {
+                        "verb": "patch",
+                        "group": "apps",
+                        "resource": "deployments",
+                        "subresource": "scale",
+                        "namespace": "team",
+                        "name": "web",
+                    }
+                }
+            ),
+            {
+                "resourceAttributes": {
+                    "namespace": "team",
+                    "verb": "patch",
+                    "group": "apps",
+                    "resource": "deployments",
+                    "subresource": "scale",
+                    "name": "web",
+                }
+            },
+            False,
+            Attributes("patch", "", True, "apps", "", "deployments", "scale", "team", "web"),
+        ),
+        (
+            protobuf_review({"nonResourceAttributes": {"path": "/metrics", "verb": "get"}}),
+            {"nonResourceAttributes": {"path": "/metrics", "verb": "get"}},
+            False,
+            Attributes("get", "/metrics"),
+        ),
+        (
+            protobuf_review(
+                {"resourceAttributes": {"verb": "list", "resource": "pods", "namespace": "team"}}
+            ),
+            {"resourceAttributes": {"verb": "list", "resource": "pods", "namespace": "team"}},
+            True,
+            Attributes("list", "", True, resource="pods", namespace="team"),
+        ),
+    ],
+    ids=["kubectl-1.32-bytes", "resource", "non-resource", "allowed"],
+)
+async def test_a_review_in_protobuf_is_read_as_kubectl_sends_it(
+    make: Make, body: bytes, spec: dict[str, Any], allowed: bool, attributes: Attributes
+) -> None:
+    authorizer = TeamOnly()
+    client = await make(authorizer)
+    resp = await client.post(REVIEW_PATH, data=body, headers={**AUTH, **PROTOBUF})
+    assert resp.status == 201
+    assert resp.content_type == "application/json"
+    answer = await resp.json()
+    assert answer["spec"] == spec
+    assert answer["status"]["allowed"] is allowed
+    assert authorizer.asked == [(BOB, attributes)]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not protobuf", "no Kubernetes protobuf prefix"),
+        (protobuf_review({}, kind="SubjectAccessReview"), "not a SelfSubjectAccessReview"),
+        (b"k8s\x00" + bytes([0x12, 40]) + b"short", "runs past the end"),
+        (protobuf_review({}), "exactly one of nonResourceAttributes or resourceAttributes"),
+    ],
+)
+async def test_a_protobuf_body_that_is_not_a_review_gets_a_status(
+    make: Make, body: bytes, message: str
+) -> None:
+    client = await make(TeamOnly())
+    resp = await client.post(REVIEW_PATH, data=body, headers={**AUTH, **PROTOBUF})
+    answer = await resp.json()
+    assert (answer["kind"], answer["code"]) == ("Status", resp.status)
+    assert resp.status in (400, 422)
     assert message in answer["message"]
 
 

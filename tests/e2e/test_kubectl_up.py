@@ -209,6 +209,16 @@ def test_protobuf_only_client_gets_406(up: Up) -> None:
     assert json.loads(err.value.read())["reason"] == "NotAcceptable"
 
 
+def test_kubectl_auth_asks_kubepulse_who_and_what(up: Up) -> None:
+    # Both reviews go out as protobuf; kubepulse reads them and answers in JSON.
+    whoami = up.kubectl("auth", "whoami", "-o", "json")
+    assert json.loads(whoami.stdout)["status"]["userInfo"]["username"]
+    for asked in (["list", "pods", "-A"], ["delete", "nodes"], ["get", "/metrics"]):
+        can_i = up.kubectl("auth", "can-i", *asked, check=False)
+        # kubepulse up's own user may do everything: kubectl prints yes and exits 0.
+        assert (can_i.returncode, can_i.stdout.strip()) == (0, "yes"), can_i.stderr
+
+
 def test_wrong_token_is_refused(up: Up) -> None:
     result = subprocess.run(
         ["kubectl", "--kubeconfig", str(up.kubeconfig), "--token", "nope", "top", "nodes"],

@@ -8,8 +8,8 @@ allowed for `kubepulse up` and static tokens, the cluster's SubjectAccessReview 
 of a cluster. The dashboard's Kubernetes mode asks it to hide what a user may not see,
 so `kubepulse dashboard --kubeconfig` works against kubepulse's own API too.
 
-Bodies are read as JSON only (kubepulse speaks no protobuf); a protobuf body gets 415
-with kube-apiserver's wording for a body it cannot decode.
+Bodies are read as JSON, or as the protobuf `kubectl auth can-i` sends (protobuf.py);
+any other media type gets 415 with kube-apiserver's wording. Answers are JSON.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from aiohttp import web
 
 from kubepulse.api.authn import USER_KEY
 from kubepulse.api.authz import Attributes, AuthorizationError, Authorizer
+from kubepulse.api.protobuf import ProtobufError, fields, strings, unwrap
 from kubepulse.api.responses import JSON
 from kubepulse.api.status import status_response
 
 API_VERSION = "authorization.k8s.io/v1"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 PATH = f"/apis/{API_VERSION}/selfsubjectaccessreviews"
 MAX_BODY = 64 * 1024
 # apivalidation of SelfSubjectAccessReviewSpec (pkg/apis/authorization/validation).
@@ -69,6 +71,38 @@ def attributes(spec: Any) -> Attributes:
     )
 
 
+# Field numbers of k8s.io/api/authorization/v1 generated.proto.
+_RESOURCE_ATTRIBUTES = {
+    1: "namespace",
+    2: "verb",
+    3: "group",
+    4: "version",
+    5: "resource",
+    6: "subresource",
+    7: "name",
+}
+_NON_RESOURCE_ATTRIBUTES = {1: "path", 2: "verb"}
+
+
+def spec_from_protobuf(body: bytes) -> dict[str, Any]:
+    """The spec of a SelfSubjectAccessReview sent as protobuf, as its JSON would read
+    (empty strings left out, as omitempty leaves them out)."""
+    api_version, kind, raw = unwrap(body)
+    if (api_version, kind) != (API_VERSION, "SelfSubjectAccessReview"):
+        raise ProtobufError(f"a {api_version}/{kind}, not a SelfSubjectAccessReview")
+    specs = [v for v in fields(raw).get(2, []) if isinstance(v, bytes)]  # spec: field 2
+    parts = fields(specs[-1]) if specs else {}
+    spec: dict[str, Any] = {}
+    for number, key, names in (
+        (1, "resourceAttributes", _RESOURCE_ATTRIBUTES),
+        (2, "nonResourceAttributes", _NON_RESOURCE_ATTRIBUTES),
+    ):
+        messages = [v for v in parts.get(number, []) if isinstance(v, bytes)]
+        if messages:
+            spec[key] = {k: v for k, v in strings(messages[-1], names).items() if v}
+    return spec
+
+
 class AccessReviews:
     def __init__(self, authorizer: Authorizer) -> None:
         self.authorizer = authorizer
@@ -77,20 +111,26 @@ class AccessReviews:
         return [web.post(PATH, self.answer)]
 
     async def answer(self, request: web.Request) -> web.Response:
-        if request.content_type != JSON:
+        if request.content_type not in (JSON, PROTOBUF):
             return status_response(
                 415,
                 "the body of the request was in an unknown format - accepted media types "
-                "include: application/json",
+                "include: application/json, application/vnd.kubernetes.protobuf",
             )
         if (request.content_length or 0) > MAX_BODY:
             return status_response(413, "the request body is too large")
         try:
-            review = orjson.loads(await request.read())
-            spec = review.get("spec") if isinstance(review, dict) else None
+            sent = await request.read()
+            if request.content_type == PROTOBUF:
+                spec: Any = spec_from_protobuf(sent)
+            else:
+                review = orjson.loads(sent)
+                spec = review.get("spec") if isinstance(review, dict) else None
             asked = attributes(spec)
         except orjson.JSONDecodeError:
             return status_response(400, "the request body is not JSON")
+        except ProtobufError as err:
+            return status_response(400, f"the request body is not a SelfSubjectAccessReview: {err}")
         except InvalidReview as err:
             return status_response(
                 422, f'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: {err}'
