@@ -126,6 +126,30 @@ async def test_a_user_allowed_only_in_team_a_sees_only_its_pods_and_no_nodes(
     assert {c[2] for c in fake.calls_to(SSAR)} == {f"Bearer {JANE}"}
 
 
+async def test_a_user_who_may_list_nodes_counts_only_the_pods_of_namespaces_they_see(
+    open_page: Any, fake: FakeKubeAPI
+) -> None:
+    fake.add_token("ann-token", "ann")
+    fake.allow("ann", "list", "nodes")
+    fake.allow("ann", "list", "pods", "team-a")
+    ann: Page = await open_page("ann-token")
+    admin: Page = await open_page(fake.admin_token)
+    _, every_pod = await admin.get("pods")
+    in_team_a: dict[str, int] = {}
+    for pod in every_pod["items"]:
+        if pod["namespace"] == "team-a":
+            in_team_a[pod["node"]] = in_team_a.get(pod["node"], 0) + 1
+    _, nodes = await ann.get("nodes")
+    _, all_nodes = await admin.get("nodes")
+    seen = {n["name"]: n["pods"] for n in nodes["items"]}
+    assert seen == {n["name"]: in_team_a.get(n["name"], 0) for n in all_nodes["items"]}
+    # The admin's counts are larger somewhere: there are pods ann must not count.
+    assert any(n["pods"] > seen[n["name"]] for n in all_nodes["items"])
+    for name in seen:  # the node's own page agrees with the list
+        _, detail = await ann.get(f"nodes/{name}")
+        assert detail["node"]["pods"] == seen[name] == len(detail["pods"])
+
+
 async def test_the_admin_sees_every_node_and_pod(open_page: Any, fake: FakeKubeAPI) -> None:
     admin: Page = await open_page(fake.admin_token)
     _, overview = await admin.get("overview")

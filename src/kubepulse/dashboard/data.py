@@ -22,7 +22,7 @@ import math
 import sqlite3
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from operator import attrgetter, itemgetter
@@ -437,7 +437,16 @@ def _nodes(src: DataSources, index: PodIndex, access: Access) -> list[dict[str, 
         return []
     by_node = index.inventoried().by_node
     nodes = sorted(src.inventory.nodes(), key=lambda n: n.name)
-    return [node_summary(src, n, len(by_node.get(n.name, ()))) for n in nodes]
+    return [node_summary(src, n, _visible(by_node.get(n.name, ()), access)) for n in nodes]
+
+
+def _visible(pods: Sequence[Pod], access: Access) -> int:
+    """How many of a node's pods the user may see: a user who may list nodes but only
+    some namespaces' pods learns nothing of the others, not even how many there are
+    (as `kubectl describe node` lists a node's pods only for who may list them)."""
+    if access.namespaces is None:
+        return len(pods)
+    return sum(1 for p in pods if p.namespace in access.namespaces)
 
 
 def pod_row(pod: Pod | None, key: tuple[str, str], rates: PodRates | None) -> dict[str, Any]:
