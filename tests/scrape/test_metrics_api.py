@@ -15,9 +15,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from kubepulse.api.status import status_response
+from kubepulse.dashboard.data import PodIndex, pod_index
 from kubepulse.kube.client import KubeClient
 from kubepulse.kube.kubeconfig import Credentials
 from kubepulse.kube.objects import ObjectError
+from kubepulse.scrape.manager import Recorders
 from kubepulse.scrape.metrics_api import (
     METRICS,
     UNFINISHED_PODS,
@@ -205,7 +207,8 @@ async def polling(aiohttp_client: Any, history: History) -> AsyncIterator[Pollin
     creds = Credentials(server=str(client.make_url("")).rstrip("/"), token="poller-token")
     store, inventory = MetricsStore(15.0), PolledInventory()
     async with KubeClient(creds) as kube:
-        recorder = HistoryRecorder(store, history)
+        # As `kubepulse dashboard` builds it: the history, and the dashboard's pod index.
+        recorder = Recorders(HistoryRecorder(store, history), pod_index(store, inventory))
         poller = MetricsApiPoller(kube, store, inventory, 15.0, recorder)
         yield Polling(cluster, poller, store, inventory, history)
 
@@ -235,6 +238,25 @@ async def test_a_poll_fills_the_inventory_and_the_store(polling: Polling) -> Non
     assert store.pod("node-a", "kube-system", COREDNS) is not None
     assert store.pod("", "default", "just-started") is not None
     assert len(store.pods()) == 3
+
+
+async def test_a_poll_prepares_the_dashboards_pod_index_only_while_it_is_watched(
+    polling: Polling,
+) -> None:
+    index = pod_index(polling.store, polling.inventory)
+    assert await polling.poller.poll()
+    await index.prepared()
+    assert index._view is None  # nobody looked: nothing was prepared
+    before = index.view()  # a request reads it: the dashboard is watched now
+    assert await polling.poller.poll()
+    await index.prepared()
+    after = index._view
+    # Prepared after the poll: the next request finds it built and only reads it.
+    assert after is not None and after is not before
+    assert index.view(asked=False) is after
+    # What it prepared is what an index built from scratch now reads.
+    fresh = PodIndex(polling.store, polling.inventory).view(asked=False)
+    assert after.usage == fresh.usage and len(after.usage) >= 2
 
 
 async def test_pods_and_nodes_are_listed_from_the_watch_cache_without_finished_pods(

@@ -35,9 +35,11 @@ from kubepulse.cli.server import (
 )
 from kubepulse.cli.up import default_state_dir
 from kubepulse.dashboard.app import PREFIX, DashboardOptions, DashboardParts, mount
+from kubepulse.dashboard.data import pod_index
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import KubeClient
 from kubepulse.kube.kubeconfig import Credentials, KubeconfigError
+from kubepulse.scrape.manager import Recorders
 from kubepulse.scrape.metrics_api import MetricsApiPoller, PolledInventory
 from kubepulse.store.history import History, HistoryRecorder
 from kubepulse.store.points import MetricsStore
@@ -175,7 +177,11 @@ async def run(args: argparse.Namespace) -> int:
             cluster=without_credentials(creds),
             options=DashboardOptions(secure_cookies=ctx is not None),
         )
-        recorder = HistoryRecorder(store, history) if history is not None else None
+        recorder = Recorders(
+            HistoryRecorder(store, history) if history is not None else None,
+            # The pod index, prepared after each poll while the dashboard is watched.
+            pod_index(store, inventory),
+        )
         async with KubeClient(creds) as client:
             poller = MetricsApiPoller(client, store, inventory, args.interval, recorder)
             runner, port = await serving.start(

@@ -7,8 +7,9 @@ Every interval the poller reads, with the kubeconfig's credentials:
 - `GET /api/v1/nodes` and `/api/v1/pods`: allocatable, capacity, labels, requests and
   limits, read into the same Node and Pod model as every other inventory.
 
-Usage goes into a MetricsStore (store_usage) and, through a HistoryRecorder, into the
-SQLite history, so the dashboard shows what `kubepulse up` shows, and keeps days where
+Usage goes into a MetricsStore (store_usage) and, through the scrape manager's
+Recorder (a HistoryRecorder, the dashboard's pod index), into the SQLite history, so the
+dashboard shows what `kubepulse up` shows, and keeps days where
 dashboard-metrics-scraper keeps 15 minutes.
 
 Nothing stops the poller: a metrics API that answers 404 or 503 (no metrics-server, or
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 from kubepulse.kube.client import ApiError, KubeClient, Unreachable
 from kubepulse.kube.objects import Node, ObjectError, Pod, node_from_object, pod_from_object
 from kubepulse.quantity import QuantityError, parse_quantity
-from kubepulse.store.history import HistoryRecorder
+from kubepulse.scrape.manager import Recorder
 from kubepulse.store.points import MetricsStore, PodRates, Rate
 from kubepulse.timefmt import parse_go_duration, parse_rfc3339
 
@@ -169,7 +170,7 @@ class MetricsApiPoller:
         store: MetricsStore,
         inventory: PolledInventory,
         interval: float,
-        recorder: HistoryRecorder | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.client, self.store, self.inventory = client, store, inventory
         self.interval, self.recorder = interval, recorder
@@ -249,8 +250,8 @@ class MetricsApiPoller:
             self.store.store_usage(name, node_rates.get(name), node_pods)
         self.store.retain(set(by_node))
         if self.recorder is not None:
-            for name, node_pods in by_node.items():
-                self.recorder.node_stored(name, list(node_pods))
+            for name in by_node:
+                self.recorder.node_stored(name, ())  # they read the store, which holds them
 
     def _report(self, problems: list[str]) -> None:
         """Log once per change: a new problem as a warning, its end as info."""
