@@ -469,7 +469,7 @@ async def test_a_prometheus_answering_wrongly_is_a_502_with_why(
         return web.Response(status=status, text=body, content_type=content_type)
 
     fake = web.Application()
-    fake.router.add_get("/api/v1/query_range", query_range)
+    fake.router.add_post("/api/v1/query_range", query_range)
     server = await aiohttp_server(fake, host="127.0.0.1")
     async with PrometheusHistory(f"http://127.0.0.1:{server.port}") as prometheus:
         client = await charts_from(aiohttp_client, prometheus)
@@ -482,9 +482,18 @@ class BrokenFile:
     async def series(self, *args: Any) -> list[HistoryPoint]:
         raise sqlite3.OperationalError("disk I/O error")
 
+    async def node_series(self, *args: Any) -> dict[str, list[HistoryPoint]]:
+        raise sqlite3.OperationalError("disk I/O error")
+
 
 async def test_an_unreadable_history_file_is_a_503_with_why(aiohttp_client: Any) -> None:
     client = await charts_from(aiohttp_client, BrokenFile())
     resp = await client.get(f"{API}/pods/default/web-1")
     assert resp.status == 503
     assert await resp.json() == {"error": "history file: disk I/O error"}
+    # The nodes list is still served, without its sparklines, and says why.
+    resp = await client.get(f"{API}/nodes")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["items"] and all(n["spark"] == [] for n in body["items"])
+    assert body["history_error"] == "history file: disk I/O error"

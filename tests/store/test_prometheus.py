@@ -19,7 +19,13 @@ from aiohttp import web
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.store.exposition import metric_name, prometheus_handler, render
 from kubepulse.store.points import MetricsStore
-from kubepulse.store.prometheus import PrometheusError, PrometheusHistory, check_url, selector
+from kubepulse.store.prometheus import (
+    PrometheusError,
+    PrometheusHistory,
+    alternation,
+    check_url,
+    selector,
+)
 from tests.store.prometheus_run import api, require_prometheus, run_prometheus, scrape_job
 from tests.store.test_exposition import inventory, samples_of, scraped_store
 from tests.support import free_port, wait_for
@@ -93,6 +99,34 @@ async def test_range_from_prometheus_matches_what_was_exposed(
     assert {(p.cpu_nanocores, p.cpu_max, p.memory_bytes, p.memory_max) for p in points} == {
         (cpu, cpu, mem, mem)
     }
+
+
+async def test_many_nodes_at_once_are_each_what_one_series_gives(prometheus: Running) -> None:
+    start, end = prometheus.started - 10, time.time()
+    async with PrometheusHistory(prometheus.url) as history:
+        many = await history.node_series(["node-a", "node-b", "node-z"], start, end, step=2)
+        one = {
+            name: await history.series("node", "", name, "", start, end, step=2)
+            for name in ("node-a", "node-b")
+        }
+        # A dot stands for itself: "node.a" is not "node-a".
+        assert await history.node_series(["node.a"], start, end, step=2) == {"node.a": []}
+    assert many["node-a"] and many["node-b"]
+    assert {n: many[n] for n in one} == one
+    assert many["node-z"] == []  # never seen: no points
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["node-a"], ["a.b", "a-b"], ["x(1)|y", "[z]", "^w$", "v+*?{2}", "back\\slash"]],
+)
+def test_an_alternation_matches_exactly_its_names(names: list[str]) -> None:
+    # Python's re reads these escapes as RE2 does; PromQL anchors =~ at both ends.
+    pattern = re.compile(alternation(names))
+    for name in names:
+        assert pattern.fullmatch(name)
+    for other in ("node-b", "aXb", "x(1)", "y", "z", "w", "v", "backslash", "node-aa"):
+        assert not pattern.fullmatch(other)
 
 
 async def test_a_series_prometheus_never_saw_has_no_points(prometheus: Running) -> None:
@@ -185,7 +219,7 @@ async def test_a_user_and_password_in_the_url_are_sent_as_basic_auth(aiohttp_ser
         return web.json_response({"status": "success", "data": {"result": []}})
 
     app = web.Application()
-    app.router.add_get("/api/v1/query_range", query_range)
+    app.router.add_post("/api/v1/query_range", query_range)
     server = await aiohttp_server(app, host="127.0.0.1")
     async with PrometheusHistory(f"http://reader:s3cret@127.0.0.1:{server.port}") as history:
         assert await history.series("node", "", "node-a", "", 0, 60, step=15) == []

@@ -22,7 +22,8 @@ import math
 import sqlite3
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from operator import attrgetter, itemgetter
@@ -36,6 +37,7 @@ from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import ContainerSpec, Node, Pod
 from kubepulse.model import Resources
 from kubepulse.store.history import pod_usage
+from kubepulse.store.history_read import HistoryPoint
 from kubepulse.store.points import Containers, MetricsStore, PodRates, Rate
 from kubepulse.store.prometheus import PrometheusError
 from kubepulse.store.series import SeriesSource
@@ -485,15 +487,37 @@ async def _series(
     if src.history is None:
         return []
     end = src.clock()
-    try:
+    with _history_errors():
         points = await src.history.series(
             kind, namespace, name, container, end - seconds, end, step
         )
+    return _rows(points)
+
+
+async def _node_series(
+    src: DataSources, names: list[str], seconds: int, step: int
+) -> dict[str, list[list[float]]]:
+    """_series of many nodes, asked of the history at once (the nodes list's sparklines)."""
+    if src.history is None:
+        return {}
+    end = src.clock()
+    with _history_errors():
+        found = await src.history.node_series(names, end - seconds, end, step)
+    return {name: _rows(points) for name, points in found.items()}
+
+
+def _rows(points: list[HistoryPoint]) -> list[list[float]]:
+    return [[p.timestamp, _millicores(p.cpu_nanocores), round(p.memory_bytes)] for p in points]
+
+
+@contextmanager
+def _history_errors() -> Iterator[None]:
+    try:
+        yield
     except PrometheusError as err:
         raise HistoryUnavailable(502, f"history from Prometheus: {err}") from None
     except sqlite3.Error as err:
         raise HistoryUnavailable(503, f"history file: {err}") from None
-    return [[p.timestamp, _millicores(p.cpu_nanocores), round(p.memory_bytes)] for p in points]
 
 
 def _range(request: web.Request) -> tuple[str, int, int]:
@@ -610,10 +634,7 @@ class DataHandlers:
         sparks: dict[str, list[list[float]]] = {}
         failed = None
         try:
-            for name in names:
-                sparks[name] = await _series(
-                    self.src, "node", "", name, "", SPARK_SECONDS, SPARK_STEP
-                )
+            sparks = await _node_series(self.src, names, SPARK_SECONDS, SPARK_STEP)
         except HistoryUnavailable as err:
             # The list is still worth showing without its sparklines: say why they are missing.
             failed = err.message

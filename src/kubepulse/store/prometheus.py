@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -72,6 +73,18 @@ def _quote(value: str) -> str:
     return f'"{escaped}"'
 
 
+# What RE2 (PromQL's regular expressions) gives a meaning to; escaped, each is itself.
+_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
+
+
+def alternation(values: Sequence[str]) -> str:
+    """A regular expression that matches exactly these values: PromQL anchors =~ at both
+    ends, so only the characters RE2 gives a meaning to need escaping."""
+    return "|".join(
+        "".join("\\" + c if c in _RE2_SPECIAL else c for c in value) for value in values
+    )
+
+
 def selector(kind: str, resource: str, namespace: str, name: str, container: str) -> str:
     """The PromQL selector of one series: e.g. kubepulse_pod_cpu_usage_nanocores{...}."""
     if kind not in _LABELS:
@@ -125,42 +138,67 @@ class PrometheusHistory:
         Steps are aligned to multiples of `step` since the epoch as history.query()'s
         are: the point labelled t is evaluated at t + step over the step before it.
         """
-        if step <= 0:
-            raise ValueError("step must be positive")
-        step_ms = max(1, round(step * 1000))
-        first = math.floor(start * 1000 / step_ms) * step_ms / 1000
-        window = f"[{step_ms}ms]"
+        first, window = _grid(start, step)
         queries = [
             f"{fn}({selector(kind, resource, namespace, name, container)}{window})"
-            for resource in ("cpu", "memory")
-            for fn in ("avg_over_time", "max_over_time")
+            for resource, fn in _RESOURCES_AND_FNS
         ]
-        cpu, cpu_max, mem, mem_max = await asyncio.gather(
+        found = await asyncio.gather(
             *(self._range(q, first + step, end + step, step) for q in queries)
         )
-        return [
-            HistoryPoint(t - step, cpu[t], mem[t], cpu_max[t], mem_max[t])
-            for t in sorted(cpu.keys() & cpu_max.keys() & mem.keys() & mem_max.keys())
+        return _points(found, step)
+
+    async def node_series(
+        self, names: Sequence[str], start: float, end: float, step: float
+    ) -> dict[str, list[HistoryPoint]]:
+        """series() of many nodes at once (the nodes list's sparklines): four queries with
+        a regular expression of their names, instead of four a node."""
+        if not names:
+            return {}
+        first, window = _grid(start, step)
+        matcher = f"{{node=~{_quote(alternation(names))}}}"
+        queries = [
+            f"{fn}({metric_name('node', resource)}{matcher}{window})"
+            for resource, fn in _RESOURCES_AND_FNS
         ]
+        by_node = await asyncio.gather(
+            *(self._range_by_node(q, first + step, end + step, step) for q in queries)
+        )
+        return {n: _points([found.get(n, {}) for found in by_node], step) for n in names}
 
     async def _range(self, query: str, start: float, end: float, step: float) -> dict[float, float]:
         """One range query: evaluation time -> value of the first series it returns."""
-        params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}"}
-        body = await self._get("/api/v1/query_range", params)
-        try:
-            result = body.get("data", {}).get("result", [])
-            if not result:
-                return {}
-            return {float(t): float(v) for t, v in result[0]["values"]}
-        except (AttributeError, KeyError, TypeError, ValueError) as err:
-            raise PrometheusError(f"{self.shown}: a range answer without values: {err}") from err
+        result = await self._query_range(query, start, end, step)
+        return _values(result[0], self.shown) if result else {}
 
-    async def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+    async def _range_by_node(
+        self, query: str, start: float, end: float, step: float
+    ) -> dict[str, dict[float, float]]:
+        """One range query: node label -> evaluation time -> value."""
+        result = await self._query_range(query, start, end, step)
+        try:
+            return {str(series["metric"]["node"]): _values(series, self.shown) for series in result}
+        except (KeyError, TypeError) as err:
+            raise PrometheusError(f"{self.shown}: a range answer without node labels") from err
+
+    async def _query_range(self, query: str, start: float, end: float, step: float) -> list[Any]:
+        params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}"}
+        body = await self._post("/api/v1/query_range", params)
+        result = (
+            body.get("data", {}).get("result", []) if isinstance(body.get("data"), dict) else []
+        )
+        if not isinstance(result, list):
+            raise PrometheusError(f"{self.shown}: a range answer without a result list")
+        return result
+
+    async def _post(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        """A form POST to the HTTP API (which takes GET and POST alike): a query naming
+        hundreds of nodes is too long for some proxies' URLs."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
         try:
-            async with self._session.get(
-                self.url + path, params=params, timeout=self.timeout
+            async with self._session.post(
+                self.url + path, data=params, timeout=self.timeout
             ) as response:
                 try:
                     body = await response.json(content_type=None)
@@ -183,3 +221,34 @@ class PrometheusHistory:
             )
         answer: dict[str, Any] = body
         return answer
+
+
+_RESOURCES_AND_FNS = [
+    (resource, fn) for resource in ("cpu", "memory") for fn in ("avg_over_time", "max_over_time")
+]
+
+
+def _grid(start: float, step: float) -> tuple[float, str]:
+    """The first step's start, aligned to multiples of `step` since the epoch as
+    history.query()'s are, and the range selector of one step."""
+    if step <= 0:
+        raise ValueError("step must be positive")
+    step_ms = max(1, round(step * 1000))
+    return math.floor(start * 1000 / step_ms) * step_ms / 1000, f"[{step_ms}ms]"
+
+
+def _values(series: Any, shown: str) -> dict[float, float]:
+    try:
+        return {float(t): float(v) for t, v in series["values"]}
+    except (KeyError, TypeError, ValueError) as err:
+        raise PrometheusError(f"{shown}: a range answer without values: {err}") from err
+
+
+def _points(found: Sequence[dict[float, float]], step: float) -> list[HistoryPoint]:
+    """HistoryPoints from the four queries' values (cpu avg, max; memory avg, max): the
+    point labelled t is evaluated at t + step over the step before it."""
+    cpu, cpu_max, mem, mem_max = found
+    return [
+        HistoryPoint(t - step, cpu[t], mem[t], cpu_max[t], mem_max[t])
+        for t in sorted(cpu.keys() & cpu_max.keys() & mem.keys() & mem_max.keys())
+    ]

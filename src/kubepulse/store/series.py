@@ -8,6 +8,7 @@ kubepulse's exposition (prometheus.PrometheusHistory, `--prometheus-url`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Protocol
 
 from kubepulse.store.history import History
@@ -26,6 +27,12 @@ class SeriesSource(Protocol):
         step: float,
     ) -> list[HistoryPoint]:
         """Points of one series in [start, end], one per step that holds data, oldest first."""
+        ...
+
+    async def node_series(
+        self, names: Sequence[str], start: float, end: float, step: float
+    ) -> dict[str, list[HistoryPoint]]:
+        """series() of each of these nodes, asked at once."""
         ...
 
 
@@ -48,3 +55,13 @@ class SqliteSeries:
         return await asyncio.to_thread(
             self.history.query, kind, namespace, name, container, start, end, step
         )
+
+    async def node_series(
+        self, names: Sequence[str], start: float, end: float, step: float
+    ) -> dict[str, list[HistoryPoint]]:
+        """One thread hop for all of them, not one a node."""
+
+        def query() -> dict[str, list[HistoryPoint]]:
+            return {n: self.history.query("node", "", n, "", start, end, step) for n in names}
+
+        return await asyncio.to_thread(query)
