@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -138,15 +138,10 @@ class PrometheusHistory:
         Steps are aligned to multiples of `step` since the epoch as history.query()'s
         are: the point labelled t is evaluated at t + step over the step before it.
         """
-        first, window = _grid(start, step)
-        queries = [
-            f"{fn}({selector(kind, resource, namespace, name, container)}{window})"
-            for resource, fn in _RESOURCES_AND_FNS
-        ]
-        found = await asyncio.gather(
-            *(self._range(q, first + step, end + step, step) for q in queries)
+        results = await self._four(
+            lambda resource: selector(kind, resource, namespace, name, container), start, end, step
         )
-        return _points(found, step)
+        return _points([_values(r[0], self.shown) if r else {} for r in results], step)
 
     async def node_series(
         self, names: Sequence[str], start: float, end: float, step: float
@@ -155,38 +150,43 @@ class PrometheusHistory:
         a regular expression of their names, instead of four a node."""
         if not names:
             return {}
-        first, window = _grid(start, step)
         matcher = f"{{node=~{_quote(alternation(names))}}}"
-        queries = [
-            f"{fn}({metric_name('node', resource)}{matcher}{window})"
-            for resource, fn in _RESOURCES_AND_FNS
-        ]
-        by_node = await asyncio.gather(
-            *(self._range_by_node(q, first + step, end + step, step) for q in queries)
+        results = await self._four(
+            lambda resource: metric_name("node", resource) + matcher, start, end, step
         )
-        return {n: _points([found.get(n, {}) for found in by_node], step) for n in names}
-
-    async def _range(self, query: str, start: float, end: float, step: float) -> dict[float, float]:
-        """One range query: evaluation time -> value of the first series it returns."""
-        result = await self._query_range(query, start, end, step)
-        return _values(result[0], self.shown) if result else {}
-
-    async def _range_by_node(
-        self, query: str, start: float, end: float, step: float
-    ) -> dict[str, dict[float, float]]:
-        """One range query: node label -> evaluation time -> value."""
-        result = await self._query_range(query, start, end, step)
         try:
-            return {str(series["metric"]["node"]): _values(series, self.shown) for series in result}
+            by_node = [
+                {str(series["metric"]["node"]): _values(series, self.shown) for series in found}
+                for found in results
+            ]
         except (KeyError, TypeError) as err:
             raise PrometheusError(f"{self.shown}: a range answer without node labels") from err
+        return {n: _points([values.get(n, {}) for values in by_node], step) for n in names}
 
-    async def _query_range(self, query: str, start: float, end: float, step: float) -> list[Any]:
-        params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}"}
-        body = await self._post("/api/v1/query_range", params)
-        result = (
-            body.get("data", {}).get("result", []) if isinstance(body.get("data"), dict) else []
+    async def _four(
+        self, selector_of: Callable[[str], str], start: float, end: float, step: float
+    ) -> list[list[Any]]:
+        """The series the four range queries of a step's average and maximum of CPU and
+        memory return, in _RESOURCES_AND_FNS's order."""
+        first, window = _grid(start, step)
+        return await asyncio.gather(
+            *(
+                self._query_range(f"{fn}({selector_of(resource)}{window})", first, end, step)
+                for resource, fn in _RESOURCES_AND_FNS
+            )
         )
+
+    async def _query_range(self, query: str, first: float, end: float, step: float) -> list[Any]:
+        """One range query's series. Evaluated at t + step, over the step before it."""
+        params = {
+            "query": query,
+            "start": f"{first + step:.3f}",
+            "end": f"{end + step:.3f}",
+            "step": f"{step}",
+        }
+        body = await self._post("/api/v1/query_range", params)
+        data = body.get("data")
+        result = data.get("result") if isinstance(data, dict) else None
         if not isinstance(result, list):
             raise PrometheusError(f"{self.shown}: a range answer without a result list")
         return result
