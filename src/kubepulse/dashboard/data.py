@@ -448,7 +448,7 @@ def _visible(pods: Sequence[Pod], access: Access) -> int:
     (as `kubectl describe node` lists a node's pods only for who may list them)."""
     if access.namespaces is None:
         return len(pods)
-    return sum(1 for p in pods if p.namespace in access.namespaces)
+    return sum(1 for p in pods if access.sees(p.namespace))
 
 
 def pod_row(pod: Pod | None, key: tuple[str, str], rates: PodRates | None) -> dict[str, Any]:
