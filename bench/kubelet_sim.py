@@ -141,7 +141,7 @@ class SimNode:
     pods: list[SimPod]
     rendered_at: float = 0.0
     cached_plain: bytes = b""
-    cached_gzip: bytes | None = None
+    cached_gzip: bytes = b""
     template: Template | None = None
 
 
@@ -403,11 +403,7 @@ def payload(node: SimNode, epoch: float, want_gzip: bool) -> bytes:
     now = time.time()
     if now - node.rendered_at > HOUSEKEEPING_S:
         refresh(node, epoch, now)
-    if not want_gzip:
-        return node.cached_plain
-    if node.cached_gzip is None:
-        node.cached_gzip = gzip.compress(node.cached_plain, GZIP_LEVEL, mtime=0)
-    return node.cached_gzip
+    return node.cached_gzip if want_gzip else node.cached_plain
 
 
 def refresh(node: SimNode, epoch: float, now: float) -> None:
