@@ -109,6 +109,11 @@ class DaySeries:
             points.append(HistoryPoint(t, cpu, mem, cpu * 1.2, mem * 1.05))
         return points
 
+    async def node_series(
+        self, names: Sequence[str], start: float, end: float, step: float
+    ) -> dict[str, list[HistoryPoint]]:
+        return {n: await self.series("node", "", n, "", start, end, step) for n in names}
+
 
 class Server:
     """The dashboard on its own event loop in a thread."""
