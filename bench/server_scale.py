@@ -52,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,21 +207,22 @@ def family(process: psutil.Process) -> list[psutil.Process]:
     return [process]
 
 
-def family_cpu(process: psutil.Process) -> float:
-    """CPU seconds of the server and its children, all threads."""
+def family_sum(process: psutil.Process, measure: Callable[[psutil.Process], float]) -> float:
+    """A measure summed over the server and its children (one may end meanwhile)."""
     total = 0.0
     for member in family(process):
         with contextlib.suppress(psutil.NoSuchProcess):
-            total += cpu_seconds(member)
+            total += measure(member)
     return total
+
+
+def family_cpu(process: psutil.Process) -> float:
+    """CPU seconds of the server and its children, all threads."""
+    return family_sum(process, cpu_seconds)
 
 
 def family_rss(process: psutil.Process) -> int:
-    total = 0
-    for member in family(process):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += int(member.memory_info().rss)
-    return total
+    return int(family_sum(process, lambda member: member.memory_info().rss))
 
 
 def family_vm_hwm(process: psutil.Process) -> int:
