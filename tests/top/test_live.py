@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,11 +17,18 @@ from tests.top.conftest import Cluster
 
 
 class Tmux:
+    """One tmux server per test, on its own socket.
+
+    With the shared default server, a test that closes the last session makes
+    the server exit while the next test's new-session is connecting to it, and
+    that one fails with "server exited unexpectedly".
+    """
+
     def __init__(self) -> None:
         self.session = f"kp-{uuid.uuid4().hex[:8]}"
-        subprocess.run(
+        self.home = Path(tempfile.mkdtemp(prefix="kp-tmux-"))  # short: sockets have a length limit
+        self.run(
             [
-                "tmux",
                 "new-session",
                 "-d",
                 "-s",
@@ -31,19 +39,21 @@ class Tmux:
                 "24",
                 "bash --norc",
             ],
-            check=True,
         )
 
-    def send(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.session, *keys], check=True)
-
-    def screen(self) -> str:
+    def run(self, args: list[str], capture: bool = False) -> str:
         return subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", self.session],
-            capture_output=True,
+            ["tmux", "-S", str(self.home / "socket"), *args],
+            capture_output=capture,
             text=True,
             check=True,
         ).stdout
+
+    def send(self, *keys: str) -> None:
+        self.run(["send-keys", "-t", self.session, *keys])
+
+    def screen(self) -> str:
+        return self.run(["capture-pane", "-p", "-t", self.session], capture=True)
 
     def wait_until(self, test: Callable[[str], bool], what: str) -> str:
         def check() -> str | None:
@@ -56,7 +66,8 @@ class Tmux:
         return self.wait_until(lambda s: text in s, what or text)
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.session], check=False)
+        subprocess.run(["tmux", "-S", str(self.home / "socket"), "kill-server"], check=False)
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 @pytest.fixture
