@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.agent.fakehost import FakeHost
 from tests.support import Running, free_port, run_kubepulse, wait_for
 
 
@@ -76,3 +77,8 @@ def start_agent(tmp: Path, *extra: str) -> Iterator[Agent]:
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[Agent]:
     yield from start_agent(tmp_path)
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> FakeHost:
+    return FakeHost(tmp_path)
