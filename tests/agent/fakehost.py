@@ -12,6 +12,7 @@ from kubepulse.agent.cgroups import Hierarchy
 from kubepulse.agent.collector import Collector
 from kubepulse.agent.procfs import CLOCK_TICKS, ProcFS
 from kubepulse.agent.workloads import Discovery, RuntimeMetadata
+from kubepulse.model import Resources
 
 BTIME = 1_700_000_000
 USER_FLAGS = 0x00400100  # PF_RANDOMIZE | PF_SUPERPRIV, as on an ordinary process
@@ -281,11 +282,12 @@ def make_collected_host(host: FakeHost) -> None:
     make_processes(host)
 
 
-def collected(host: FakeHost, clock: Clock) -> Collector:
+def collected(host: FakeHost, clock: Clock, reserved: Resources | None = None) -> Collector:
     return Collector(
         "node-a",
         host.hierarchy(),
         host.procfs(),
         RuntimeMetadata(host.fs_root),
+        reserved,
         clock=clock,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 
@@ -10,6 +11,7 @@ import pytest
 from kubepulse.agent.collector import Collector
 from kubepulse.agent.procfs import CLOCK_TICKS, PAGE_SIZE
 from kubepulse.agent.workloads import PodRef
+from kubepulse.model import Resources
 from tests.agent.fakehost import (
     BTIME,
     CGROUPFS,
@@ -117,6 +119,148 @@ def test_collector_reads_every_workload_when_nothing_vanishes(host: FakeHost) ->
     collector = collected(host, Clock())
     assert names(collector) == ALL_PODS
     assert collector.skipped_reads == 0
+
+
+def write(cgroup: str, name: str, text: str) -> Callable[[FakeHost], None]:
+    return lambda host: (host.dir(cgroup) / name).write_text(text)
+
+
+def directory_instead_of(cgroup: str, name: str) -> Callable[[FakeHost], None]:
+    """A file that cannot be read even by root, as chmod 000 would not do."""
+
+    def replace(host: FakeHost) -> None:
+        (host.dir(cgroup) / name).unlink()
+        (host.dir(cgroup) / name).mkdir()
+
+    return replace
+
+
+WEB_POD = "shop/shop-web-7d4b9c-xk2lp"
+DB = f"kubepods/burstable/pod9a8b7c6d-5e4f-4a3b-2c1d-0e9f8a7b6c5d/{hexid('db')}"
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "gone", "shrunk"),
+    [
+        pytest.param(
+            write(CGROUPFS.container(hexid("web")), "memory.stat", "anon 4096\nfile many\n"),
+            None,
+            {WEB_POD: ["mesh"]},
+            id="garbage-memory-stat-in-one-container",
+        ),
+        pytest.param(
+            write("system.slice/containerd.service", "cpu.stat", "usage_usec -\n"),
+            "system/containerd",
+            {},
+            id="garbage-cpu-stat-in-a-unit",
+        ),
+        pytest.param(
+            write(DB, "cpu.stat", "user_usec 5\nsystem_usec 1\n"),
+            "shop/db-0",
+            {},
+            id="cpu-stat-without-usage-usec",
+        ),
+        pytest.param(
+            directory_instead_of(CGROUPFS.container(hexid("sidecar")), "memory.current"),
+            None,
+            {WEB_POD: ["web"]},
+            id="memory-current-unreadable",
+        ),
+        pytest.param(
+            write(CGROUPFS.pod_dir, "memory.stat", "\x00\x01 garbage\n"),
+            None,
+            {},
+            id="garbage-pod-level-memory-stat-keeps-the-containers",
+        ),
+    ],
+)
+def test_an_unparseable_cgroup_file_is_skipped_counted_and_logged_once_per_reading(
+    host: FakeHost,
+    caplog: pytest.LogCaptureFixture,
+    corrupt: Callable[[FakeHost], None],
+    gone: str | None,
+    shrunk: dict[str, list[str]],
+) -> None:
+    make_collected_host(host)
+    corrupt(host)
+    collector = collected(host, Clock())
+    caplog.set_level(logging.WARNING, logger="kubepulse.agent.collector")
+
+    first, second = names(collector), names(collector)
+
+    assert first == second == {k: shrunk.get(k, v) for k, v in ALL_PODS.items() if k != gone}
+    assert collector.skipped_reads == 2
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "skipped 1 unreadable or vanished workload files in this reading (1 since start)",
+        "skipped 1 unreadable or vanished workload files in this reading (2 since start)",
+    ]
+
+
+def test_a_pod_whose_own_cgroup_is_unreadable_sums_its_containers(host: FakeHost) -> None:
+    make_collected_host(host)
+    write(CGROUPFS.pod_dir, "memory.stat", "anon x\n")(host)
+
+    stats = collected(host, Clock()).collect()
+
+    (web,) = [p for p in stats.pods if p.name == "shop-web-7d4b9c-xk2lp"]
+    assert web.usage is not None
+    assert web.usage.working_set_bytes == sum(c.usage.working_set_bytes for c in web.containers)
+    assert web.usage.cpu_usage_core_nanoseconds == sum(
+        c.usage.cpu_usage_core_nanoseconds for c in web.containers
+    )
+
+
+def test_a_clean_reading_logs_no_warning(host: FakeHost, caplog: pytest.LogCaptureFixture) -> None:
+    make_collected_host(host)
+    caplog.set_level(logging.WARNING, logger="kubepulse.agent.collector")
+    collected(host, Clock()).collect()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+# MemTotal of the fake /proc/meminfo, and its two CPUs.
+MEM_TOTAL = 8_041_672 * 1024
+MI, GI = 1024**2, 1024**3
+
+
+@pytest.mark.parametrize(
+    ("reserved", "cpu", "memory"),
+    [
+        pytest.param(
+            Resources(), 2000, MEM_TOTAL - 100 * MI, id="nothing-reserved-keeps-the-100Mi-threshold"
+        ),
+        pytest.param(
+            Resources(cpu_millicores=500, memory_bytes=GI),
+            1500,
+            MEM_TOTAL - GI - 100 * MI,
+            id="cpu-and-memory-reserved",
+        ),
+        pytest.param(
+            Resources(cpu_millicores=250), 1750, MEM_TOTAL - 100 * MI, id="cpu-only-reserved"
+        ),
+        pytest.param(
+            Resources(memory_bytes=512 * MI),
+            2000,
+            MEM_TOTAL - 612 * MI,
+            id="memory-only-reserved",
+        ),
+        pytest.param(
+            Resources(cpu_millicores=4000, memory_bytes=16 * GI),
+            0,
+            0,
+            id="more-than-capacity-is-zero-not-negative",
+        ),
+    ],
+)
+def test_allocatable_is_capacity_minus_reserved_minus_the_hard_eviction_threshold(
+    host: FakeHost, reserved: Resources, cpu: int, memory: int
+) -> None:
+    # The kubelet's rule (pkg/kubelet/cm/node_container_manager_linux.go,
+    # GetNodeAllocatableAbsolute): allocatable = capacity - kube/system-reserved - the
+    # hard eviction threshold, which only memory has (memory.available<100Mi by default).
+    node = collected(host, Clock(), reserved).collect().node
+
+    assert node.capacity == Resources(cpu_millicores=2000, memory_bytes=MEM_TOTAL)
+    assert node.allocatable == Resources(cpu_millicores=cpu, memory_bytes=memory)
 
 
 WEB = CGROUPFS.container(hexid("web"))

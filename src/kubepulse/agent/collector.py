@@ -48,9 +48,18 @@ class Collector:
 
     def collect(self) -> NodeStats:
         self._current = {}
+        skipped_before = self.skipped_reads
         pods = tuple(p for ref in self.discovery.pods() if (p := self._pod(ref)) is not None)
         node = self._node(sum(p.process_count or 0 for p in pods))
         self._previous = self._current
+        if skipped := self.skipped_reads - skipped_before:
+            # The count is told in the log, not in /metrics/resource, whose families must
+            # stay exactly the kubelet's; one line per reading, whatever the number.
+            log.warning(
+                "skipped %d unreadable or vanished workload files in this reading (%d since start)",
+                skipped,
+                self.skipped_reads,
+            )
         return NodeStats(node=node, pods=pods)
 
     def _rate(self, key: str, usage: Usage) -> int | None:
