@@ -52,11 +52,24 @@ def proc_stat_line(
     return " ".join(str(f) for f in fields) + "\n"
 
 
+def v1_cgroup_file(memory: str, systemd: str) -> str:
+    """/proc/<pid>/cgroup on a hybrid host: v1 controllers, the named systemd hierarchy,
+    and last the empty unified one, where systemd mirrors its own path."""
+    return (
+        f"12:pids:{memory}\n11:memory:{memory}\n4:cpu,cpuacct:{memory}\n"
+        f"1:name=systemd:{systemd}\n0::{systemd}\n"
+    )
+
+
 @dataclass
 class FakeHost:
-    """A cgroup v2 hierarchy, a /proc and a root file system, all under one directory."""
+    """A cgroup hierarchy, a /proc and a root file system, all under one directory.
+
+    version 1 stands for a hybrid host: the discovery reads every controller from the one
+    tree, but processes' /proc/<pid>/cgroup files are written the v1 way."""
 
     base: Path
+    version: int = 2
     cgroup_root: Path = field(init=False)
     proc_root: Path = field(init=False)
     fs_root: Path = field(init=False)
@@ -89,7 +102,8 @@ class FakeHost:
         self.cgroup("")
 
     def hierarchy(self) -> Hierarchy:
-        return Hierarchy(2, "v2", self.cgroup_root, self.cgroup_root, self.cgroup_root)
+        mode = "v2" if self.version == 2 else "hybrid"
+        return Hierarchy(self.version, mode, *[self.cgroup_root] * 3)
 
     def procfs(self) -> ProcFS:
         return ProcFS(self.proc_root)
@@ -143,15 +157,20 @@ class FakeHost:
         utime: int = 50,
         stime: int = 20,
         rss_pages: int = 256,
+        cgroup_file: str | None = None,
     ) -> None:
-        """A process in /proc, listed in its cgroup's cgroup.procs."""
+        """A process in /proc, listed in its cgroup's cgroup.procs; cgroup_file is its
+        /proc/<pid>/cgroup when that should say something else than `cgroup`."""
         d = self.proc_root / str(pid)
         d.mkdir()
         flags = KTHREAD_FLAGS if kernel_thread else USER_FLAGS
         (d / "stat").write_text(
             proc_stat_line(pid, comm, ppid, flags, start_ticks, utime, stime, rss_pages)
         )
-        (d / "cgroup").write_text(f"0::/{cgroup.strip('/')}\n")
+        path = f"/{cgroup.strip('/')}"
+        if cgroup_file is None:
+            cgroup_file = f"0::{path}\n" if self.version == 2 else v1_cgroup_file(path, path)
+        (d / "cgroup").write_text(cgroup_file)
         environ = env if env is not None else {"PATH": "/usr/bin:/bin"}
         (d / "environ").write_bytes(b"".join(f"{k}={v}\0".encode() for k, v in environ.items()))
         if not kernel_thread:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from tests.agent.fakehost import (
     make_processes,
     make_units,
     started,
+    v1_cgroup_file,
 )
 
 LAYOUTS = [pytest.param(CGROUPFS, id="cgroupfs-driver"), pytest.param(SYSTEMD, id="systemd-driver")]
@@ -160,6 +162,12 @@ def test_units_become_pods_in_the_namespace_of_their_top_slice(host: FakeHost) -
             f"machine.slice/libpod-{hexid('redis')}.scope", "podman", id="podman-libpod-scope"
         ),
         pytest.param(f"docker/{hexid('redis')}", "docker", id="docker-cgroupfs-driver"),
+        pytest.param(
+            f"system.slice/cri-containerd-{hexid('redis')}.scope",
+            "containerd",
+            id="containerd-cri-scope",
+        ),
+        pytest.param(f"system.slice/crio-{hexid('redis')}.scope", "crio", id="cri-o-scope"),
     ],
 )
 def test_container_scopes_outside_kubernetes(host: FakeHost, cgroup: str, namespace: str) -> None:
@@ -235,6 +243,45 @@ def test_everything_together_each_process_is_reported_once(host: FakeHost) -> No
     tree_pids = {pid for p in pods for c in p.containers for pid in c.pids}
     assert tree_pids == {1, 500, 501, 502, 503, 600}  # no kernel threads, no unit or pod pids
     assert len({p.uid for p in pods}) == len(pods)
+
+
+WEB_CGROUP = f"/{CGROUPFS.container(hexid('web'))}"
+
+
+@pytest.mark.parametrize(
+    ("memory", "systemd", "in_host_trees"),
+    [
+        pytest.param(WEB_CGROUP, "/", False, id="memory-cgroup-of-a-kubepods-container"),
+        pytest.param(f"/{CGROUPFS.pod_dir}", "/", False, id="memory-cgroup-of-a-kubepods-pod"),
+        pytest.param(
+            "/system.slice/containerd.service",
+            "/system.slice/containerd.service",
+            False,
+            id="memory-cgroup-of-a-systemd-unit",
+        ),
+        pytest.param("/user.slice", WEB_CGROUP, True, id="only-the-memory-line-counts"),
+        pytest.param("/kubepods/burstable", "/", True, id="a-qos-class-is-not-a-workload"),
+        pytest.param("/", "/", True, id="root-cgroup"),
+    ],
+)
+def test_v1_workload_processes_stay_out_of_host_process_trees(
+    tmp_path: Path, memory: str, systemd: str, in_host_trees: bool
+) -> None:
+    host = FakeHost(tmp_path, version=1)
+    make_kube_pod(host, CGROUPFS, pid_base=400, metadata=True)
+    make_units(host)
+    host.cgroup("init.scope")
+    host.process(1, "systemd", "init.scope", ppid=0, start_ticks=1)
+    host.process(900, "stray", memory, cgroup_file=v1_cgroup_file(memory, systemd))
+
+    pods = host.discovery().pods()
+
+    trees = {p.name: p for p in pods if p.namespace == HOST_NAMESPACE}
+    tree_pids = {pid for p in trees.values() for c in p.containers for pid in c.pids}
+    assert ("stray-900" in trees) is in_host_trees
+    assert (900 in tree_pids) is in_host_trees
+    # Every process of the pod and of the units, written the v1 way too, stays out.
+    assert tree_pids - {900} == {1}
 
 
 def test_uids_are_stable_across_discoveries(host: FakeHost) -> None:
