@@ -231,6 +231,41 @@ def test_resource_metrics_has_exactly_the_kubelet_families_and_types() -> None:
     assert text.endswith("\n")
 
 
+# The Help strings and stability levels of the kubelet's resource metrics collector
+# (pkg/kubelet/metrics/collectors/resource_metrics.go, all metrics.STABLE there), which
+# component-base writes as "[STABLE] <help>" (resource_metrics_test.go).
+KUBELET_HELP = [
+    (
+        "container_cpu_usage_seconds_total",
+        "Cumulative cpu time consumed by the container in core-seconds",
+    ),
+    ("container_memory_working_set_bytes", "Current working set of the container in bytes"),
+    ("container_start_time_seconds", "Start time of the container since unix epoch in seconds"),
+    ("node_cpu_usage_seconds_total", "Cumulative cpu time consumed by the node in core-seconds"),
+    ("node_memory_working_set_bytes", "Current working set of the node in bytes"),
+    ("pod_cpu_usage_seconds_total", "Cumulative cpu time consumed by the pod in core-seconds"),
+    ("pod_memory_working_set_bytes", "Current working set of the pod in bytes"),
+    (
+        "resource_scrape_error",
+        "1 if there was an error while getting container metrics, 0 otherwise",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "help_text"), KUBELET_HELP, ids=[n for n, _ in KUBELET_HELP])
+def test_resource_metrics_help_line_is_the_kubelets(name: str, help_text: str) -> None:
+    lines = resource_metrics.render(node_stats()).splitlines()
+    helps = [line for line in lines if line.startswith(f"# HELP {name} ")]
+    assert helps == [f"# HELP {name} [STABLE] {help_text}"]
+    assert lines[lines.index(helps[0]) + 1].startswith(f"# TYPE {name} ")
+
+
+def test_resource_metrics_has_a_help_line_for_each_family_and_no_other() -> None:
+    lines = resource_metrics.render(node_stats()).splitlines()
+    helped = [line.split()[2] for line in lines if line.startswith("# HELP ")]
+    assert helped == [name for name, _ in KUBELET_HELP]  # in name order, as the registry
+
+
 def test_resource_metrics_label_names_per_family() -> None:
     for sample in samples(resource_metrics.render(node_stats())):
         assert set(sample.labels) == LABEL_NAMES[sample.name], sample
