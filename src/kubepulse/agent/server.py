@@ -98,7 +98,9 @@ async def metrics_resource(request: web.Request) -> web.Response:
 
 
 async def stats_summary(request: web.Request) -> web.Response:
-    only = request.query.get("only_cpu_and_memory", "").lower() == "true"
+    # Exactly one value, exactly "true", as the kubelet's handleSummary checks
+    # (pkg/kubelet/server/stats/handler.go); anything else gets the full summary.
+    only = request.query.getall("only_cpu_and_memory", []) == ["true"]
     body = request.app[STATE].rendered("summary-cpu-memory" if only else "summary")
     return web.Response(body=body, content_type="application/json")
 
