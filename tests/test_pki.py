@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import psutil
+import pytest
 from cryptography import x509
 
 from kubepulse import pki
@@ -50,3 +51,31 @@ def test_certificate_is_reused_while_it_covers_and_renewed_when_not(tmp_path: Pa
     assert ipaddress.ip_address("127.0.0.8") in sans(first)[1]
     # The CA itself is kept across calls: clients that trust it keep working.
     assert pki.ensure_ca(tmp_path, "test-ca").cert == ca.cert
+
+
+@pytest.mark.parametrize(
+    ("bind_address", "names", "dns_name", "ip"),
+    [
+        pytest.param(
+            "0.0.0.0", ("node-7.example.test",), "node-7.example.test", None, id="every-address"
+        ),
+        pytest.param("127.0.0.7", ("node-7",), "node-7", "127.0.0.7", id="specific-address"),
+        pytest.param("127.0.0.7", ("10.9.8.7",), None, "10.9.8.7", id="an-ip-name-is-an-ip-san"),
+    ],
+)
+def test_given_names_are_sans_of_the_serving_certificate(
+    tmp_path: Path, bind_address: str, names: tuple[str, ...], dns_name: str | None, ip: str | None
+) -> None:
+    ca = pki.ensure_ca(tmp_path, "test-ca")
+    cert, _key = pki.ensure_serving(tmp_path, "kubelet", ca, "node-1", bind_address, names)
+    dns, ips = sans(cert)
+    assert dns_name is None or dns_name in dns
+    assert ip is None or ipaddress.ip_address(ip) in ips
+    assert not {n for n in names if n != dns_name} & dns  # an IP is never a DNS SAN
+
+
+def test_certificate_is_renewed_when_a_given_name_is_not_covered(tmp_path: Path) -> None:
+    ca = pki.ensure_ca(tmp_path, "test-ca")
+    cert, _ = pki.ensure_serving(tmp_path, "kubelet", ca, "node-1", "127.0.0.7", ("node-a",))
+    pki.ensure_serving(tmp_path, "kubelet", ca, "node-1", "127.0.0.7", ("node-b",))
+    assert "node-b" in sans(cert)[0]

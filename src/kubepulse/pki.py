@@ -11,6 +11,7 @@ import datetime as dt
 import ipaddress
 import os
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,19 +123,27 @@ def issue(
     return KeyPair(builder.sign(ca.key, hashes.SHA256()), key)
 
 
-def local_names(bind_address: str) -> tuple[list[str], list[IPAddress]]:
-    """The DNS names and IPs a server bound to bind_address can be reached at."""
-    dns = sorted({"localhost", socket.gethostname()})
-    bound = ipaddress.ip_address(bind_address)
-    if not bound.is_unspecified:
-        return dns, [bound]
+def local_names(bind_address: str, names: Iterable[str] = ()) -> tuple[list[str], list[IPAddress]]:
+    """The DNS names and IPs a server bound to bind_address can be reached at, with the
+    given names (a node name): one that is an IP goes among the IPs, as client-go's
+    GenerateSelfSignedCertKey (k8s.io/client-go/util/cert) does with its host."""
+    dns = {"localhost", socket.gethostname()}
     ips: set[IPAddress] = set()
-    for addrs in psutil.net_if_addrs().values():
-        for addr in addrs:
-            if addr.family in (socket.AF_INET, socket.AF_INET6):
-                ips.add(ipaddress.ip_address(addr.address.split("%", 1)[0]))
-    ips.update({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
-    return dns, sorted(ips, key=lambda ip: (ip.version, int(ip)))
+    for name in names:
+        try:
+            ips.add(ipaddress.ip_address(name))
+        except ValueError:
+            dns.add(name)
+    bound = ipaddress.ip_address(bind_address)
+    if bound.is_unspecified:
+        for addrs in psutil.net_if_addrs().values():
+            for addr in addrs:
+                if addr.family in (socket.AF_INET, socket.AF_INET6):
+                    ips.add(ipaddress.ip_address(addr.address.split("%", 1)[0]))
+        ips.update({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
+    else:
+        ips.add(bound)
+    return sorted(dns), sorted(ips, key=lambda ip: (ip.version, int(ip)))
 
 
 def covers(cert: x509.Certificate, dns: list[str], ips: list[IPAddress]) -> bool:
@@ -161,11 +170,17 @@ def ensure_ca(cert_dir: Path, common_name: str) -> KeyPair:
 
 
 def ensure_serving(
-    cert_dir: Path, stem: str, ca: KeyPair, common_name: str, bind_address: str
+    cert_dir: Path,
+    stem: str,
+    ca: KeyPair,
+    common_name: str,
+    bind_address: str,
+    names: Iterable[str] = (),
 ) -> tuple[Path, Path]:
-    """A serving certificate in cert_dir covering every local address, made or renewed."""
+    """A serving certificate in cert_dir covering every local address and the given
+    names, made or renewed."""
     cert_path, key_path = cert_dir / f"{stem}.crt", cert_dir / f"{stem}.key"
-    dns, ips = local_names(bind_address)
+    dns, ips = local_names(bind_address, names)
     if cert_path.exists() and key_path.exists():
         try:
             current = KeyPair.load(cert_path, key_path)

@@ -44,7 +44,8 @@ class Agent:
             return err.code, err.read()
 
 
-def start_agent(tmp: Path, *extra: str) -> Iterator[Agent]:
+def start_agent(tmp: Path, *extra: str, ca_file: Path | None = None) -> Iterator[Agent]:
+    """An agent on a free port; ca_file verifies it, by default the CA it makes itself."""
     port = free_port()
     token = secrets.token_hex(16)
     (tmp / "token").write_text(token + "\n")
@@ -63,7 +64,8 @@ def start_agent(tmp: Path, *extra: str) -> Iterator[Agent]:
         *extra,
     ]
     with run_kubepulse(args, tmp / "agent.log") as running:
-        agent = Agent(f"https://127.0.0.1:{port}", tmp / "pki" / "ca.crt", token, running)
+        ca = ca_file or tmp / "pki" / "ca.crt"
+        agent = Agent(f"https://127.0.0.1:{port}", ca, token, running)
 
         def healthy() -> bool:
             if running.proc.poll() is not None:

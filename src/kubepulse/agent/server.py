@@ -138,7 +138,10 @@ def serving_files(
     if cert_file is not None and key_file is not None:
         return TLSFiles(cert_file, key_file)
     ca = pki.ensure_ca(cert_dir, f"{node_name}-ca@kubepulse")
-    cert, key = pki.ensure_serving(cert_dir, "kubelet", ca, node_name, address)
+    # The node name is a SAN too, as in the kubelet's own self-signed certificate
+    # (cmd/kubelet/app/server.go, InitializeTLS: GenerateSelfSignedCertKey(hostName, ...)),
+    # so that a client that dials the node by its --hostname-override name can verify it.
+    cert, key = pki.ensure_serving(cert_dir, "kubelet", ca, node_name, address, (node_name,))
     return TLSFiles(cert, key)
 
 
