@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import shutil
 import subprocess
@@ -12,8 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from kubepulse.cli import top
+from tests.api.conftest import COREDNS, KI, MI
 from tests.support import KUBEPULSE, wait_for
 from tests.top.conftest import Cluster
+
+FAST = ("--watch", "--interval", "0.5")
 
 
 class Tmux:
@@ -24,22 +29,11 @@ class Tmux:
     that one fails with "server exited unexpectedly".
     """
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 80) -> None:
         self.session = f"kp-{uuid.uuid4().hex[:8]}"
         self.home = Path(tempfile.mkdtemp(prefix="kp-tmux-"))  # short: sockets have a length limit
-        self.run(
-            [
-                "new-session",
-                "-d",
-                "-s",
-                self.session,
-                "-x",
-                "80",
-                "-y",
-                "24",
-                "bash --norc",
-            ],
-        )
+        size = ["-x", str(width), "-y", "24"]
+        self.run(["new-session", "-d", "-s", self.session, *size, "bash --norc"])
 
     def run(self, args: list[str], capture: bool = False) -> str:
         return subprocess.run(
@@ -54,6 +48,10 @@ class Tmux:
 
     def screen(self) -> str:
         return self.run(["capture-pane", "-p", "-t", self.session], capture=True)
+
+    def display(self, fmt: str) -> str:
+        """A tmux format of the pane, e.g. #{alternate_on}."""
+        return self.run(["display", "-p", "-t", self.session, fmt], capture=True).strip()
 
     def wait_until(self, test: Callable[[str], bool], what: str) -> str:
         def check() -> str | None:
@@ -79,65 +77,136 @@ def tmux() -> Iterator[Tmux]:
     t.close()
 
 
-def start(tmux: Tmux, kubeconfig: Path, *args: str) -> None:
-    command = [
-        *KUBEPULSE,
-        "top",
-        *args,
-        "--watch",
-        "--interval",
-        "0.5",
-        "--kubeconfig",
-        str(kubeconfig),
-    ]
+def start(tmux: Tmux, kubeconfig: Path, *args: str, watch: tuple[str, ...] = FAST) -> None:
+    command = [*KUBEPULSE, "top", *args, *watch, "--kubeconfig", str(kubeconfig)]
     tmux.send(shlex.join(command), "Enter")
 
 
 def rows(screen: str) -> list[str]:
+    """The names in the table, top to bottom (pods have a namespace column first)."""
     lines = screen.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith("NAMESPACE"))
-    return [line.split()[1] for line in lines[header + 1 :] if line.strip()]
+    header = next(i for i, line in enumerate(lines) if line.startswith("NAME"))
+    column = 1 if lines[header].startswith("NAMESPACE") else 0
+    return [line.split()[column] for line in lines[header + 1 :] if line.strip()]
 
 
-def test_live_view_sorts_filters_and_quits_cleanly(tmux: Tmux, cluster: Cluster) -> None:
+def header(screen: str) -> str:
+    return next(line for line in screen.splitlines() if line.startswith("NAME"))
+
+
+# What tests/api/conftest stores: CPU as kubectl rounds it, memory as working sets.
+POD_CPU_TOTAL = 10 + 350  # coredns, web-1 (nginx 100m + log-shipper 250m)
+POD_MEMORY_TOTAL = 22244 * KI + 1 * MI + 2 * MI  # coredns, web-1's nginx and log-shipper
+NODE_CPU_TOTAL = 500 + 488 + 2000  # node-a, node-b, node-d; node-c has no metrics
+NODE_MEMORY_TOTAL = 1 * MI + 732212 * KI + 1024 * MI
+NODE_ALLOCATABLE = 4 * 3800, 4 * 15223808 * KI  # all four nodes
+
+
+def test_live_view_starts_with_totals_rows_and_a_sparkline(tmux: Tmux, cluster: Cluster) -> None:
     start(tmux, cluster.kubeconfig, "pods", "-A")
     screen = tmux.wait_for_text("web-1", "the pods to appear")
-    assert all(len(line) <= 80 for line in screen.splitlines())
-    assert "CPU 360m" in screen  # the cluster total on top: 350m + 10m, as kubectl rounds
-    # Default: by CPU, busiest first.
-    assert rows(screen) == ["web-1", "coredns-7db6d8ff4d-x2x9p"]
-    tmux.send("m")
-    screen = tmux.wait_until(lambda s: "MEMORYv" in s, "sorted by memory")
-    assert rows(screen) == ["coredns-7db6d8ff4d-x2x9p", "web-1"]
-    tmux.send("m")  # again: reversed
-    screen = tmux.wait_until(lambda s: "MEMORY^" in s, "reversed")
-    assert rows(screen) == ["web-1", "coredns-7db6d8ff4d-x2x9p"]
-    tmux.send("/", "c", "o", "r", "e", "Enter")
-    screen = tmux.wait_until(lambda s: "filter: core" in s and "web-1" not in s, "the filter")
-    assert rows(screen) == ["coredns-7db6d8ff4d-x2x9p"]
-    # Sparklines grow as samples come in.
-    tmux.wait_until(lambda s: "▁▁▁" in s or "███" in s, "a sparkline of three samples")
-    tmux.send("q")
-    marker = uuid.uuid4().hex[:6]
-    tmux.send(f"echo restored-{marker}", "Enter")
-    # The shell echoes what is typed and runs it: the terminal is back in its old mode.
-    screen = tmux.wait_for_text(f"\nrestored-{marker}", "the shell to answer after q")
-    assert "CPU HISTORY" not in screen  # the alternate screen is gone
+    assert f"CPU {POD_CPU_TOTAL}m   MEM {POD_MEMORY_TOTAL // MI}Mi" in screen
+    assert header(screen).split() == ["NAMESPACE", "NAME", "CPUv", "MEMORY", "CPU", "5m"]
+    assert rows(screen) == ["web-1", COREDNS]  # by CPU, busiest first
+    # The newest time slice of the sparkline is filled; the older ones wait for samples.
+    web = next(line for line in screen.splitlines() if " web-1 " in line)
+    assert web.rstrip().endswith("350m       3Mi                █")
 
 
-def test_ctrl_c_quits_too(tmux: Tmux, cluster: Cluster) -> None:
+# One session, one key after the other: (key, the header's arrow, the rows).
+POD_SORTS = [
+    ("m", "MEMORYv", [COREDNS, "web-1"]),
+    ("m", "MEMORY^", ["web-1", COREDNS]),
+    ("n", "NAMEv", [COREDNS, "web-1"]),
+    ("n", "NAME^", ["web-1", COREDNS]),
+    ("s", "NAMESPACEv", ["web-1", COREDNS]),  # default before kube-system
+    ("s", "NAMESPACE^", [COREDNS, "web-1"]),
+    ("c", "CPUv", ["web-1", COREDNS]),
+    ("c", "CPU^", [COREDNS, "web-1"]),
+]
+
+
+def test_keys_sort_the_pods_by_each_column(tmux: Tmux, cluster: Cluster) -> None:
+    start(tmux, cluster.kubeconfig, "pods", "-A")
+    tmux.wait_for_text("web-1", "the pods to appear")
+    for key, arrow, expected in POD_SORTS:
+        tmux.send(key)
+        screen = tmux.wait_until(lambda s, a=arrow: a in header(s), f"{key}: {arrow}")
+        assert rows(screen) == expected, key
+
+
+NODE_SORTS = [
+    ("m", "MEMORYv", ["node-d", "node-b", "node-a"]),
+    ("n", "NAMEv", ["node-a", "node-b", "node-d"]),
+    ("n", "NAME^", ["node-d", "node-b", "node-a"]),
+    ("c", "CPUv", ["node-d", "node-a", "node-b"]),
+]
+
+
+def test_keys_sort_the_nodes_and_totals_show_their_allocatable(
+    tmux: Tmux, cluster: Cluster
+) -> None:
     start(tmux, cluster.kubeconfig, "nodes")
     screen = tmux.wait_for_text("node-a")
-    assert "of 15200m" in screen  # allocatable of the nodes summed: 4 x 3800m
-    tmux.send("C-c")
-    tmux.send("echo done-$((40+2))", "Enter")
-    tmux.wait_for_text("\ndone-42")
+    cpu, memory = NODE_ALLOCATABLE
+    assert f"CPU {NODE_CPU_TOTAL}m of {cpu}m" in screen
+    assert f"MEM {NODE_MEMORY_TOTAL // MI}Mi of {memory // MI}Mi" in screen
+    assert header(screen).split() == ["NAME", "CPUv", "MEMORY", "CPU", "5m"]
+    for key, arrow, expected in NODE_SORTS:
+        tmux.send(key)
+        screen = tmux.wait_until(lambda s, a=arrow: a in header(s), f"{key}: {arrow}")
+        assert rows(screen) == expected, key
 
 
-def test_server_gone_is_shown_and_retried(tmux: Tmux, tmp_path: Path, cluster: Cluster) -> None:
-    config = tmp_path / "kubeconfig"
-    config.write_text(cluster.kubeconfig.read_text().replace(f":{cluster.port}", ":1"))
-    start(tmux, config, "pods", "-A")
-    screen = tmux.wait_for_text("retrying", "the retry notice")
-    assert "127.0.0.1:1 was refused" in screen
-    tmux.send("q")
+def test_filter_keeps_matching_names_and_esc_clears_it(tmux: Tmux, cluster: Cluster) -> None:
+    start(tmux, cluster.kubeconfig, "pods", "-A")
+    tmux.wait_for_text("web-1", "the pods to appear")
+    tmux.send("/", "c", "o", "r", "e", "Enter")
+    screen = tmux.wait_until(lambda s: "filter: core " in s and "web-1" not in s, "the filter")
+    assert rows(screen) == [COREDNS]
+    assert "1 of 2 shown" in screen
+    tmux.send("Escape")
+    screen = tmux.wait_until(lambda s: "web-1" in s, "Esc to clear the filter")
+    assert "filter:" not in screen
+    assert rows(screen) == ["web-1", COREDNS]
+    # Esc while typing drops what was typed.
+    tmux.send("/", "w", "e")
+    tmux.wait_for_text("filter: we_")
+    tmux.send("Escape")
+    screen = tmux.wait_until(lambda s: "filter:" not in s, "Esc while typing")
+    assert rows(screen) == ["web-1", COREDNS]
+
+
+def test_w_is_watch_every_two_seconds_by_default(tmux: Tmux, cluster: Cluster) -> None:
+    parser = argparse.ArgumentParser()
+    top.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["top", "pods", "-w"])
+    assert (args.watch, args.interval) == (True, 2.0)
+    start(tmux, cluster.kubeconfig, "pods", "-A", watch=("-w",))
+    screen = tmux.wait_for_text("web-1", "the pods to appear")
+    assert "every 2s" in screen
+
+
+def saved_tty(tmux: Tmux, path: Path) -> str:
+    """`stty -g` run in the pane's shell: every terminal setting, in one line."""
+    tmux.send(f"stty -g > {shlex.quote(str(path))}", "Enter")
+    return wait_for(lambda: path.exists() and path.read_text().strip(), what=f"{path.name}")
+
+
+@pytest.mark.parametrize("quit_key", ["q", "C-c"])
+def test_quitting_leaves_the_terminal_as_it_was(
+    tmux: Tmux, cluster: Cluster, tmp_path: Path, quit_key: str
+) -> None:
+    before = saved_tty(tmux, tmp_path / "before")
+    assert tmux.display("#{cursor_flag} #{alternate_on}") == "1 0"
+    start(tmux, cluster.kubeconfig, "pods", "-A")
+    tmux.wait_for_text("web-1", "the pods to appear")
+    # While it runs: the alternate screen, no cursor.
+    assert tmux.display("#{cursor_flag} #{alternate_on}") == "0 1"
+    tmux.send(quit_key)
+    wait_for(lambda: tmux.display("#{alternate_on}") == "0", what="the alternate screen to end")
+    assert saved_tty(tmux, tmp_path / "after") == before
+    assert tmux.display("#{cursor_flag} #{alternate_on}") == "1 0"
+    screen = tmux.screen()
+    assert "Traceback" not in screen
+    assert "CPU 5m" not in screen  # the shell's own screen is back
