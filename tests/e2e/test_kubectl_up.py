@@ -117,10 +117,14 @@ def test_top_nodes_shows_this_host_with_real_usage(up: Up) -> None:
     assert row[2].endswith("%") and row[4].endswith("%")
 
 
+BURNER = "e2e-burner"
+
+
 @pytest.fixture
 def burner() -> Iterator[int]:
     """A busy process of its own, detached (double fork) so that it is a top-level
-    process tree and so a pod of its own, whatever the tree that runs the tests does."""
+    process tree and so a pod of its own, whatever the tree that runs the tests does.
+    It names itself (its comm) BURNER, so its pod is BURNER-<pid>."""
     code = (
         "import os, sys\n"
         "pid = os.fork()\n"
@@ -128,6 +132,8 @@ def burner() -> Iterator[int]:
         "    print(pid, flush=True)\n"
         "    os._exit(0)\n"
         "os.setsid()\n"
+        "with open('/proc/self/comm', 'w') as comm:\n"
+        f"    comm.write({BURNER!r})\n"
         "null = os.open(os.devnull, os.O_RDWR)\n"
         "for fd in (0, 1, 2):\n"
         "    os.dup2(null, fd)\n"
@@ -143,15 +149,19 @@ def burner() -> Iterator[int]:
         os.kill(pid, signal.SIGKILL)
 
 
-def test_top_pods_all_namespaces_shows_busy_pods(up: Up, burner: int) -> None:
-    def busy_rows() -> list[list[str]] | None:
+def test_top_pods_all_namespaces_shows_the_busy_burner_pod(up: Up, burner: int) -> None:
+    # A process tree's pod is named after its root's command and pid (agent/workloads.py).
+    pod = f"{BURNER}-{burner}"
+
+    def burner_row() -> list[str] | None:
         header, rows = table(up.kubectl("top", "pods", "-A").stdout)
         assert header == ["NAMESPACE", "NAME", "CPU(cores)", "MEMORY(bytes)"]
         assert all(mebibytes(r[3]) >= 0 for r in rows)
-        return [r for r in rows if r[0] == "host" and millicores(r[2]) > 0 and mebibytes(r[3]) > 0]
+        return next((r for r in rows if r[:2] == ["host", pod] and millicores(r[2]) > 0), None)
 
     # The burner is measured from its second scrape on (a new pod needs two points).
-    assert wait_for(busy_rows, timeout=30, what="a pod with CPU and memory in use")
+    row = wait_for(burner_row, timeout=30, what=f"pod host/{pod} with CPU in use")
+    assert mebibytes(row[3]) >= 32  # the 32 MiB block it holds
 
 
 def test_top_pods_containers(up: Up) -> None:
