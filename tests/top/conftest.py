@@ -26,9 +26,9 @@ from tests.support import free_port
 class ServerThread:
     """Serves an aiohttp application over TLS from its own thread and event loop."""
 
-    def __init__(self, app: web.Application, ctx: ssl.SSLContext) -> None:
+    def __init__(self, app: web.Application, ctx: ssl.SSLContext, port: int = 0) -> None:
         self.app, self.ctx = app, ctx
-        self.port = free_port()
+        self.port = port or free_port()
         self.loop = asyncio.new_event_loop()
         self.started = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -59,12 +59,18 @@ class Cluster:
     port: int
 
 
-def serve(tmp: Path, app: web.Application) -> Iterator[Cluster]:
+def tls(tmp: Path) -> tuple[pki.KeyPair, ssl.SSLContext]:
+    """A CA and the server's TLS context, with a certificate that CA signed."""
     ca = pki.new_ca("top-test-ca")
     serving = pki.issue(ca, "apiserver", dns_names=["localhost"], ips=[ip_address("127.0.0.1")])
     serving.write(tmp / "tls.crt", tmp / "tls.key")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(tmp / "tls.crt", tmp / "tls.key")
+    return ca, ctx
+
+
+def serve(tmp: Path, app: web.Application) -> Iterator[Cluster]:
+    ca, ctx = tls(tmp)
     with ServerThread(app, ctx) as server:
         config = tmp / "kubeconfig"
         config.write_text(kubeconfig(f"https://127.0.0.1:{server.port}", ca.cert_pem(), TOKEN))
@@ -108,3 +114,50 @@ def no_metrics_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
     app.router.add_get("/apis", apis)
     app.router.add_get("/api", api)
     yield from serve(tmp_path_factory.mktemp("nometrics"), app)
+
+
+class Restartable:
+    """A metrics API on one fixed port that a test stops and starts again, with any app."""
+
+    def __init__(self, tmp: Path) -> None:
+        ca, self.ctx = tls(tmp)
+        self.port = free_port()
+        self.kubeconfig = tmp / "kubeconfig"
+        self.kubeconfig.write_text(
+            kubeconfig(f"https://127.0.0.1:{self.port}", ca.cert_pem(), TOKEN)
+        )
+        self.server: ServerThread | None = None
+
+    def start(self, app: web.Application | None = None) -> None:
+        """Serve app on the fixed port; by default a new app over the filled store."""
+        self.server = ServerThread(app or cluster_app(filled_store()), self.ctx, self.port)
+        self.server.__enter__()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.__exit__()
+            self.server = None
+
+
+@pytest.fixture
+def restartable(tmp_path: Path) -> Iterator[Restartable]:
+    """Not started: the test starts it with the app it needs."""
+    server = Restartable(tmp_path)
+    yield server
+    server.stop()
+
+
+def malformed_app() -> web.Application:
+    """Offers metrics.k8s.io, then answers its lists without items."""
+
+    async def apis(_request: web.Request) -> web.Response:
+        group = {"name": "metrics.k8s.io", "versions": [{"version": "v1beta1"}]}
+        return web.json_response({"kind": "APIGroupList", "groups": [group]})
+
+    async def pods(_request: web.Request) -> web.Response:
+        return web.json_response({"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1"})
+
+    app = web.Application()
+    app.router.add_get("/apis", apis)
+    app.router.add_get("/apis/metrics.k8s.io/v1beta1/pods", pods)
+    return app

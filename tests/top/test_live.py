@@ -1,4 +1,4 @@
-"""The live view, driven headless in tmux: it starts, sorts, filters, quits cleanly."""
+"""The live view, driven headless in tmux: it starts, sorts, filters, retries, quits cleanly."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from kubepulse.cli import top
 from tests.api.conftest import COREDNS, KI, MI
 from tests.support import KUBEPULSE, wait_for
-from tests.top.conftest import Cluster
+from tests.top.conftest import Cluster, Restartable, malformed_app
 
 FAST = ("--watch", "--interval", "0.5")
 
@@ -210,3 +210,29 @@ def test_quitting_leaves_the_terminal_as_it_was(
     screen = tmux.screen()
     assert "Traceback" not in screen
     assert "CPU 5m" not in screen  # the shell's own screen is back
+
+
+def test_server_gone_is_shown_and_retried_until_it_is_back(
+    tmux: Tmux, restartable: Restartable
+) -> None:
+    restartable.start()
+    start(tmux, restartable.kubeconfig, "pods", "-A")
+    tmux.wait_for_text("web-1", "the pods to appear")
+    restartable.stop()
+    screen = tmux.wait_for_text("retrying every 0.5s", "the retry notice")
+    assert f"127.0.0.1:{restartable.port}" in screen
+    restartable.start()
+    screen = tmux.wait_until(lambda s: "retrying" not in s, "the notice to go")
+    assert rows(screen) == ["web-1", COREDNS]
+    assert "Traceback" not in screen
+
+
+def test_unexpected_answer_is_shown_and_retried(tmux: Tmux, restartable: Restartable) -> None:
+    restartable.start(malformed_app())
+    start(tmux, restartable.kubeconfig, "pods", "-A")
+    tmux.wait_for_text("retrying every 0.5s: unexpected KeyError: 'items'")
+    restartable.stop()
+    restartable.start()
+    screen = tmux.wait_for_text("web-1", "the pods once the answers are whole again")
+    assert "retrying" not in screen
+    assert "Traceback" not in screen
