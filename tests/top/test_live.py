@@ -113,6 +113,20 @@ def test_live_view_starts_with_totals_rows_and_a_sparkline(tmux: Tmux, cluster: 
     assert web.rstrip().endswith("350m       3Mi                █")
 
 
+@pytest.mark.parametrize("width", [80, 120])
+def test_columns_reach_the_pane_edge_at_its_width(cluster: Cluster, width: int) -> None:
+    pane = Tmux(width)
+    try:
+        start(pane, cluster.kubeconfig, "pods", "-A")
+        screen = pane.wait_for_text("web-1", "the pods to appear")
+        # The history is the last column, ending one short of the edge curses cannot fill.
+        assert header(screen).index("CPU 5m") == width - 1 - 16
+        web = next(line for line in screen.splitlines() if " web-1 " in line)
+        assert web.rstrip().index("█") == width - 2
+    finally:
+        pane.close()
+
+
 # One session, one key after the other: (key, the header's arrow, the rows).
 POD_SORTS = [
     ("m", "MEMORYv", [COREDNS, "web-1"]),
