@@ -83,7 +83,7 @@ def test_credential_plugins_are_refused(tmp_path: Path, cluster: Cluster) -> Non
     ("args", "message"),
     [
         (["pods", "--sort-by=name"], "error: --sort-by accepts only cpu or memory"),
-        (["pods", "--bogus"], "error: unrecognized arguments: --bogus"),
+        (["pods", "--bogus"], "error: unknown flag: --bogus"),
         (["pods", "-l", "a=b=c"], "error: found '=', expected: ',' or 'end of string'"),
         (["nodes", "--interval", "0"], "error: --interval must be greater than 0"),
     ],

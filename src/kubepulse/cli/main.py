@@ -10,15 +10,34 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
 from kubepulse import __version__
-from kubepulse.cli import agent, csr_approver, dashboard, doctor, manifests, server, top, up
+from kubepulse.cli import (
+    agent,
+    csr_approver,
+    dashboard,
+    doctor,
+    manifests,
+    server,
+    top,
+    up,
+    usage,
+)
 from kubepulse.cli.errors import CommandError
 
 
 class Parser(argparse.ArgumentParser):
-    """Usage errors in one line on stderr and exit 1, as kubectl reports bad flags."""
+    """Usage errors in one line on stderr and exit 1, in the words kubectl uses."""
+
+    argv: Sequence[str] = ()
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        # Kept so that an error can name the flag as it was typed (-l or --selector).
+        self.argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(self.argv, namespace)
 
     def error(self, message: str) -> NoReturn:
-        self.exit(1, f"error: {message}\n")
+        self.exit(1, f"error: {usage.pflag_words(message, self.argv)}\n")
 
 
 Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]

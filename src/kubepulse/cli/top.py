@@ -19,6 +19,7 @@ import yaml
 from kubepulse.api.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kubepulse.cli import top_printer, top_wide
 from kubepulse.cli.errors import CommandError
+from kubepulse.cli.usage import Given, unknown
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import ApiError, KubeClient, Unreachable
 
@@ -32,18 +33,18 @@ def add_parser(sub: Any) -> None:
         "top", help="show CPU and memory of nodes or pods, as kubectl top does"
     )
     p.add_argument("resource", metavar="node|pod", help="node (nodes, no) or pod (pods, po)")
-    p.add_argument("name", nargs="?", default="", help="one node or pod")
+    p.add_argument("name", nargs="*", help="one node or pod")
     p.add_argument("--kubeconfig", default=None)
     p.add_argument("--context", default=None)
     p.add_argument("-n", "--namespace", default=None)
-    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-A", "--all-namespaces", action=Given, nargs=0, default=False)
     p.add_argument("-l", "--selector", default="")
-    p.add_argument("--field-selector", default="")
+    p.add_argument("--field-selector", action=Given, default="")
     p.add_argument("--sort-by", default="")
-    p.add_argument("--containers", action="store_true")
+    p.add_argument("--containers", action=Given, nargs=0, default=False)
     p.add_argument("--no-headers", action="store_true")
-    p.add_argument("--sum", action="store_true")
-    p.add_argument("--show-capacity", action="store_true")
+    p.add_argument("--sum", action=Given, nargs=0, default=False)
+    p.add_argument("--show-capacity", action=Given, nargs=0, default=False)
     p.add_argument("--use-protocol-buffers", default="true", help=argparse.SUPPRESS)
     p.add_argument("-o", "--output", default="", choices=["", "json", "yaml", "wide"])
     p.add_argument("-w", "--watch", action="store_true", help="a live view, refreshed")
@@ -51,10 +52,24 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
+# The flags kubectl has for one form of top only (top_node.go, top_pod.go); given to
+# the other form, kubectl refuses them as unknown.
+ONLY_FOR = {
+    "node": {"--show-capacity"},
+    "pod": {"-A", "--all-namespaces", "--containers", "--field-selector", "--sum"},
+}
+
+
 def validate(args: argparse.Namespace) -> str:
     kind = ALIASES.get(args.resource)
     if kind is None:
         raise CommandError(f'unknown resource "{args.resource}": top shows node or pod')
+    other = "pod" if kind == "node" else "node"
+    if foreign := [f for f in getattr(args, "given", []) if f in ONLY_FOR[other]]:
+        raise CommandError(unknown(foreign[0]))
+    if len(args.name) > 1:
+        raise CommandError(f"{kind} [NAME | -l label]")  # kubectl's words for extra names
+    args.name = args.name[0] if args.name else ""
     if args.sort_by and args.sort_by not in ("cpu", "memory"):
         raise CommandError("--sort-by accepts only cpu or memory")
     if kind == "node" and args.name and args.selector:
