@@ -157,7 +157,11 @@ def pods(
             used = pod_usage(m)
             lines.append(_cells(*prefix, meta["name"], cpu_text(used), memory_text(used)))
     if total:
-        width = len(POD_COLUMNS) + int(with_namespace) + int(containers)
+        # kubectl (metricsutil.PrintPodMetrics) widens the sum's indent only for the
+        # header cells it printed: under --no-headers the sum sits one cell in.
+        width = len(POD_COLUMNS)
+        if not no_headers:
+            width += int(with_namespace) + int(containers)
         summed = Usage(0, 0)
         for m in rows:
             summed = summed + pod_usage(m)
