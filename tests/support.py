@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,23 @@ from typing import TypeVar
 T = TypeVar("T")
 
 KUBEPULSE = [sys.executable, "-m", "kubepulse"]
+
+
+def _kubectl_1_32() -> str:
+    """The kubectl 1.32 binary the end-to-end tests compare against.
+
+    Some installs put a dispatcher on PATH that picks a kubectl by the server's
+    version; its pinned sibling kubectl.1.32 is taken where it exists, so the
+    comparisons do not depend on what a test server says its version is.
+    """
+    found = shutil.which("kubectl")
+    if found is None:
+        return "kubectl"  # the tests that need it fail with "not found", loudly
+    pinned = Path(os.path.realpath(found)).with_name("kubectl.1.32")
+    return str(pinned) if pinned.exists() else found
+
+
+KUBECTL = _kubectl_1_32()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from kubepulse.store.history import History
-from tests.support import KUBEPULSE, Running, free_port, run_kubepulse, wait_for
+from tests.support import KUBECTL, KUBEPULSE, Running, free_port, run_kubepulse, wait_for
 
 HOST = os.environ.get("KUBEPULSE_NODE_NAME") or socket.gethostname()
 
@@ -43,7 +43,7 @@ class Up:
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            ["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
+            [KUBECTL, "--kubeconfig", str(self.kubeconfig), *args],
             capture_output=True,
             text=True,
             timeout=60,
@@ -231,7 +231,7 @@ def test_kubectl_auth_asks_kubepulse_who_and_what(up: Up) -> None:
 
 def test_wrong_token_is_refused(up: Up) -> None:
     result = subprocess.run(
-        ["kubectl", "--kubeconfig", str(up.kubeconfig), "--token", "nope", "top", "nodes"],
+        [KUBECTL, "--kubeconfig", str(up.kubeconfig), "--token", "nope", "top", "nodes"],
         capture_output=True,
         text=True,
         timeout=60,

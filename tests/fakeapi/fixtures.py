@@ -19,6 +19,7 @@ import pytest
 
 from tests.fakeapi import objects
 from tests.fakeapi.server import FakeKubeAPI
+from tests.support import KUBECTL
 
 
 async def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
@@ -36,7 +37,7 @@ def kubectl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """kubectl (1.32, on PATH) with its own discovery cache beside the kubeconfig."""
     cache = config.parent / "kubectl-cache"
     return subprocess.run(
-        ["kubectl", "--kubeconfig", str(config), "--cache-dir", str(cache), *args],
+        [KUBECTL, "--kubeconfig", str(config), "--cache-dir", str(cache), *args],
         capture_output=True,
         text=True,
         timeout=60,

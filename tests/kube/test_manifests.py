@@ -19,7 +19,7 @@ from kubernetes.client import ApiClient
 from kubepulse.cli import main
 from kubepulse.kube import manifests
 from kubepulse.kube.manifests import ManifestError, Options
-from tests.support import KUBEPULSE
+from tests.support import KUBECTL, KUBEPULSE
 
 # The official client's model for each (apiVersion, kind) the command emits.
 MODELS = {
@@ -510,7 +510,7 @@ def test_kubectl_reads_the_output_as_a_kustomize_base(tmp_path: Path) -> None:
     (tmp_path / "components.yaml").write_text(proc.stdout)
     (tmp_path / "kustomization.yaml").write_text("resources:\n- components.yaml\n")
     built = subprocess.run(
-        ["kubectl", "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60
+        [KUBECTL, "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert built.returncode == 0, built.stderr
 

@@ -25,7 +25,7 @@ from tests.fakeapi.kubelets import FakeKubelets
 from tests.fakeapi.server import FakeKubeAPI
 from tests.server import test_server_cli as targets_mode
 from tests.server.test_server_cli import scrape_errors
-from tests.support import free_port, run_kubepulse, wait_for
+from tests.support import KUBECTL, free_port, run_kubepulse, wait_for
 
 M = "/apis/metrics.k8s.io/v1beta1"
 SA_TOKEN = "metrics-server-sa-token"  # the server's own token: the kubelets accept it
@@ -259,7 +259,7 @@ def test_kubectl_reads_metrics_with_a_token_the_cluster_reviews(
 
         def kubectl(*argv: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                ["kubectl", "--kubeconfig", str(config), *argv],
+                [KUBECTL, "--kubeconfig", str(config), *argv],
                 capture_output=True,
                 text=True,
                 timeout=60,

@@ -14,7 +14,7 @@ from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import node_from_object, pod_from_object
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
 from tests.api.conftest import NODE_OBJECTS, POD_OBJECTS, T1, filled_store
-from tests.support import KUBEPULSE
+from tests.support import KUBECTL, KUBEPULSE
 from tests.top.conftest import Cluster, cluster_app, serve
 
 
@@ -31,7 +31,7 @@ def top(cluster: Cluster, *args: str) -> str:
 
 def raw(cluster: Cluster, path: str) -> dict[str, object]:
     out = subprocess.run(
-        ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "get", "--raw", path],
+        [KUBECTL, "--kubeconfig", str(cluster.kubeconfig), "get", "--raw", path],
         capture_output=True,
         text=True,
         timeout=60,
