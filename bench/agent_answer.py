@@ -10,11 +10,18 @@ as a metrics scraper does. The agent's CPU time (user + system, all threads, fro
 the difference divided by the requests in the round. CPU time, not wall time, because
 the client shares the machine with the agent and wall time would count its work too.
 
+The agent renders an answer once per housekeeping reading and serves those bytes until
+the next one. With the kubelet's 10 s housekeeping and metrics-server's 15 s scrape,
+nearly every scrape is the first after a new reading, so the target is judged on that
+answer: serving (measured in the agent process, above) plus rendering a new reading
+(measured in this process on the agent's own Collector output, each run on a reading
+just collected, as the agent renders it).
+
 For context it also measures a new TLS connection per request, and the in-process cost
 of one housekeeping collection (the cgroup walk that refreshes what answers serve).
 
 Run from the repository root: .venv/bin/python -m bench.agent_answer
-Exit status: 0 when the keep-alive median is within the target, 1 when not, 2 when the
+Exit status: 0 when an answer after a new reading is within the target, 1 when not, 2 when the
 benchmark itself could not run or the agent's answer was wrong.
 """
 
@@ -43,7 +50,7 @@ import psutil
 
 from bench import fake_node
 from bench.fake_node import ExpectedContainer, FakeNode
-from kubepulse.agent import cgroups
+from kubepulse.agent import cgroups, resource_metrics
 from kubepulse.agent.collector import Collector
 from kubepulse.agent.procfs import ProcFS
 from kubepulse.agent.workloads import RuntimeMetadata
@@ -58,7 +65,7 @@ ROUNDS = 7
 # 10 ms clock-tick resolution of /proc/<pid>/stat is a few percent of a round at most.
 REQUESTS_PER_ROUND = 200
 FRESH_CONNECTION_REQUESTS = 200
-COLLECT_RUNS = 20
+COLLECT_RUNS = 30
 
 READY_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.05
@@ -301,8 +308,8 @@ async def measure_agent(node: FakeNode, workdir: Path) -> AgentResults:
     return AgentResults(len(body), rounds, fresh)
 
 
-def measure_collect(node: FakeNode) -> list[float]:
-    """CPU seconds of each of COLLECT_RUNS housekeeping collections, in this process.
+def measure_collect(node: FakeNode) -> tuple[list[float], list[float]]:
+    """CPU seconds of COLLECT_RUNS housekeeping collections, and of rendering each one.
 
     It reads regular files: on a real node the kernel generates cgroup files on read
     (memory.stat flushes per-CPU counters), which costs more kernel time than this.
@@ -317,21 +324,28 @@ def measure_collect(node: FakeNode) -> list[float]:
     seen = sum(len(p.containers) for p in stats.pods)
     if seen != PODS * CONTAINERS_PER_POD:
         raise BenchError(f"Collector saw {seen} containers on the fake node")
+    resource_metrics.render(stats)  # the first reading fills the label caches
     runs: list[float] = []
+    renders: list[float] = []
     for _ in range(COLLECT_RUNS):
         start = time.process_time()
-        collector.collect()
-        runs.append(time.process_time() - start)
-    return runs
+        stats = collector.collect()
+        rendered = time.process_time()
+        resource_metrics.render(stats).encode()
+        renders.append(time.process_time() - rendered)
+        runs.append(rendered - start)
+    return runs, renders
 
 
 # -- report ----------------------------------------------------------------------------
 
 
-def report(results: AgentResults, collect_runs: list[float]) -> float:
-    """Print the results table; returns the keep-alive median in ms."""
+def report(results: AgentResults, collect_runs: list[float], renders: list[float]) -> float:
+    """Print the results table; returns the CPU of an answer after a new reading, in ms."""
     per_answer = [r.cpu_ms_per_answer for r in results.keep_alive]
     median = statistics.median(per_answer)
+    render = statistics.median(renders) * 1000
+    first = median + render
     fresh = results.fresh_connections
     wall = statistics.median(r.wall_ms_per_request for r in results.keep_alive)
     rows = [
@@ -350,6 +364,20 @@ def report(results: AgentResults, collect_runs: list[float]) -> float:
             f"{fresh.wall_ms_per_request:.2f} ms",
         ),
         (
+            "render of a new reading, in-process",
+            f"{len(renders)} runs",
+            f"{render:.2f} ms",
+            f"{min(renders) * 1000:.2f} - {max(renders) * 1000:.2f} ms",
+            "-",
+        ),
+        (
+            "answer after a new reading",
+            "serve + render",
+            f"{first:.2f} ms",
+            "-",
+            "-",
+        ),
+        (
             "housekeeping collect(), in-process",
             f"{len(collect_runs)} runs",
             f"{statistics.median(collect_runs) * 1000:.1f} ms",
@@ -366,12 +394,12 @@ def report(results: AgentResults, collect_runs: list[float]) -> float:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, agent pid CPU from /proc")
     for row in (header, *rows):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-    verdict = "PASS" if median <= TARGET_MS else "FAIL"
+    verdict = "PASS" if first <= TARGET_MS else "FAIL"
     print(
-        f"target: keep-alive median <= {TARGET_MS:g} ms of agent CPU per answer: {verdict} "
-        f"({median / TARGET_MS:.2f} x target)"
+        f"target: an answer after a new reading <= {TARGET_MS:g} ms of agent CPU: {verdict} "
+        f"({first / TARGET_MS:.2f} x target)"
     )
-    return median
+    return first
 
 
 def main() -> int:
@@ -380,12 +408,12 @@ def main() -> int:
             workdir = Path(tmp)
             node = fake_node.build(workdir / "node", PODS, CONTAINERS_PER_POD)
             results = asyncio.run(measure_agent(node, workdir))
-            collect_runs = measure_collect(node)
+            collect_runs, renders = measure_collect(node)
     except BenchError as err:
         print(f"benchmark error: {err}", file=sys.stderr)
         return 2
-    median = report(results, collect_runs)
-    return 0 if median <= TARGET_MS else 1
+    first = report(results, collect_runs, renders)
+    return 0 if first <= TARGET_MS else 1
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ numbers with Go's strconv 'g' format, shortest form.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from operator import itemgetter
 
 from kubepulse.model import NodeStats, Usage
 
@@ -51,6 +52,10 @@ def go_float(value: float) -> str:
     exponent is below -4 or at least 21, or, for shortest output, at least 6 digits'
     worth of integer part ("1.616273408e+09", "357.35491", "1e-05").
     """
+    if value.__class__ is float and 1e-4 <= value < 1e6 and not value.is_integer():
+        # The common case (CPU seconds): Go's %f range, where both languages write the
+        # shortest round-tripping digits the same way.
+        return repr(value)
     if (isinstance(value, int) or value.is_integer()) and -1e15 < value < 1e15:
         if value == 0 and str(value).startswith("-"):
             return "-0"
@@ -84,65 +89,68 @@ def escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _ms(usage: Usage) -> str:
-    return f" {round(usage.timestamp * 1000)}"
+# Label sets outlive readings (a container keeps its names for its life), so each is
+# escaped and formatted once; the bound keeps a node with churning pods from growing it.
+@functools.lru_cache(maxsize=4096)
+def _container_labels(container: str, namespace: str, pod: str) -> str:
+    return (
+        f'{{container="{escape_label(container)}",namespace="{escape_label(namespace)}",'
+        f'pod="{escape_label(pod)}"}}'
+    )
 
 
-def _cpu(usage: Usage) -> str:
-    return go_float(usage.cpu_usage_core_nanoseconds / 1e9) + _ms(usage)
+@functools.lru_cache(maxsize=4096)
+def _pod_labels(namespace: str, pod: str) -> str:
+    return f'{{namespace="{escape_label(namespace)}",pod="{escape_label(pod)}"}}'
 
 
-def _memory(usage: Usage) -> str:
-    return go_float(usage.working_set_bytes) + _ms(usage)
+def _series(usage: Usage) -> tuple[str, str]:
+    """The CPU and the memory sample of one reading, each with its timestamp."""
+    ms = f" {round(usage.timestamp * 1000)}"
+    return (
+        go_float(usage.cpu_usage_core_nanoseconds / 1e9) + ms,
+        _go_integer(usage.working_set_bytes) + ms,
+    )
+
+
+_BY_LABELS = itemgetter(0, 1, 2)  # never the sample: two of one name would not compare
+# A container's start time is fixed for its life: formatted once, not per reading.
+_start_time = functools.lru_cache(maxsize=4096)(go_float)
 
 
 def render(stats: NodeStats, scrape_error: bool = False) -> str:
     lines: list[str] = []
 
-    def family(name: str, series: Iterable[tuple[str, str]]) -> None:
-        rows = [f"{name}{labels} {value}" for labels, value in series]
-        if rows:
+    def family(name: str, series: list[str]) -> None:
+        """One family: its HELP and TYPE, then a line per series (labels and sample)."""
+        if series:
             kind, help_text = _FAMILIES[name]
-            lines.extend((f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *rows))
+            lines.extend((f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"))
+            lines.extend([name + s for s in series])
 
     # Series sort by label values in label-name order: container, namespace, pod.
     containers = sorted(
-        (
-            (
-                (c.name, p.namespace, p.name),
-                f'{{container="{escape_label(c.name)}",namespace="{escape_label(p.namespace)}",'
-                f'pod="{escape_label(p.name)}"}}',
-                c,
-            )
-            for p in stats.pods
-            for c in p.containers
-        ),
-        key=lambda row: row[0],
+        ((c.name, p.namespace, p.name, c) for p in stats.pods for c in p.containers),
+        key=_BY_LABELS,
     )
-    family("container_cpu_usage_seconds_total", ((lbl, _cpu(c.usage)) for _, lbl, c in containers))
-    family(
-        "container_memory_working_set_bytes", ((lbl, _memory(c.usage)) for _, lbl, c in containers)
-    )
+    # One row per series: its labels, its CPU and memory samples, its start time.
+    rows = [
+        (_container_labels(name, ns, pod), *_series(c.usage), _start_time(c.start_time))
+        for name, ns, pod, c in containers
+    ]
+    family("container_cpu_usage_seconds_total", [f"{r[0]} {r[1]}" for r in rows])
+    family("container_memory_working_set_bytes", [f"{r[0]} {r[2]}" for r in rows])
     # The kubelet sends the start time without a timestamp: it is not a sample of "now".
-    family(
-        "container_start_time_seconds", ((lbl, go_float(c.start_time)) for _, lbl, c in containers)
-    )
-    family("node_cpu_usage_seconds_total", [("", _cpu(stats.node.usage))])
-    family("node_memory_working_set_bytes", [("", _memory(stats.node.usage))])
+    family("container_start_time_seconds", [f"{r[0]} {r[3]}" for r in rows])
+    node_cpu, node_memory = _series(stats.node.usage)
+    family("node_cpu_usage_seconds_total", [f" {node_cpu}"])
+    family("node_memory_working_set_bytes", [f" {node_memory}"])
     pods = sorted(
-        (
-            (
-                (p.namespace, p.name),
-                f'{{namespace="{escape_label(p.namespace)}",pod="{escape_label(p.name)}"}}',
-                p.usage,
-            )
-            for p in stats.pods
-            if p.usage is not None
-        ),
-        key=lambda row: row[0],
+        ((p.namespace, p.name, p.usage) for p in stats.pods if p.usage is not None), key=_BY_LABELS
     )
-    family("pod_cpu_usage_seconds_total", ((lbl, _cpu(u)) for _, lbl, u in pods))
-    family("pod_memory_working_set_bytes", ((lbl, _memory(u)) for _, lbl, u in pods))
-    family("resource_scrape_error", [("", "1" if scrape_error else "0")])
+    pod_rows = [(_pod_labels(ns, name), *_series(usage)) for ns, name, usage in pods]
+    family("pod_cpu_usage_seconds_total", [f"{r[0]} {r[1]}" for r in pod_rows])
+    family("pod_memory_working_set_bytes", [f"{r[0]} {r[2]}" for r in pod_rows])
+    family("resource_scrape_error", [" 1" if scrape_error else " 0"])
     lines.append("")
     return "\n".join(lines)
