@@ -6,6 +6,7 @@ import copy
 import json
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -40,25 +41,48 @@ def raw(cluster: Cluster, path: str) -> dict[str, object]:
     return json.loads(out)  # type: ignore[no-any-return]
 
 
-def without_creation(obj: object) -> object:
-    text = json.dumps(obj)
-    data = json.loads(text)
-    for item in data.get("items", [data]):
-        item["metadata"].pop("creationTimestamp", None)
-    return data
+def served_fields(obj: Any) -> tuple[object, ...]:
+    """What a metrics object or list says: kind, apiVersion and, for each item, its name,
+    namespace, labels, timestamp, window and usage (or containers). creationTimestamp is
+    the time of each request, so it is left out."""
+    items = obj.get("items", [obj])
+    return (
+        obj["kind"],
+        obj["apiVersion"],
+        [
+            (
+                item["metadata"]["name"],
+                item["metadata"].get("namespace"),
+                item["metadata"].get("labels"),
+                item["timestamp"],
+                item["window"],
+                item.get("usage"),
+                item.get("containers"),
+            )
+            for item in items
+        ],
+    )
 
 
-def test_json_is_the_metrics_list(cluster: Cluster) -> None:
-    got = json.loads(top(cluster, "pods", "-A", "-o", "json"))
-    want = raw(cluster, "/apis/metrics.k8s.io/v1beta1/pods")
-    assert got["kind"] == "PodMetricsList"
-    assert without_creation(got["items"] and got) == without_creation({**want, "metadata": {}})
+# kubepulse top's arguments, and the metrics API path that serves the same objects.
+SERVED = [
+    (["pods", "-A", "-o", "json"], "pods"),
+    (["pods", "-o", "yaml"], "namespaces/default/pods"),
+    (["pod", "web-1", "-o", "json"], "namespaces/default/pods/web-1"),
+    (["nodes", "-o", "json"], "nodes"),
+    (["node", "node-b", "-o", "yaml"], "nodes/node-b"),
+]
 
 
-def test_yaml_of_one_node_is_the_object(cluster: Cluster) -> None:
-    got = yaml.safe_load(top(cluster, "node", "node-b", "-o", "yaml"))
-    assert got["kind"] == "NodeMetrics"
-    assert got["usage"] == {"cpu": "487558164n", "memory": "732212Ki"}
+@pytest.mark.parametrize(("args", "path"), SERVED, ids=[" ".join(a) for a, _ in SERVED])
+def test_json_and_yaml_are_the_objects_the_metrics_api_serves(
+    cluster: Cluster, args: list[str], path: str
+) -> None:
+    out = top(cluster, *args)
+    got = json.loads(out) if "json" in args else yaml.safe_load(out)
+    want = raw(cluster, f"/apis/metrics.k8s.io/v1beta1/{path}")
+    assert want.get("items", [want]), "the metrics API serves nothing to compare with"
+    assert served_fields(got) == served_fields(want)
 
 
 @pytest.fixture(scope="module")
