@@ -77,12 +77,14 @@ def go_float(value: float) -> str:
 
 
 def _go_integer(number: int) -> str:
-    text = str(abs(number))
+    if number < 0:
+        return "-" + _go_integer(-number)
+    text = str(number)
     if len(text) <= 6:
-        return str(number)
+        return text
     digits = text.rstrip("0")
     mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-    return f"{'-' if number < 0 else ''}{mantissa}e+{len(text) - 1:02d}"
+    return f"{mantissa}e+{len(text) - 1:02d}"
 
 
 def escape_label(value: str) -> str:
