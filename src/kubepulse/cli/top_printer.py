@@ -9,7 +9,7 @@ sorted by name (pods by namespace then name with -A), or by usage, descending, w
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -74,7 +74,8 @@ def percent(used_milli: int, available_milli: int) -> str:
     return f"{int(fraction)}%"
 
 
-def _cells(*values: object) -> str:
+def tab_row(*values: object) -> str:
+    """One line for tabwriter: each cell ends in a tab, as kubectl's printer writes it."""
     return "".join(f"{v}\t" for v in values)
 
 
@@ -87,25 +88,33 @@ def nodes(
     """NodeMetrics items and each node's allocatable (or capacity) by name."""
     if not metrics:
         return ""
-    rows = sorted(metrics, key=lambda m: m["metadata"]["name"])
-    sort_by_usage(rows, sort_by, node_usage)
-    lines = [] if no_headers else [_cells(*NODE_COLUMNS)]
-    remaining = dict(available)
-    for m in rows:
-        name = m["metadata"]["name"]
-        used = Usage.of(m["usage"])
+    lines = [] if no_headers else [tab_row(*NODE_COLUMNS)]
+    for name, used in node_rows(metrics, available, sort_by):
+        if used is None:
+            lines.append(tab_row(name, *([UNKNOWN] * 4)))
+            continue
         cells = [name, cpu_text(used)]
-        avail = remaining.pop(name, None)
+        avail = available.get(name)
         if avail is not None and "cpu" in avail:
             cells.append(percent(used.cpu_milli, milli(avail["cpu"])))
         cells.append(memory_text(used))
         if avail is not None and "memory" in avail:
             cells.append(percent(used.memory_bytes * 1000, milli(avail["memory"])))
-        lines.append(_cells(*cells))
-    # Nodes known to the API without metrics (kubectl walks a Go map: any order).
-    for name in sorted(remaining):
-        lines.append(_cells(name, *([UNKNOWN] * 4)))
+        lines.append(tab_row(*cells))
     return tabwriter.render("\n".join(lines) + "\n")
+
+
+def node_rows(
+    metrics: Sequence[Mapping[str, Any]], known: Iterable[str], sort_by: str
+) -> list[tuple[str, Usage | None]]:
+    """Each node's name and usage in kubectl's order: the nodes with metrics by name (or
+    by usage), then the nodes the API knows without metrics, with None for their usage
+    (kubectl prints them as <unknown> rows, walking a Go map: any order; here, by name)."""
+    rows = sorted(metrics, key=lambda m: m["metadata"]["name"])
+    sort_by_usage(rows, sort_by, node_usage)
+    measured = {m["metadata"]["name"] for m in rows}
+    missing = sorted(set(known) - measured)
+    return [(m["metadata"]["name"], node_usage(m)) for m in rows] + [(n, None) for n in missing]
 
 
 def pod_usage(pod: Mapping[str, Any]) -> Usage:
@@ -113,6 +122,32 @@ def pod_usage(pod: Mapping[str, Any]) -> Usage:
     for c in pod.get("containers") or []:
         total = total + Usage.of(c.get("usage") or {})
     return total
+
+
+def total_usage(rows: Iterable[Mapping[str, Any]]) -> Usage:
+    return sum((pod_usage(m) for m in rows), Usage(0, 0))
+
+
+def pod_rows(
+    metrics: Sequence[Mapping[str, Any]], with_namespace: bool, sort_by: str
+) -> list[Mapping[str, Any]]:
+    """PodMetrics in kubectl's order: by name (namespace first with -A), or by usage."""
+    rows = sorted(
+        metrics,
+        key=lambda m: (
+            m["metadata"].get("namespace", "") if with_namespace else "",
+            m["metadata"]["name"],
+        ),
+    )
+    sort_by_usage(rows, sort_by, pod_usage)
+    return rows
+
+
+def container_rows(m: Mapping[str, Any], sort_by: str) -> list[Mapping[str, Any]]:
+    """A PodMetrics' containers in kubectl's order: by name, or by usage."""
+    items = sorted(m.get("containers") or [], key=lambda c: c["name"])
+    sort_by_usage(items, sort_by, container_usage)
+    return items
 
 
 def pods(
@@ -125,18 +160,11 @@ def pods(
 ) -> str:
     if not metrics:
         return ""
-    rows = sorted(
-        metrics,
-        key=lambda m: (
-            m["metadata"].get("namespace", "") if with_namespace else "",
-            m["metadata"]["name"],
-        ),
-    )
-    sort_by_usage(rows, sort_by, pod_usage)
+    rows = pod_rows(metrics, with_namespace, sort_by)
     lines: list[str] = []
     if not no_headers:
         lines.append(
-            _cells(
+            tab_row(
                 *(["NAMESPACE"] if with_namespace else []),
                 *(["POD"] if containers else []),
                 *POD_COLUMNS,
@@ -146,25 +174,21 @@ def pods(
         meta = m["metadata"]
         prefix = [meta.get("namespace", "")] if with_namespace else []
         if containers:
-            items = sorted(m.get("containers") or [], key=lambda c: c["name"])
-            sort_by_usage(items, sort_by, container_usage)
-            for c in items:
+            for c in container_rows(m, sort_by):
                 used = Usage.of(c.get("usage") or {})
                 lines.append(
-                    _cells(*prefix, meta["name"], c["name"], cpu_text(used), memory_text(used))
+                    tab_row(*prefix, meta["name"], c["name"], cpu_text(used), memory_text(used))
                 )
         else:
             used = pod_usage(m)
-            lines.append(_cells(*prefix, meta["name"], cpu_text(used), memory_text(used)))
+            lines.append(tab_row(*prefix, meta["name"], cpu_text(used), memory_text(used)))
     if total:
         # kubectl (metricsutil.PrintPodMetrics) widens the sum's indent only for the
         # header cells it printed: under --no-headers the sum sits one cell in.
         width = len(POD_COLUMNS)
         if not no_headers:
             width += int(with_namespace) + int(containers)
-        summed = Usage(0, 0)
-        for m in rows:
-            summed = summed + pod_usage(m)
-        lines.append(_cells(*([""] * (width - 2)), "________", "________"))
-        lines.append(_cells(*([""] * (width - 3)), "", cpu_text(summed), memory_text(summed)))
+        summed = total_usage(rows)
+        lines.append(tab_row(*([""] * (width - 2)), "________", "________"))
+        lines.append(tab_row(*([""] * (width - 3)), "", cpu_text(summed), memory_text(summed)))
     return tabwriter.render("\n".join(lines) + "\n")
