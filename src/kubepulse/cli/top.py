@@ -215,9 +215,16 @@ async def top_pods(client: KubeClient, args: argparse.Namespace, namespace: str)
         pods = (await client.get(pods_path(None if args.all_namespaces else namespace), query))[
             "items"
         ]
-        return top_wide.pods(
-            metrics, pods, args.all_namespaces, args.no_headers, args.sort_by
-        ), notice
+        text = top_wide.pods(
+            metrics,
+            pods,
+            args.all_namespaces,
+            args.no_headers,
+            args.sort_by,
+            args.containers,
+            args.sum,
+        )
+        return text, notice
     text = top_printer.pods(
         metrics, args.containers, args.all_namespaces, args.no_headers, args.sort_by, args.sum
     )

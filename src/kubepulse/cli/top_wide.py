@@ -1,8 +1,9 @@
 """`kubepulse top -o wide`: usage against requests, limits and allocatable.
 
-For pods: %CPU/R and %CPU/L are usage over the summed container requests and limits
-(n/a where a container sets none), likewise for memory, with restarts and the node.
-For nodes: allocatable, the number of pods and the pods' summed requests.
+For pods (or, with --containers, each container): %CPU/R and %CPU/L are usage over the
+summed container requests and limits (n/a unless every container sets one), likewise for
+memory, with restarts and the node; --sum adds the usage totals as the plain table does.
+For nodes: allocatable, and the pods and requests `kubectl describe node` counts.
 """
 
 from __future__ import annotations
@@ -12,25 +13,38 @@ from typing import Any
 
 from kubepulse.cli import tabwriter
 from kubepulse.cli.top_printer import (
+    NODE_COLUMNS,
+    UNKNOWN,
     Usage,
+    container_rows,
+    container_usage,
     cpu_text,
     memory_text,
     milli,
-    node_usage,
+    node_rows,
     percent,
+    pod_rows,
     pod_usage,
-    sort_by_usage,
+    tab_row,
+    total_usage,
     value,
 )
 
 NA = "n/a"
+POD_COLUMNS = ["NAME", "CPU(cores)", "%CPU/R", "%CPU/L", "MEMORY(bytes)", "%MEM/R", "%MEM/L"]
+NODE_EXTRA = ["CPU-ALLOC", "MEM-ALLOC", "PODS", "CPU-REQ", "MEM-REQ"]
+# kubectl describe node lists "Non-terminated Pods": status.phase!=Failed,Succeeded.
+TERMINATED = ("Succeeded", "Failed")
 
 
-def _sum(pod: Mapping[str, Any], kind: str) -> tuple[int | None, int | None]:
-    """Summed requests or limits of a pod's containers; None unless every container sets it."""
+def _sum(specs: Sequence[Mapping[str, Any]], kind: str) -> tuple[int | None, int | None]:
+    """Summed requests or limits of containers; None unless every container sets it.
+    A container without a CPU or memory limit has no upper bound but the node's
+    (kubernetes.io "Assign CPU Resources": "If you do not specify a CPU limit"), so
+    a pod with one such container has no limit as a whole."""
     cpu = memory = 0
     cpu_set = memory_set = True
-    for c in (pod.get("spec") or {}).get("containers") or []:
+    for c in specs:
         values = ((c.get("resources") or {}).get(kind)) or {}
         if "cpu" in values:
             cpu += milli(values["cpu"])
@@ -47,9 +61,17 @@ def _pct(used: int, of: int | None) -> str:
     return percent(used, of) if of else NA
 
 
-def _restarts(pod: Mapping[str, Any]) -> int:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return sum(int(s.get("restartCount", 0)) for s in statuses)
+def _usage_cells(used: Usage, specs: Sequence[Mapping[str, Any]]) -> list[str]:
+    req_cpu, req_mem = _sum(specs, "requests")
+    lim_cpu, lim_mem = _sum(specs, "limits")
+    return [
+        cpu_text(used),
+        _pct(used.cpu_milli, req_cpu),
+        _pct(used.cpu_milli, lim_cpu),
+        memory_text(used),
+        _pct(used.memory_bytes, req_mem),
+        _pct(used.memory_bytes, lim_mem),
+    ]
 
 
 def pods(
@@ -58,51 +80,68 @@ def pods(
     with_namespace: bool,
     no_headers: bool,
     sort_by: str,
+    containers: bool = False,
+    total: bool = False,
 ) -> str:
     by_key = {
         ((p.get("metadata") or {}).get("namespace"), (p.get("metadata") or {}).get("name")): p
         for p in pod_objects
     }
-    rows = sorted(
-        metrics, key=lambda m: (m["metadata"].get("namespace", ""), m["metadata"]["name"])
-    )
-    sort_by_usage(rows, sort_by, pod_usage)
-    header = [
-        "NAME",
-        "CPU(cores)",
-        "%CPU/R",
-        "%CPU/L",
-        "MEMORY(bytes)",
-        "%MEM/R",
-        "%MEM/L",
-        "RESTARTS",
-        "NODE",
-    ]
-    lines = (
-        []
-        if no_headers
-        else ["".join(f"{h}\t" for h in (["NAMESPACE"] if with_namespace else []) + header)]
-    )
-    for m in rows:
+    prefix = ["NAMESPACE"] * with_namespace + ["POD"] * containers
+    lines = [] if no_headers else [tab_row(*prefix, *POD_COLUMNS, "RESTARTS", "NODE")]
+    for m in pod_rows(metrics, with_namespace, sort_by):
         meta = m["metadata"]
-        pod = by_key.get((meta.get("namespace"), meta["name"]), {})
-        used = pod_usage(m)
-        req_cpu, req_mem = _sum(pod, "requests")
-        lim_cpu, lim_mem = _sum(pod, "limits")
-        cells = [
-            *([meta.get("namespace", "")] if with_namespace else []),
-            meta["name"],
-            cpu_text(used),
-            _pct(used.cpu_milli, req_cpu),
-            _pct(used.cpu_milli, lim_cpu),
-            memory_text(used),
-            _pct(used.memory_bytes, req_mem),
-            _pct(used.memory_bytes, lim_mem),
-            _restarts(pod) if pod else NA,
-            (pod.get("spec") or {}).get("nodeName") or NA if pod else NA,
-        ]
-        lines.append("".join(f"{c}\t" for c in cells))
+        pod = by_key.get((meta.get("namespace"), meta["name"])) or {}
+        specs = (pod.get("spec") or {}).get("containers") or []
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        node = (pod.get("spec") or {}).get("nodeName") or NA
+        ns = [meta.get("namespace", "")] * with_namespace
+        rows = [([meta["name"]], pod_usage(m), specs, statuses)]
+        if containers:
+            rows = [
+                (
+                    [meta["name"], c["name"]],
+                    container_usage(c),
+                    [s for s in specs if s.get("name") == c["name"]],
+                    [s for s in statuses if s.get("name") == c["name"]],
+                )
+                for c in container_rows(m, sort_by)
+            ]
+        for names, used, own, own_statuses in rows:
+            restarts = sum(int(s.get("restartCount", 0)) for s in own_statuses) if pod else NA
+            lines.append(tab_row(*ns, *names, *_usage_cells(used, own), restarts, node))
+    if total:
+        # The plain table's --sum: usage totals under the CPU and memory columns.
+        summed = total_usage(metrics)
+        blank = [""] * len(prefix)
+        lines.append(tab_row(*blank, "", "________", "", "", "________"))
+        lines.append(tab_row(*blank, "", cpu_text(summed), "", "", memory_text(summed)))
     return tabwriter.render("\n".join(lines) + "\n")
+
+
+def pod_requests(pod: Mapping[str, Any]) -> Usage:
+    """What the scheduler and kubectl describe node count for a pod
+    (k8s.io/component-helpers/resource.PodRequests): the containers' sum, or the largest
+    init container if that is more, plus spec.overhead. A restartable init container (a
+    sidecar) keeps running, so it adds to the sum and to every init container after it."""
+    spec = pod.get("spec") or {}
+    main = sum((_requests(c) for c in spec.get("containers") or []), Usage(0, 0))
+    sidecars = init = Usage(0, 0)
+    for c in spec.get("initContainers") or []:
+        if c.get("restartPolicy") == "Always":
+            main, sidecars = main + _requests(c), sidecars + _requests(c)
+            init = _max(init, sidecars)
+        else:
+            init = _max(init, _requests(c) + sidecars)
+    return _max(main, init) + Usage.of(spec.get("overhead") or {})
+
+
+def _requests(container: Mapping[str, Any]) -> Usage:
+    return Usage.of((container.get("resources") or {}).get("requests") or {})
+
+
+def _max(a: Usage, b: Usage) -> Usage:
+    return Usage(max(a.cpu_milli, b.cpu_milli), max(a.memory_bytes, b.memory_bytes))
 
 
 def nodes(
@@ -118,53 +157,19 @@ def nodes(
     requested: dict[str, Usage] = {}
     for pod in pod_objects:
         node = (pod.get("spec") or {}).get("nodeName")
-        if not node:
+        if not node or (pod.get("status") or {}).get("phase") in TERMINATED:
             continue
         count[node] = count.get(node, 0) + 1
-        cpu, mem = _sum_any(pod)
-        requested[node] = requested.get(node, Usage(0, 0)) + Usage(cpu, mem)
-    rows = sorted(metrics, key=lambda m: m["metadata"]["name"])
-    sort_by_usage(rows, sort_by, node_usage)
-    header = [
-        "NAME",
-        "CPU(cores)",
-        "CPU(%)",
-        "MEMORY(bytes)",
-        "MEMORY(%)",
-        "CPU-ALLOC",
-        "MEM-ALLOC",
-        "PODS",
-        "CPU-REQ",
-        "MEM-REQ",
-    ]
-    lines = [] if no_headers else ["".join(f"{h}\t" for h in header)]
-    for m in rows:
-        name = m["metadata"]["name"]
+        requested[node] = requested.get(node, Usage(0, 0)) + pod_requests(pod)
+    lines = [] if no_headers else [tab_row(*NODE_COLUMNS, *NODE_EXTRA)]
+    for name, used in node_rows(metrics, by_name, sort_by):
         avail = ((by_name.get(name) or {}).get("status") or {}).get(field) or {}
-        used = Usage.of(m["usage"])
-        alloc = Usage(milli(avail.get("cpu", "0")), value(avail.get("memory", "0")))
+        alloc = Usage.of(avail)
         req = requested.get(name, Usage(0, 0))
-        cells = [
-            name,
-            cpu_text(used),
-            percent(used.cpu_milli, alloc.cpu_milli),
-            memory_text(used),
-            percent(used.memory_bytes, alloc.memory_bytes),
-            cpu_text(alloc),
-            memory_text(alloc),
-            count.get(name, 0),
-            cpu_text(req),
-            memory_text(req),
-        ]
-        lines.append("".join(f"{c}\t" for c in cells))
+        usage: list[object] = [UNKNOWN] * 4
+        if used is not None:
+            usage = [cpu_text(used), percent(used.cpu_milli, alloc.cpu_milli)]
+            usage += [memory_text(used), percent(used.memory_bytes, alloc.memory_bytes)]
+        scheduled = [count.get(name, 0), cpu_text(req), memory_text(req)]
+        lines.append(tab_row(name, *usage, cpu_text(alloc), memory_text(alloc), *scheduled))
     return tabwriter.render("\n".join(lines) + "\n")
-
-
-def _sum_any(pod: Mapping[str, Any]) -> tuple[int, int]:
-    """Summed requests of whatever containers set them (the scheduler's view)."""
-    cpu = memory = 0
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        values = ((c.get("resources") or {}).get("requests")) or {}
-        cpu += milli(values["cpu"]) if "cpu" in values else 0
-        memory += value(values["memory"]) if "memory" in values else 0
-    return cpu, memory
