@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import io
 import itertools
 import json
@@ -10,11 +12,15 @@ import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 
 import pytest
 
-from tests.support import KUBECTL, KUBEPULSE
-from tests.top.conftest import Cluster
+from kubepulse.kube.inventory import StaticInventory
+from kubepulse.kube.objects import node_from_object, pod_from_object
+from tests.api.conftest import NODE_OBJECTS, POD_OBJECTS, filled_store
+from tests.support import KUBECTL, KUBEPULSE, free_port
+from tests.top.conftest import Cluster, cluster_app, serve
 
 CASES = [
     ["node"],
@@ -268,3 +274,109 @@ def test_kubeconfig_from_the_environment(cluster: Cluster) -> None:
     )
     assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr)
     assert "node-a" in got.stdout
+
+
+@pytest.fixture(scope="module")
+def young_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Pods created a moment ago, with no metrics yet: kubectl's "not available yet" case."""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pods = copy.deepcopy(POD_OBJECTS)
+    for pod in pods:
+        pod["metadata"]["creationTimestamp"] = now
+    inv = StaticInventory(
+        [node_from_object(n) for n in NODE_OBJECTS], [pod_from_object(p) for p in pods]
+    )
+    yield from serve(tmp_path_factory.mktemp("young"), cluster_app(filled_store(scrapes=1), inv))
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["pods"], "error: metrics not available yet\n"),
+        (["pods", "-A"], "error: metrics not available yet\n"),
+        # By name, the server's 404 is the answer.
+        (
+            ["pod", "web-1"],
+            'Error from server (NotFound): pods.metrics.k8s.io "default/web-1" not found\n',
+        ),
+    ],
+)
+def test_young_pods_without_metrics_are_not_available_yet(
+    young_cluster: Cluster, args: list[str], error: str
+) -> None:
+    want = kubectl(young_cluster, args)
+    assert want == (1, "", error)
+    assert_same(kubepulse(young_cluster, args), want)
+
+
+@pytest.fixture(scope="module")
+def unreachable(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Cluster:
+    """The cluster's kubeconfig pointed at a loopback port nothing listens on."""
+    port = free_port()
+    text = cluster.kubeconfig.read_text().replace(f":{cluster.port}", f":{port}")
+    path = tmp_path_factory.mktemp("unreachable") / "kubeconfig"
+    path.write_text(text)
+    return Cluster(path, port)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "args"),
+    [
+        ("cluster", ["nodes", "--context", "nowhere"]),
+        ("cluster", ["pods", "-l", "=="]),
+        ("cluster", ["pods", "--field-selector", "metadata.name"]),
+        ("unreachable", ["nodes"]),
+        ("unreachable", ["pods", "-A"]),
+    ],
+    ids=[
+        "unknown-context",
+        "bad-label-selector",
+        "bad-field-selector",
+        "closed-port-nodes",
+        "closed-port-pods",
+    ],
+)
+def test_errors_before_any_answer_match_kubectl(
+    request: pytest.FixtureRequest, fixture: str, args: list[str]
+) -> None:
+    target: Cluster = request.getfixturevalue(fixture)
+    want = kubectl(target, args)
+    assert want[0] == 1 and want[2].startswith(("error: ", "The connection")), want
+    assert_same(kubepulse(target, args), want)
+
+
+def test_kubeconfig_files_merge_as_kubectl_merges_them(cluster: Cluster, tmp_path: Path) -> None:
+    """KUBECONFIG=contexts:cluster: the first file names the context and its namespace,
+    the second holds the cluster and the user it refers to; the first value set wins."""
+    import yaml
+
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = config["contexts"][0]["context"]
+    first = tmp_path / "contexts"
+    first.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "system",
+                "contexts": [
+                    {"name": "system", "context": {**context, "namespace": "kube-system"}}
+                ],
+            }
+        )
+    )
+    env = {**os.environ, "KUBECONFIG": f"{first}:{cluster.kubeconfig}"}
+    for args in (["pods"], ["pods", "--containers"], ["nodes"]):
+        want = subprocess.run(
+            [KUBECTL, "top", *args], capture_output=True, text=True, env=env, timeout=60
+        )
+        got = subprocess.run(
+            [*KUBEPULSE, "top", *args], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert (got.returncode, got.stdout, got.stderr) == (
+            want.returncode,
+            want.stdout,
+            want.stderr,
+        )
+        assert want.returncode == 0 and want.stdout
+    assert "coredns" in got.stdout or "node-a" in got.stdout
