@@ -160,6 +160,14 @@ def test_wide_nodes_show_allocatable_pods_and_requests(batch_cluster: Cluster) -
     assert rows["node-d"][7:] == ["1", "0m", "0Mi"]
 
 
+def test_wide_nodes_with_show_capacity_measure_and_name_capacity(batch_cluster: Cluster) -> None:
+    text = top(batch_cluster, "nodes", "-o", "wide", "--show-capacity")
+    rows = {line.split()[0]: line.split() for line in text.splitlines()}
+    assert rows["NAME"][5:7] == ["CPU-CAP", "MEM-CAP"]
+    # node-b: capacity 4 CPUs and 16374784Ki (15991Mi), not the 3800m allocatable.
+    assert rows["node-b"][5:7] == ["4000m", "15991Mi"]
+
+
 def test_wide_nodes_without_metrics_show_unknown_usage_and_what_is_scheduled(
     batch_cluster: Cluster,
 ) -> None:

@@ -32,7 +32,9 @@ from kubepulse.cli.top_printer import (
 
 NA = "n/a"
 POD_COLUMNS = ["NAME", "CPU(cores)", "%CPU/R", "%CPU/L", "MEMORY(bytes)", "%MEM/R", "%MEM/L"]
-NODE_EXTRA = ["CPU-ALLOC", "MEM-ALLOC", "PODS", "CPU-REQ", "MEM-REQ"]
+NODE_EXTRA = ["PODS", "CPU-REQ", "MEM-REQ"]
+# --show-capacity measures against capacity, and the columns say which one it is.
+NODE_AMOUNT = {"allocatable": ["CPU-ALLOC", "MEM-ALLOC"], "capacity": ["CPU-CAP", "MEM-CAP"]}
 # kubectl describe node lists "Non-terminated Pods": status.phase!=Failed,Succeeded.
 TERMINATED = ("Succeeded", "Failed")
 
@@ -161,7 +163,7 @@ def nodes(
             continue
         count[node] = count.get(node, 0) + 1
         requested[node] = requested.get(node, Usage(0, 0)) + pod_requests(pod)
-    lines = [] if no_headers else [tab_row(*NODE_COLUMNS, *NODE_EXTRA)]
+    lines = [] if no_headers else [tab_row(*NODE_COLUMNS, *NODE_AMOUNT[field], *NODE_EXTRA)]
     for name, used in node_rows(metrics, by_name, sort_by):
         avail = ((by_name.get(name) or {}).get("status") or {}).get(field) or {}
         alloc = Usage.of(avail)
