@@ -25,11 +25,14 @@ typecheck: $(STAMP)
 
 # Debian packages the suite drives for real: tmux (the live view's terminal),
 # Prometheus (history kept by a real Prometheus scraping kubepulse) and Chromium (the
-# dashboard, driven by Playwright).
+# dashboard, driven by Playwright). kubectl (v1.32), the client the end-to-end tests
+# compare against, is not a Debian package: it is expected on PATH.
 system-deps:
 	@command -v tmux >/dev/null && command -v prometheus >/dev/null && \
 		command -v chromium >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq tmux prometheus chromium; }
+	@command -v kubectl >/dev/null || \
+		{ echo "make test: the end-to-end tests need kubectl v1.32 on PATH" >&2; exit 1; }
 
 unit: $(STAMP) system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)

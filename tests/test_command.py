@@ -1,0 +1,46 @@
+"""The installed `kubepulse` console script: the entry point pyproject declares."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kubepulse import __version__
+
+SCRIPT = Path(sys.executable).with_name("kubepulse")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_console_script_is_installed_beside_the_interpreter() -> None:
+    assert SCRIPT.exists(), "pip install -e . installs bin/kubepulse"
+    result = run("--version")
+    assert (result.returncode, result.stdout) == (0, f"kubepulse {__version__}\n")
+
+
+@pytest.mark.parametrize(
+    "command", ["agent", "server", "top", "up", "dashboard", "doctor", "manifests", "csr-approver"]
+)
+def test_every_subcommand_answers_help(command: str) -> None:
+    result = run(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: kubepulse {command}")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["nonsense"], "error: argument COMMAND: invalid choice: 'nonsense'"),
+        ([], "error: the following arguments are required: COMMAND"),
+    ],
+)
+def test_bad_command_lines_get_one_line_and_exit_one(args: list[str], line: str) -> None:
+    result = run(*args)
+    assert result.returncode == 1
+    assert result.stderr.startswith(line) and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
