@@ -44,3 +44,20 @@ def test_bad_command_lines_get_one_line_and_exit_one(args: list[str], line: str)
     assert result.returncode == 1
     assert result.stderr.startswith(line) and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    """`kubepulse top` answers without loading the server, dashboard or agent."""
+    code = (
+        "import sys\n"
+        "from kubepulse.cli.main import main\n"
+        "main(['top', 'nodes', '--kubeconfig', '/nonexistent'])\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('kubepulse.cli.'))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    loaded = set(result.stdout.split())
+    assert "kubepulse.cli.top" in loaded, result.stderr
+    others = {"agent", "csr_approver", "dashboard", "doctor", "manifests", "server", "up"}
+    assert not loaded & {f"kubepulse.cli.{name}" for name in others}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubepulse.cli import agent
+from kubepulse.cli.main import build_parser
 from kubepulse.model import Resources
 
 MI, GI = 1024**2, 1024**3
@@ -15,8 +15,7 @@ MI, GI = 1024**2, 1024**3
 
 def parse(*argv: str) -> argparse.Namespace:
     """The agent's own subcommand parser, as `kubepulse agent ARGV` builds it (no port bound)."""
-    parser = argparse.ArgumentParser(prog="kubepulse")
-    agent.add_parser(parser.add_subparsers(dest="command"))
+    parser = build_parser("agent")
     return parser.parse_args(["agent", *argv])
 
 

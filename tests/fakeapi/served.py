@@ -19,6 +19,7 @@ import aiohttp
 
 from kubepulse import pki
 from kubepulse.cli import server
+from kubepulse.cli.main import build_parser
 from tests.fakeapi.server import FakeKubeAPI
 
 M = "/apis/metrics.k8s.io/v1beta1"
@@ -26,8 +27,7 @@ M = "/apis/metrics.k8s.io/v1beta1"
 
 def server_args(*argv: str) -> argparse.Namespace:
     """The arguments as `kubepulse server ARGV` parses them."""
-    parser = argparse.ArgumentParser()
-    server.add_parser(parser.add_subparsers())
+    parser = build_parser("server")
     args = parser.parse_args(["server", *argv])
     server.validate(args)
     return args

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kubepulse.cli import top
+from kubepulse.cli.main import build_parser
 from tests.api.conftest import COREDNS, KI, MI
 from tests.support import KUBEPULSE, wait_for
 from tests.top.conftest import Cluster, Restartable, malformed_app
@@ -192,8 +191,7 @@ def test_filter_keeps_matching_names_and_esc_clears_it(tmux: Tmux, cluster: Clus
 
 
 def test_w_is_watch_every_two_seconds_by_default(tmux: Tmux, cluster: Cluster) -> None:
-    parser = argparse.ArgumentParser()
-    top.add_parser(parser.add_subparsers())
+    parser = build_parser("top")
     args = parser.parse_args(["top", "pods", "-w"])
     assert (args.watch, args.interval) == (True, 2.0)
     start(tmux, cluster.kubeconfig, "pods", "-A", watch=("-w",))

@@ -42,10 +42,7 @@ from kubepulse.model import Resources
 log = logging.getLogger("kubepulse.agent")
 
 
-def add_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "agent", help="serve kubelet resource stats (/metrics/resource, /stats/summary)"
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     add_agent_flags(p)
     p.set_defaults(run=run)
 

@@ -46,11 +46,7 @@ WATCH_SECONDS = 300
 MAX_BACKOFF = 30.0
 
 
-def add_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "csr-approver",
-        help="approve kubelet serving-certificate CSRs that pass kubelet-csr-approver's checks",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", default=None, help="default: the pod's service account")
     p.add_argument("--context", default=None)
     p.add_argument(

@@ -18,7 +18,6 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -47,10 +46,7 @@ from kubepulse.store.points import MetricsStore
 log = logging.getLogger("kubepulse.dashboard")
 
 
-def add_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "dashboard", help="serve the dashboard for any cluster, polling its metrics API"
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", help="the cluster (default: $KUBECONFIG, ~/.kube/config)")
     p.add_argument("--context", help="the kubeconfig context to use")
     p.add_argument(

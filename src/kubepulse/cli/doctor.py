@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from kubepulse.cli import flags
 from kubepulse.cli.errors import CommandError
@@ -24,11 +23,7 @@ from kubepulse.kube import kubeconfig
 from kubepulse.kube.kubeconfig import Credentials, KubeconfigError
 
 
-def add_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "doctor",
-        help="check the metrics pipeline (API, metrics.k8s.io, kubelets) and say how to fix it",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", default=None)
     p.add_argument("--context", default=None)
     p.add_argument(

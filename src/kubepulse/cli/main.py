@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
 from kubepulse import __version__
-from kubepulse.cli import (
-    agent,
-    csr_approver,
-    dashboard,
-    doctor,
-    manifests,
-    server,
-    top,
-    up,
-    usage,
-)
+from kubepulse.cli import usage
 from kubepulse.cli.errors import CommandError
 
 
@@ -43,7 +34,26 @@ class Parser(argparse.ArgumentParser):
 Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Each command's module is imported only when that command runs: together they import
+# aiohttp, cryptography and the dashboard, which is most of a second before `top` or
+# `--help` could answer.
+COMMANDS = {
+    "agent": "serve kubelet resource stats (/metrics/resource, /stats/summary)",
+    "csr-approver": (
+        "approve kubelet serving-certificate CSRs that pass kubelet-csr-approver's checks"
+    ),
+    "dashboard": "serve the dashboard for any cluster, polling its metrics API",
+    "doctor": "check the metrics pipeline (API, metrics.k8s.io, kubelets) and say how to fix it",
+    "manifests": "print the objects that install kubepulse as a cluster's metrics-server",
+    "server": "scrape kubelets or agents and serve metrics.k8s.io/v1beta1",
+    "top": "show CPU and memory of nodes or pods, as kubectl top does",
+    "up": "run kubepulse for this host",
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or, with `only`, the flags of that one command (the
+    others are listed by name and help, so that a misspelt command still gets the list)."""
     parser = Parser(
         prog="kubepulse",
         description="Resource monitoring for Kubernetes: agent, metrics server, top, dashboard.",
@@ -51,19 +61,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kubepulse {__version__}")
     parser.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="log verbosity")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    agent.add_parser(sub)
-    csr_approver.add_parser(sub)
-    dashboard.add_parser(sub)
-    doctor.add_parser(sub)
-    manifests.add_parser(sub)
-    server.add_parser(sub)
-    top.add_parser(sub)
-    up.add_parser(sub)
+    for name, help_text in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text)
+        if only in (None, name):
+            module = importlib.import_module(f"kubepulse.cli.{name.replace('-', '_')}")
+            module.add_arguments(command)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str:
+    """The command the line names, or "" (then no command's module is needed)."""
+    return next((arg for arg in argv if arg in COMMANDS), "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbosity >= 4 else logging.INFO,

@@ -18,12 +18,10 @@ from kubepulse.kube import manifests
 from kubepulse.kube.manifests import ManifestError, Options
 
 
-def add_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "manifests",
-        help="print the objects that install kubepulse as a cluster's metrics-server",
-        description="Print components.yaml for `kubectl apply -f -`. Arguments after -- "
-        "are flags of `kubepulse server`, e.g. -- --kubelet-insecure-tls.",
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Print components.yaml for `kubectl apply -f -`. Arguments after -- "
+        "are flags of `kubepulse server`, e.g. -- --kubelet-insecure-tls."
     )
     p.add_argument("-n", "--namespace", default=manifests.DEFAULT_NAMESPACE)
     p.add_argument("--image", default=manifests.DEFAULT_IMAGE)
@@ -80,7 +78,7 @@ class _FlagCheck(argparse.ArgumentParser):
 def parse_server_args(args: tuple[str, ...]) -> argparse.Namespace:
     """The flags as `kubepulse server` itself parses and validates them."""
     root = _FlagCheck(prog="kubepulse", add_help=False)
-    server.add_parser(root.add_subparsers())
+    server.add_arguments(root.add_subparsers().add_parser("server"))
     parsed = root.parse_args(["server", *args])
     server.validate(parsed)
     return parsed

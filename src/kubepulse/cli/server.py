@@ -19,7 +19,6 @@ import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from cryptography import x509
@@ -74,10 +73,7 @@ from kubepulse.store.tiers import parse_tiers
 log = logging.getLogger("kubepulse.server")
 
 
-def add_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "server", help="scrape kubelets or agents and serve metrics.k8s.io/v1beta1"
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     add_server_flags(p)
     p.add_argument("--targets", type=Path, help="YAML file of Node (and Pod) objects to scrape")
     p.add_argument(

@@ -28,10 +28,7 @@ ALIASES = {"node": "node", "nodes": "node", "no": "node", "pod": "pod", "pods": 
 METRICS_CREATION_DELAY = 120.0  # kubectl's metricsCreationDelay
 
 
-def add_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "top", help="show CPU and memory of nodes or pods, as kubectl top does"
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("resource", metavar="node|pod", help="node (nodes, no) or pod (pods, po)")
     p.add_argument("name", nargs="*", help="one node or pod")
     p.add_argument("--kubeconfig", default=None)

@@ -13,7 +13,6 @@ import base64
 import os
 import secrets
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -29,8 +28,7 @@ def default_state_dir() -> Path:
     return Path(base) / "kubepulse"
 
 
-def add_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("up", help="run kubepulse for this host")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", type=Path, default=default_state_dir())
     p.add_argument("--address", default="127.0.0.1", help="where the API is served")
     p.add_argument("--port", type=int, default=8443, help="HTTPS port of the API (0: any)")
