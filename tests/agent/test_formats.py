@@ -413,6 +413,99 @@ def parsed_summary(stats: NodeStats, only_cpu_and_memory: bool = False) -> dict[
     return doc
 
 
+# A real kubelet's Summary (kind v1.17, from metrics-server's summary decoding tests),
+# trimmed: what the agent writes must have its field names and JSON types.
+KUBELET_SUMMARY = {
+    "node": {
+        "nodeName": "e2e-v1.17.0-control-plane",
+        "startTime": "2020-03-31T18:00:54Z",
+        "cpu": {
+            "time": "2020-04-16T20:25:28Z",
+            "usageNanoCores": 476553087,
+            "usageCoreNanoSeconds": 519978197128,
+        },
+        "memory": {
+            "time": "2020-04-16T20:25:28Z",
+            "availableBytes": 15211810816,
+            "usageBytes": 1719095296,
+            "workingSetBytes": 1417551872,
+            "rssBytes": 848789504,
+            "pageFaults": 73326,
+            "majorPageFaults": 726,
+        },
+        "rlimit": {"time": "2020-04-16T20:25:28Z", "maxpid": 4194304, "curproc": 1234},
+    },
+    "pods": [
+        {
+            "podRef": {
+                "name": "all-fields",
+                "namespace": "default",
+                "uid": "96636a87-47f5-4970-a15e-6e7901925c90",
+            },
+            "startTime": "2020-04-16T20:11:06Z",
+            "containers": [
+                {
+                    "name": "container",
+                    "startTime": "2020-04-16T20:17:46Z",
+                    "cpu": {
+                        "time": "2020-04-16T20:25:30Z",
+                        "usageNanoCores": 29713960,
+                        "usageCoreNanoSeconds": 29328792,
+                    },
+                    "memory": {"time": "2020-04-16T20:25:30Z", "workingSetBytes": 1449984},
+                }
+            ],
+            "cpu": {
+                "time": "2020-04-16T20:25:24Z",
+                "usageNanoCores": 123,
+                "usageCoreNanoSeconds": 54096725,
+            },
+            "memory": {
+                "time": "2020-04-16T20:25:24Z",
+                "usageBytes": 2641920,
+                "workingSetBytes": 2641920,
+                "rssBytes": 0,
+            },
+            "process_stats": {"process_count": 3},
+        }
+    ],
+}
+
+
+def shape(doc: Any, path: str = "") -> dict[str, str]:
+    """Every leaf's path (list items merged) and its JSON type."""
+    if isinstance(doc, dict):
+        return {
+            k: v for key, value in doc.items() for k, v in shape(value, f"{path}.{key}").items()
+        }
+    if isinstance(doc, list):
+        return {k: v for item in doc for k, v in shape(item, f"{path}[]").items()}
+    return {path: type(doc).__name__}
+
+
+def test_summary_has_the_field_names_and_types_of_a_real_kubelets() -> None:
+    ours = shape(parsed_summary(node_stats()))
+    kubelet = shape(KUBELET_SUMMARY)
+    # Every memory object is one MemoryStats (stats/v1alpha1 types.go): a pod's and a
+    # container's may carry each field the node's carries.
+    memory = {
+        p.removeprefix(".node.memory."): t for p, t in kubelet.items() if ".node.memory." in p
+    }
+    for owner in (".pods[]", ".pods[].containers[]"):
+        kubelet |= {f"{owner}.memory.{field}": t for field, t in memory.items()}
+    assert set(ours) <= set(kubelet), sorted(set(ours) - set(kubelet))
+    assert {path: ours[path] for path in ours} == {path: kubelet[path] for path in ours}
+    # And what metrics-server's summary decoder reads is there for every level.
+    for owner in (".node", ".pods[]", ".pods[].containers[]"):
+        for field in (
+            "cpu.time",
+            "cpu.usageCoreNanoSeconds",
+            "memory.time",
+            "memory.workingSetBytes",
+        ):
+            assert f"{owner}.{field}" in ours
+
+
 def test_summary_node_fields_names_and_types() -> None:
     node = parsed_summary(node_stats())["node"]
     assert node["nodeName"] == "node-a"
