@@ -61,3 +61,22 @@ def test_a_command_imports_only_its_own_module() -> None:
     assert "kubepulse.cli.top" in loaded, result.stderr
     others = {"agent", "csr_approver", "dashboard", "doctor", "manifests", "server", "up"}
     assert not loaded & {f"kubepulse.cli.{name}" for name in others}
+
+
+@pytest.mark.parametrize(
+    ("argv", "insecure"),
+    [
+        (["--kubelet-insecure-tls"], True),
+        (["--kubelet-insecure-tls=true"], True),
+        (["--kubelet-insecure-tls=false"], False),
+        ([], False),
+    ],
+)
+def test_boolean_flags_take_values_as_metrics_servers_flags_do(
+    argv: list[str], insecure: bool
+) -> None:
+    """metrics-server's manifests say --kubelet-insecure-tls=true; pflag takes both."""
+    from kubepulse.cli.main import build_parser
+
+    args = build_parser("server").parse_args(["server", *argv])
+    assert args.kubelet_insecure_tls is insecure

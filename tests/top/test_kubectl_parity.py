@@ -77,6 +77,13 @@ CASES = [
     ["pods", "-l"],
     ["nodes", "node-a", "node-b"],
     ["pods", "web-1", "web-2"],
+    # Boolean flags with a value, as pflag takes them (strconv.ParseBool).
+    ["pods", "--no-headers=true"],
+    ["pods", "-A", "--sum=false"],
+    ["nodes", "--show-capacity=1"],
+    ["pods", "-A=true", "--containers=T"],
+    ["pods", "--no-headers=maybe"],
+    ["pods", "-A=x"],
 ]
 
 

@@ -25,7 +25,17 @@ class Parser(argparse.ArgumentParser):
     ) -> tuple[argparse.Namespace, list[str]]:
         # Kept so that an error can name the flag as it was typed (-l or --selector).
         self.argv = list(sys.argv[1:] if args is None else args)
-        return super().parse_known_args(self.argv, namespace)
+        booleans = {
+            flag: ", ".join(action.option_strings)
+            for action in self._actions
+            if action.nargs == 0 and action.dest not in ("help", "version")
+            for flag in action.option_strings
+        }
+        try:
+            argv = usage.booleans_spelt_out(self.argv, booleans)
+        except ValueError as err:
+            self.error(str(err))
+        return super().parse_known_args(argv, namespace)
 
     def error(self, message: str) -> NoReturn:
         self.exit(1, f"error: {usage.pflag_words(message, self.argv)}\n")

@@ -39,6 +39,33 @@ def pflag_words(message: str, argv: Sequence[str]) -> str:
     return message
 
 
+# strconv.ParseBool, which pflag uses for --flag=value of a boolean flag.
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def booleans_spelt_out(argv: Sequence[str], flags: dict[str, str]) -> list[str]:
+    """argv with kubectl's --flag=true and --flag=false of boolean flags as argparse
+    takes them: the bare flag, or nothing. `flags` maps each spelling of a boolean flag
+    to the name pflag gives it in errors ("-A, --all-namespaces"). Raises ValueError
+    with pflag's words for a value ParseBool refuses."""
+    out: list[str] = []
+    for i, token in enumerate(argv):
+        if token == "--":
+            return out + list(argv[i:])
+        name, eq, value = token.partition("=")
+        if not eq or name not in flags:
+            out.append(token)
+        elif value in _TRUE:
+            out.append(name)
+        elif value not in _FALSE:
+            raise ValueError(
+                f'invalid argument "{value}" for "{flags[name]}" flag: '
+                f'strconv.ParseBool: parsing "{value}": invalid syntax'
+            )
+    return out
+
+
 class Given(argparse.Action):
     """A flag that also notes the option string it was given as, in args.given.
 
