@@ -15,6 +15,8 @@ from kubepulse.agent.workloads import Discovery, RuntimeMetadata
 from kubepulse.model import Resources
 
 BTIME = 1_700_000_000
+UPTIME = 3_600.0
+"""Seconds since boot: every process the fixtures make has run for most of an hour."""
 USER_FLAGS = 0x00400100  # PF_RANDOMIZE | PF_SUPERPRIV, as on an ordinary process
 KTHREAD_FLAGS = 0x00208040  # PF_KTHREAD | PF_NOFREEZE | PF_FORKNOEXEC, as on kthreadd
 CONTAINERD_TASKS = "run/containerd/io.containerd.runtime.v2.task/k8s.io"
@@ -95,6 +97,7 @@ class FakeHost:
             "MemTotal:        8041672 kB\nMemFree:         2035336 kB\n"
             "MemAvailable:    6218396 kB\nHugePages_Total:       0\n"
         )
+        self.set_uptime(UPTIME)
         kernel = self.proc_root / "sys" / "kernel"
         (kernel / "random").mkdir(parents=True)
         (kernel / "pid_max").write_text("4194304\n")
@@ -140,6 +143,10 @@ class FakeHost:
             (d / name).write_text(text)
         return d
 
+    def set_uptime(self, seconds: float) -> None:
+        """/proc/uptime: the clock of the processes' start times (ticks since boot)."""
+        (self.proc_root / "uptime").write_text(f"{seconds:.2f} {seconds * 1.9:.2f}\n")
+
     def set_cpu(self, path: str, usage_usec: int) -> None:
         (self.dir(path) / "cpu.stat").write_text(
             f"usage_usec {usage_usec}\nuser_usec {usage_usec}\nsystem_usec 0\n"
@@ -158,6 +165,8 @@ class FakeHost:
         stime: int = 20,
         rss_pages: int = 256,
         cgroup_file: str | None = None,
+        exe: str | None = None,
+        argv: tuple[str, ...] = (),
     ) -> None:
         """A process in /proc, listed in its cgroup's cgroup.procs; cgroup_file is its
         /proc/<pid>/cgroup when that should say something else than `cgroup`."""
@@ -173,6 +182,9 @@ class FakeHost:
         (d / "cgroup").write_text(cgroup_file)
         environ = env if env is not None else {"PATH": "/usr/bin:/bin"}
         (d / "environ").write_bytes(b"".join(f"{k}={v}\0".encode() for k, v in environ.items()))
+        if exe is not None:
+            (d / "exe").symlink_to(exe)
+        (d / "cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in argv))
         if not kernel_thread:
             with (self.dir(cgroup) / "cgroup.procs").open("a") as procs:
                 procs.write(f"{pid}\n")

@@ -24,7 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubepulse.agent import cgroups
-from kubepulse.agent.procfs import ProcFS
+from kubepulse.agent.procfs import CLOCK_TICKS, ProcFS
 from tests.agent.conftest import Agent, start_agent
 from tests.support import wait_for
 
@@ -131,7 +131,8 @@ def scrape(agent: Agent) -> dict[tuple[str, str], tuple[float, float]]:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    return ProcFS().process(pid).cpu_nanoseconds / 1e9
+    process = ProcFS().process(pid)
+    return (process.own_cpu_ticks + process.reaped_cpu_ticks) / CLOCK_TICKS
 
 
 def vm_rss_bytes(pid: int) -> int:

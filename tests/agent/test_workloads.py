@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from kubepulse.agent.procfs import CLOCK_TICKS
 from kubepulse.agent.workloads import HOST_NAMESPACE
 from tests.agent.fakehost import (
     CGROUPFS,
     SYSTEMD,
     UID,
+    UPTIME,
     FakeHost,
     Layout,
     hexid,
@@ -221,6 +223,80 @@ def test_process_trees_become_host_pods_grouped_by_command(host: FakeHost) -> No
     }
     assert [p.name for p in pods] == sorted(summary)
     assert all(c.cgroup is None for p in pods for c in p.containers)
+
+
+def ticks_ago(seconds: float) -> int:
+    """The start time, in ticks since boot, of a process that began `seconds` ago."""
+    return int((UPTIME - seconds) * CLOCK_TICKS)
+
+
+def test_young_processes_count_in_the_container_of_their_established_ancestor(
+    host: FakeHost,
+) -> None:
+    """Children that come and go do not add and drop containers: metrics-server would
+    leave the pod out of every scrape in which a container was new."""
+    host.process(1, "systemd", ppid=0, start_ticks=1)
+    host.process(500, "bash", ppid=1, start_ticks=ticks_ago(3_000))
+    host.process(501, "make", ppid=500, start_ticks=ticks_ago(120))
+    host.process(502, "cc1", ppid=501, start_ticks=ticks_ago(2))
+    host.process(503, "sleep", ppid=500, start_ticks=ticks_ago(0.5))
+
+    (pod,) = (p for p in host.discovery().process_trees(set()) if p.name == "bash-500")
+
+    assert [(c.name, c.pids) for c in pod.containers] == [
+        ("bash", (500, 503)),
+        ("make", (501, 502)),
+    ]
+
+
+def test_a_process_becomes_a_container_of_its_own_once_it_has_run_a_minute(
+    host: FakeHost,
+) -> None:
+    host.process(1, "systemd", ppid=0, start_ticks=1)
+    host.process(500, "bash", ppid=1, start_ticks=ticks_ago(3_000))
+    host.process(501, "postgres", ppid=500, start_ticks=ticks_ago(30))
+    discovery = host.discovery()
+
+    def containers() -> list[str]:
+        (pod,) = (p for p in discovery.process_trees(set()) if p.name == "bash-500")
+        return [c.name for c in pod.containers]
+
+    assert containers() == ["bash"]
+    host.set_uptime(UPTIME + 30)
+    assert containers() == ["bash", "postgres"]
+
+
+@pytest.mark.parametrize(
+    ("comm", "exe", "argv", "name"),
+    [
+        pytest.param("3", "/memfd:app (deleted)", ("/app/agent", "-v"), "agent", id="fexecve"),
+        pytest.param(
+            "memfd:sealed-91",
+            "/memfd:sealed-91 (deleted)",
+            ("tools/backend",),
+            "backend",
+            id="memfd-comm",
+        ),
+        pytest.param("5", "/memfd:x (deleted)", ("-zsh",), "zsh", id="login-shell"),
+        pytest.param("4", "/memfd:x (deleted)", ("sshd: root@pts/0",), "sshd", id="proctitle"),
+        pytest.param(
+            "sshd", "/usr/sbin/sshd (deleted)", ("sshd: root@pts/0",), "sshd", id="upgraded"
+        ),
+        pytest.param("7", "/memfd:x (deleted)", (), "7", id="nothing-better"),
+        pytest.param("nginx", "/usr/sbin/nginx", ("nginx: master",), "nginx", id="plain"),
+    ],
+)
+def test_trees_are_named_after_the_program_a_person_knows(
+    host: FakeHost, comm: str, exe: str, argv: tuple[str, ...], name: str
+) -> None:
+    host.process(1, "systemd", ppid=0, start_ticks=1)
+    host.process(700, comm, ppid=1, start_ticks=ticks_ago(600), exe=exe, argv=argv)
+    discovery = host.discovery()
+
+    first = [p.name for p in discovery.process_trees(set()) if p.name.endswith("-700")]
+    second = [p.name for p in discovery.process_trees(set()) if p.name.endswith("-700")]
+
+    assert first == second == [f"{name}-700"]
 
 
 def test_everything_together_each_process_is_reported_once(host: FakeHost) -> None:

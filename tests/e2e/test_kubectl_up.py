@@ -53,7 +53,7 @@ class Up:
         return result
 
 
-def start_up(state_dir: Path, log: Path) -> Iterator[Up]:
+def start_up(state_dir: Path, log: Path, *extra: str) -> Iterator[Up]:
     port = free_port()
     args = [
         "up",
@@ -63,6 +63,7 @@ def start_up(state_dir: Path, log: Path) -> Iterator[Up]:
         str(port),
         "--agent-port",
         str(free_port()),
+        *extra,
     ]
     started = time.monotonic()
     with run_kubepulse(args, log) as running:
@@ -162,6 +163,76 @@ def test_top_pods_all_namespaces_shows_the_busy_burner_pod(up: Up, burner: int) 
     # The burner is measured from its second scrape on (a new pod needs two points).
     row = wait_for(burner_row, timeout=30, what=f"pod host/{pod} with CPU in use")
     assert mebibytes(row[3]) >= 32  # the 32 MiB block it holds
+
+
+# A spawner under init that starts top-level trees one after another, each of which
+# burns a core for 2 s in a child and ends: init reaps every one of them, so its cutime
+# rises by 2 s each time.
+ENDING_TREES = (
+    "import os, time\n"
+    "pid = os.fork()\n"
+    "if pid:\n"
+    "    print(pid, flush=True)\n"
+    "    os._exit(0)\n"
+    "os.setsid()\n"
+    "null = os.open(os.devnull, os.O_RDWR)\n"
+    "for fd in (0, 1, 2):\n"
+    "    os.dup2(null, fd)\n"
+    "while True:\n"
+    "    if os.fork() == 0:\n"
+    "        if os.fork():\n"
+    "            os._exit(0)\n"
+    "        child = os.fork()\n"
+    "        if child == 0:\n"
+    "            while time.process_time() < 2.0: pass\n"
+    "            os._exit(0)\n"
+    "        os.waitpid(child, 0)\n"
+    "        os._exit(0)\n"
+    "    os.wait()\n"
+    "    time.sleep(2.5)  # the load's own rhythm, not a wait for anything\n"
+)
+
+
+@pytest.fixture
+def ending_trees() -> Iterator[int]:
+    out = subprocess.run(
+        [sys.executable, "-c", ENDING_TREES], capture_output=True, text=True, timeout=30
+    )
+    pid = int(out.stdout.strip())
+    try:
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_top_never_shows_a_pod_above_the_nodes_cores_on_a_busy_host(
+    tmp_path: Path, burner: int, ending_trees: int
+) -> None:
+    gen = start_up(tmp_path / "state", tmp_path / "up.log", "--metric-resolution", "2s")
+    up = next(gen)
+    try:
+        node = json.loads(up.kubectl("get", "node", HOST, "-o", "json").stdout)
+        cores = int(node["status"]["capacity"]["cpu"])
+        scrapes = 0
+        last_stamp = ""
+        deadline = time.monotonic() + 120
+        while scrapes < 15 and time.monotonic() < deadline:
+            raw = up.kubectl("get", "--raw", f"/apis/metrics.k8s.io/v1beta1/nodes/{HOST}")
+            stamp = json.loads(raw.stdout)["timestamp"]
+            if stamp == last_stamp:
+                continue  # the same scrape as the last look
+            last_stamp = stamp
+            _, pods = table(up.kubectl("top", "pods", "-A").stdout)
+            _, nodes = table(up.kubectl("top", "nodes").stdout)
+            pod_cpu = {f"{r[0]}/{r[1]}": millicores(r[2]) for r in pods}
+            node_cpu = millicores(nodes[0][1])
+            assert max(pod_cpu.values()) <= cores * 1000 * 1.05, pod_cpu
+            # The pods' and the node's figures are moments apart: 10% and 50m of room.
+            assert sum(pod_cpu.values()) <= node_cpu * 1.1 + 50, (node_cpu, pod_cpu)
+            scrapes += 1
+        assert scrapes == 15, f"only {scrapes} scrapes in 120 s"
+    finally:
+        gen.close()
 
 
 def test_top_pods_containers(up: Up) -> None:

@@ -154,9 +154,14 @@ class Collector:
                 return cgroups.read_usage(self.h, ref.cgroup, self.clock())
             except (OSError, ValueError, KeyError):
                 self.skipped_reads += 1
+        cpu = sum(c.usage.cpu_usage_core_nanoseconds for c in containers)
+        if ref.cpu_ns is not None:
+            # A process tree's own counter: its containers' counters start from their
+            # processes' past when they appear, so their sum is no counter of the pod.
+            cpu = max(ref.cpu_ns, 1)
         return Usage(
             timestamp=max(c.usage.timestamp for c in containers),
-            cpu_usage_core_nanoseconds=sum(c.usage.cpu_usage_core_nanoseconds for c in containers),
+            cpu_usage_core_nanoseconds=cpu,
             working_set_bytes=sum(c.usage.working_set_bytes for c in containers),
             usage_bytes=sum(c.usage.usage_bytes or 0 for c in containers),
             rss_bytes=sum(c.usage.rss_bytes or 0 for c in containers),
@@ -166,7 +171,7 @@ class Collector:
         if container.cgroup is not None:
             usage = cgroups.read_usage(self.h, container.cgroup, self.clock())
             return usage, len(cgroups.read_pids(self.h, container.cgroup))
-        cpu = rss = pss = 0
+        rss = pss = 0
         alive = 0
         for pid in container.pids:
             try:
@@ -174,19 +179,16 @@ class Collector:
             except OSError:
                 continue  # exited since discovery
             alive += 1
-            cpu += process.cpu_nanoseconds
             rss += process.rss_bytes
             pss += self.proc.pss_bytes(pid) or process.rss_bytes
         if not alive:
             raise FileNotFoundError(f"processes {container.pids} exited")
-        # /proc counts CPU in clock ticks, so a process that ran for less than one tick
-        # reads 0, which metrics-server takes for a broken runtime and drops the whole
-        # pod. The true value lies in [ticks, ticks + 1 tick); report at least 1 ns for
-        # each live process, well inside that error.
-        cpu = max(cpu, alive)
+        # /proc counts CPU in clock ticks, so a container that has run for less than one
+        # tick reads 0, which metrics-server takes for a broken runtime and drops the
+        # whole pod. The true value lies in [0, 1 tick): report at least 1 ns.
         usage = Usage(
             timestamp=self.clock(),
-            cpu_usage_core_nanoseconds=cpu,
+            cpu_usage_core_nanoseconds=max(container.cpu_ns or 0, 1),
             working_set_bytes=pss,
             usage_bytes=rss,
             rss_bytes=rss,

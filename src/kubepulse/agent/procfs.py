@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +16,18 @@ class Process:
     pid: int
     ppid: int
     comm: str
+    start_ticks: int
+    """Clock ticks since boot: with the pid, it names a process across pid reuse."""
     start_time: float
     """Seconds since the epoch."""
-    cpu_nanoseconds: int
-    """utime + stime of the process and of its children that it has waited for."""
+    own_cpu_ticks: int
+    """utime + stime: the process's own CPU, in clock ticks."""
+    reaped_cpu_ticks: int
+    """cutime + cstime: the CPU of the children it has waited for, in clock ticks."""
     rss_bytes: int
     kernel_thread: bool
+    zombie: bool = False
+    """Ended and not yet waited for by its parent (state Z)."""
 
 
 class ProcFS:
@@ -46,17 +53,49 @@ class ProcFS:
         open_paren, close_paren = raw.index(b"("), raw.rindex(b")")
         fields = raw[close_paren + 2 :].split()
         # Field numbers from proc(5), counted from state (field 3) at index 0.
-        ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
         flags = int(fields[6])
+        start_ticks = int(fields[19])
         return Process(
             pid=pid,
             ppid=int(fields[1]),
             comm=raw[open_paren + 1 : close_paren].decode(errors="replace"),
-            start_time=self.boot_time + int(fields[19]) / CLOCK_TICKS,
-            cpu_nanoseconds=ticks * 1_000_000_000 // CLOCK_TICKS,
+            start_ticks=start_ticks,
+            start_time=self.boot_time + start_ticks / CLOCK_TICKS,
+            own_cpu_ticks=int(fields[11]) + int(fields[12]),
+            reaped_cpu_ticks=int(fields[13]) + int(fields[14]),
             rss_bytes=int(fields[21]) * PAGE_SIZE,
             kernel_thread=bool(flags & 0x00200000),  # PF_KTHREAD
+            zombie=fields[0] == b"Z",
         )
+
+    def uptime_ticks(self) -> int:
+        """Clock ticks since boot: the clock of start_ticks (proc(5), /proc/uptime)."""
+        try:
+            seconds = float((self.root / "uptime").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            seconds = time.time() - self.boot_time
+        return int(seconds * CLOCK_TICKS)
+
+    def program(self, pid: int, comm: str) -> str:
+        """The name a person knows the process by.
+
+        comm is the base name of the file executed, which means nothing when that file
+        was a memfd (runc and self-extracting tools: "memfd:...", or the fd number
+        fexecve's /dev/fd/N leaves): then argv[0]'s first word names it, else comm.
+        """
+        try:
+            exe = os.readlink(self.root / str(pid) / "exe")
+        except OSError:
+            exe = ""
+        if not (comm.isdigit() or comm.startswith("memfd") or exe.startswith("/memfd:")):
+            return comm
+        try:
+            argv0 = (self.root / str(pid) / "cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            argv0 = b""
+        words = argv0.decode(errors="replace").split()
+        name = os.path.basename(words[0]).strip("-:") if words else ""
+        return name or comm
 
     def pss_bytes(self, pid: int) -> int | None:
         """Proportional set size: shared pages split among the processes that map them,

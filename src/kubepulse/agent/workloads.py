@@ -6,7 +6,7 @@ Three sources, in this order:
 2. systemd units under the top-level slices (namespace = the slice) and docker, podman
    and containerd scopes;
 3. everything else: each top-level process tree is a pod in namespace `host`, named
-   after its command, and its processes, grouped by command, are its containers.
+   after its program (process_trees.py).
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubepulse.agent import cgroups
 from kubepulse.agent.cgroups import Hierarchy
+from kubepulse.agent.process_trees import ESTABLISHED_SECONDS, HOST_NAMESPACE, ProcessTrees
 from kubepulse.agent.procfs import Process, ProcFS
 
-HOST_NAMESPACE = "host"
 _POD_DIR = re.compile(
     r"^(?:pod|kubepods-(?:burstable-|besteffort-)?pod)([0-9a-f_-]{36})(?:\.slice)?$"
 )
@@ -39,6 +38,8 @@ class ContainerRef:
     start_time: float
     cgroup: str | None = None
     pids: tuple[int, ...] = ()
+    cpu_ns: int | None = None
+    """Cumulative CPU of a process-tree container (no cgroup to read it from)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,8 @@ class PodRef:
     cgroup: str | None = None
     kubepods: bool = False
     """Whether the kubelet made the cgroups, so that cpu.shares encode the CPU request."""
+    cpu_ns: int | None = None
+    """Cumulative CPU of a process tree (no cgroup to read it from)."""
 
 
 def dns_label(text: str, fallback: str = "x") -> str:
@@ -107,8 +110,15 @@ def _first(labels: dict[str, str], *keys: str) -> str | None:
 
 
 class Discovery:
-    def __init__(self, h: Hierarchy, proc: ProcFS, runtime: RuntimeMetadata) -> None:
+    def __init__(
+        self,
+        h: Hierarchy,
+        proc: ProcFS,
+        runtime: RuntimeMetadata,
+        established_seconds: float = ESTABLISHED_SECONDS,
+    ) -> None:
         self.h, self.proc, self.runtime = h, proc, runtime
+        self.trees = ProcessTrees(proc, dns_label, established_seconds)
 
     def pods(self) -> list[PodRef]:
         found = self.kubepods() + self.units()
@@ -250,46 +260,23 @@ class Discovery:
 
     # -- 3. process trees ---------------------------------------------------------------
     def process_trees(self, workload_cgroups: set[str]) -> list[PodRef]:
-        procs: dict[int, Process] = {}
-        for pid in self.proc.pids():
-            try:
-                process = self.proc.process(pid)
-            except OSError:
-                continue  # exited between listdir and read
-            if process.kernel_thread or self._in_workload(pid, workload_cgroups):
-                continue
-            procs[pid] = process
-        members: dict[int, list[Process]] = defaultdict(list)
-        for process in procs.values():
-            members[self._tree_root(process, procs)].append(process)
         boot_id = self.proc.boot_id()
-        pods: list[PodRef] = []
-        for root_pid, tree in members.items():
-            root = procs[root_pid]
-            by_command: dict[str, list[Process]] = defaultdict(list)
-            for process in tree:
-                by_command[dns_label(process.comm, "process")].append(process)
-            containers = tuple(
-                ContainerRef(
-                    name=command,
-                    start_time=min(p.start_time for p in group),
-                    pids=tuple(sorted(p.pid for p in group)),
-                )
-                for command, group in sorted(by_command.items())
+        return [
+            PodRef(
+                HOST_NAMESPACE,
+                tree.name,
+                stable_uid(boot_id, tree.root_pid, f"{tree.start_time:.2f}"),
+                tree.start_time,
+                tuple(
+                    ContainerRef(
+                        c.name, c.start_time, pids=c.pids, cpu_ns=c.cpu_usage_core_nanoseconds
+                    )
+                    for c in tree.containers
+                ),
+                cpu_ns=tree.cpu_usage_core_nanoseconds,
             )
-            name = f"{dns_label(root.comm, 'process')[:50]}-{root.pid}"
-            uid = stable_uid(boot_id, root.pid, f"{root.start_time:.2f}")
-            pods.append(PodRef(HOST_NAMESPACE, name, uid, root.start_time, containers))
-        return sorted(pods, key=lambda p: p.name)
-
-    @staticmethod
-    def _tree_root(process: Process, procs: dict[int, Process]) -> int:
-        """The ancestor just below init (or init itself) within the processes we keep."""
-        seen = 0
-        while process.ppid > 1 and process.ppid in procs and seen < 4096:
-            process = procs[process.ppid]
-            seen += 1
-        return process.pid
+            for tree in self.trees.read(lambda pid: self._in_workload(pid, workload_cgroups))
+        ]
 
     def _in_workload(self, pid: int, workload_cgroups: set[str]) -> bool:
         if not workload_cgroups:
