@@ -45,7 +45,7 @@ from aiohttp import web
 from bench.dashboard_overview import build
 from kubepulse.api.authn import Authenticator, User
 from kubepulse.dashboard.app import DashboardOptions, DashboardParts, mount
-from kubepulse.store.history_read import HistoryPoint
+from kubepulse.history.read import HistoryPoint
 
 CHROMIUM = Path("/usr/bin/chromium")
 POINTS = 5760

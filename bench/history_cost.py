@@ -61,7 +61,7 @@ from bench.server_scale import (
     start_simulator,
     wait_ready,
 )
-from kubepulse.store.history import History
+from kubepulse.history.file import History
 
 NODES = 1000
 RESOLUTION_S = 15.0

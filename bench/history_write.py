@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from kubepulse.store.history import History
-from kubepulse.store.history_writer import Row
+from kubepulse.history.file import History
+from kubepulse.history.writer import Row
 
 T0 = 1_700_000_100.0
 MIB = 1 << 20

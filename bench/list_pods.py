@@ -68,7 +68,7 @@ class Cluster:
             sample, pods = decode_resource_metrics(render(stats).encode(), node.name, self.now)
             self.store.store(node.name, sample, pods)
             if tell:
-                self.api.rendered.node_stored(node.name, pods)
+                self.api.rendered.node_stored(node.name)
 
 
 async def curl(url: str, ca: Path) -> tuple[int, float]:

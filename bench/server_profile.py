@@ -313,7 +313,7 @@ def prerendered(
 
     async def run() -> None:
         for node in store.node_names():
-            rendered.node_stored(node, ())
+            rendered.node_stored(node)
 
     return run
 

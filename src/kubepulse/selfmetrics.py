@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from kubepulse.store.points import MetricsStore
+from kubepulse.store.reading import UsageStore
 
 
 def _tick_buckets(resolution: float) -> list[float]:
@@ -20,7 +20,7 @@ def _tick_buckets(resolution: float) -> list[float]:
 
 
 class _StoragePoints(Collector):
-    def __init__(self, store: MetricsStore) -> None:
+    def __init__(self, store: UsageStore) -> None:
         self.store = store
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -33,7 +33,7 @@ class _StoragePoints(Collector):
 
 
 class SelfMetrics:
-    def __init__(self, store: MetricsStore, resolution: float) -> None:
+    def __init__(self, store: UsageStore, resolution: float) -> None:
         self.registry = CollectorRegistry()
         self.request_duration = Histogram(
             "kubepulse_kubelet_request_duration_seconds",

@@ -18,11 +18,11 @@ from typing import Any
 
 from kubepulse.api.app import ServerParts, make_app
 from kubepulse.api.authn import Authenticator, User
+from kubepulse.api.exposition import prometheus_handler
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import node_from_object, pod_from_object
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
-from kubepulse.store.exposition import prometheus_handler
 from kubepulse.store.points import MetricsStore
 from tests.api.conftest import (
     AUTH,

@@ -17,7 +17,7 @@ from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.tables import TABLE_CONTENT_TYPE
 from kubepulse.kube.objects import Pod, pod_from_object
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
-from kubepulse.store.points import PodRates
+from kubepulse.store.rates import PodRates
 from kubepulse.timefmt import parse_rfc3339
 from tests.api.conftest import (
     AUTH,

@@ -68,13 +68,13 @@ def test_stored_nodes_are_prerendered_only_while_clients_list() -> None:
     scrape(store, 2, 3, T, 0)
     scrape(store, 2, 3, T + 15, 15)
     rendered, pods = RenderedPods(store), inventory_pods(2, 3)
-    rendered.node_stored("node-0", ())  # nobody has listed: nothing to do
+    rendered.node_stored("node-0")  # nobody has listed: nothing to do
     assert rendered.renders == 0
     rendered.body(pods, CREATED, whole=True)
     assert rendered.renders == 2
     scrape(store, 2, 3, T + 30, 45)
     for node in ("node-0", "node-1"):
-        rendered.node_stored(node, ())
+        rendered.node_stored(node)
     assert rendered.renders == 4  # rendered as stored, before anyone asked
     body = b"".join(rendered.body(pods, CREATED, whole=True))
     assert rendered.renders == 4 and cpu_of(body) == {"2"}
@@ -93,7 +93,7 @@ def test_nodes_no_list_needed_for_two_resolutions_are_not_prerendered(
     clock[0] += 31  # more than two resolutions without a LIST
     rendered.tick_done()
     scrape(store, 1, 2, T + 30, 45)
-    rendered.node_stored("node-0", ())
+    rendered.node_stored("node-0")
     assert rendered.renders == 1
 
 

@@ -15,11 +15,11 @@ from aiohttp.test_utils import TestClient
 
 from kubepulse.api.authn import Authenticator, User
 from kubepulse.dashboard.app import DashboardOptions, DashboardParts, mount
+from kubepulse.history.file import History
+from kubepulse.history.sources import SqliteSeries
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import node_from_object, pod_from_object
-from kubepulse.store.history import History
 from kubepulse.store.points import MetricsStore
-from kubepulse.store.series import SqliteSeries
 from tests.api.conftest import MI, NODE_OBJECTS, POD_OBJECTS, TOKEN, filled_store, pod_object
 
 XSS_NAME = "<img src=x onerror=alert(1)>"

@@ -11,9 +11,9 @@ from aiohttp.test_utils import TestClient
 
 from kubepulse.dashboard.security import CSP
 from kubepulse.dashboard.sessions import COOKIE
-from kubepulse.store.history_read import HistoryPoint
-from kubepulse.store.prometheus import PrometheusHistory
-from kubepulse.store.series import SeriesSource
+from kubepulse.history.prometheus import PrometheusHistory
+from kubepulse.history.read import HistoryPoint
+from kubepulse.history.sources import SeriesSource
 from tests.api.conftest import COREDNS, KI, MI, TOKEN
 from tests.dashboard.conftest import (
     HISTORY_POINTS,

@@ -19,16 +19,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from kubepulse.store import history_db
-from kubepulse.store.exposition import metric_name
-from tests.server.test_server_cli import SERVER_TOKEN, Agent, Files, agents, files, start_server
-from tests.store.prometheus_run import (
+from kubepulse.api.exposition import metric_name
+from kubepulse.history import db as history_db
+from tests.history.prometheus_run import (
     PrometheusProcess,
     api,
     require_prometheus,
     run_prometheus,
     scrape_job,
 )
+from tests.server.test_server_cli import SERVER_TOKEN, Agent, Files, agents, files, start_server
 from tests.support import KUBEPULSE, free_port, run_kubepulse, wait_for
 
 __all__ = ["agents", "files"]  # fixtures, used by name

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 import yaml
 
-from kubepulse.store.history import History
+from kubepulse.history.file import History
 from tests.support import KUBECTL, KUBEPULSE, Running, free_port, run_kubepulse, wait_for
 
 HOST = os.environ.get("KUBEPULSE_NODE_NAME") or socket.gethostname()

@@ -16,6 +16,8 @@ from aiohttp.test_utils import TestClient
 
 from kubepulse.api.status import status_response
 from kubepulse.dashboard.data import PodIndex, pod_index
+from kubepulse.history.file import History
+from kubepulse.history.recorder import HistoryRecorder
 from kubepulse.kube.client import KubeClient
 from kubepulse.kube.kubeconfig import Credentials
 from kubepulse.kube.objects import ObjectError
@@ -28,8 +30,8 @@ from kubepulse.scrape.metrics_api import (
     node_rate,
     pod_rates,
 )
-from kubepulse.store.history import History, HistoryRecorder
-from kubepulse.store.points import MetricsStore, PodRates, Rate
+from kubepulse.store.rated import RatedStore
+from kubepulse.store.rates import PodRates, Rate
 from tests.api.conftest import COREDNS, KI, MI, NODE_OBJECTS, POD_OBJECTS, T1, T1_TEXT
 from tests.fakeapi.fixtures import until
 from tests.support import free_port
@@ -188,7 +190,7 @@ class FakeCluster:
 class Polling:
     cluster: FakeCluster
     poller: MetricsApiPoller
-    store: MetricsStore
+    store: RatedStore
     inventory: PolledInventory
     history: History
 
@@ -205,7 +207,7 @@ async def polling(aiohttp_client: Any, history: History) -> AsyncIterator[Pollin
     cluster = FakeCluster()
     client: TestClient[Any, Any] = await aiohttp_client(cluster.app())
     creds = Credentials(server=str(client.make_url("")).rstrip("/"), token="poller-token")
-    store, inventory = MetricsStore(15.0), PolledInventory()
+    store, inventory = RatedStore(15.0), PolledInventory()
     async with KubeClient(creds) as kube:
         # As `kubepulse dashboard` builds it: the history, and the dashboard's pod index.
         recorder = Recorders(HistoryRecorder(store, history), pod_index(store, inventory))
@@ -352,7 +354,7 @@ async def test_the_poller_keeps_running_while_the_server_is_down_and_recovers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     port = free_port()
-    store, inventory = MetricsStore(0.05), PolledInventory()
+    store, inventory = RatedStore(0.05), PolledInventory()
     creds = Credentials(server=f"http://127.0.0.1:{port}")
     with caplog.at_level(logging.INFO, logger="kubepulse.scrape.metrics_api"):
         async with KubeClient(creds, timeout=2.0) as kube:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import pytest
 
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
-from kubepulse.store.points import MetricsStore, Point, Rate, rate
+from kubepulse.store.points import MetricsStore
+from kubepulse.store.rates import Point, Rate, rate
 
 RESOLUTION = 15.0
 T0 = 1_700_000_000.0

@@ -23,7 +23,7 @@ from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.selectors import SelectorError
 from kubepulse.api.status import status_response
 from kubepulse.kube.inventory import Inventory
-from kubepulse.store.points import MetricsStore
+from kubepulse.store.reading import UsageStore
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ScrapeStatus(Protocol):
 
 @dataclass
 class ServerParts:
-    store: MetricsStore
+    store: UsageStore
     inventory: Inventory
     scraping: ScrapeStatus
     authenticator: RequestAuthenticator

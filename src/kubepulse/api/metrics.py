@@ -22,7 +22,8 @@ from kubepulse.api.selectors import parse_field_selector, parse_label_selector
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import Node, Pod
 from kubepulse.quantity import format_bytes, format_nanocores
-from kubepulse.store.points import MetricsStore, PodRates, Rate
+from kubepulse.store.rates import PodRates, Rate
+from kubepulse.store.reading import UsageStore
 from kubepulse.timefmt import go_duration, rfc3339
 
 GROUP = "metrics.k8s.io"
@@ -91,7 +92,7 @@ CHUNK_ITEMS = 4096
 class MetricsAPI:
     def __init__(
         self,
-        store: MetricsStore,
+        store: UsageStore,
         inventory: Inventory,
         node_selector: Callable[[Mapping[str, str]], bool] = lambda _labels: True,
         rendered: RenderedPods | None = None,

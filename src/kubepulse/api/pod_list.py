@@ -12,17 +12,17 @@ soon as the scrape is stored (node_stored), so that a LIST after a cycle only jo
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 
 import orjson
 
 from kubepulse.kube.objects import Pod
 from kubepulse.quantity import format_bytes, format_nanocores
-from kubepulse.store.points import Containers, MetricsStore, PodRates
+from kubepulse.store.rates import PodKey, PodRates
+from kubepulse.store.reading import NodePods, UsageStore
 from kubepulse.timefmt import go_duration, rfc3339
 
-PodKey = tuple[str, str]
 _Usage = dict[PodKey, bytes]  # (namespace, name) -> usage part; absent: no data
 
 LIST_HEAD = (
@@ -50,15 +50,9 @@ def usage_part(rates: PodRates) -> bytes:
     return (_USAGE % (rfc3339(rates.timestamp), go_duration(rates.window), containers)).encode()
 
 
-def render_node(pods: Mapping[PodKey, Containers]) -> _Usage:
+def render_node(pods: NodePods) -> _Usage:
     """The usage part of every servable pod of one node (the store's rules decide which)."""
-    pod_rates = MetricsStore.pod_rates
-    rendered: _Usage = {}
-    for key, containers in pods.items():
-        rates = pod_rates(containers)
-        if rates is not None:
-            rendered[key] = usage_part(rates)
-    return rendered
+    return {key: usage_part(rates) for key, rates in pods.pod_rates()}
 
 
 def pod_part(pod: Pod) -> tuple[bytes, bytes]:
@@ -72,7 +66,7 @@ def pod_part(pod: Pod) -> tuple[bytes, bytes]:
 class RenderedPods:
     """Rendered parts, kept while the Pod object and its node's store generation last."""
 
-    def __init__(self, store: MetricsStore, resolution: float | None = None) -> None:
+    def __init__(self, store: UsageStore, resolution: float | None = None) -> None:
         self.store = store
         self.resolution = resolution if resolution is not None else store.resolution
         # node name -> (store generation, usage parts of its pods)
@@ -135,7 +129,7 @@ class RenderedPods:
         return {key: node for node in self.store.node_names() for key in self.store.node_pods(node)}
 
     # -- after each scrape cycle (the manager's Recorder) ----------------------------------
-    def node_stored(self, node_name: str, pods: object) -> None:
+    def node_stored(self, node_name: str) -> None:
         """While LISTs need this node (one in the last two resolutions did), render its
         usage parts as soon as its scrape is stored: at thousands of nodes a LIST made
         after a cycle, as an HPA makes once per resolution, arrives while the last

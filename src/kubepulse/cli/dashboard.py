@@ -35,13 +35,14 @@ from kubepulse.cli.server import (
 from kubepulse.cli.up import default_state_dir
 from kubepulse.dashboard.app import PREFIX, DashboardOptions, DashboardParts, mount
 from kubepulse.dashboard.data import pod_index
+from kubepulse.history.file import History
+from kubepulse.history.recorder import HistoryRecorder
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import KubeClient
 from kubepulse.kube.kubeconfig import Credentials, KubeconfigError
 from kubepulse.scrape.manager import Recorders
 from kubepulse.scrape.metrics_api import MetricsApiPoller, PolledInventory
-from kubepulse.store.history import History, HistoryRecorder
-from kubepulse.store.points import MetricsStore
+from kubepulse.store.rated import RatedStore
 
 log = logging.getLogger("kubepulse.dashboard")
 
@@ -163,7 +164,7 @@ async def run(args: argparse.Namespace) -> int:
     if history is not None:
         closers.append(lambda: asyncio.to_thread(history.close))
     try:
-        store, inventory = MetricsStore(args.interval), PolledInventory()
+        store, inventory = RatedStore(args.interval), PolledInventory()
         # The dashboard calls the API server with each user's token, never the kubeconfig's.
         parts = DashboardParts(
             store,

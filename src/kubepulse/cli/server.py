@@ -46,6 +46,7 @@ from kubepulse.api.authz import (
     Authorizer,
     SubjectAccessReviewAuthorizer,
 )
+from kubepulse.api.exposition import prometheus_handler
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.selectors import SelectorError, parse_label_selector
 from kubepulse.api.whoami import without_credentials
@@ -54,6 +55,11 @@ from kubepulse.cli.errors import CommandError
 from kubepulse.dashboard.app import DashboardParts
 from kubepulse.dashboard.app import mount as mount_dashboard
 from kubepulse.dashboard.data import pod_index
+from kubepulse.history.file import History
+from kubepulse.history.prometheus import PrometheusHistory, check_url
+from kubepulse.history.recorder import HistoryRecorder
+from kubepulse.history.sources import SeriesSource, SqliteSeries
+from kubepulse.history.tiers import parse_tiers
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, ApiError, KubeClient, Unreachable, in_cluster
 from kubepulse.kube.inventory import Inventory, StaticInventory
@@ -63,12 +69,7 @@ from kubepulse.kube.watch import KubeInventory
 from kubepulse.scrape.client import ClientConfig, KubeletClient
 from kubepulse.scrape.manager import Recorders, ScrapeManager
 from kubepulse.selfmetrics import SelfMetrics
-from kubepulse.store.exposition import prometheus_handler
-from kubepulse.store.history import History, HistoryRecorder
 from kubepulse.store.points import MetricsStore
-from kubepulse.store.prometheus import PrometheusHistory, check_url
-from kubepulse.store.series import SeriesSource, SqliteSeries
-from kubepulse.store.tiers import parse_tiers
 
 log = logging.getLogger("kubepulse.server")
 

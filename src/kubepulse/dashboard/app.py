@@ -31,11 +31,11 @@ from kubepulse.dashboard.actions import MAX_BODY, ActionHandlers
 from kubepulse.dashboard.cluster import ClusterCalls, error_response
 from kubepulse.dashboard.data import ACCESS_KEY, DataHandlers, DataSources
 from kubepulse.dashboard.sessions import SESSION_KEY
+from kubepulse.history.sources import SeriesSource
 from kubepulse.kube.client import ApiError, Unreachable
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.kubeconfig import Credentials
-from kubepulse.store.points import MetricsStore
-from kubepulse.store.series import SeriesSource
+from kubepulse.store.reading import UsageStore
 
 PREFIX = "/dashboard"
 STATIC = Path(__file__).parent / "static"
@@ -55,7 +55,7 @@ class DashboardOptions:
 
 @dataclass
 class DashboardParts:
-    store: MetricsStore
+    store: UsageStore
     inventory: Inventory
     history: SeriesSource | None
     """Where charts read from: SqliteSeries(History) or a PrometheusHistory."""

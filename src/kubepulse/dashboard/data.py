@@ -1,4 +1,4 @@
-"""The JSON the page polls: live usage from the MetricsStore, series from the History.
+"""The JSON the page polls: live usage from the UsageStore, series from the History.
 
 Units everywhere: CPU in millicores, memory in bytes, times in seconds since the epoch.
 A usage is null when the store has no rate for it yet (fewer than two scrapes).
@@ -33,14 +33,14 @@ import orjson
 from aiohttp import web
 
 from kubepulse.api.selectors import SelectorError, parse_label_selector
+from kubepulse.history.prometheus import PrometheusError
+from kubepulse.history.read import HistoryPoint
+from kubepulse.history.sources import SeriesSource
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import ContainerSpec, Node, Pod
 from kubepulse.model import Resources
-from kubepulse.store.history import pod_usage
-from kubepulse.store.history_read import HistoryPoint
-from kubepulse.store.points import Containers, MetricsStore, PodRates, Rate
-from kubepulse.store.prometheus import PrometheusError
-from kubepulse.store.series import SeriesSource
+from kubepulse.store.rates import PodRates, Rate
+from kubepulse.store.reading import NodePods, UsageStore
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def access_of(request: web.Request) -> Access:
 
 @dataclass(frozen=True, slots=True)
 class DataSources:
-    store: MetricsStore
+    store: UsageStore
     inventory: Inventory
     history: SeriesSource | None
     clock: Callable[[], float]
@@ -160,12 +160,12 @@ class NodeDigest(NamedTuple):
     """Namespace -> [nanocores, bytes] summed over the node's servable pods."""
 
 
-def digest(node_name: str, generation: int, pods: Mapping[PodKey, Containers]) -> NodeDigest:
+def digest(node_name: str, generation: int, pods: NodePods) -> NodeDigest:
     """Every servable pod of one node with its summed usage, straight from the points
     (history.pod_usage), and the node's namespace sums."""
     found: dict[PodKey, PodUsage] = {}
     sums: dict[str, list[int]] = {}
-    for key, cpu, mem, _, _ in pod_usage(pods):
+    for key, cpu, mem, _, _ in pods.usage():
         found[key] = (cpu, mem)
         total = sums.get(key[0])
         if total is None:
@@ -283,7 +283,7 @@ class PodIndex:
     cycle are digested in the quiet after it (tick_done), and the parts of the view the
     last requests used are built, so that the next poll only serialises them."""
 
-    def __init__(self, store: MetricsStore, inventory: Inventory) -> None:
+    def __init__(self, store: UsageStore, inventory: Inventory) -> None:
         self.store, self.inventory = store, inventory
         self._digests: dict[str, NodeDigest] = {}
         self._inventoried: Inventoried | None = None
@@ -352,7 +352,7 @@ class PodIndex:
         return view
 
     # -- after each scrape cycle (the manager's Recorder) ----------------------------------
-    def node_stored(self, node_name: str, pods: object) -> None:
+    def node_stored(self, node_name: str) -> None:
         pass  # digested when the cycle is over, not while scrapes still come in
 
     def tick_done(self) -> None:
@@ -569,10 +569,10 @@ def _json(data: Any) -> web.Response:
     return web.Response(text=_json_text(data), content_type="application/json")
 
 
-_INDEXES: weakref.WeakKeyDictionary[MetricsStore, PodIndex] = weakref.WeakKeyDictionary()
+_INDEXES: weakref.WeakKeyDictionary[UsageStore, PodIndex] = weakref.WeakKeyDictionary()
 
 
-def pod_index(store: MetricsStore, inventory: Inventory) -> PodIndex:
+def pod_index(store: UsageStore, inventory: Inventory) -> PodIndex:
     """The one PodIndex of a store and inventory: the dashboard's handlers read it, and
     the server hands it to the scrape manager as a Recorder."""
     index = _INDEXES.get(store)

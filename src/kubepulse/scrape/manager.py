@@ -66,7 +66,8 @@ class Observer(Protocol):
 class Recorder(Protocol):
     """Where every stored scrape also goes (the history)."""
 
-    def node_stored(self, node_name: str, pods: tuple[PodSample, ...]) -> None: ...
+    def node_stored(self, node_name: str) -> None:
+        """The store holds this node's new scrape: what it serves changed."""
 
     def tick_done(self) -> None: ...
 
@@ -77,9 +78,9 @@ class Recorders:
     def __init__(self, *recorders: Recorder | None) -> None:
         self.recorders = [r for r in recorders if r is not None]
 
-    def node_stored(self, node_name: str, pods: tuple[PodSample, ...]) -> None:
+    def node_stored(self, node_name: str) -> None:
         for recorder in self.recorders:
-            recorder.node_stored(node_name, pods)
+            recorder.node_stored(node_name)
 
     def tick_done(self) -> None:
         for recorder in self.recorders:
@@ -195,7 +196,7 @@ class ScrapeManager:
         self.observer.request_done(node.name, time.monotonic() - begun, True)
         self.store.store(node.name, node_sample, pods)
         if self.recorder is not None:
-            self.recorder.node_stored(node.name, pods)
+            self.recorder.node_stored(node.name)
         if node.name in self._errors:
             log.info("scraping node %s works again", node.name)
             del self._errors[node.name]

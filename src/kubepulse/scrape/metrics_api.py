@@ -7,7 +7,7 @@ Every interval the poller reads, with the kubeconfig's credentials:
 - `GET /api/v1/nodes` and `/api/v1/pods`: allocatable, capacity, labels, requests and
   limits, read into the same Node and Pod model as every other inventory.
 
-Usage goes into a MetricsStore (store_usage) and, through the scrape manager's
+Usage goes into a RatedStore (store_usage) and, through the scrape manager's
 Recorder (a HistoryRecorder, the dashboard's pod index), into the SQLite history, so the
 dashboard shows what `kubepulse up` shows, and keeps days where
 dashboard-metrics-scraper keeps 15 minutes.
@@ -30,7 +30,8 @@ from kubepulse.kube.client import ApiError, KubeClient, Unreachable
 from kubepulse.kube.objects import Node, ObjectError, Pod, node_from_object, pod_from_object
 from kubepulse.quantity import QuantityError, parse_quantity
 from kubepulse.scrape.manager import Recorder
-from kubepulse.store.points import MetricsStore, PodRates, Rate
+from kubepulse.store.rated import RatedStore
+from kubepulse.store.rates import PodRates, Rate
 from kubepulse.timefmt import parse_go_duration, parse_rfc3339
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ class MetricsApiPoller:
     def __init__(
         self,
         client: KubeClient,
-        store: MetricsStore,
+        store: RatedStore,
         inventory: PolledInventory,
         interval: float,
         recorder: Recorder | None = None,
@@ -251,7 +252,7 @@ class MetricsApiPoller:
         self.store.retain(set(by_node))
         if self.recorder is not None:
             for name in by_node:
-                self.recorder.node_stored(name, ())  # they read the store, which holds them
+                self.recorder.node_stored(name)
 
     def _report(self, problems: list[str]) -> None:
         """Log once per change: a new problem as a warning, its end as info."""

@@ -18,65 +18,31 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import NamedTuple
 
-from kubepulse.model import NodeSample, PodSample, Usage
+from kubepulse.model import NodeSample, PodSample
+from kubepulse.store.rates import (
+    Columns,
+    Containers,
+    PodKey,
+    PodRates,
+    PodUsage,
+    Point,
+    Rate,
+    pod_rates,
+    pod_usage,
+    rate,
+)
+from kubepulse.store.rates import point as point_of
 
 log = logging.getLogger(__name__)
 
 FRESH_CONTAINER_MIN_RESOLUTION = 10.0  # freshContainerMinMetricsResolution
 
-
-class Point(NamedTuple):
-    timestamp: float
-    start_time: float
-    cpu_usage_core_nanoseconds: int
-    working_set_bytes: int
-
-
 # Point(...) without the Python-level __new__ NamedTuple generates: the store makes one
 # per container per scrape, ~600,000 every 15 s at 5,000 nodes.
 _new_point = tuple.__new__
-
-
-class Rate(NamedTuple):
-    """What the API serves for one node or container (a tuple: made by the thousand)."""
-
-    timestamp: float
-    window: float
-    cpu_nanocores: int
-    working_set_bytes: int
-
-
-class PodRates(NamedTuple):
-    timestamp: float
-    window: float
-    containers: tuple[tuple[str, Rate], ...]
-
-
-def rate(last: Point, prev: Point) -> Rate | None:
-    if last.start_time < prev.start_time:
-        log.debug("unexpected decrease in startTime of node/container")
-        return None
-    if last.cpu_usage_core_nanoseconds < prev.cpu_usage_core_nanoseconds:
-        log.debug("unexpected decrease in cumulative CPU usage value")
-        return None
-    # Kubelet timestamps are whole milliseconds; round away float noise so the window
-    # reads "15.003s" as upstream's does, not "15.002999973s".
-    window = round(last.timestamp - prev.timestamp, 3)
-    if window <= 0:
-        return None
-    cpu = (last.cpu_usage_core_nanoseconds - prev.cpu_usage_core_nanoseconds) / window
-    return Rate(last.timestamp, window, int(cpu), last.working_set_bytes)
-
-
-def _point(usage: Usage, start_time: float) -> Point:
-    return _new_point(
-        Point,
-        (usage.timestamp, start_time, usage.cpu_usage_core_nanoseconds, usage.working_set_bytes),
-    )
 
 
 def _next_prev(new: Point, last: Point | None, prev: Point | None) -> Point | None:
@@ -91,8 +57,7 @@ def _next_prev(new: Point, last: Point | None, prev: Point | None) -> Point | No
 
 # Containers of one pod: name -> (last, prev)
 _Containers = dict[str, tuple[Point, Point | None]]
-Containers = Mapping[str, tuple[Point, Point | None]]
-_NO_PODS: Mapping[tuple[str, str], Containers] = MappingProxyType({})
+_NO_PODS: Mapping[PodKey, Containers] = MappingProxyType({})
 
 
 class MetricsStore:
@@ -113,7 +78,7 @@ class MetricsStore:
         if node is None:
             self._nodes.pop(node_name, None)
         else:
-            new = _point(node.usage, node.start_time)
+            new = point_of(node.usage, node.start_time)
             node_last, node_prev = self._nodes.get(node_name, (None, None))
             self._nodes[node_name] = (new, _next_prev(new, node_last, node_prev))
         old_pods = self._pods.get(node_name, {})
@@ -176,45 +141,22 @@ class MetricsStore:
 
     def pod(self, node_name: str, namespace: str, name: str) -> PodRates | None:
         containers = self._pods.get(node_name, {}).get((namespace, name))
-        return self.pod_rates(containers) if containers else None
+        return pod_rates(containers) if containers else None
 
-    def node_pods(self, node_name: str) -> Mapping[tuple[str, str], Containers]:
-        """The points stored for one node's pods, (namespace, name) -> container name ->
-        (last, prev): for readers that derive their own form from the raw points once per
-        generation (the API's rendered LIST). Read-only: store() replaces, never mutates."""
-        return self._pods.get(node_name, _NO_PODS)
+    def node_pods(self, node_name: str) -> PointsOfPods:
+        """One node's pods as its last scrape stored them (store() replaces, never
+        mutates), for readers that derive their own form once per generation."""
+        return PointsOfPods(self._pods.get(node_name, _NO_PODS))
 
     def pods(self) -> dict[tuple[str, str], PodRates]:
         """Every servable pod, keyed by (namespace, name)."""
         found: dict[tuple[str, str], PodRates] = {}
         for node_pods in self._pods.values():
             for key, containers in node_pods.items():
-                rates = self.pod_rates(containers)
+                rates = pod_rates(containers)
                 if rates is not None:
                     found[key] = rates
         return found
-
-    @staticmethod
-    def pod_rates(containers: Containers) -> PodRates | None:
-        """rate() of every container, inlined: a LIST computes this for every pod."""
-        served: list[tuple[str, Rate]] = []
-        earliest: Rate | None = None
-        new_rate = _new_point
-        for name, (last, prev) in containers.items():
-            if prev is None:
-                return None  # every container needs two points
-            cpu = last.cpu_usage_core_nanoseconds - prev.cpu_usage_core_nanoseconds
-            window = round(last.timestamp - prev.timestamp, 3)
-            if last.start_time < prev.start_time or cpu < 0 or window <= 0:
-                continue  # see rate()
-            r = new_rate(Rate, (last.timestamp, window, int(cpu / window), last.working_set_bytes))
-            served.append((name, r))
-            if earliest is None or r.timestamp < earliest.timestamp:
-                earliest = r
-        if earliest is None:
-            return None
-        served.sort()  # by name: names are unique within a pod
-        return PodRates(earliest.timestamp, earliest.window, tuple(served))
 
     def node_names(self) -> set[str]:
         return set(self._nodes)
@@ -245,49 +187,26 @@ class MetricsStore:
         nodes = sum(1 for _, prev in self._nodes.values() if prev is not None)
         return {"node": nodes, "container": containers}
 
-    # -- already-rated usage -----------------------------------------------------------
-    def store_usage(
-        self,
-        node_name: str,
-        node: Rate | None,
-        pods: Mapping[tuple[str, str], PodRates],
-    ) -> None:
-        """Store one node's usage as another metrics API served it: rates, not counters.
 
-        `kubepulse dashboard` reads NodeMetrics and PodMetrics, whose CPU is already a
-        rate over a window. Each rate is kept as two points one window apart whose
-        cumulative CPU differs by rate x window, so that node(), pod(), pods(), ready()
-        and points() serve it back unchanged. Like store(), it replaces everything stored
-        for the node; a rate without a positive window is left out, as rate() would.
-        """
-        self._generations[node_name] = next(self._next_generation)
-        if node is None or (pair := _rated_points(node)) is None:
-            self._nodes.pop(node_name, None)
-        else:
-            self._nodes[node_name] = pair
-        stored: dict[tuple[str, str], _Containers] = {}
-        for key, rates in pods.items():
-            containers: _Containers = {}
-            for name, r in rates.containers:
-                if (pair := _rated_points(r)) is not None:
-                    containers[name] = pair
-            if containers:
-                stored[key] = containers
-        self._pods[node_name] = stored
+class PointsOfPods:
+    """NodePods (store/reading.py) from stored points: the rates computed as read."""
 
+    __slots__ = ("points",)
 
-def _rated_points(r: Rate) -> tuple[Point, Point] | None:
-    """(last, prev) whose rate() is r: the window as rate() rounds it, and of the whole
-    cumulative CPU values nearest rate x window the one that int(cpu / window) turns
-    back into r's nanocores (exact for windows of a second or more)."""
-    prev_time = r.timestamp - r.window
-    window = round(r.timestamp - prev_time, 3)
-    if window <= 0 or r.cpu_nanocores < 0:
-        return None
-    nearest = round(r.cpu_nanocores * window)
-    cpu = next(
-        (c for c in (nearest, nearest - 1, nearest + 1) if int(c / window) == r.cpu_nanocores),
-        nearest,
-    )
-    prev = Point(prev_time, prev_time, 0, r.working_set_bytes)
-    return Point(r.timestamp, prev_time, cpu, r.working_set_bytes), prev
+    def __init__(self, points: Mapping[PodKey, Containers]) -> None:
+        self.points = points
+
+    def __iter__(self) -> Iterator[PodKey]:
+        return iter(self.points)
+
+    def pod_rates(self) -> Iterator[tuple[PodKey, PodRates]]:
+        for key, containers in self.points.items():
+            rates = pod_rates(containers)
+            if rates is not None:
+                yield key, rates
+
+    def usage(self, columns: Columns | None = None) -> list[PodUsage]:
+        return pod_usage(self.points, columns)
+
+    def samples(self) -> int:
+        return sum(len(c) + 1 for c in self.points.values())

@@ -1,11 +1,14 @@
-"""MetricsStore.store_usage keeps rates another metrics API served, and serves them back
-through the same readers as scraped counters."""
+"""RatedStore keeps rates another metrics API served, and serves them back through the
+same readers (store/reading.py) as MetricsStore serves scraped counters."""
 
 from __future__ import annotations
 
 import pytest
 
-from kubepulse.store.points import MetricsStore, PodRates, Rate
+from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
+from kubepulse.store.points import MetricsStore
+from kubepulse.store.rated import RatedStore
+from kubepulse.store.rates import Columns, PodRates, Rate
 
 T = 1_700_000_000.0
 MI = 1 << 20
@@ -23,7 +26,7 @@ MI = 1 << 20
     ],
 )
 def test_a_stored_rate_is_served_back_exactly(window: float, cpu: int) -> None:
-    store = MetricsStore(15.0)
+    store = RatedStore(15.0)
     node = Rate(T, window, cpu, 732_212 * 1024)
     pod = PodRates(T, window, (("app", Rate(T, window, cpu, 5 * MI)),))
     store.store_usage("node-a", node, {("default", "web"): pod})
@@ -47,7 +50,7 @@ def test_a_stored_rate_is_served_back_exactly(window: float, cpu: int) -> None:
 def test_what_is_served_after_store_usage(
     node: Rate | None, pods: dict[tuple[str, str], PodRates], served_node: bool, served_pods: int
 ) -> None:
-    store = MetricsStore(15.0)
+    store = RatedStore(15.0)
     store.store_usage("node-a", node, pods)
     assert (store.node("node-a") is not None) is served_node
     assert len(store.pods()) == served_pods
@@ -55,7 +58,7 @@ def test_what_is_served_after_store_usage(
 
 
 def test_store_usage_replaces_what_was_stored_for_the_node() -> None:
-    store = MetricsStore(15.0)
+    store = RatedStore(15.0)
     old = PodRates(T, 15.0, (("c", Rate(T, 15.0, 10, MI)),))
     store.store_usage("node-a", Rate(T, 15.0, 10, MI), {("ns", "old"): old})
     generation = store.generation("node-a")
@@ -67,9 +70,40 @@ def test_store_usage_replaces_what_was_stored_for_the_node() -> None:
 
 
 def test_rated_usage_makes_the_store_ready() -> None:
-    store = MetricsStore(15.0)
+    store = RatedStore(15.0)
     assert not store.ready()
     pod = PodRates(T, 15.0, (("c", Rate(T, 15.0, 10, MI)),))
     store.store_usage("node-a", Rate(T, 15.0, 10, MI), {("ns", "p"): pod})
     assert store.ready()
-    assert store.has_two_points("node-a")
+
+
+def test_a_rated_node_reads_as_the_scraped_node_it_came_from() -> None:
+    """What MetricsStore serves for two scrapes, stored in a RatedStore as another API
+    would serve it, reads back the same through every NodePods reader."""
+    scraped = MetricsStore(15.0)
+    for i, t in enumerate((T - 15, T)):
+        containers = (
+            ContainerSample("app", T - 3600, Usage(t, i * 3_000_000_000, 5 * MI)),
+            ContainerSample("log", T - 3600, Usage(t - 1, i * 150_000_000, MI)),
+        )
+        scraped.store(
+            "node-a",
+            NodeSample("node-a", T - 86_400, Usage(t, i * 30 * 10**9, 900 * MI)),
+            (PodSample("shop", "web-0", "uid", T - 3600, containers),),
+        )
+    rated = RatedStore(15.0)
+    rated.store_usage("node-a", scraped.node("node-a"), scraped.pods())
+
+    assert rated.node("node-a") == scraped.node("node-a")
+    assert rated.pods() == scraped.pods()
+    from_points, from_rates = Columns(), Columns()
+    assert scraped.node_pods("node-a").usage(from_points) == rated.node_pods("node-a").usage(
+        from_rates
+    )
+    assert sorted(zip(from_points.names, from_points.cpu, from_points.mem, strict=True)) == (
+        sorted(zip(from_rates.names, from_rates.cpu, from_rates.mem, strict=True))
+    )
+    assert list(rated.node_pods("node-a").pod_rates()) == list(
+        scraped.node_pods("node-a").pod_rates()
+    )
+    assert rated.node_pods("node-a").samples() == scraped.node_pods("node-a").samples() == 3

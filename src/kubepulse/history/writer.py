@@ -30,9 +30,9 @@ from operator import add, ge, gt, mul, not_, sub
 from pathlib import Path
 from typing import NamedTuple
 
-from kubepulse.store import history_db
-from kubepulse.store.history_db import RAW_TABLE
-from kubepulse.store.tiers import Tier
+from kubepulse.history import db as history_db
+from kubepulse.history.db import RAW_TABLE
+from kubepulse.history.tiers import Tier
 
 log = logging.getLogger(__name__)
 

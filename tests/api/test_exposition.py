@@ -8,10 +8,10 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from kubepulse.api.exposition import CONTENT_TYPE, prometheus_handler, render
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import Node, Pod
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
-from kubepulse.store.exposition import CONTENT_TYPE, prometheus_handler, render
 from kubepulse.store.points import MetricsStore
 
 T0 = 1_700_000_000.0

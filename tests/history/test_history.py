@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from kubepulse.history.db import HistoryFileError
+from kubepulse.history.file import History
+from kubepulse.history.read import pick_tier
+from kubepulse.history.recorder import HistoryRecorder
+from kubepulse.history.tiers import DEFAULT_TIERS, Tier, parse_tiers
+from kubepulse.history.writer import Row
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
-from kubepulse.store.history import Columns, History, HistoryRecorder, pod_usage, window
-from kubepulse.store.history_db import HistoryFileError
-from kubepulse.store.history_read import pick_tier
-from kubepulse.store.history_writer import Row
 from kubepulse.store.points import MetricsStore
-from kubepulse.store.tiers import DEFAULT_TIERS, Tier, parse_tiers
 from tests.support import wait_for
 
 T0 = 1_700_000_100.0  # a whole number of 15 minutes since the epoch: buckets start at T0
@@ -307,7 +308,7 @@ def test_recorder_records_the_rates_the_store_serves(history: History) -> None:
             store.store(
                 node, NodeSample(node, T0 - 86400, Usage(ts, i * 15 * 10**9, 8 * MIB)), pods
             )
-            recorder.node_stored(node, pods)
+            recorder.node_stored(node)
         recorder.tick_done()
     assert history.flush(timeout=10)
     node = history.query("node", "", "node-a", "", T0, T0 + 30, 15)
@@ -335,7 +336,7 @@ def test_namespace_totals_forget_nodes_the_store_dropped(history: History) -> No
                 continue
             pods = (_pod("default", f"{node}-web", ts, i, ["app"]),)
             store.store(node, None, pods)
-            recorder.node_stored(node, pods)
+            recorder.node_stored(node)
         recorder.tick_done()
     assert history.flush(timeout=10)
     total = history.query("namespace", "default", "", "", T0, T0 + 30, 15)
@@ -428,80 +429,6 @@ def test_buckets_of_scrapes_read_apart_match_their_samples(tmp_path: Path) -> No
         assert (T0 + 719.5) in written[keys[0]]  # the late sample is in that minute
     finally:
         h.close()
-
-
-def _random_node(rng: random.Random, store: MetricsStore, node: str, at: float, odd: bool) -> None:
-    """A scrape of a node: pods of 0 to 3 containers, each read a few ms apart; with
-    `odd`, the cases that make a container or a pod not servable."""
-    pods = []
-    for p in range(12):
-        containers = []
-        for c in range(p % 4):
-            cpu = int(at * 1e8) + rng.randint(0, 10**8) * (p + c)
-            if odd and p == 5 and c == 0:
-                cpu = 0  # the counter went back: the container is left out
-            started = T0 - 3600
-            if odd and p == 6:
-                started = at - 1  # restarted since the last scrape: no rate
-            ts = round(at - rng.uniform(0, 4), 3)
-            if odd and p == 7:
-                ts = at - rng.uniform(0, 4)  # not a whole millisecond
-            containers.append(ContainerSample(f"c{c}", started, Usage(ts, cpu, (p + c) * MIB)))
-        pods.append(PodSample("ns", f"{node}-pod-{p}", f"uid-{p}", T0 - 3600, tuple(containers)))
-    if odd:
-        pods.append(PodSample("ns", f"{node}-new", "uid-new", at, ()))
-    store.store(node, NodeSample(node, T0 - 86400, Usage(at, int(at * 1e9), MIB)), tuple(pods))
-
-
-@pytest.mark.parametrize("odd", [False, True], ids=["every-container-servable", "odd-cases"])
-def test_pod_usage_is_what_the_store_serves(odd: bool) -> None:
-    rng = random.Random(11)
-    store = MetricsStore(resolution=15.0)
-    for scrape in range(3):
-        _random_node(rng, store, "node-a", T0 + 15 * scrape, odd and scrape == 2)
-    columns = Columns()
-    usage = pod_usage(store.node_pods("node-a"), columns)
-    served = {(p.namespace, p.name): p for p in _served_pods(store, "node-a")}
-    assert [u[0] for u in usage] == list(served)
-    at = 0
-    for key, cpu, mem, earliest, count in usage:
-        rates = store.pod("node-a", *key)
-        assert rates is not None
-        assert (cpu, mem, earliest) == (
-            sum(r.cpu_nanocores for _, r in rates.containers),
-            sum(r.working_set_bytes for _, r in rates.containers),
-            rates.timestamp,
-        )
-        assert sorted(columns.names[at : at + count]) == [n for n, _ in rates.containers]
-        by_name = dict(rates.containers)
-        for name, cpu_c in zip(
-            columns.names[at : at + count], columns.cpu[at : at + count], strict=True
-        ):
-            assert cpu_c == by_name[name].cpu_nanocores
-        at += count
-    assert at == len(columns.names) == len(columns.ts) == len(columns.mem)
-
-
-def _served_pods(store: MetricsStore, node: str) -> list[PodSample]:
-    return [
-        PodSample(ns, name, "", 0.0, ())
-        for ns, name in store.node_pods(node)
-        if store.pod(node, ns, name) is not None
-    ]
-
-
-def test_window_is_round_to_milliseconds() -> None:
-    rng = random.Random(3)
-    now = time.time()
-    for i in range(200_000):
-        if i % 3 == 0:  # between two millisecond timestamps, as kubelets give
-            start = round(now - rng.uniform(0, 1e6), 3)
-            seconds = round(start + rng.uniform(0.001, 120), 3) - start
-        elif i % 3 == 1:
-            seconds = rng.uniform(1e-4, 1e4)
-        else:  # exact ties of the third decimal
-            seconds = (rng.randint(1, 10**7) + 0.5) / 1000
-        assert window(seconds) == round(seconds, 3), seconds
 
 
 def test_a_file_of_schema_2_starts_afresh(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from kubepulse.store.tiers import Tier
+from kubepulse.history.tiers import Tier
 
 log = logging.getLogger(__name__)
 

@@ -16,18 +16,18 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from kubepulse.kube.inventory import StaticInventory
-from kubepulse.store.exposition import metric_name, prometheus_handler, render
-from kubepulse.store.points import MetricsStore
-from kubepulse.store.prometheus import (
+from kubepulse.api.exposition import metric_name, prometheus_handler, render
+from kubepulse.history.prometheus import (
     PrometheusError,
     PrometheusHistory,
     alternation,
     check_url,
     selector,
 )
-from tests.store.prometheus_run import api, require_prometheus, run_prometheus, scrape_job
-from tests.store.test_exposition import inventory, samples_of, scraped_store
+from kubepulse.kube.inventory import StaticInventory
+from kubepulse.store.points import MetricsStore
+from tests.api.test_exposition import inventory, samples_of, scraped_store
+from tests.history.prometheus_run import api, require_prometheus, run_prometheus, scrape_job
 from tests.support import free_port, wait_for
 from tests.top.conftest import ServerThread
 

@@ -3,8 +3,8 @@
     history = History(state_dir / "history.db")          # opens (or reopens) the file
     recorder = HistoryRecorder(metrics_store, history)
     ...                                                  # after store.store(node, ...):
-    recorder.node_stored(node.name, pods)                # on the event loop, never blocks
-    recorder.tick_done(seconds)                          # namespace totals, once a tick
+    recorder.node_stored(node.name)                      # on the event loop, never blocks
+    recorder.tick_done()                                 # namespace totals, once a tick
     history.query("pod", "default", "web-0", "", start, end, step=60)
     history.close()
 
@@ -22,20 +22,19 @@ scrape as one row and updates buckets element-wise (history_writer), so that rec
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
-from kubepulse.store import history_db, history_read
-from kubepulse.store.history_read import HistoryPoint, HistoryStats, Latest, Resource
-from kubepulse.store.history_writer import Batch, HistoryWriter, Row, SeriesKey, batches_of
-from kubepulse.store.points import Containers, MetricsStore, Rate
-from kubepulse.store.tiers import DEFAULT_TIERS, Tier, check_tiers
+from kubepulse.history import db as history_db
+from kubepulse.history import read as history_read
+from kubepulse.history.read import HistoryPoint, HistoryStats, Latest, Resource
+from kubepulse.history.recorder import Batcher, NodeScrape, Tick
+from kubepulse.history.tiers import DEFAULT_TIERS, Tier, check_tiers
+from kubepulse.history.writer import Batch, HistoryWriter, Row, batches_of
 
 log = logging.getLogger(__name__)
 
@@ -54,21 +53,6 @@ class _Flush(threading.Event):
     """Queued behind the batches before it: set once they are committed."""
 
 
-class NodeScrape(NamedTuple):
-    """What HistoryRecorder queues for a stored node: its rate and its pods' points (a
-    mapping the store replaces at the node's next scrape and never changes)."""
-
-    name: str
-    rate: Rate | None
-    pods: Mapping[PodKey, Containers]
-
-
-class Tick(NamedTuple):
-    """The end of a scrape cycle: namespace totals are due; these nodes are gone."""
-
-    dropped: tuple[str, ...]
-
-
 @dataclass(frozen=True, slots=True)
 class _Rows:
     """What record() queues: rows to put in batches on the writer's thread."""
@@ -84,7 +68,7 @@ _Item = _Work | _Flush | None  # None stops the writer
 def _samples_in(item: _Work) -> int:
     """How many samples a queued item would have written (for the count of drops)."""
     if isinstance(item, NodeScrape):
-        return 1 + sum(len(c) + 1 for c in item.pods.values())
+        return 1 + item.pods.samples()
     if isinstance(item, Tick):
         return 0
     if isinstance(item, _Rows):
@@ -109,7 +93,7 @@ class History:
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_batches)
         self.linger = linger
         self._hurry = threading.Event()
-        self._batcher = _Batcher()
+        self._batcher = Batcher()
         self.dropped_rows = 0
         self.dropped_batches = 0
         self.failed_rows = 0
@@ -290,205 +274,3 @@ class History:
             trimmed_rows=self._writer.trimmed_rows,
             newest=newest / 1000 if newest is not None else None,
         )
-
-
-PodKey = tuple[str, str]
-
-
-def window(seconds: float) -> float:
-    """round(seconds, 3) of a positive number, as rate() rounds a window, without going
-    through a decimal string (as round() with digits does) unless it is near a tie.
-
-    When seconds x 1000 is within a quarter of the whole number n, round() gives the
-    double nearest n / 1000, and so does the division. Between two kubelet timestamps
-    (whole milliseconds, ~2e-7 s apart as doubles near 1.7e9) it always is.
-    """
-    ms = seconds * 1000.0
-    whole = int(ms + 0.5)
-    if -0.25 < ms - whole < 0.25:
-        return whole / 1000
-    return round(seconds, 3)
-
-
-class Columns:
-    """Served containers of a node as columns, in the order they were read."""
-
-    __slots__ = ("cpu", "mem", "names", "ts")
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.ts: list[float] = []
-        self.cpu: list[int] = []
-        self.mem: list[int] = []
-
-
-PodUsage = tuple[PodKey, int, int, float, int]
-"""(pod, nanocores, bytes, earliest timestamp, containers) of a servable pod: its served
-containers' sums, as its PodMetrics serves them, at the time of the earliest of them
-(PodRates.timestamp), and how many they are."""
-
-
-def pod_usage(pods: Mapping[PodKey, Containers], columns: Columns | None = None) -> list[PodUsage]:
-    """Every servable pod of one node, straight from its stored points; with `columns`,
-    also every served container of those pods, appended in pod order.
-
-    The rules of MetricsStore.pod_rates (every container needs two points; a container
-    whose start time or counter went back, or whose window is not positive, is left
-    out; a pod with no container left is not servable) without building the rates:
-    this runs for every container of every node after each scrape (the history) and
-    for every node scraped since a dashboard's last poll.
-    """
-    found: list[PodUsage] = []
-    names = tss = cpus = mems = None
-    if columns is not None:
-        names, tss, cpus, mems = columns.names, columns.ts, columns.cpu, columns.mem
-    # Containers read together share their timestamps: one window for a run of them.
-    span, seconds = -1.0, 0.0
-    for key, containers in pods.items():
-        cpu = mem = served = 0
-        earliest = math.inf
-        for name, (last, prev) in containers.items():
-            if prev is None:
-                break
-            last_ts, last_start, last_cpu, last_mem = last
-            prev_ts, prev_start, prev_cpu, _ = prev
-            if last_ts - prev_ts != span:
-                span = last_ts - prev_ts
-                seconds = window(span) if span > 0 else 0.0
-            used = last_cpu - prev_cpu
-            if last_start < prev_start or used < 0 or seconds <= 0:
-                continue
-            rate = int(used / seconds)
-            cpu += rate
-            mem += last_mem
-            served += 1
-            if last_ts < earliest:
-                earliest = last_ts
-            if names is not None:
-                names.append(name)
-                tss.append(last_ts)  # type: ignore[union-attr]
-                cpus.append(rate)  # type: ignore[union-attr]
-                mems.append(last_mem)  # type: ignore[union-attr]
-        else:
-            if served:
-                found.append((key, cpu, mem, earliest, served))
-            continue
-        if names is not None and served:  # not servable after all: its containers go
-            del names[-served:], tss[-served:], cpus[-served:], mems[-served:]  # type: ignore[index]
-    return found
-
-
-_PodKeys = tuple[list[str], tuple[SeriesKey, ...], SeriesKey]
-
-
-class _Batcher:
-    """Turns NodeScrapes and Ticks into batches, on the writer's thread: the rates of a
-    node's containers, its pods as their sums, and a tick's namespace totals."""
-
-    def __init__(self) -> None:
-        # node -> namespace -> [cpu, memory, newest timestamp] of that node's pods
-        self._namespaces: dict[str, dict[str, list[float]]] = {}
-        # node -> pod -> (its served containers' names, their series keys, its own key):
-        # the same tuples scrape after scrape, so the writer sees the same layout at once.
-        self._keys: dict[str, dict[PodKey, _PodKeys]] = {}
-
-    def node(self, scrape: NodeScrape) -> Batch:
-        node_name, r = scrape.name, scrape.rate
-        columns = Columns()
-        usage = pod_usage(scrape.pods, columns)
-        keys: list[SeriesKey] = []
-        ts: list[float] = []
-        cpu: list[int] = []
-        mem: list[int] = []
-        if r is not None:
-            keys.append(("node", "", node_name, ""))
-            ts.append(r.timestamp)
-            cpu.append(r.cpu_nanocores)
-            mem.append(r.working_set_bytes)
-        before, now = self._keys.get(node_name, {}), {}
-        names, at = columns.names, 0
-        pod_keys: list[SeriesKey] = []
-        for key, _, _, _, count in usage:  # the pods' containers, then the pods
-            served = names[at : at + count]
-            at += count
-            known = before.get(key)
-            if known is None or known[0] != served:
-                containers = tuple([("container", key[0], key[1], n) for n in served])
-                known = (served, containers, ("pod", key[0], key[1], ""))
-            now[key] = known
-            keys += known[1]
-            pod_keys.append(known[2])
-        self._keys[node_name] = now
-        keys += pod_keys
-        ts += columns.ts
-        cpu += columns.cpu
-        mem += columns.mem
-        totals: dict[str, list[float]] = {}
-        for key, c, m, earliest, _ in usage:
-            ts.append(earliest)
-            cpu.append(c)
-            mem.append(m)
-            total = totals.get(key[0])
-            if total is None:
-                totals[key[0]] = [c, m, earliest]
-            else:
-                total[0] += c
-                total[1] += m
-                if earliest > total[2]:
-                    total[2] = earliest
-        self._namespaces[node_name] = totals
-        return Batch(node_name, tuple(keys), ts, cpu, mem)
-
-    def tick(self, tick: Tick) -> list[Batch]:
-        for node in tick.dropped:
-            self._namespaces.pop(node, None)
-            self._keys.pop(node, None)
-        sums: dict[str, list[float]] = {}
-        for per_node in self._namespaces.values():
-            for ns, (cpu, mem, ts) in per_node.items():
-                total = sums.setdefault(ns, [0, 0, 0.0])
-                total[0] += cpu
-                total[1] += mem
-                total[2] = max(total[2], ts)
-        return batches_of(
-            [
-                ("namespace", ns, "", "", ts, int(cpu), int(mem))
-                for ns, (cpu, mem, ts) in sums.items()
-            ],
-            group="namespaces",
-        )
-
-
-class HistoryRecorder:
-    """Feeds a History from a MetricsStore: the rates the metrics API serves.
-
-    node_stored() records one node's rates (node, containers, and pods as the sum of
-    their containers at their earliest container's time) right after the scrape manager
-    stored the node, as one batch of the node's group. tick_done() records namespace
-    totals once per tick, summed over the latest pods of every node, so that a
-    namespace gets one point per tick instead of one per node.
-
-    On the event loop both only queue what the store holds (the points the store will
-    replace, never change): the rates are computed on the writer's thread, in the quiet
-    after the scrape cycle, so that recording adds almost nothing to the scrapes' time.
-    """
-
-    def __init__(self, store: MetricsStore, history: History) -> None:
-        self.store, self.history = store, history
-        self._nodes: set[str] = set()
-
-    def node_stored(self, node_name: str, pods: object = None) -> None:
-        """Record what the store now serves for the node (`pods`, the scrape's, is not
-        needed: the store holds exactly them)."""
-        self._nodes.add(node_name)
-        store = self.store
-        self.history.record_scrape(
-            NodeScrape(node_name, store.node(node_name), store.node_pods(node_name))
-        )
-
-    def tick_done(self, seconds: float = 0.0) -> None:
-        """Record namespace totals; nodes the store dropped no longer count. Then the
-        cycle is written."""
-        dropped = tuple(n for n in self._nodes if self.store.generation(n) == 0)
-        self._nodes.difference_update(dropped)
-        self.history.record_tick(Tick(dropped))

@@ -17,7 +17,8 @@ from typing import NamedTuple
 from aiohttp import web
 
 from kubepulse.kube.inventory import Inventory
-from kubepulse.store.points import MetricsStore, PodRates
+from kubepulse.store.rates import PodRates
+from kubepulse.store.reading import UsageStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -37,7 +38,7 @@ class Current(NamedTuple):
     memory_bytes: int
 
 
-def current(store: MetricsStore, inventory: Inventory) -> list[Current]:
+def current(store: UsageStore, inventory: Inventory) -> list[Current]:
     """Every servable series: nodes the inventory names, pods it names (or, when it names
     none, every pod scraped), their containers, and namespace totals."""
     found: list[Current] = []
@@ -81,7 +82,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(store: MetricsStore, inventory: Inventory) -> str:
+def render(store: UsageStore, inventory: Inventory) -> str:
     series = current(store, inventory)
     lines: list[str] = []
     for kind, label_names, what in _FAMILIES:
@@ -105,7 +106,7 @@ def render(store: MetricsStore, inventory: Inventory) -> str:
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-def prometheus_handler(store: MetricsStore, inventory: Inventory) -> Handler:
+def prometheus_handler(store: UsageStore, inventory: Inventory) -> Handler:
     """An aiohttp handler serving render(); mount it with `app.router.add_get(path, h)`."""
 
     async def handler(request: web.Request) -> web.Response:

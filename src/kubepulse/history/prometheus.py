@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from kubepulse.store.exposition import metric_name
-from kubepulse.store.history_read import HistoryPoint
+from kubepulse.api.exposition import metric_name
+from kubepulse.history.read import HistoryPoint
 
 # The labels each kind's series carry in the exposition, in key order after the kind.
 _LABELS = {

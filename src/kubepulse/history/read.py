@@ -11,9 +11,9 @@ import sqlite3
 from array import array
 from typing import Literal, NamedTuple
 
-from kubepulse.store import history_db
-from kubepulse.store.history_db import RAW_TABLE
-from kubepulse.store.tiers import Tier
+from kubepulse.history import db as history_db
+from kubepulse.history.db import RAW_TABLE
+from kubepulse.history.tiers import Tier
 
 Kind = Literal["node", "pod", "container", "namespace"]
 Resource = Literal["cpu", "memory"]

@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
-from kubepulse.store.history import History
-from kubepulse.store.history_read import HistoryPoint
+from kubepulse.history.file import History
+from kubepulse.history.read import HistoryPoint
 
 
 class SeriesSource(Protocol):
