@@ -49,8 +49,12 @@ def current(store: UsageStore, inventory: Inventory) -> list[Current]:
     pods: list[tuple[str, str, PodRates]] = []
     known = inventory.pods()
     if known:
+        by_node: dict[str, dict[tuple[str, str], PodRates]] = {}
         for pod in known:
-            rates = store.pod(pod.node_name, pod.namespace, pod.name)
+            served = by_node.get(pod.node_name)
+            if served is None:
+                served = by_node[pod.node_name] = dict(store.node_pods(pod.node_name).pod_rates())
+            rates = served.get((pod.namespace, pod.name))
             if rates is not None:
                 pods.append((pod.namespace, pod.name, rates))
     else:

@@ -30,6 +30,7 @@ from kubepulse.store.rates import (
     PodUsage,
     Point,
     Rate,
+    node_pod_rates,
     pod_rates,
     pod_usage,
     rate,
@@ -152,10 +153,7 @@ class MetricsStore:
         """Every servable pod, keyed by (namespace, name)."""
         found: dict[tuple[str, str], PodRates] = {}
         for node_pods in self._pods.values():
-            for key, containers in node_pods.items():
-                rates = pod_rates(containers)
-                if rates is not None:
-                    found[key] = rates
+            found.update(node_pod_rates(node_pods))
         return found
 
     def node_names(self) -> set[str]:
@@ -200,10 +198,7 @@ class PointsOfPods:
         return iter(self.points)
 
     def pod_rates(self) -> Iterator[tuple[PodKey, PodRates]]:
-        for key, containers in self.points.items():
-            rates = pod_rates(containers)
-            if rates is not None:
-                yield key, rates
+        return iter(node_pod_rates(self.points))
 
     def usage(self, columns: Columns | None = None) -> list[PodUsage]:
         return pod_usage(self.points, columns)

@@ -106,76 +106,81 @@ containers' sums, as its PodMetrics serves them, at the time of the earliest of 
 (PodRates.timestamp), and how many they are."""
 
 
-def pod_usage(pods: Mapping[PodKey, Containers], columns: Columns | None = None) -> list[PodUsage]:
+def pod_usage(
+    pods: Mapping[PodKey, Containers],
+    columns: Columns | None = None,
+    rates: list[tuple[str, Rate]] | None = None,
+) -> list[PodUsage]:
     """Every servable pod of one node, straight from its stored points; with `columns`,
-    also every served container of those pods, appended in pod order."""
+    also every served container of those pods, appended in pod order (and with `rates`,
+    each one's Rate).
+
+    This is the rule (module docstring), in one loop: it runs for every container of
+    every node after each scrape (the history) and for every pod a LIST serves.
+    """
     found: list[PodUsage] = []
     into = columns if columns is not None else Columns()
     names, tss, cpus, mems = into.names, into.ts, into.cpu, into.mem
+    # Containers read together share their timestamps: one window for a run of them.
+    span, seconds = -1.0, 0.0
     for key, containers in pods.items():
-        at = len(names)
-        earliest = _served(containers, names, tss, cpus, mems)
-        served = len(names) - at
-        if earliest is None:
+        cpu_sum = mem_sum = served = 0
+        earliest = math.inf
+        for name, (last, prev) in containers.items():
+            if prev is None:
+                break  # every container needs two points
+            last_ts, last_start, last_cpu, last_mem = last
+            prev_ts, prev_start, prev_cpu, _ = prev
+            if last_ts - prev_ts != span:
+                span = last_ts - prev_ts
+                seconds = window(span) if span > 0 else 0.0
+            used = last_cpu - prev_cpu
+            if last_start < prev_start or used < 0 or seconds <= 0:
+                continue
+            cpu = int(used / seconds)
+            cpu_sum += cpu
+            mem_sum += last_mem
+            served += 1
+            if last_ts < earliest:
+                earliest = last_ts
+            names.append(name)
+            tss.append(last_ts)
+            cpus.append(cpu)
+            mems.append(last_mem)
+            if rates is not None:
+                rates.append((name, _new(Rate, (last_ts, seconds, cpu, last_mem))))
+        else:
+            if served:
+                found.append((key, cpu_sum, mem_sum, earliest, served))
+                if columns is None:
+                    del names[:], tss[:], cpus[:], mems[:]
             continue
-        found.append((key, sum(cpus[at:]), sum(mems[at:]), earliest, served))
-        if columns is None:
-            del names[:], tss[:], cpus[:], mems[:]
+        if served:  # not servable after all: its containers go
+            del names[-served:], tss[-served:], cpus[-served:], mems[-served:]
+            if rates is not None:
+                del rates[-served:]
     return found
+
+
+def node_pod_rates(pods: Mapping[PodKey, Containers]) -> list[tuple[PodKey, PodRates]]:
+    """pod_rates() of every servable pod of one node, in one pass of the rule."""
+    served: list[tuple[str, Rate]] = []
+    found: list[tuple[PodKey, PodRates]] = []
+    at = 0
+    for key, _, _, earliest, count in pod_usage(pods, Columns(), served):
+        mine = served[at : at + count]
+        at += count
+        first = next(r for _, r in mine if r.timestamp == earliest)  # the first of ties
+        mine.sort()  # by name: names are unique within a pod
+        found.append((key, _new(PodRates, (earliest, first.window, tuple(mine)))))
+    return found
+
+
+_ONE_POD: PodKey = ("", "")
 
 
 def pod_rates(containers: Containers) -> PodRates | None:
     """The rates the API serves for one pod, its containers by name; None when the pod
     is not servable."""
-    names: list[str] = []
-    tss: list[float] = []
-    cpus: list[int] = []
-    mems: list[int] = []
-    windows: list[float] = []
-    if _served(containers, names, tss, cpus, mems, windows) is None:
-        return None
-    first = min(range(len(tss)), key=tss.__getitem__)  # the earliest; the first of ties
-    served = sorted(  # by name: names are unique within a pod
-        (name, _new(Rate, (ts, w, cpu, mem)))
-        for name, ts, w, cpu, mem in zip(names, tss, windows, cpus, mems, strict=True)
-    )
-    return PodRates(tss[first], windows[first], tuple(served))
-
-
-def _served(
-    containers: Containers,
-    names: list[str],
-    tss: list[float],
-    cpus: list[int],
-    mems: list[int],
-    windows: list[float] | None = None,
-) -> float | None:
-    """Append one pod's served containers to the columns; return the earliest timestamp
-    among them, or None (and append nothing) when the pod is not servable."""
-    at = len(names)
-    earliest = math.inf
-    # Containers read together share their timestamps: one window for a run of them.
-    span, seconds = -1.0, 0.0
-    for name, (last, prev) in containers.items():
-        if prev is None:
-            del names[at:], tss[at:], cpus[at:], mems[at:]  # every container needs two
-            if windows is not None:
-                del windows[at:]
-            return None
-        last_ts, last_start, last_cpu, last_mem = last
-        prev_ts, prev_start, prev_cpu, _ = prev
-        if last_ts - prev_ts != span:
-            span = last_ts - prev_ts
-            seconds = window(span) if span > 0 else 0.0
-        used = last_cpu - prev_cpu
-        if last_start < prev_start or used < 0 or seconds <= 0:
-            continue
-        names.append(name)
-        tss.append(last_ts)
-        cpus.append(int(used / seconds))
-        mems.append(last_mem)
-        if windows is not None:
-            windows.append(seconds)
-        if last_ts < earliest:
-            earliest = last_ts
-    return None if len(names) == at else earliest
+    found = node_pod_rates({_ONE_POD: containers})
+    return found[0][1] if found else None
