@@ -58,7 +58,6 @@ from bench.server_scale import raise_fd_limit
 from kubepulse.agent.resource_metrics import render
 from kubepulse.api.metrics import MetricsAPI
 from kubepulse.api.pod_list import RenderedPods
-from kubepulse.cli import server as server_cli
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import node_from_object, pod_from_object
 from kubepulse.scrape import client as client_module
@@ -67,6 +66,7 @@ from kubepulse.scrape.client import ClientConfig, KubeletClient
 from kubepulse.scrape.decode import decode_resource_metrics
 from kubepulse.scrape.manager import ScrapeManager
 from kubepulse.selfmetrics import SelfMetrics
+from kubepulse.server import assemble as server_assembly
 from kubepulse.store.points import MetricsStore
 from kubepulse.timefmt import rfc3339
 
@@ -232,8 +232,8 @@ def _live_under(inventory: StaticInventory) -> int:
 
 def tune_like_the_server() -> str:
     """Apply the process settings `kubepulse server` applies after loading its targets
-    (kubepulse.cli.server.tune_for_many_nodes, when this revision has it)."""
-    tune = getattr(server_cli, "tune_for_many_nodes", None)
+    (kubepulse.server.assemble.tune_for_many_nodes, when this revision has it)."""
+    tune = getattr(server_assembly, "tune_for_many_nodes", None)
     if tune is None:
         return "server tuning: none in this revision"
     tune()

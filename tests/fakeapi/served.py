@@ -7,7 +7,6 @@ separate process use tests/support.run_kubepulse instead.
 
 from __future__ import annotations
 
-import argparse
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -20,17 +19,19 @@ import aiohttp
 from kubepulse import pki
 from kubepulse.cli import server
 from kubepulse.cli.main import build_parser
+from kubepulse.server import run as server_run
+from kubepulse.server.config import ServerConfig
 from tests.fakeapi.server import FakeKubeAPI
 
 M = "/apis/metrics.k8s.io/v1beta1"
 
 
-def server_args(*argv: str) -> argparse.Namespace:
-    """The arguments as `kubepulse server ARGV` parses them."""
+def server_args(*argv: str) -> ServerConfig:
+    """The configuration `kubepulse server ARGV` runs with."""
     parser = build_parser("server")
-    args = parser.parse_args(["server", *argv])
-    server.validate(args)
-    return args
+    config = server.config(parser.parse_args(["server", *argv]))
+    config.complete()
+    return config
 
 
 @dataclass
@@ -90,7 +91,7 @@ async def served(
         "--cache-sync-timeout", "10s",
         *argv,
     )  # fmt: skip
-    running = await server.start_cluster_server(args, server.cluster(args))
+    running = await server_run.start_cluster_server(args.complete(), server_run.cluster(args))
     try:
         yield Served(running.port, tmp / "server-pki" / "ca.crt", tmp)
     finally:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from kubepulse.cli import server
-from kubepulse.cli.errors import CommandError
+from kubepulse.server import run as server_run
+from kubepulse.server.config import ConfigError
 from tests.fakeapi import objects
 from tests.fakeapi.fixtures import until
 from tests.fakeapi.kubelets import FakeKubelets
@@ -56,7 +56,7 @@ async def test_in_cluster_the_service_account_reaches_api_and_kubelets(
         "--metric-resolution", "2s",
         "--kubelet-request-timeout", "1s",
     )  # fmt: skip
-    where = server.cluster(args, sa, environ)
+    where = server_run.cluster(args, sa, environ)
     assert (where.creds.server, where.token_file, where.ca_file) == (
         fake.url,
         sa / "token",
@@ -65,7 +65,7 @@ async def test_in_cluster_the_service_account_reaches_api_and_kubelets(
     with FakeKubelets(fake.ca, SA_TOKEN) as kubelets:
         port = kubelets.add("node-a", "127.0.0.2", pods=[("default", "web-1")])
         fake.add_node(objects.node("node-a", "127.0.0.2", kubelet_port=port))
-        running = await server.start_cluster_server(args, where)
+        running = await server_run.start_cluster_server(args.complete(), where)
         try:
             client = Served(running.port, tmp_path / "pki" / "ca.crt", tmp_path)
             nodes = await until_served(client)
@@ -91,8 +91,8 @@ async def until_served(client: Served, timeout: float = 20.0) -> list[dict[str, 
 
 def test_context_needs_a_kubeconfig() -> None:
     args = server_args("--context", "prod")
-    with pytest.raises(CommandError, match="--context needs --kubeconfig"):
-        server.cluster(args, Path("/nonexistent"), {})
+    with pytest.raises(ConfigError, match="--context needs --kubeconfig"):
+        server_run.cluster(args, Path("/nonexistent"), {})
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:

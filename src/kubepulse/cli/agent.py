@@ -32,12 +32,13 @@ from kubepulse.api.authn import (
     TokenFileError,
     from_files,
 )
-from kubepulse.cli import flags, serving
+from kubepulse.cli import flags
 from kubepulse.cli.errors import CommandError
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, KubeClient, in_cluster
 from kubepulse.kube.kubeconfig import KubeconfigError
 from kubepulse.model import Resources
+from kubepulse.server import serving
 
 log = logging.getLogger("kubepulse.agent")
 

@@ -20,7 +20,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from kubepulse.cli import serving
 from kubepulse.cli.errors import CommandError
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, ApiError, KubeClient, Unreachable, in_cluster
@@ -37,6 +36,7 @@ from kubepulse.kube.csr import (
     is_decided,
 )
 from kubepulse.kube.kubeconfig import KubeconfigError
+from kubepulse.server import serving
 
 log = logging.getLogger("kubepulse.csr-approver")
 

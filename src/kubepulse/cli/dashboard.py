@@ -23,15 +23,9 @@ from aiohttp import web
 
 from kubepulse.api.app import errors_as_status
 from kubepulse.api.whoami import SelfSubjectReviewAuthenticator, without_credentials
-from kubepulse.cli import flags, serving
+from kubepulse.cli import flags
 from kubepulse.cli.errors import CommandError
-from kubepulse.cli.server import (
-    add_history_flags,
-    chart_source,
-    open_history,
-    prometheus_url,
-    serving_context,
-)
+from kubepulse.cli.server import add_history_flags, history_options
 from kubepulse.cli.up import default_state_dir
 from kubepulse.dashboard.app import PREFIX, DashboardOptions, DashboardParts, mount
 from kubepulse.dashboard.data import pod_index
@@ -42,6 +36,10 @@ from kubepulse.kube.client import KubeClient
 from kubepulse.kube.kubeconfig import Credentials, KubeconfigError
 from kubepulse.scrape.manager import Recorders
 from kubepulse.scrape.metrics_api import MetricsApiPoller, PolledInventory
+from kubepulse.server import serving
+from kubepulse.server.assemble import chart_source, open_history
+from kubepulse.server.auth import serving_context
+from kubepulse.server.config import ServingOptions
 from kubepulse.store.rated import RatedStore
 
 log = logging.getLogger("kubepulse.dashboard")
@@ -132,7 +130,15 @@ def tls(args: argparse.Namespace, auth: SelfSubjectReviewAuthenticator) -> ssl.S
         )
         return None
     args.cert_dir = args.state_dir / "pki"
-    return serving_context(args, auth)
+    return serving_context(
+        ServingOptions(
+            bind_address=args.bind_address,
+            tls_cert_file=args.tls_cert_file,
+            tls_private_key_file=args.tls_private_key_file,
+            cert_dir=args.cert_dir,
+        ),
+        auth,
+    )
 
 
 def dashboard_app(parts: DashboardParts) -> web.Application:
@@ -149,10 +155,11 @@ def dashboard_app(parts: DashboardParts) -> web.Application:
 
 async def run(args: argparse.Namespace) -> int:
     validate(args)
-    charts_url = prometheus_url(args, dashboard=True)
-    creds = cluster(args)
-    if charts_url is None and args.history_file is None:
+    if args.prometheus_url is None and args.history_file is None:
         args.history_file = args.state_dir / "history.db"
+    history_config = history_options(args)
+    tiers, charts_url = history_config.complete(dashboard=True)
+    creds = cluster(args)
     try:
         args.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as err:
@@ -160,7 +167,7 @@ async def run(args: argparse.Namespace) -> int:
     auth = SelfSubjectReviewAuthenticator(creds)
     ctx = tls(args, auth)
     closers: list[Callable[[], Awaitable[None]]] = []
-    history = open_history(args)
+    history = open_history(history_config, tiers)
     if history is not None:
         closers.append(lambda: asyncio.to_thread(history.close))
     try:

@@ -1,13 +1,7 @@
-class CommandError(Exception):
-    """A failure to report to the user in one line, without a traceback.
+from __future__ import annotations
 
-    Printed as "error: <message>", or as the message alone when raw (kubectl prints
-    server errors as "Error from server (Reason): ..." without the prefix).
-    """
+from kubepulse.errors import Failure
 
-    def __init__(self, message: str, raw: bool = False) -> None:
-        super().__init__(message)
-        self.raw = raw
 
-    def line(self) -> str:
-        return str(self) if self.raw else f"error: {self}"
+class CommandError(Failure):
+    """A bad command line, in one line (see Failure)."""

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 from kubepulse import __version__
 from kubepulse.cli import usage
-from kubepulse.cli.errors import CommandError
+from kubepulse.errors import Failure
 
 
 class Parser(argparse.ArgumentParser):
@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
         return 130
-    except CommandError as err:
+    except Failure as err:
         print(err.line(), file=sys.stderr)
         return 1
     except Exception as err:  # the last line of defence: one line, never a traceback

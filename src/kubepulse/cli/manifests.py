@@ -80,7 +80,7 @@ def parse_server_args(args: tuple[str, ...]) -> argparse.Namespace:
     root = _FlagCheck(prog="kubepulse", add_help=False)
     server.add_arguments(root.add_subparsers().add_parser("server"))
     parsed = root.parse_args(["server", *args])
-    server.validate(parsed)
+    server.config(parsed).complete()
     return parsed
 
 

@@ -18,9 +18,19 @@ import yaml
 
 from kubepulse import pki
 from kubepulse.api.authn import load_tokens
-from kubepulse.cli import agent, flags, server, serving
+from kubepulse.cli import agent, flags
 from kubepulse.cli.errors import CommandError
 from kubepulse.kube.local import LocalInventory
+from kubepulse.server import serving
+from kubepulse.server.assemble import start_server
+from kubepulse.server.auth import authenticator
+from kubepulse.server.config import (
+    AuthOptions,
+    HistoryOptions,
+    KubeletOptions,
+    ServerConfig,
+    ServingOptions,
+)
 
 
 def default_state_dir() -> Path:
@@ -88,10 +98,36 @@ def kubeconfig(server_url: str, ca_pem: bytes, token: str) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
+def server_config(args: argparse.Namespace, state_dir: Path) -> ServerConfig:
+    """The metrics server of this host: it scrapes the embedded agent, verified against
+    the state dir's CA, serves the core API and the dashboard, and keeps history."""
+    pki_dir = state_dir / "pki"
+    return ServerConfig(
+        metric_resolution=args.metric_resolution,
+        kubelet=KubeletOptions(
+            request_timeout=min(10.0, args.metric_resolution * 0.9),
+            certificate_authority=pki_dir / "ca.crt",
+            use_node_status_port=True,
+        ),
+        serving=ServingOptions(
+            bind_address=args.address,
+            secure_port=args.port,
+            tls_cert_file=pki_dir / "apiserver.crt",
+            tls_private_key_file=pki_dir / "apiserver.key",
+        ),
+        auth=AuthOptions(token_auth_file=state_dir / "tokens.csv"),
+        # Every scrape kept, so restarts keep the hours and days behind the dashboard.
+        history=HistoryOptions(file=state_dir / "history.db", prometheus_url=args.prometheus_url),
+        dashboard=True,
+        serve_core_api=True,
+    )
+
+
 async def run(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir
     pki_dir = state_dir / "pki"
-    server.prometheus_url(args, dashboard=True)  # a bad URL stops before anything starts
+    config = server_config(args, state_dir)
+    completed = config.complete()  # a bad URL or flag stops before anything starts
     try:
         pki_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         ca = pki.ensure_ca(pki_dir, "kubepulse-ca")
@@ -100,9 +136,7 @@ async def run(args: argparse.Namespace) -> int:
             state_dir / "tokens.csv",
             f'{secrets.token_urlsafe(32)},kubepulse-admin,kubepulse-admin,"system:masters"\n',
         )
-        server_cert, server_key = pki.ensure_serving(
-            pki_dir, "apiserver", ca, "kubepulse-apiserver", args.address
-        )
+        pki.ensure_serving(pki_dir, "apiserver", ca, "kubepulse-apiserver", args.address)
         user_token = next(iter(load_tokens(state_dir / "tokens.csv")))
     except OSError as err:
         raise CommandError(f"cannot prepare state dir {state_dir}: {err}") from err
@@ -117,30 +151,11 @@ async def run(args: argparse.Namespace) -> int:
     )
     running_agent = await agent.start_agent(agent_args)
     try:
-        server_args = flags.defaults(
-            server.add_server_flags,
-            metric_resolution=args.metric_resolution,
-            kubelet_request_timeout=min(10.0, args.metric_resolution * 0.9),
-            kubelet_certificate_authority=pki_dir / "ca.crt",
-            kubelet_use_node_status_port=True,
-            secure_port=args.port,
-            bind_address=args.address,
-            tls_cert_file=server_cert,
-            tls_private_key_file=server_key,
-            token_auth_file=state_dir / "tokens.csv",
-            # Every scrape kept, so restarts keep the hours and days behind the dashboard.
-            history_file=state_dir / "history.db",
-            prometheus_url=args.prometheus_url,
-        )
-        server.validate(server_args)
         inventory = LocalInventory(
             lambda: running_agent.state.latest, "127.0.0.1", running_agent.port
         )
         agent_token = (state_dir / "agent-token").read_text().strip()
-        auth = server.authenticator(server_args)
-        running = await server.start_server(
-            server_args, inventory, agent_token, auth, serve_core_api=True, dashboard=True
-        )
+        running = await start_server(completed, inventory, agent_token, authenticator(config.auth))
     except BaseException:
         await running_agent.stop()
         raise

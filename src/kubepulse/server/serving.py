@@ -9,7 +9,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from kubepulse.cli.errors import CommandError
+from kubepulse.errors import Failure
+
+
+class ListenError(Failure):
+    """The address cannot be served on (taken, not ours, not allowed)."""
 
 
 async def start(
@@ -23,7 +27,7 @@ async def start(
         await site.start()
     except OSError as err:
         await runner.cleanup()
-        raise CommandError(f"cannot listen on {host}:{port}: {err.strerror}") from err
+        raise ListenError(f"cannot listen on {host}:{port}: {err.strerror}") from err
     server = site._server
     sockets = getattr(server, "sockets", None) or []
     bound = sockets[0].getsockname()[1] if sockets else port

@@ -1,0 +1,164 @@
+"""Everything `kubepulse server` can be told, typed, and checked in one place.
+
+As metrics-server's options (cmd/metrics-server/app/options): the command line fills a
+ServerConfig, `complete()` checks it and turns its text into what the server runs
+with; `kubepulse up` and `kubepulse dashboard` build theirs directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubepulse.api.authz import DEFAULT_ALWAYS_ALLOW_PATHS
+from kubepulse.api.selectors import SelectorError, parse_label_selector
+from kubepulse.errors import Failure
+from kubepulse.history.prometheus import check_url
+from kubepulse.history.tiers import Tier, parse_tiers
+
+log = logging.getLogger("kubepulse.server")
+
+
+class ConfigError(Failure):
+    """A server configuration that cannot run, in one line."""
+
+
+@dataclass(frozen=True)
+class KubeletOptions:
+    """How kubelets are reached (metrics-server's --kubelet-* flags)."""
+
+    preferred_address_types: tuple[str, ...] = ("InternalIP", "ExternalIP", "Hostname")
+    port: int = 10250
+    use_node_status_port: bool = False
+    request_timeout: float = 10.0
+    certificate_authority: Path | None = None
+    insecure_tls: bool = False
+    client_certificate: Path | None = None
+    client_key: Path | None = None
+    token_file: Path | None = None
+    use_summary_api: bool = False
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """Where and how the API is served (--bind-address, --secure-port, --tls-*)."""
+
+    bind_address: str = "0.0.0.0"
+    secure_port: int = 443
+    tls_cert_file: Path | None = None
+    tls_private_key_file: Path | None = None
+    cert_dir: Path = Path("apiserver.local.config/certificates")
+
+
+@dataclass(frozen=True)
+class AuthOptions:
+    """Who may ask (k8s.io/apiserver's delegating authentication and authorization)."""
+
+    token_auth_file: Path | None = None
+    client_ca_file: Path | None = None
+    requestheader_client_ca_file: Path | None = None
+    requestheader_allowed_names: tuple[str, ...] = ()
+    requestheader_username_headers: tuple[str, ...] = ("X-Remote-User",)
+    requestheader_group_headers: tuple[str, ...] = ("X-Remote-Group",)
+    requestheader_extra_headers_prefix: tuple[str, ...] = ("X-Remote-Extra-",)
+    token_webhook_cache_ttl: float = 10.0
+    authorized_cache_ttl: float = 10.0
+    unauthorized_cache_ttl: float = 10.0
+    always_allow_paths: tuple[str, ...] = DEFAULT_ALWAYS_ALLOW_PATHS
+
+
+DEFAULT_TIERS = "raw=1h,1m=24h,15m=30d"
+
+
+@dataclass(frozen=True)
+class HistoryOptions:
+    """Where history is kept (--history-*) and where the charts read it."""
+
+    file: Path | None = None
+    tiers: str = DEFAULT_TIERS
+    max_size: int | None = None
+    prometheus_url: str | None = None
+
+    def complete(self, dashboard: bool) -> tuple[tuple[Tier, ...], str | None]:
+        """The tiers parsed, and the Prometheus the dashboard's charts read (checked)."""
+        try:
+            tiers = parse_tiers(self.tiers)
+        except ValueError as err:
+            raise ConfigError(f"--history-tiers: {err}") from err
+        url = self.prometheus_url
+        if url is None:
+            return tiers, None
+        if not dashboard:
+            raise ConfigError(
+                "--prometheus-url is where the dashboard reads history: add --dashboard"
+            )
+        try:
+            return tiers, check_url(url)
+        except ValueError as err:
+            raise ConfigError(f"--prometheus-url: {err}") from None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    metric_resolution: float = 15.0
+    node_selector: str = ""
+    kubelet: KubeletOptions = field(default_factory=KubeletOptions)
+    serving: ServingOptions = field(default_factory=ServingOptions)
+    auth: AuthOptions = field(default_factory=AuthOptions)
+    history: HistoryOptions = field(default_factory=HistoryOptions)
+    dashboard: bool = False
+    serve_core_api: bool = False
+    """The read-only core API (nodes, pods, namespaces) of `kubepulse up`."""
+    targets: Path | None = None
+    """Nodes (and pods) from this file instead of a cluster."""
+    kubeconfig: Path | None = None
+    context: str | None = None
+    cache_sync_timeout: float = 60.0
+
+    def complete(self) -> CompletedConfig:
+        """Check the options as metrics-server does, and parse what is text."""
+        k = self.kubelet
+        if self.metric_resolution <= 0:
+            raise ConfigError("--metric-resolution must be greater than 0")
+        if k.request_timeout <= 0:
+            raise ConfigError("--kubelet-request-timeout must be greater than 0")
+        if self.metric_resolution * 0.9 < k.request_timeout:
+            raise ConfigError(
+                "metric-resolution should be larger than kubelet-request-timeout "
+                "(metric-resolution * 0.9 >= kubelet-request-timeout)"
+            )
+        if k.insecure_tls and k.certificate_authority:
+            raise ConfigError(
+                "cannot use both --kubelet-certificate-authority and --kubelet-insecure-tls"
+            )
+        if bool(k.client_certificate) != bool(k.client_key):
+            raise ConfigError(
+                "--kubelet-client-certificate and --kubelet-client-key must be given together"
+            )
+        s = self.serving
+        if bool(s.tls_cert_file) != bool(s.tls_private_key_file):
+            raise ConfigError("--tls-cert-file and --tls-private-key-file must be given together")
+        if self.targets is not None and (self.kubeconfig is not None or self.context):
+            raise ConfigError("--targets cannot be used with --kubeconfig or --context")
+        if self.metric_resolution < 10:
+            log.warning(
+                "--metric-resolution below 10s puts more load on kubelets than upstream allows"
+            )
+        try:
+            selector = parse_label_selector(self.node_selector)
+        except SelectorError as err:
+            raise ConfigError(f"invalid --node-selector: {err}") from err
+        tiers, charts_url = self.history.complete(self.dashboard)
+        return CompletedConfig(self, selector, tiers, charts_url)
+
+
+@dataclass(frozen=True)
+class CompletedConfig:
+    """A ServerConfig that was checked, with its text parsed."""
+
+    config: ServerConfig
+    node_selector: Callable[[Mapping[str, str]], bool]
+    tiers: tuple[Tier, ...]
+    charts_url: str | None
