@@ -25,9 +25,9 @@ from cryptography.x509.oid import NameOID
 
 from kubepulse import pki
 from kubepulse.agent import bootstrap
-from kubepulse.cli.agent import RunningAgent, build_parser_defaults, start_agent
+from kubepulse.agent.config import AgentConfig, AgentError
+from kubepulse.agent.run import RunningAgent, start_agent
 from kubepulse.cli.csr_approver import Approver
-from kubepulse.cli.errors import CommandError
 from kubepulse.cli.main import main
 from kubepulse.kube.client import KubeClient
 from kubepulse.kube.csr import KUBELET_SERVING, ApproverConfig, ip_prefixes, parse_request
@@ -53,9 +53,9 @@ def node_kubeconfig(fake: FakeKubeAPI, tmp: Path) -> Path:
     return fake.write_kubeconfig(tmp / "node.conf", client=client)
 
 
-def agent_args(tmp: Path, port: int = 0, **overrides: Any) -> Any:
+def agent_args(tmp: Path, port: int = 0, **overrides: Any) -> AgentConfig:
     (tmp / "token").write_text("agent-token\n")
-    return build_parser_defaults(
+    return AgentConfig(
         address="127.0.0.1",
         port=port,
         cert_dir=tmp / "pki",
@@ -293,7 +293,7 @@ async def test_a_request_nobody_approves_times_out_with_the_command_to_approve_i
 ) -> None:
     config = node_kubeconfig(cluster, tmp_path)
     args = agent_args(tmp_path, bootstrap=True, kubeconfig=str(config), bootstrap_timeout=0.5)
-    with pytest.raises(CommandError, match=r"was not approved and issued within 0.5s"):
+    with pytest.raises(AgentError, match=r"was not approved and issued within 0.5s"):
         await start_agent(args)
     async with KubeClient(cluster.credentials()) as admin:
         (pending,) = await csrs(admin)

@@ -1,46 +1,20 @@
-"""`kubepulse agent`: kubelet-compatible resource stats for a host without a kubelet."""
+"""`kubepulse agent`: kubelet-compatible resource stats for a host without a kubelet.
+
+This module only reads the command line into an AgentConfig; kubepulse/agent runs it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import logging
-import socket
-from dataclasses import dataclass
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
-from aiohttp import web
-
-from kubepulse import pki
-from kubepulse.agent import bootstrap, cgroups
-from kubepulse.agent.collector import Collector
-from kubepulse.agent.procfs import ProcFS
-from kubepulse.agent.server import (
-    AgentState,
-    make_app,
-    serving_context,
-    serving_files,
-    ssl_context,
-)
-from kubepulse.agent.workloads import RuntimeMetadata
-from kubepulse.api.authn import (
-    AuthConfigError,
-    Authenticator,
-    NoAuthentication,
-    TokenFileError,
-    from_files,
-)
+from kubepulse.agent import bootstrap
+from kubepulse.agent.config import AgentConfig
+from kubepulse.agent.run import start_agent
 from kubepulse.cli import flags
-from kubepulse.cli.errors import CommandError
-from kubepulse.kube import kubeconfig
-from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, KubeClient, in_cluster
-from kubepulse.kube.kubeconfig import KubeconfigError
 from kubepulse.model import Resources
 from kubepulse.server import serving
-
-log = logging.getLogger("kubepulse.agent")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -125,151 +99,15 @@ def add_bootstrap_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def bootstrap_signer(args: argparse.Namespace) -> bootstrap.Signer | None:
-    """The signer --bootstrap asks, or None to serve a given or self-made certificate."""
-    if not (args.bootstrap or args.bootstrap_ca_dir):
-        return None
-    if args.tls_cert_file or args.tls_private_key_file:
-        raise CommandError(
-            "--bootstrap and --tls-cert-file/--tls-private-key-file exclude each other"
-        )
-    lifetime: float | None = args.bootstrap_cert_lifetime
-    if args.bootstrap_ca_dir is not None:
-        if args.kubeconfig:
-            raise CommandError("--bootstrap-ca-dir and --kubeconfig exclude each other")
-        ca_dir: Path = args.bootstrap_ca_dir
-        try:
-            ca = pki.KeyPair.load(ca_dir / "ca.crt", ca_dir / "ca.key")
-        except (OSError, ValueError) as err:
-            raise CommandError(f"cannot load the CA in {ca_dir}: {err}") from err
-        return bootstrap.LocalSigner(ca, lifetime or bootstrap.LOCAL_LIFETIME)
-    if lifetime is not None and lifetime < bootstrap.MIN_EXPIRATION_SECONDS:
-        raise CommandError("--bootstrap-cert-lifetime must be at least 10m (expirationSeconds)")
-    try:
-        if args.kubeconfig:
-            client = KubeClient(kubeconfig.load(args.kubeconfig, None))
-        else:
-            client = KubeClient(in_cluster(), token_file=SERVICE_ACCOUNT_DIR / "token")
-    except KubeconfigError as err:
-        raise CommandError(str(err)) from err
-    expiration = None if lifetime is None else int(lifetime)
-    return bootstrap.APISigner(client, expiration, args.bootstrap_timeout)
-
-
-def bootstrap_template(args: argparse.Namespace, node_name: str) -> bootstrap.Template:
-    node_ips = [ip for ip in (args.node_ip or "").split(",") if ip.strip()]
-    try:
-        return bootstrap.Template(node_name, bootstrap.serving_ips(args.address, node_ips))
-    except ValueError as err:
-        raise CommandError(f"invalid --node-ip or --address: {err}") from err
-
-
-def build_authenticator(args: argparse.Namespace) -> Authenticator:
-    if args.authentication_skip:
-        log.warning(
-            "--authentication-skip: anyone who reaches this port can read its stats; "
-            "use only on a trusted network"
-        )
-    try:
-        return from_files(args.token_file, args.client_ca_file, skip=args.authentication_skip)
-    except NoAuthentication as err:
-        raise CommandError(
-            "no authentication configured: give --token-file or --client-ca-file "
-            "(or --authentication-skip, insecure)"
-        ) from err
-    except (AuthConfigError, TokenFileError) as err:
-        raise CommandError(str(err)) from err
-
-
-def build_state(args: argparse.Namespace, node_name: str) -> AgentState:
-    try:
-        hierarchy = cgroups.detect_host(args.proc_root)
-        proc = ProcFS(args.proc_root)
-    except (cgroups.CgroupError, OSError) as err:
-        raise CommandError(str(err)) from err
-    collector = Collector(
-        node_name, hierarchy, proc, RuntimeMetadata(args.runtime_root), args.system_reserved
-    )
-    state = AgentState(collector)
-    try:
-        state.refresh()
-    except RuntimeError as err:
-        raise CommandError(str(err)) from err
-    log.info(
-        "cgroups %s; %d pods found", hierarchy.mode, len(state.latest.pods if state.latest else ())
-    )
-    return state
-
-
-@dataclass
-class RunningAgent:
-    runner: web.AppRunner
-    port: int
-    state: AgentState
-    housekeeping: asyncio.Task[None]
-    certificates: bootstrap.ServingCertificate | None = None
-    rotation: asyncio.Task[None] | None = None
-
-    async def stop(self) -> None:
-        for task in (self.housekeeping, self.rotation):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self.certificates is not None:
-            await self.certificates.signer.close()
-        await self.runner.cleanup()
-
-
-async def start_agent(args: argparse.Namespace) -> RunningAgent:
-    node_name = args.hostname_override or socket.gethostname()
-    authenticator = build_authenticator(args)
-    signer = bootstrap_signer(args)
-    state = build_state(args, node_name)
-    client_certs = bool(authenticator.client_authorities)
-    if signer is None:
-        files = serving_files(
-            args.tls_cert_file, args.tls_private_key_file, args.cert_dir, node_name, args.address
-        )
-        try:
-            ctx = ssl_context(files, request_client_certs=client_certs)
-        except (OSError, ValueError) as err:
-            raise CommandError(f"cannot load serving certificate: {err}") from err
-    else:
-        ctx = serving_context(request_client_certs=client_certs)
-    runner, port = await serving.start(make_app(state, authenticator), args.address, args.port, ctx)
-    certificates = None
-    if signer is not None:
-        certificates = bootstrap.ServingCertificate(
-            signer, bootstrap_template(args, node_name), args.cert_dir, ctx
-        )
-        # The kubelet with serverTLSBootstrap listens at once but fails every handshake
-        # ("no serving certificate available for the kubelet") until its CSR is issued:
-        # so does the agent, whose context has no certificate until then.
-        try:
-            await certificates.start()
-        except BaseException as err:
-            await signer.close()
-            await runner.cleanup()
-            if isinstance(err, bootstrap.BootstrapError):
-                raise CommandError(str(err)) from err
-            raise
-    task = asyncio.create_task(state.housekeeping(args.housekeeping_interval))
-    rotation = asyncio.create_task(certificates.rotate_forever()) if certificates else None
-    log.info("agent for node %s serving on %s", node_name, serving.url(args.address, port))
-    return RunningAgent(runner, port, state, task, certificates, rotation)
+def config(args: argparse.Namespace) -> AgentConfig:
+    return AgentConfig(**{f.name: getattr(args, f.name) for f in fields(AgentConfig)})
 
 
 async def run(args: argparse.Namespace) -> int:
-    agent = await start_agent(args)
+    agent = await start_agent(config(args))
     print(f"kubepulse agent: {serving.url(args.address, agent.port)}/metrics/resource", flush=True)
     try:
         await serving.until_signalled()
     finally:
         await agent.stop()
     return 0
-
-
-def build_parser_defaults(**overrides: Any) -> argparse.Namespace:
-    """The agent's flags at their defaults, with overrides: for commands that embed it."""
-    return flags.defaults(add_agent_flags, **overrides)

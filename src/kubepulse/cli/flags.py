@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any
 
 from kubepulse.model import Resources
 from kubepulse.quantity import QuantityError, parse_quantity
@@ -41,15 +39,3 @@ def reserved(text: str) -> Resources:
         else:
             memory = round(quantity(value))
     return Resources(cpu_millicores=cpu, memory_bytes=memory)
-
-
-def defaults(
-    add_flags: Callable[[argparse.ArgumentParser], None], **overrides: Any
-) -> argparse.Namespace:
-    """A command's flags at their defaults, with overrides: for commands that embed it."""
-    parser = argparse.ArgumentParser()
-    add_flags(parser)
-    args = parser.parse_args([])
-    for key, value in overrides.items():
-        setattr(args, key, value)
-    return args

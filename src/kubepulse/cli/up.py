@@ -17,8 +17,10 @@ from pathlib import Path
 import yaml
 
 from kubepulse import pki
+from kubepulse.agent.config import AgentConfig
+from kubepulse.agent.run import start_agent
 from kubepulse.api.authn import load_tokens
-from kubepulse.cli import agent, flags
+from kubepulse.cli import flags
 from kubepulse.cli.errors import CommandError
 from kubepulse.kube.local import LocalInventory
 from kubepulse.server import serving
@@ -141,7 +143,7 @@ async def run(args: argparse.Namespace) -> int:
     except OSError as err:
         raise CommandError(f"cannot prepare state dir {state_dir}: {err}") from err
 
-    agent_args = agent.build_parser_defaults(
+    agent_config = AgentConfig(
         address="127.0.0.1",
         port=args.agent_port,
         cert_dir=pki_dir,
@@ -149,7 +151,7 @@ async def run(args: argparse.Namespace) -> int:
         housekeeping_interval=args.housekeeping_interval,
         bootstrap_ca_dir=pki_dir if args.agent_bootstrap else None,
     )
-    running_agent = await agent.start_agent(agent_args)
+    running_agent = await start_agent(agent_config)
     try:
         inventory = LocalInventory(
             lambda: running_agent.state.latest, "127.0.0.1", running_agent.port
