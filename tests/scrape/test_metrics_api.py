@@ -20,16 +20,10 @@ from kubepulse.history.file import History
 from kubepulse.history.recorder import HistoryRecorder
 from kubepulse.kube.client import KubeClient
 from kubepulse.kube.kubeconfig import Credentials
+from kubepulse.kube.metrics import METRICS, node_rate, pod_rates
 from kubepulse.kube.objects import ObjectError
 from kubepulse.scrape.manager import Recorders
-from kubepulse.scrape.metrics_api import (
-    METRICS,
-    UNFINISHED_PODS,
-    MetricsApiPoller,
-    PolledInventory,
-    node_rate,
-    pod_rates,
-)
+from kubepulse.scrape.metrics_api import UNFINISHED_PODS, MetricsApiPoller, PolledInventory
 from kubepulse.store.rated import RatedStore
 from kubepulse.store.rates import PodRates, Rate
 from tests.api.conftest import COREDNS, KI, MI, NODE_OBJECTS, POD_OBJECTS, T1, T1_TEXT

@@ -242,7 +242,9 @@ def test_server_gone_is_shown_and_retried_until_it_is_back(
 def test_unexpected_answer_is_shown_and_retried(tmux: Tmux, restartable: Restartable) -> None:
     restartable.start(malformed_app())
     start(tmux, restartable.kubeconfig, "pods", "-A")
-    tmux.wait_for_text("retrying every 0.5s: unexpected KeyError: 'items'")
+    tmux.wait_for_text(
+        "retrying every 0.5s: the answer of /apis/metrics.k8s.io/v1beta1/pods is not a"
+    )
     restartable.stop()
     restartable.start()
     screen = tmux.wait_for_text("web-1", "the pods once the answers are whole again")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubepulse.cli.live_layout import (
+from kubepulse.top.layout import (
     ASCII,
     SPARK_WIDTH,
     UNICODE,
@@ -14,7 +14,7 @@ from kubepulse.cli.live_layout import (
     sparkline,
     window_seconds,
 )
-from kubepulse.cli.top_printer import Usage
+from kubepulse.top.printer import Usage
 
 MI = 1024 * 1024
 NOW = 10_000.0

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from kubepulse.cli import top_wide
-from kubepulse.cli.top_printer import Usage as TopUsage
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import node_from_object, pod_from_object
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
+from kubepulse.top import wide as top_wide
+from kubepulse.top.printer import Usage as TopUsage
 from tests.api.conftest import NODE_OBJECTS, POD_OBJECTS, T1, filled_store, node_object
 from tests.support import KUBECTL, KUBEPULSE
 from tests.top.conftest import Cluster, cluster_app, serve

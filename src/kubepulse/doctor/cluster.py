@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from kubepulse.doctor.findings import Finding, fail, ok, warn
+from kubepulse.kube.metrics import METRICS
 from kubepulse.kube.objects import Node, Pod
 from kubepulse.timefmt import parse_rfc3339
 
-METRICS_API = "/apis/metrics.k8s.io/v1beta1"
 APISERVICE = "/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.metrics.k8s.io"
 KUBELET_SERVING = "kubernetes.io/kubelet-serving"
 SHOWN = 5  # names listed in one finding
@@ -106,15 +106,15 @@ def apiservice_findings(obj: Mapping[str, Any]) -> list[Finding]:
 
 def served_directly(code: int | None) -> Finding:
     """Without an APIService (`kubepulse up`, or a server asked directly), whether the
-    API server answers metrics.k8s.io itself; code is the status of GET METRICS_API."""
+    API server answers metrics.k8s.io itself; code is the status of GET METRICS."""
     subject = "metrics.k8s.io"
     if code == 200:
-        return ok("metrics-api", subject, f"{METRICS_API} is served by the API server directly")
+        return ok("metrics-api", subject, f"{METRICS} is served by the API server directly")
     return fail(
         "metrics-api",
         subject,
         f"metrics.k8s.io is not registered: no APIService v1beta1.metrics.k8s.io, and "
-        f"GET {METRICS_API} answered {code}",
+        f"GET {METRICS} answered {code}",
         "install a metrics server: `kubepulse manifests | kubectl apply -f -` (or "
         "metrics-server's components.yaml); `kubectl top` says "
         '"Metrics API not available" until then',

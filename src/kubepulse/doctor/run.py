@@ -13,6 +13,7 @@ from kubepulse.doctor.findings import Finding, fail, ok, warn
 from kubepulse.doctor.kubelets import SKEW_WARN_SECONDS, NodeCheckConfig, check_node
 from kubepulse.kube.client import ApiError, KubeClient, Unreachable
 from kubepulse.kube.kubeconfig import Credentials
+from kubepulse.kube.metrics import METRICS, MetricsReader
 from kubepulse.kube.objects import Node, ObjectError, node_from_object, pod_from_object
 
 CONCURRENT_NODES = 32
@@ -94,7 +95,7 @@ async def metrics_registration(client: DoctorClient) -> tuple[list[Finding], str
             raise
         # No APIService resource (as with `kubepulse up`, which serves metrics.k8s.io
         # itself), or not allowed to read it: ask for the group directly.
-        code, _ = await client.text(cluster.METRICS_API)
+        code, _ = await client.text(METRICS)
         return [cluster.served_directly(code)], "/readyz?verbose" if code == 200 else None
     service = (apiservice.get("spec") or {}).get("service") or {}
     readyz = None
@@ -197,9 +198,10 @@ async def _cluster_side(
             pass
     now = dt.datetime.now(dt.UTC)
     try:
-        node_metrics = await _items(client, f"{cluster.METRICS_API}/nodes")
+        reader = MetricsReader(client)
+        node_metrics = await reader.nodes()
         pods = [pod_from_object(p) for p in await _items(client, "/api/v1/pods")]
-        pod_metrics = await _items(client, f"{cluster.METRICS_API}/pods")
+        pod_metrics = await reader.pods(None)
     except ApiError as err:
         if err.code == 404 or err.code == 503:
             return findings  # the registration finding says why

@@ -23,20 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
 
 from kubepulse.kube.client import ApiError, KubeClient, Unreachable
+from kubepulse.kube.metrics import MetricsReader, each, items, node_rate, pod_rates
 from kubepulse.kube.objects import Node, ObjectError, Pod, node_from_object, pod_from_object
-from kubepulse.quantity import QuantityError, parse_quantity
 from kubepulse.scrape.manager import Recorder
 from kubepulse.store.rated import RatedStore
 from kubepulse.store.rates import PodRates, Rate
-from kubepulse.timefmt import parse_go_duration, parse_rfc3339
 
 log = logging.getLogger(__name__)
 
-METRICS = "/apis/metrics.k8s.io/v1beta1"
 # Finished pods run no containers, so no metrics API has usage for them.
 UNFINISHED_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 # resourceVersion=0: served from the API server's watch cache, not a quorum read (what
@@ -44,7 +40,6 @@ UNFINISHED_PODS = "status.phase!=Succeeded,status.phase!=Failed"
 LIST_OPTIONS = {"resourceVersion": "0"}
 
 PodKey = tuple[str, str]
-T = TypeVar("T")
 
 
 class PolledInventory:
@@ -62,85 +57,6 @@ class PolledInventory:
 
     def replace(self, nodes: list[Node], pods: list[Pod]) -> None:
         self._nodes, self._pods = nodes, pods
-
-
-# ----- NodeMetrics and PodMetrics (k8s.io/metrics/pkg/apis/metrics/v1beta1)
-
-
-def _usage(usage: Any, what: str) -> tuple[int, int]:
-    """(CPU nanocores, memory bytes) of a `usage` ResourceList."""
-    if not isinstance(usage, Mapping):
-        raise ObjectError(f"{what} has no usage")
-    try:
-        cpu = round(parse_quantity(str(usage["cpu"])) * 1e9)
-        memory = round(parse_quantity(str(usage["memory"])))
-    except KeyError as err:
-        raise ObjectError(f"{what} has no {err.args[0]} usage") from err
-    except QuantityError as err:
-        raise ObjectError(f"{what}: {err}") from err
-    return cpu, memory
-
-
-def _when(obj: Mapping[str, Any], what: str) -> tuple[float, float]:
-    """(timestamp, window in seconds): an RFC 3339 time and a Go duration ("15.003s")."""
-    try:
-        return parse_rfc3339(str(obj["timestamp"])), parse_go_duration(str(obj["window"]))
-    except KeyError as err:
-        raise ObjectError(f"{what} has no {err.args[0]}") from err
-    except ValueError as err:
-        raise ObjectError(f"{what}: {err}") from err
-
-
-def _name(obj: Any, kind: str) -> tuple[Mapping[str, Any], str]:
-    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-    if not isinstance(meta, Mapping) or not meta.get("name"):
-        raise ObjectError(f"a {kind} has no metadata.name")
-    return meta, str(meta["name"])
-
-
-def node_rate(obj: Any) -> tuple[str, Rate]:
-    """A NodeMetrics as (node name, Rate). Raises ObjectError."""
-    _, name = _name(obj, "NodeMetrics")
-    what = f"NodeMetrics {name}"
-    timestamp, window = _when(obj, what)
-    cpu, memory = _usage(obj.get("usage"), what)
-    return name, Rate(timestamp, window, cpu, memory)
-
-
-def pod_rates(obj: Any) -> tuple[PodKey, PodRates]:
-    """A PodMetrics as ((namespace, name), PodRates): every container at the pod's
-    timestamp and window, as metrics-server serves them. Raises ObjectError."""
-    meta, name = _name(obj, "PodMetrics")
-    namespace = str(meta.get("namespace") or "default")
-    what = f"PodMetrics {namespace}/{name}"
-    timestamp, window = _when(obj, what)
-    containers: list[tuple[str, Rate]] = []
-    for c in obj.get("containers") or []:
-        if not isinstance(c, Mapping) or not c.get("name"):
-            raise ObjectError(f"{what} has a container without a name")
-        cpu, memory = _usage(c.get("usage"), f"{what} container {c['name']}")
-        containers.append((str(c["name"]), Rate(timestamp, window, cpu, memory)))
-    containers.sort()
-    return (namespace, name), PodRates(timestamp, window, tuple(containers))
-
-
-def _items(body: Any, path: str) -> list[Any]:
-    items = body.get("items") if isinstance(body, Mapping) else None
-    if not isinstance(items, list):
-        raise ObjectError(f"the answer of {path} is not a Kubernetes list")
-    return items
-
-
-def _each(items: list[Any], parse: Callable[[Any], T], skipped: list[str]) -> list[T]:
-    """What parse() makes of every item; an object that cannot be read is skipped and
-    noted, never the whole list (as the reflector skips it)."""
-    parsed: list[T] = []
-    for obj in items:
-        try:
-            parsed.append(parse(obj))
-        except ObjectError as err:
-            skipped.append(str(err))
-    return parsed
 
 
 # ----- the poller
@@ -227,18 +143,20 @@ class MetricsApiPoller:
             self.client.get("/api/v1/pods", {**LIST_OPTIONS, "fieldSelector": UNFINISHED_PODS}),
         )
         return (
-            _each(_items(nodes, "nodes"), lambda o: node_from_object(o, keep_raw=False), skipped),
-            _each(_items(pods, "pods"), lambda o: pod_from_object(o, keep_raw=False), skipped),
+            each(
+                items(nodes, "/api/v1/nodes"),
+                lambda o: node_from_object(o, keep_raw=False),
+                skipped,
+            ),
+            each(
+                items(pods, "/api/v1/pods"), lambda o: pod_from_object(o, keep_raw=False), skipped
+            ),
         )
 
     async def _measure(self, skipped: list[str]) -> tuple[dict[str, Rate], dict[PodKey, PodRates]]:
-        nodes, pods = await asyncio.gather(
-            self.client.get(f"{METRICS}/nodes"), self.client.get(f"{METRICS}/pods")
-        )
-        return (
-            dict(_each(_items(nodes, f"{METRICS}/nodes"), node_rate, skipped)),
-            dict(_each(_items(pods, f"{METRICS}/pods"), pod_rates, skipped)),
-        )
+        reader = MetricsReader(self.client)
+        nodes, pods = await asyncio.gather(reader.nodes(), reader.pods(None))
+        return dict(each(nodes, node_rate, skipped)), dict(each(pods, pod_rates, skipped))
 
     def _store(self, node_rates: dict[str, Rate], pods: dict[PodKey, PodRates]) -> None:
         """Per node, as the store and history keep usage; a pod the core API did not list

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from kubepulse.cli import tabwriter
 from kubepulse.quantity import parse_quantity
+from kubepulse.top import tabwriter
 
 NODE_COLUMNS = ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
 POD_COLUMNS = ["NAME", "CPU(cores)", "MEMORY(bytes)"]

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kubepulse.cli.top_printer import Usage
+from kubepulse.top.printer import Usage
 
 WINDOW_MINUTES = 5  # the sparkline's span at the default 2 s interval
 SPARK_WIDTH = 16

@@ -9,7 +9,6 @@ unexpected, the view says so and retries. What is drawn comes from live_layout.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import curses
@@ -17,12 +16,13 @@ import locale
 import time
 from typing import Any
 
-from kubepulse.cli import top
-from kubepulse.cli.errors import CommandError
-from kubepulse.cli.live_layout import ASCII, UNICODE, Glyphs, Style, View, lines
-from kubepulse.cli.top_printer import Usage, milli, pod_usage, value
 from kubepulse.kube.client import ApiError, KubeClient, Unreachable
 from kubepulse.kube.kubeconfig import Credentials
+from kubepulse.kube.objects import ObjectError
+from kubepulse.top import query
+from kubepulse.top.layout import ASCII, UNICODE, Glyphs, Style, View, lines
+from kubepulse.top.printer import Usage, milli, pod_usage, value
+from kubepulse.top.query import TopError, TopRequest
 
 SORT_KEYS = {ord("c"): "cpu", ord("m"): "memory", ord("n"): "name", ord("s"): "namespace"}
 ESC, CTRL_C = 27, 3
@@ -71,10 +71,10 @@ def draw(screen: Any, view: View, glyphs: Glyphs) -> None:
 
 
 async def fetch(
-    client: KubeClient, kind: str, args: argparse.Namespace, namespace: str
+    client: KubeClient, request: TopRequest, namespace: str
 ) -> tuple[list[tuple[str, str, Usage]], Usage]:
-    if kind == "node":
-        metrics, nodes = await top.node_data(client, args)
+    if request.kind == "node":
+        metrics, nodes = await query.node_data(client, request)
         capacity = Usage(0, 0)
         for n in nodes:
             alloc = (n.get("status") or {}).get("allocatable") or {}
@@ -82,35 +82,36 @@ async def fetch(
                 milli(alloc.get("cpu", "0")), value(alloc.get("memory", "0"))
             )
         return [("", m["metadata"]["name"], Usage.of(m["usage"])) for m in metrics], capacity
-    items = await top.pod_metrics(client, args, namespace)
+    items = await query.pod_metrics(client, request, namespace)
     rows = [
         (m["metadata"].get("namespace", ""), m["metadata"]["name"], pod_usage(m)) for m in items
     ]
     return rows, Usage(0, 0)
 
 
-async def poll(creds: Credentials, kind: str, args: argparse.Namespace, view: View) -> None:
-    retrying = f"retrying every {args.interval:g}s"
+async def poll(creds: Credentials, request: TopRequest, view: View) -> None:
+    retrying = f"retrying every {request.interval:g}s"
     while True:
         try:
-            async with KubeClient(creds, timeout=max(2.0, args.interval)) as client:
+            async with KubeClient(creds, timeout=max(2.0, request.interval)) as client:
                 while True:
-                    rows, capacity = await fetch(client, kind, args, creds.namespace)
+                    rows, capacity = await fetch(client, request, creds.namespace)
                     view.update(rows, capacity, time.monotonic(), time.time())
-                    await asyncio.sleep(args.interval)
-        except (ApiError, Unreachable, CommandError) as err:
+                    await asyncio.sleep(request.interval)
+        except (ApiError, Unreachable, ObjectError, TopError) as err:
             view.status = f"{retrying}: {err}"
         except Exception as err:
             # An answer of an unexpected shape (or a bug) must not end the refreshes
             # silently behind a screen that looks alive: it is shown and retried too.
             view.status = f"{retrying}: unexpected {type(err).__name__}: {err}"
-        await asyncio.sleep(args.interval)
+        await asyncio.sleep(request.interval)
 
 
-async def run(creds: Credentials, kind: str, args: argparse.Namespace) -> int:
+async def run(request: TopRequest) -> int:
+    creds = query.credentials(request)
     locale.setlocale(locale.LC_ALL, "")
     glyphs = UNICODE if "utf" in locale.getpreferredencoding().lower() else ASCII
-    view = View(kind, args.interval, sort=args.sort_by or "cpu")
+    view = View(request.kind, request.interval, sort=request.sort_by or "cpu")
     screen = curses.initscr()
     try:
         curses.noecho()
@@ -121,7 +122,7 @@ async def run(creds: Credentials, kind: str, args: argparse.Namespace) -> int:
         screen.nodelay(True)
         with contextlib.suppress(curses.error):
             curses.curs_set(0)
-        poller = asyncio.create_task(poll(creds, kind, args, view))
+        poller = asyncio.create_task(poll(creds, request, view))
         try:
             running = True
             while running:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kubepulse.cli import tabwriter
-from kubepulse.cli.top_printer import (
+from kubepulse.top import tabwriter
+from kubepulse.top.printer import (
     NODE_COLUMNS,
     UNKNOWN,
     Usage,
