@@ -33,9 +33,7 @@ import orjson
 from aiohttp import web
 
 from kubepulse.api.selectors import SelectorError, parse_label_selector
-from kubepulse.history.prometheus import PrometheusError
-from kubepulse.history.read import HistoryPoint
-from kubepulse.history.sources import SeriesSource
+from kubepulse.history.sources import HistoryPoint, SeriesError, SeriesSource
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import ContainerSpec, Node, Pod
 from kubepulse.model import Resources
@@ -514,7 +512,7 @@ def _rows(points: list[HistoryPoint]) -> list[list[float]]:
 def _history_errors() -> Iterator[None]:
     try:
         yield
-    except PrometheusError as err:
+    except SeriesError as err:
         raise HistoryUnavailable(502, f"history from Prometheus: {err}") from None
     except sqlite3.Error as err:
         raise HistoryUnavailable(503, f"history file: {err}") from None

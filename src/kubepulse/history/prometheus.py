@@ -21,6 +21,7 @@ import aiohttp
 
 from kubepulse.api.exposition import metric_name
 from kubepulse.history.read import HistoryPoint
+from kubepulse.history.sources import SeriesError
 
 # The labels each kind's series carry in the exposition, in key order after the kind.
 _LABELS = {
@@ -31,7 +32,7 @@ _LABELS = {
 }
 
 
-class PrometheusError(Exception):
+class PrometheusError(SeriesError):
     """Prometheus refused a query or could not be reached."""
 
 

@@ -14,6 +14,13 @@ from typing import Protocol
 from kubepulse.history.file import History
 from kubepulse.history.read import HistoryPoint
 
+__all__ = ["HistoryPoint", "SeriesError", "SeriesSource", "SqliteSeries"]
+
+
+class SeriesError(Exception):
+    """A source that could not answer (Prometheus refused a query, or is unreachable):
+    what the dashboard tells the user instead of a chart."""
+
 
 class SeriesSource(Protocol):
     async def series(
