@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from kubepulse.api.authn import User
-from kubepulse.dashboard.kinds import Resource, resources
 from kubepulse.dashboard.sessions import Sessions
 from kubepulse.dashboard.yamltext import (
     MAX_DOCUMENTS,
@@ -18,6 +17,7 @@ from kubepulse.dashboard.yamltext import (
     read_objects,
     to_yaml,
 )
+from kubepulse.kube.discovery import APIResource, resources
 from tests.dashboard.conftest import Clock
 from tests.fakeapi import objects
 
@@ -87,7 +87,7 @@ def test_discovery_maps_kinds_to_resources_and_their_subresources() -> None:
     listed = objects.resource_list("apps/v1")
     found = resources("apps/v1", listed)
     deployment = found["Deployment"]
-    assert deployment == Resource(
+    assert deployment == APIResource(
         "apps", "v1", "deployments", "Deployment", True, frozenset({"scale"})
     )
     assert "Scale" not in found  # a subresource's kind is not a resource

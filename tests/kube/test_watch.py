@@ -12,7 +12,8 @@ import pytest
 
 from kubepulse.kube.client import KubeClient
 from kubepulse.kube.kubeconfig import KubeconfigError
-from kubepulse.kube.watch import Backoff, KubeInventory
+from kubepulse.kube.reflector import Backoff
+from kubepulse.kube.watched import KubeInventory
 from tests.fakeapi import objects
 from tests.fakeapi.fixtures import fake_api, fake_cluster, until
 from tests.fakeapi.server import FakeKubeAPI

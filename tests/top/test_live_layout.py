@@ -14,7 +14,7 @@ from kubepulse.top.layout import (
     sparkline,
     window_seconds,
 )
-from kubepulse.top.printer import Usage
+from kubepulse.top.printer import CpuMemory
 
 MI = 1024 * 1024
 NOW = 10_000.0
@@ -74,8 +74,8 @@ def spark_of(view: View, now: float) -> str:
 def test_sparkline_covers_the_last_five_minutes_at_the_default_interval() -> None:
     view = View("pod", 2.0)
     for i in range(301):  # ten minutes of refreshes; CPU rises from 0m over the last five
-        usage = Usage(max(0, i - 150), MI)
-        view.update([("default", "web-1", usage)], Usage(0, 0), 2.0 * i, 0.0)
+        usage = CpuMemory(max(0, i - 150), MI)
+        view.update([("default", "web-1", usage)], CpuMemory(0, 0), 2.0 * i, 0.0)
     row = view.rows[("default", "web-1")]
     assert row.samples[0][0] == 600.0 - 300.0  # older samples are dropped
     # Each of the 16 cells is a slice of 18.75 s holding samples: rising from the first
@@ -100,10 +100,10 @@ LONG_NAME = "checkout-service-7db6d8ff4d-x2x9p-with-a-rather-long-name-suffix"
 def pods_view() -> View:
     view = View("pod", 2.0)
     items = [
-        (LONG_NAMESPACE, LONG_NAME, Usage(12345, 2048 * MI)),
-        ("default", "web-1", Usage(350, 3 * MI)),
+        (LONG_NAMESPACE, LONG_NAME, CpuMemory(12345, 2048 * MI)),
+        ("default", "web-1", CpuMemory(350, 3 * MI)),
     ]
-    view.update(items, Usage(0, 0), NOW, 0.0)
+    view.update(items, CpuMemory(0, 0), NOW, 0.0)
     return view
 
 
@@ -140,7 +140,7 @@ def test_wider_terminals_give_the_name_column_the_room() -> None:
 
 def test_nodes_have_no_namespace_column_and_ascii_terminals_get_ascii() -> None:
     view = View("node", 2.0, sort="name")
-    view.update([("", "node-a", Usage(500, MI))], Usage(3800, 4 * 1024 * MI), NOW, 0.0)
+    view.update([("", "node-a", CpuMemory(500, MI))], CpuMemory(3800, 4 * 1024 * MI), NOW, 0.0)
     out = [text for text, _style in lines(view, 80, 24, ASCII, NOW)]
     assert out[1] == "CPU 500m of 3800m (13%)   MEM 1Mi of 4096Mi (0%)"
     assert out[3].split() == ["NAMEv", "CPU", "MEMORY", "CPU", "5m"]
@@ -149,7 +149,9 @@ def test_nodes_have_no_namespace_column_and_ascii_terminals_get_ascii() -> None:
 
 def test_rows_beyond_the_terminal_height_are_left_out() -> None:
     view = View("pod", 2.0)
-    view.update([("default", f"web-{i}", Usage(i, MI)) for i in range(30)], Usage(0, 0), NOW, 0.0)
+    view.update(
+        [("default", f"web-{i}", CpuMemory(i, MI)) for i in range(30)], CpuMemory(0, 0), NOW, 0.0
+    )
     out = lines(view, 80, 10, UNICODE, NOW)
     assert len(out) == 10
     assert "30 of 30 shown" in out[0][0]

@@ -15,7 +15,7 @@ from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import node_from_object, pod_from_object
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
 from kubepulse.top import wide as top_wide
-from kubepulse.top.printer import Usage as TopUsage
+from kubepulse.top.printer import CpuMemory
 from tests.api.conftest import NODE_OBJECTS, POD_OBJECTS, T1, filled_store, node_object
 from tests.support import KUBECTL, KUBEPULSE
 from tests.top.conftest import Cluster, cluster_app, serve
@@ -296,7 +296,7 @@ POD_REQUESTS = {
 def test_a_pods_request_follows_the_schedulers_rule(
     pod: dict[str, Any], cpu: int, mib: int
 ) -> None:
-    assert top_wide.pod_requests(pod) == TopUsage(cpu, mib * 1024 * 1024)
+    assert top_wide.pod_requests(pod) == CpuMemory(cpu, mib * 1024 * 1024)
 
 
 def test_wide_nodes_count_only_pods_that_have_not_terminated() -> None:

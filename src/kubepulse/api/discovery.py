@@ -19,13 +19,13 @@ from kubepulse.api.responses import json_response
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 # (resource, kind, namespaced, singular, short names, categories)
-Resource = tuple[str, str, bool, str, list[str], list[str]]
-CORE_RESOURCES: list[Resource] = [
+ServedResource = tuple[str, str, bool, str, list[str], list[str]]
+CORE_RESOURCES: list[ServedResource] = [
     ("namespaces", "Namespace", False, "namespace", ["ns"], []),
     ("nodes", "Node", False, "node", ["no"], []),
     ("pods", "Pod", True, "pod", ["po"], ["all"]),
 ]
-METRICS_RESOURCES: list[Resource] = [
+METRICS_RESOURCES: list[ServedResource] = [
     ("nodes", "NodeMetrics", False, "", [], []),
     ("pods", "PodMetrics", True, "", [], []),
 ]

@@ -25,7 +25,7 @@ from aiohttp import web
 from kubepulse.api.authn import USER_KEY, CachedTokenAuthenticator, User
 from kubepulse.api.responses import JSON
 from kubepulse.kube.client import ApiError, KubeClient, Unreachable
-from kubepulse.kube.kubeconfig import Credentials
+from kubepulse.kube.kubeconfig import Credentials, without_credentials
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +79,6 @@ async def answer(request: web.Request) -> web.Response:
 
 def routes() -> list[web.RouteDef]:
     return [web.post(PATH, answer)]
-
-
-def without_credentials(creds: Credentials) -> Credentials:
-    """Where the API server is and how to verify it, with no identity of its own: what
-    requests made on behalf of a signed-in user start from."""
-    return dataclasses.replace(
-        creds,
-        token=None,
-        client_cert_pem=None,
-        client_key_pem=None,
-        username=None,
-        password=None,
-    )
 
 
 class SelfSubjectReviewAuthenticator(CachedTokenAuthenticator):

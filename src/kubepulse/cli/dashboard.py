@@ -22,7 +22,7 @@ from pathlib import Path
 from aiohttp import web
 
 from kubepulse.api.app import errors_as_status
-from kubepulse.api.whoami import SelfSubjectReviewAuthenticator, without_credentials
+from kubepulse.api.whoami import SelfSubjectReviewAuthenticator
 from kubepulse.cli import flags
 from kubepulse.cli.errors import CommandError
 from kubepulse.cli.server import add_history_flags, history_options
@@ -33,7 +33,7 @@ from kubepulse.history.file import History
 from kubepulse.history.recorder import HistoryRecorder
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import KubeClient
-from kubepulse.kube.kubeconfig import Credentials, KubeconfigError
+from kubepulse.kube.kubeconfig import Credentials, KubeconfigError, without_credentials
 from kubepulse.scrape.manager import Recorders
 from kubepulse.scrape.metrics_api import MetricsApiPoller, PolledInventory
 from kubepulse.server import serving

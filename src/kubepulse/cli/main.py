@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
 from kubepulse import __version__
-from kubepulse.cli import usage
+from kubepulse.cli import pflag
 from kubepulse.errors import Failure
 
 
@@ -32,13 +32,13 @@ class Parser(argparse.ArgumentParser):
             for flag in action.option_strings
         }
         try:
-            argv = usage.booleans_spelt_out(self.argv, booleans)
+            argv = pflag.booleans_spelt_out(self.argv, booleans)
         except ValueError as err:
             self.error(str(err))
         return super().parse_known_args(argv, namespace)
 
     def error(self, message: str) -> NoReturn:
-        self.exit(1, f"error: {usage.pflag_words(message, self.argv)}\n")
+        self.exit(1, f"error: {pflag.pflag_words(message, self.argv)}\n")
 
 
 Runner = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]

@@ -9,7 +9,7 @@ import argparse
 
 from kubepulse.api.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kubepulse.cli.errors import CommandError
-from kubepulse.cli.usage import Given, unknown
+from kubepulse.cli.pflag import Given, unknown
 from kubepulse.top import query
 from kubepulse.top.query import TopRequest
 

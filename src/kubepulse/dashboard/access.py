@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from kubepulse.api.authn import ReviewCache
-from kubepulse.dashboard.cluster import ClusterCalls, Question, may_all
 from kubepulse.dashboard.data import Access
 from kubepulse.dashboard.sessions import Session
+from kubepulse.kube.user_clients import Question, UserClients, may_all
 
 TTL = 30.0
 METRICS = "metrics.k8s.io"
@@ -26,7 +26,7 @@ METRICS = "metrics.k8s.io"
 
 class AccessReviews:
     def __init__(
-        self, calls: ClusterCalls, namespaces: Callable[[], Iterable[str]], ttl: float = TTL
+        self, calls: UserClients, namespaces: Callable[[], Iterable[str]], ttl: float = TTL
     ) -> None:
         self.calls, self.namespaces, self.ttl = calls, namespaces, ttl
         self.cache: ReviewCache[Access] = ReviewCache()

@@ -29,17 +29,11 @@ import orjson
 from aiohttp import web
 
 from kubepulse.dashboard import yamltext
-from kubepulse.dashboard.cluster import (
-    ClusterCalls,
-    Question,
-    error_response,
-    explain,
-    failure,
-    may_all,
-)
-from kubepulse.dashboard.kinds import Kinds, Resource, UnknownKind
+from kubepulse.dashboard.answers import error_response, explain, failure
 from kubepulse.dashboard.sessions import SESSION_KEY, Session
 from kubepulse.kube.client import STRATEGIC_MERGE_PATCH, ApiError, KubeClient, Unreachable
+from kubepulse.kube.discovery import APIResource, Kinds, UnknownKind
+from kubepulse.kube.user_clients import Question, UserClients, may_all
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -136,7 +130,7 @@ def _described(ref: Mapping[str, Any], namespace: str) -> dict[str, str]:
 class ActionHandlers:
     def __init__(
         self,
-        calls: ClusterCalls,
+        calls: UserClients,
         end_session: Callable[[Session], None],
         clock: Callable[[], float],
         kinds: Kinds | None = None,
@@ -182,7 +176,7 @@ class ActionHandlers:
             raise ApiError(401, "Unauthorized", _SIGNED_OUT)
         return self.calls.as_user(token)
 
-    async def _resource(self, client: KubeClient, target: Target) -> tuple[Resource, str]:
+    async def _resource(self, client: KubeClient, target: Target) -> tuple[APIResource, str]:
         """The resource of target's kind and the namespace its path takes."""
         resource = await self.kinds.resource(client, target.api_version, target.kind)
         if resource.namespaced and not target.namespace:

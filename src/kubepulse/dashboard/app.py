@@ -28,13 +28,14 @@ from kubepulse.api.authn import RequestAuthenticator
 from kubepulse.dashboard import security, sessions
 from kubepulse.dashboard.access import AccessReviews
 from kubepulse.dashboard.actions import MAX_BODY, ActionHandlers
-from kubepulse.dashboard.cluster import ClusterCalls, error_response
+from kubepulse.dashboard.answers import error_response
 from kubepulse.dashboard.data import ACCESS_KEY, DataHandlers, DataSources
 from kubepulse.dashboard.sessions import SESSION_KEY
 from kubepulse.history.sources import SeriesSource
 from kubepulse.kube.client import ApiError, Unreachable
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.kubeconfig import Credentials
+from kubepulse.kube.user_clients import UserClients
 from kubepulse.store.reading import UsageStore
 
 PREFIX = "/dashboard"
@@ -105,7 +106,7 @@ class _Dashboard:
         self.options = parts.options
         self.sessions = sessions.Sessions(parts.options.session_lifetime, parts.options.clock)
         self.sign_in = sessions.token_authenticator(parts.authenticator)
-        self.calls = ClusterCalls(parts.cluster) if parts.cluster is not None else None
+        self.calls = UserClients(parts.cluster) if parts.cluster is not None else None
         self.access = (
             AccessReviews(self.calls, lambda: {p.namespace for p in parts.inventory.pods()})
             if self.calls is not None

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from kubepulse.history import db as history_db
 from kubepulse.history import read as history_read
-from kubepulse.history.read import HistoryPoint, HistoryStats, Latest, Resource
+from kubepulse.history.read import HistoryPoint, HistoryStats, Latest, Metric
 from kubepulse.history.recorder import Batcher, NodeScrape, Tick
 from kubepulse.history.tiers import DEFAULT_TIERS, Tier, check_tiers
 from kubepulse.history.writer import Batch, HistoryWriter, Row, batches_of
@@ -252,7 +252,7 @@ class History:
         return history_read.query(self._reader(), self.tiers, key, start, end, step)
 
     def top(
-        self, kind: str, resource: Resource, at: float | None = None, limit: int = 10
+        self, kind: str, resource: Metric, at: float | None = None, limit: int = 10
     ) -> list[Latest]:
         return history_read.top(self._reader(), self.tiers, kind, resource, at, limit)
 

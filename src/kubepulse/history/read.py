@@ -16,7 +16,7 @@ from kubepulse.history.db import RAW_TABLE
 from kubepulse.history.tiers import Tier
 
 Kind = Literal["node", "pod", "container", "namespace"]
-Resource = Literal["cpu", "memory"]
+Metric = Literal["cpu", "memory"]
 KINDS: tuple[Kind, ...] = ("node", "pod", "container", "namespace")
 
 
@@ -216,7 +216,7 @@ def top(
     conn: sqlite3.Connection,
     tiers: tuple[Tier, ...],
     kind: str,
-    resource: Resource,
+    resource: Metric,
     at: float | None = None,
     limit: int = 10,
 ) -> list[Latest]:

@@ -9,6 +9,7 @@ context's, else "default".
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -133,4 +134,17 @@ def load(
         password=user.get("password"),
         namespace=namespace or ctx.get("namespace") or "default",
         tls_server_name=cluster.get("tls-server-name"),
+    )
+
+
+def without_credentials(creds: Credentials) -> Credentials:
+    """Where the API server is and how to verify it, with no identity of its own: what
+    requests made on behalf of a signed-in user start from."""
+    return dataclasses.replace(
+        creds,
+        token=None,
+        client_cert_pem=None,
+        client_key_pem=None,
+        username=None,
+        password=None,
     )

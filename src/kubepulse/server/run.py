@@ -15,13 +15,12 @@ from pathlib import Path
 
 from kubepulse.api.authn import ReviewClient
 from kubepulse.api.authz import SubjectAccessReviewAuthorizer
-from kubepulse.api.whoami import without_credentials
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, KubeClient, in_cluster
 from kubepulse.kube.inventory import StaticInventory
-from kubepulse.kube.kubeconfig import Credentials, KubeconfigError
+from kubepulse.kube.kubeconfig import Credentials, KubeconfigError, without_credentials
 from kubepulse.kube.objects import ObjectError
-from kubepulse.kube.watch import KubeInventory
+from kubepulse.kube.watched import KubeInventory
 from kubepulse.server import serving
 from kubepulse.server.assemble import Closer, RunningServer, start_server, tune_for_many_nodes
 from kubepulse.server.auth import authenticator, cluster_authenticator

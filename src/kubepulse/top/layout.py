@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kubepulse.top.printer import Usage
+from kubepulse.top.printer import CpuMemory
 
 WINDOW_MINUTES = 5  # the sparkline's span at the default 2 s interval
 SPARK_WIDTH = 16
@@ -74,7 +74,7 @@ def sparkline(cells: list[int | None], blocks: str) -> str:
 class Row:
     namespace: str
     name: str
-    usage: Usage
+    usage: CpuMemory
     samples: deque[tuple[float, int]] = field(default_factory=deque)  # (monotonic time, CPU m)
 
     def record(self, now: float, window: float) -> None:
@@ -88,7 +88,7 @@ class View:
     kind: str  # node or pod
     interval: float
     rows: dict[tuple[str, str], Row] = field(default_factory=dict)
-    capacity: Usage = field(default_factory=lambda: Usage(0, 0))
+    capacity: CpuMemory = field(default_factory=lambda: CpuMemory(0, 0))
     sort: str = "cpu"
     reverse: bool = False
     filter: str = ""
@@ -101,7 +101,7 @@ class View:
         return window_seconds(self.interval)
 
     def update(
-        self, items: list[tuple[str, str, Usage]], capacity: Usage, now: float, wall: float
+        self, items: list[tuple[str, str, CpuMemory]], capacity: CpuMemory, now: float, wall: float
     ) -> None:
         fresh: dict[tuple[str, str], Row] = {}
         for namespace, name, usage in items:
@@ -155,7 +155,7 @@ def mebibytes(n: int) -> str:
 
 
 def totals(view: View) -> str:
-    total = Usage(0, 0)
+    total = CpuMemory(0, 0)
     for r in view.rows.values():
         total = total + r.usage
     if not view.capacity.cpu_milli:

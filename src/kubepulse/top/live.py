@@ -21,7 +21,7 @@ from kubepulse.kube.kubeconfig import Credentials
 from kubepulse.kube.objects import ObjectError
 from kubepulse.top import query
 from kubepulse.top.layout import ASCII, UNICODE, Glyphs, Style, View, lines
-from kubepulse.top.printer import Usage, milli, pod_usage, value
+from kubepulse.top.printer import CpuMemory, milli, pod_usage, value
 from kubepulse.top.query import TopError, TopRequest
 
 SORT_KEYS = {ord("c"): "cpu", ord("m"): "memory", ord("n"): "name", ord("s"): "namespace"}
@@ -72,21 +72,21 @@ def draw(screen: Any, view: View, glyphs: Glyphs) -> None:
 
 async def fetch(
     client: KubeClient, request: TopRequest, namespace: str
-) -> tuple[list[tuple[str, str, Usage]], Usage]:
+) -> tuple[list[tuple[str, str, CpuMemory]], CpuMemory]:
     if request.kind == "node":
         metrics, nodes = await query.node_data(client, request)
-        capacity = Usage(0, 0)
+        capacity = CpuMemory(0, 0)
         for n in nodes:
             alloc = (n.get("status") or {}).get("allocatable") or {}
-            capacity = capacity + Usage(
+            capacity = capacity + CpuMemory(
                 milli(alloc.get("cpu", "0")), value(alloc.get("memory", "0"))
             )
-        return [("", m["metadata"]["name"], Usage.of(m["usage"])) for m in metrics], capacity
+        return [("", m["metadata"]["name"], CpuMemory.of(m["usage"])) for m in metrics], capacity
     items = await query.pod_metrics(client, request, namespace)
     rows = [
         (m["metadata"].get("namespace", ""), m["metadata"]["name"], pod_usage(m)) for m in items
     ]
-    return rows, Usage(0, 0)
+    return rows, CpuMemory(0, 0)
 
 
 async def poll(creds: Credentials, request: TopRequest, view: View) -> None:

@@ -1,6 +1,6 @@
 """`kubectl top` output, byte for byte (kubectl pkg/metricsutil/metrics_printer.go).
 
-Usage is printed as CPU MilliValue (rounded up) with "m" and memory Value / 2^20 with
+CpuMemory is printed as CPU MilliValue (rounded up) with "m" and memory Value / 2^20 with
 "Mi"; percentages are int64(used milli / available milli * 100), truncated. Rows are
 sorted by name (pods by namespace then name with -A), or by usage, descending, with
 --sort-by (Go's sort.Sort is not stable; kubepulse keeps equal rows in name order).
@@ -33,19 +33,19 @@ def value(quantity: str) -> int:
 
 
 @dataclass(frozen=True)
-class Usage:
+class CpuMemory:
     cpu_milli: int
     memory_bytes: int
 
     @classmethod
-    def of(cls, usage: Mapping[str, str]) -> Usage:
+    def of(cls, usage: Mapping[str, str]) -> CpuMemory:
         return cls(milli(usage.get("cpu", "0")), value(usage.get("memory", "0")))
 
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(self.cpu_milli + other.cpu_milli, self.memory_bytes + other.memory_bytes)
+    def __add__(self, other: CpuMemory) -> CpuMemory:
+        return CpuMemory(self.cpu_milli + other.cpu_milli, self.memory_bytes + other.memory_bytes)
 
 
-def sort_by_usage(rows: list[T], sort_by: str, usage: Callable[[T], Usage]) -> None:
+def sort_by_usage(rows: list[T], sort_by: str, usage: Callable[[T], CpuMemory]) -> None:
     """kubectl's --sort-by: cpu or memory, largest first; rows stay in name order else."""
     if sort_by == "cpu":
         rows.sort(key=lambda row: -usage(row).cpu_milli)
@@ -53,19 +53,19 @@ def sort_by_usage(rows: list[T], sort_by: str, usage: Callable[[T], Usage]) -> N
         rows.sort(key=lambda row: -usage(row).memory_bytes)
 
 
-def node_usage(m: Mapping[str, Any]) -> Usage:
-    return Usage.of(m["usage"])
+def node_usage(m: Mapping[str, Any]) -> CpuMemory:
+    return CpuMemory.of(m["usage"])
 
 
-def container_usage(c: Mapping[str, Any]) -> Usage:
-    return Usage.of(c.get("usage") or {})
+def container_usage(c: Mapping[str, Any]) -> CpuMemory:
+    return CpuMemory.of(c.get("usage") or {})
 
 
-def cpu_text(u: Usage) -> str:
+def cpu_text(u: CpuMemory) -> str:
     return f"{u.cpu_milli}m"
 
 
-def memory_text(u: Usage) -> str:
+def memory_text(u: CpuMemory) -> str:
     return f"{u.memory_bytes // (1024 * 1024)}Mi"
 
 
@@ -106,7 +106,7 @@ def nodes(
 
 def node_rows(
     metrics: Sequence[Mapping[str, Any]], known: Iterable[str], sort_by: str
-) -> list[tuple[str, Usage | None]]:
+) -> list[tuple[str, CpuMemory | None]]:
     """Each node's name and usage in kubectl's order: the nodes with metrics by name (or
     by usage), then the nodes the API knows without metrics, with None for their usage
     (kubectl prints them as <unknown> rows, walking a Go map: any order; here, by name)."""
@@ -117,15 +117,15 @@ def node_rows(
     return [(m["metadata"]["name"], node_usage(m)) for m in rows] + [(n, None) for n in missing]
 
 
-def pod_usage(pod: Mapping[str, Any]) -> Usage:
-    total = Usage(0, 0)
+def pod_usage(pod: Mapping[str, Any]) -> CpuMemory:
+    total = CpuMemory(0, 0)
     for c in pod.get("containers") or []:
-        total = total + Usage.of(c.get("usage") or {})
+        total = total + CpuMemory.of(c.get("usage") or {})
     return total
 
 
-def total_usage(rows: Iterable[Mapping[str, Any]]) -> Usage:
-    return sum((pod_usage(m) for m in rows), Usage(0, 0))
+def total_usage(rows: Iterable[Mapping[str, Any]]) -> CpuMemory:
+    return sum((pod_usage(m) for m in rows), CpuMemory(0, 0))
 
 
 def pod_rows(
@@ -175,7 +175,7 @@ def pods(
         prefix = [meta.get("namespace", "")] if with_namespace else []
         if containers:
             for c in container_rows(m, sort_by):
-                used = Usage.of(c.get("usage") or {})
+                used = CpuMemory.of(c.get("usage") or {})
                 lines.append(
                     tab_row(*prefix, meta["name"], c["name"], cpu_text(used), memory_text(used))
                 )

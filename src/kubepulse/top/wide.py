@@ -15,7 +15,7 @@ from kubepulse.top import tabwriter
 from kubepulse.top.printer import (
     NODE_COLUMNS,
     UNKNOWN,
-    Usage,
+    CpuMemory,
     container_rows,
     container_usage,
     cpu_text,
@@ -63,7 +63,7 @@ def _pct(used: int, of: int | None) -> str:
     return percent(used, of) if of else NA
 
 
-def _usage_cells(used: Usage, specs: Sequence[Mapping[str, Any]]) -> list[str]:
+def _usage_cells(used: CpuMemory, specs: Sequence[Mapping[str, Any]]) -> list[str]:
     req_cpu, req_mem = _sum(specs, "requests")
     lim_cpu, lim_mem = _sum(specs, "limits")
     return [
@@ -121,29 +121,29 @@ def pods(
     return tabwriter.render("\n".join(lines) + "\n")
 
 
-def pod_requests(pod: Mapping[str, Any]) -> Usage:
+def pod_requests(pod: Mapping[str, Any]) -> CpuMemory:
     """What the scheduler and kubectl describe node count for a pod
     (k8s.io/component-helpers/resource.PodRequests): the containers' sum, or the largest
     init container if that is more, plus spec.overhead. A restartable init container (a
     sidecar) keeps running, so it adds to the sum and to every init container after it."""
     spec = pod.get("spec") or {}
-    main = sum((_requests(c) for c in spec.get("containers") or []), Usage(0, 0))
-    sidecars = init = Usage(0, 0)
+    main = sum((_requests(c) for c in spec.get("containers") or []), CpuMemory(0, 0))
+    sidecars = init = CpuMemory(0, 0)
     for c in spec.get("initContainers") or []:
         if c.get("restartPolicy") == "Always":
             main, sidecars = main + _requests(c), sidecars + _requests(c)
             init = _max(init, sidecars)
         else:
             init = _max(init, _requests(c) + sidecars)
-    return _max(main, init) + Usage.of(spec.get("overhead") or {})
+    return _max(main, init) + CpuMemory.of(spec.get("overhead") or {})
 
 
-def _requests(container: Mapping[str, Any]) -> Usage:
-    return Usage.of((container.get("resources") or {}).get("requests") or {})
+def _requests(container: Mapping[str, Any]) -> CpuMemory:
+    return CpuMemory.of((container.get("resources") or {}).get("requests") or {})
 
 
-def _max(a: Usage, b: Usage) -> Usage:
-    return Usage(max(a.cpu_milli, b.cpu_milli), max(a.memory_bytes, b.memory_bytes))
+def _max(a: CpuMemory, b: CpuMemory) -> CpuMemory:
+    return CpuMemory(max(a.cpu_milli, b.cpu_milli), max(a.memory_bytes, b.memory_bytes))
 
 
 def nodes(
@@ -156,18 +156,18 @@ def nodes(
 ) -> str:
     by_name = {n["metadata"]["name"]: n for n in node_objects}
     count: dict[str, int] = {}
-    requested: dict[str, Usage] = {}
+    requested: dict[str, CpuMemory] = {}
     for pod in pod_objects:
         node = (pod.get("spec") or {}).get("nodeName")
         if not node or (pod.get("status") or {}).get("phase") in TERMINATED:
             continue
         count[node] = count.get(node, 0) + 1
-        requested[node] = requested.get(node, Usage(0, 0)) + pod_requests(pod)
+        requested[node] = requested.get(node, CpuMemory(0, 0)) + pod_requests(pod)
     lines = [] if no_headers else [tab_row(*NODE_COLUMNS, *NODE_AMOUNT[field], *NODE_EXTRA)]
     for name, used in node_rows(metrics, by_name, sort_by):
         avail = ((by_name.get(name) or {}).get("status") or {}).get(field) or {}
-        alloc = Usage.of(avail)
-        req = requested.get(name, Usage(0, 0))
+        alloc = CpuMemory.of(avail)
+        req = requested.get(name, CpuMemory(0, 0))
         usage: list[object] = [UNKNOWN] * 4
         if used is not None:
             usage = [cpu_text(used), percent(used.cpu_milli, alloc.cpu_milli)]

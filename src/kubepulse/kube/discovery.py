@@ -30,7 +30,7 @@ class UnknownKind(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Resource:
+class APIResource:
     group: str
     version: str
     name: str
@@ -55,8 +55,8 @@ class Resource:
         return base
 
 
-def resources(api_version: str, listed: Mapping[str, Any]) -> dict[str, Resource]:
-    """kind -> Resource from an APIResourceList; subresources go to their resource."""
+def resources(api_version: str, listed: Mapping[str, Any]) -> dict[str, APIResource]:
+    """kind -> APIResource from an APIResourceList; subresources go to their resource."""
     group, _, version = api_version.rpartition("/")
     entries = [e for e in listed.get("resources") or [] if isinstance(e, dict)]
     subs: dict[str, set[str]] = {}
@@ -64,7 +64,7 @@ def resources(api_version: str, listed: Mapping[str, Any]) -> dict[str, Resource
         parent, _, sub = str(entry.get("name", "")).partition("/")
         if sub:
             subs.setdefault(parent, set()).add(sub)
-    found: dict[str, Resource] = {}
+    found: dict[str, APIResource] = {}
     for entry in entries:
         name = str(entry.get("name", ""))
         if "/" in name or not name:
@@ -72,7 +72,7 @@ def resources(api_version: str, listed: Mapping[str, Any]) -> dict[str, Resource
         kind = str(entry.get("kind", ""))
         found.setdefault(
             kind,
-            Resource(
+            APIResource(
                 group,
                 version,
                 name,
@@ -89,9 +89,9 @@ class Kinds:
         self, ttl: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.ttl, self.clock = ttl, clock
-        self._lists: dict[str, tuple[float, dict[str, Resource]]] = {}
+        self._lists: dict[str, tuple[float, dict[str, APIResource]]] = {}
 
-    async def resource(self, client: KubeClient, api_version: str, kind: str) -> Resource:
+    async def resource(self, client: KubeClient, api_version: str, kind: str) -> APIResource:
         """The resource serving kind in api_version; raises UnknownKind, ApiError or
         Unreachable."""
         if not API_VERSION.fullmatch(api_version) or not KIND.fullmatch(kind):
@@ -101,7 +101,7 @@ class Kinds:
             raise UnknownKind(f'no matches for kind "{kind}" in version "{api_version}"')
         return found
 
-    async def _listed(self, client: KubeClient, api_version: str) -> dict[str, Resource] | None:
+    async def _listed(self, client: KubeClient, api_version: str) -> dict[str, APIResource] | None:
         """The group version's kinds; None when the API does not serve it at all."""
         now = self.clock()
         cached = self._lists.get(api_version)

@@ -1,10 +1,9 @@
-"""Calls to the cluster made as the signed-in user: the user's own bearer token on every
+"""The API server called as each signed-in user: the user's own bearer token on every
 request, so that the API server's authorization decides with their RBAC, never with a
-permission of the dashboard's.
+permission of the caller's (the dashboard's).
 
 One aiohttp session (one TLS context for the API server's CA, pooled connections) serves
-every user; only the Authorization header differs. The API server's answers reach the
-page as they are: a refusal keeps its code and the Status message the API wrote.
+every user; only the Authorization header differs.
 """
 
 from __future__ import annotations
@@ -17,12 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import orjson
-from aiohttp import web
 
-from kubepulse.api.whoami import without_credentials
-from kubepulse.kube.client import ApiError, KubeClient, Unreachable, ssl_context
-from kubepulse.kube.kubeconfig import Credentials
+from kubepulse.kube.client import KubeClient, ssl_context
+from kubepulse.kube.kubeconfig import Credentials, without_credentials
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +28,7 @@ REVIEWS_AT_ONCE = 16
 """SelfSubjectAccessReviews one page view may have in flight together."""
 
 
-class ClusterCalls:
+class UserClients:
     """The API server of Kubernetes mode; `as_user(token)` is a KubeClient for one call."""
 
     def __init__(self, cluster: Credentials, timeout: float = TIMEOUT) -> None:
@@ -97,28 +93,3 @@ async def may_all(client: KubeClient, questions: Sequence[Question]) -> list[boo
             return await may(client, question)
 
     return list(await asyncio.gather(*(one(q) for q in questions)))
-
-
-def error_response(status: int, message: str, **extra: Any) -> web.Response:
-    return web.Response(
-        status=status,
-        body=orjson.dumps({"error": message, **extra}),
-        content_type="application/json",
-    )
-
-
-def explain(err: ApiError | Unreachable) -> tuple[int, str, str]:
-    """(status, message, reason) the page is told when the API server refused or could not
-    be reached: a refusal (4xx) keeps the API's code, reason and message (403 stays 403
-    with the words RBAC wrote, 409 says the object changed); the server's own failure
-    (5xx) or no answer is a 502 that says so."""
-    if isinstance(err, Unreachable):
-        return 502, f"cannot reach the API server: {err}", "Unreachable"
-    if 400 <= err.code < 500:
-        return err.code, err.message or err.reason, err.reason
-    return 502, f"the API server failed ({err.code} {err.reason}): {err.message}", err.reason
-
-
-def failure(err: ApiError | Unreachable) -> web.Response:
-    status, message, reason = explain(err)
-    return error_response(status, message, reason=reason)
