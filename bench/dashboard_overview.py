@@ -62,7 +62,7 @@ from aiohttp import web
 from bench.kubelet_sim import build_cluster, node_object, node_stats, pod_object
 from kubepulse.api.authn import Authenticator, User
 from kubepulse.dashboard.app import DashboardOptions, DashboardParts, mount
-from kubepulse.dashboard.data import pod_index
+from kubepulse.dashboard.pod_index import pod_index
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import node_from_object, pod_from_object
 from kubepulse.server.assemble import tune_for_many_nodes

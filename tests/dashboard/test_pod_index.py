@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from kubepulse.dashboard import data
-from kubepulse.dashboard.data import TOP, Access, PodIndex
+from kubepulse.dashboard import pod_index as data
+from kubepulse.dashboard.pod_index import TOP, Access, PodIndex
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import node_from_object, pod_from_object
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage

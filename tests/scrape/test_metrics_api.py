@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from kubepulse.api.status import status_response
-from kubepulse.dashboard.data import PodIndex, pod_index
+from kubepulse.dashboard.pod_index import PodIndex, pod_index
 from kubepulse.history.file import History
 from kubepulse.history.recorder import HistoryRecorder
 from kubepulse.kube.client import KubeClient

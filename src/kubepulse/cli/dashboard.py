@@ -28,7 +28,7 @@ from kubepulse.cli.errors import CommandError
 from kubepulse.cli.server import add_history_flags, history_options
 from kubepulse.cli.up import default_state_dir
 from kubepulse.dashboard.app import PREFIX, DashboardOptions, DashboardParts, mount
-from kubepulse.dashboard.data import pod_index
+from kubepulse.dashboard.pod_index import pod_index
 from kubepulse.history.file import History
 from kubepulse.history.recorder import HistoryRecorder
 from kubepulse.kube import kubeconfig

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from kubepulse.api.authn import ReviewCache
-from kubepulse.dashboard.data import Access
+from kubepulse.dashboard.pod_index import Access
 from kubepulse.dashboard.sessions import Session
 from kubepulse.kube.user_clients import Question, UserClients, may_all
 

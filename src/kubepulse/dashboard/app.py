@@ -29,8 +29,8 @@ from kubepulse.dashboard import security, sessions
 from kubepulse.dashboard.access import AccessReviews
 from kubepulse.dashboard.actions import MAX_BODY, ActionHandlers
 from kubepulse.dashboard.answers import error_response
-from kubepulse.dashboard.data import ACCESS_KEY, DataHandlers, DataSources
 from kubepulse.dashboard.sessions import SESSION_KEY
+from kubepulse.dashboard.views import ACCESS_KEY, DataHandlers, DataSources
 from kubepulse.history.sources import SeriesSource
 from kubepulse.kube.client import ApiError, Unreachable
 from kubepulse.kube.inventory import Inventory

@@ -25,7 +25,7 @@ from kubepulse.api.exposition import prometheus_handler
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.dashboard.app import DashboardParts
 from kubepulse.dashboard.app import mount as mount_dashboard
-from kubepulse.dashboard.data import pod_index
+from kubepulse.dashboard.pod_index import pod_index
 from kubepulse.history.file import History
 from kubepulse.history.prometheus import PrometheusHistory
 from kubepulse.history.recorder import HistoryRecorder

@@ -1,0 +1,423 @@
+"""The JSON the page polls: live usage from the pod index (pod_index.py), series from
+the history's sources.
+
+Units everywhere: CPU in millicores, memory in bytes, times in seconds since the epoch.
+A usage is null when the store has no rate for it yet (fewer than two scrapes). Rows are
+built only for what is sent: the top ten, the first MAX_PODS of the sorted pods.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from kubepulse.api.selectors import SelectorError, parse_label_selector
+from kubepulse.dashboard.pod_index import (
+    EVERYTHING,
+    Access,
+    PodIndex,
+    millicores,
+    pod_index,
+    sum_spec,
+)
+from kubepulse.history.sources import HistoryPoint, SeriesError, SeriesSource
+from kubepulse.kube.inventory import Inventory
+from kubepulse.kube.objects import ContainerSpec, Node, Pod
+from kubepulse.model import Resources
+from kubepulse.store.rates import PodRates, Rate
+from kubepulse.store.reading import UsageStore
+
+log = logging.getLogger(__name__)
+
+RANGES: dict[str, tuple[int, int]] = {
+    # range: (seconds, step): 60 to 170 points each
+    "15m": (900, 15),
+    "1h": (3600, 30),
+    "6h": (6 * 3600, 180),
+    "24h": (86400, 900),
+    "7d": (7 * 86400, 3600),
+}
+DEFAULT_RANGE = "1h"
+SPARK_SECONDS, SPARK_STEP = 1800, 60
+MAX_SPARKLINES = 500
+MAX_PODS = 1000
+
+
+ACCESS_KEY: web.RequestKey[Access] = web.RequestKey("kubepulse.dashboard.access", Access)
+
+
+def access_of(request: web.Request) -> Access:
+    access = request.get(ACCESS_KEY)
+    return access if isinstance(access, Access) else EVERYTHING
+
+
+@dataclass(frozen=True, slots=True)
+class DataSources:
+    store: UsageStore
+    inventory: Inventory
+    history: SeriesSource | None
+    clock: Callable[[], float]
+
+
+def _resources(r: Resources) -> dict[str, int | None]:
+    return {"cpu": r.cpu_millicores, "memory": r.memory_bytes}
+
+
+def _pod_usage(rates: PodRates | None) -> tuple[float | None, int | None]:
+    if rates is None:
+        return None, None
+    cpu = sum(r.cpu_nanocores for _, r in rates.containers)
+    mem = sum(r.working_set_bytes for _, r in rates.containers)
+    return millicores(cpu), mem
+
+
+def node_summary(src: DataSources, node: Node, pods_on_node: int) -> dict[str, Any]:
+    rate = src.store.node(node.name)
+    return {
+        "name": node.name,
+        "labels": dict(node.labels),
+        "roles": sorted(
+            k.removeprefix("node-role.kubernetes.io/")
+            for k in node.labels
+            if k.startswith("node-role.kubernetes.io/")
+        ),
+        "cpu": {
+            "used": millicores(rate.cpu_nanocores) if rate else None,
+            "allocatable": node.allocatable.cpu_millicores,
+            "capacity": node.capacity.cpu_millicores,
+        },
+        "memory": {
+            "used": rate.working_set_bytes if rate else None,
+            "allocatable": node.allocatable.memory_bytes,
+            "capacity": node.capacity.memory_bytes,
+        },
+        "pods": pods_on_node,
+        "timestamp": rate.timestamp if rate else None,
+    }
+
+
+def _nodes(src: DataSources, index: PodIndex, access: Access) -> list[dict[str, Any]]:
+    if not access.nodes:
+        return []
+    by_node = index.inventoried().by_node
+    nodes = sorted(src.inventory.nodes(), key=lambda n: n.name)
+    return [node_summary(src, n, _visible(by_node.get(n.name, ()), access)) for n in nodes]
+
+
+def _visible(pods: Sequence[Pod], access: Access) -> int:
+    """How many of a node's pods the user may see: a user who may list nodes but only
+    some namespaces' pods learns nothing of the others, not even how many there are
+    (as `kubectl describe node` lists a node's pods only for who may list them)."""
+    if access.namespaces is None:
+        return len(pods)
+    return sum(1 for p in pods if access.sees(p.namespace))
+
+
+def pod_row(pod: Pod | None, key: tuple[str, str], rates: PodRates | None) -> dict[str, Any]:
+    cpu, mem = _pod_usage(rates)
+    row: dict[str, Any] = {
+        "namespace": key[0],
+        "name": key[1],
+        "node": pod.node_name if pod else "",
+        "labels": dict(pod.labels) if pod else {},
+        "containers": len(pod.containers) if pod else len(rates.containers) if rates else 0,
+        "cpu": {"used": cpu, "request": None, "limit": None},
+        "memory": {"used": mem, "request": None, "limit": None},
+        "timestamp": rates.timestamp if rates else None,
+    }
+    if pod is not None:
+        for resource, field in (("cpu", "cpu_millicores"), ("memory", "memory_bytes")):
+            row[resource]["request"] = sum_spec(pod, "requests", field)
+            row[resource]["limit"] = sum_spec(pod, "limits", field)
+    return row
+
+
+def _namespace_rows(totals: Mapping[str, list[int]]) -> list[dict[str, Any]]:
+    return [
+        {"name": ns, "pods": t[0], "cpu": millicores(t[1]), "memory": t[2]}
+        for ns, t in sorted(totals.items())
+    ]
+
+
+async def _series(
+    src: DataSources, kind: str, namespace: str, name: str, container: str, seconds: int, step: int
+) -> list[list[float]]:
+    """[[timestamp, cpu millicores, memory bytes], ...] oldest first.
+
+    A history that cannot answer (Prometheus down or refusing, the file unreadable) is a
+    502 or 503 with {"error": why}, never a 500."""
+    if src.history is None:
+        return []
+    end = src.clock()
+    with _history_errors():
+        points = await src.history.series(
+            kind, namespace, name, container, end - seconds, end, step
+        )
+    return _rows(points)
+
+
+async def _node_series(
+    src: DataSources, names: list[str], seconds: int, step: int
+) -> dict[str, list[list[float]]]:
+    """_series of many nodes, asked of the history at once (the nodes list's sparklines)."""
+    if src.history is None:
+        return {}
+    end = src.clock()
+    with _history_errors():
+        found = await src.history.node_series(names, end - seconds, end, step)
+    return {name: _rows(points) for name, points in found.items()}
+
+
+def _rows(points: list[HistoryPoint]) -> list[list[float]]:
+    return [[p.timestamp, millicores(p.cpu_nanocores), round(p.memory_bytes)] for p in points]
+
+
+@contextmanager
+def _history_errors() -> Iterator[None]:
+    try:
+        yield
+    except SeriesError as err:
+        raise HistoryUnavailable(502, f"history from Prometheus: {err}") from None
+    except sqlite3.Error as err:
+        raise HistoryUnavailable(503, f"history file: {err}") from None
+
+
+def _range(request: web.Request) -> tuple[str, int, int]:
+    label = request.query.get("range", DEFAULT_RANGE)
+    if label not in RANGES:
+        raise _bad_request(f"range must be one of {', '.join(RANGES)}")
+    return (label, *RANGES[label])
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=_json_text({"error": message}), content_type="application/json")
+
+
+class HistoryUnavailable(Exception):
+    """The history could not answer: the request gets `status` and {"error": message}."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _answering_history_errors(handler: Handler) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except HistoryUnavailable as err:
+            log.warning("dashboard %s: %s", request.path, err.message)
+            return web.Response(
+                status=err.status,
+                text=_json_text({"error": err.message}),
+                content_type="application/json",
+            )
+
+    return handle
+
+
+def _not_found(message: str) -> web.HTTPNotFound:
+    return web.HTTPNotFound(text=_json_text({"error": message}), content_type="application/json")
+
+
+def _json_text(data: Any) -> str:
+    return orjson.dumps(data).decode()
+
+
+def _json(data: Any) -> web.Response:
+    return web.Response(text=_json_text(data), content_type="application/json")
+
+
+class DataHandlers:
+    def __init__(self, src: DataSources) -> None:
+        self.src = src
+        self.index = pod_index(src.store, src.inventory)
+
+    def routes(self) -> list[web.RouteDef]:
+        routes: list[tuple[str, Handler]] = [
+            ("/api/overview", self.overview),
+            ("/api/nodes", self.nodes),
+            ("/api/nodes/{name}", self.node),
+            ("/api/pods", self.pods),
+            ("/api/pods/{namespace}/{name}", self.pod),
+            ("/api/namespaces", self.namespaces),
+        ]
+        return [web.get(path, _answering_history_errors(h)) for path, h in routes]
+
+    async def overview(self, request: web.Request) -> web.Response:
+        access = access_of(request)
+        nodes = _nodes(self.src, self.index, access)
+        namespaces = self.index.namespace_totals(access)
+
+        def total(resource: str, key: str) -> float:
+            return round(sum(n[resource][key] or 0 for n in nodes), 3)
+
+        return _json(
+            {
+                "nodes": nodes,
+                "totals": {
+                    "nodes": len(nodes),
+                    "pods": sum(t[0] for t in namespaces.values()),
+                    "cpu": {
+                        "used": total("cpu", "used"),
+                        "allocatable": total("cpu", "allocatable"),
+                    },
+                    "memory": {
+                        "used": total("memory", "used"),
+                        "allocatable": total("memory", "allocatable"),
+                    },
+                },
+                "top_cpu": self.index.top(access, "cpu"),
+                "top_memory": self.index.top(access, "memory"),
+                "namespaces": _namespace_rows(namespaces),
+                "history": self.src.history is not None,
+            }
+        )
+
+    async def nodes(self, request: web.Request) -> web.Response:
+        nodes = _nodes(self.src, self.index, access_of(request))
+        names = [n["name"] for n in nodes[:MAX_SPARKLINES]]
+
+        sparks: dict[str, list[list[float]]] = {}
+        failed = None
+        try:
+            sparks = await _node_series(self.src, names, SPARK_SECONDS, SPARK_STEP)
+        except HistoryUnavailable as err:
+            # The list is still worth showing without its sparklines: say why they are missing.
+            failed = err.message
+        for n in nodes:
+            n["spark"] = sparks.get(n["name"], [])
+        body = {"items": nodes, "history": self.src.history is not None}
+        if failed is not None:
+            body["history_error"] = failed
+        return _json(body)
+
+    async def node(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        label, seconds, step = _range(request)
+        access = access_of(request)
+        node = next((n for n in self.src.inventory.nodes() if n.name == name), None)
+        if node is None or not access.nodes:
+            raise _not_found(f"no node named {name}")
+        on_node = self.index.inventoried().by_node.get(name, [])
+        pods = sorted(
+            (p for p in on_node if access.sees(p.namespace)), key=lambda p: (p.namespace, p.name)
+        )
+        rows = [
+            pod_row(p, (p.namespace, p.name), self.index.rates((p.namespace, p.name), p))
+            for p in pods
+        ]
+        series = await _series(self.src, "node", "", name, "", seconds, step)
+        return _json(
+            {
+                "node": node_summary(self.src, node, len(pods)),
+                "range": label,
+                "step": step,
+                "series": series,
+                "pods": rows,
+                "history": self.src.history is not None,
+            }
+        )
+
+    async def pods(self, request: web.Request) -> web.Response:
+        q = request.query
+        namespace, name, sort = q.get("namespace", ""), q.get("name", ""), q.get("sort", "cpu")
+        if sort not in ("cpu", "memory", "name"):
+            raise _bad_request("sort must be cpu, memory or name")
+        try:
+            matches = parse_label_selector(q.get("label", ""))
+        except SelectorError as err:
+            raise _bad_request(f"label: {err}") from err
+        access, view = access_of(request), self.index.view()
+        by_key = view.inventoried.by_key
+        if sort == "name":
+            ordered = view.by_name
+        else:
+            ordered = view.by_cpu if sort == "cpu" else view.by_memory
+        needle = name.lower()
+        no_labels: Mapping[str, str] = {}
+        selecting = bool(q.get("label", ""))
+        if namespace or access.namespaces is not None or needle or selecting:
+            seen = access.namespaces
+            ordered = [
+                k
+                for k in ordered
+                if (not namespace or k[0] == namespace)
+                and (seen is None or k[0] in seen)
+                and (not needle or needle in k[1].lower())
+                and (
+                    not selecting
+                    or matches(p.labels if (p := by_key.get(k)) is not None else no_labels)
+                )
+            ]
+        rows = []
+        for key in ordered[:MAX_PODS]:
+            pod = by_key.get(key)
+            rows.append(pod_row(pod, key, self.index.rates(key, pod)))
+        return _json({"items": rows, "total": len(ordered), "sort": sort})
+
+    async def pod(self, request: web.Request) -> web.Response:
+        namespace, name = request.match_info["namespace"], request.match_info["name"]
+        label, seconds, step = _range(request)
+        key = (namespace, name)
+        if not access_of(request).sees(namespace):
+            raise _not_found(f"no pod {namespace}/{name}")
+        pod = self.index.inventoried().by_key.get(key)
+        rates = self.index.rates(key, pod)
+        if pod is None and rates is None:
+            raise _not_found(f"no pod {namespace}/{name}")
+        usage: Mapping[str, Rate] = dict(rates.containers) if rates else {}
+        specs = {c.name: c for c in pod.containers} if pod else {}
+        names = list(specs) + sorted(n for n in usage if n not in specs)
+
+        total = await _series(self.src, "pod", namespace, name, "", seconds, step)
+        per = {
+            c: await _series(self.src, "container", namespace, name, c, seconds, step)
+            for c in names
+        }
+        containers: list[dict[str, Any]] = []
+        for c in names:
+            r, spec = usage.get(c), specs.get(c)
+            containers.append(
+                {
+                    "name": c,
+                    "cpu": {
+                        "used": (millicores(r.cpu_nanocores) if r else None),
+                        **_lines(spec, "cpu_millicores"),
+                    },
+                    "memory": {
+                        "used": r.working_set_bytes if r else None,
+                        **_lines(spec, "memory_bytes"),
+                    },
+                    "series": per[c],
+                }
+            )
+        return _json(
+            {
+                "pod": pod_row(pod, key, rates),
+                "range": label,
+                "step": step,
+                "series": total,
+                "containers": containers,
+                "history": self.src.history is not None,
+            }
+        )
+
+    async def namespaces(self, request: web.Request) -> web.Response:
+        return _json({"items": _namespace_rows(self.index.namespace_totals(access_of(request)))})
+
+
+def _lines(spec: ContainerSpec | None, field: str) -> dict[str, Any]:
+    if spec is None:
+        return {"request": None, "limit": None}
+    return {"request": getattr(spec.requests, field), "limit": getattr(spec.limits, field)}
