@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import math
 import re
 import time
@@ -96,8 +97,24 @@ def human_duration(seconds: float) -> str:
     return f"{hours // 24 // 365}y"
 
 
-def parse_rfc3339(text: str) -> float:
-    """Seconds since the epoch from an RFC 3339 time as Kubernetes writes it."""
-    import datetime as dt
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?(?:([Zz])|([+-])(\d\d):(\d\d))"
+)
 
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+@lru_cache(maxsize=4096)
+def parse_rfc3339(text: str) -> float:
+    """Seconds since the epoch from an RFC 3339 time as Kubernetes writes it (metav1.Time,
+    and Go's RFC3339Nano: up to nine fractional digits). Raises ValueError.
+
+    Cached: a kubelet's Summary carries the same few times for every container."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"invalid RFC 3339 time {text[:40]!r}")
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    fraction, _, sign, offset_h, offset_m = match.groups()[6:]
+    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    if sign is not None:
+        offset = int(offset_h) * 3600 + int(offset_m) * 60
+        seconds -= offset if sign == "+" else -offset
+    return seconds + (float(fraction) if fraction else 0.0)

@@ -18,15 +18,14 @@ check the lines we skip, and label sets not in the kubelet's own shape.
 
 from __future__ import annotations
 
-import calendar
 import json
 import math
 import re
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Resources, Usage
+from kubepulse.timefmt import parse_rfc3339
 
 __all__ = ["DecodeError", "decode_resource_metrics", "decode_summary"]
 
@@ -529,30 +528,13 @@ def _count(value: Any) -> int:
     return round(value)
 
 
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(\.\d+)?(?:([Zz])|([+-])(\d\d):(\d\d))"
-)
-
-
 def _summary_time(value: Any) -> float:
     """metav1.Time (RFC 3339, fractional seconds allowed) as epoch seconds; 0 if absent."""
     if value is None or value == "":
         return 0.0
     if not isinstance(value, str):
         raise DecodeError(f"not a Summary: time {value!r} is not a string")
-    return _parse_rfc3339(value)
-
-
-@lru_cache(maxsize=4096)
-def _parse_rfc3339(text: str) -> float:
-    # Cached: every container of a housekeeping round carries the same few times.
-    match = _RFC3339.fullmatch(text)
-    if match is None:
-        raise DecodeError(f"not a Summary: invalid time {text[:40]!r}")
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    fraction, _, sign, offset_h, offset_m = match.groups()[6:]
-    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
-    if sign is not None:
-        offset = int(offset_h) * 3600 + int(offset_m) * 60
-        seconds -= offset if sign == "+" else -offset
-    return seconds + (float(fraction) if fraction else 0.0)
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        raise DecodeError(f"not a Summary: invalid time {value[:40]!r}") from None

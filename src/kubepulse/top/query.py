@@ -4,9 +4,9 @@ the nodes or pods for the cases kubectl looks them up; and what it prints."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +18,7 @@ from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import ApiError, KubeClient, Unreachable
 from kubepulse.kube.metrics import MetricsReader
 from kubepulse.kube.objects import ObjectError
-from kubepulse.timefmt import go_duration
+from kubepulse.timefmt import go_duration, parse_rfc3339
 from kubepulse.top import printer as top_printer
 from kubepulse.top import wide as top_wide
 
@@ -90,10 +90,7 @@ async def pod_metrics(client: KubeClient, request: TopRequest, namespace: str) -
 
 
 def _age(created: str | None) -> float:
-    if not created:
-        return 0.0
-    when = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
-    return (dt.datetime.now(dt.UTC) - when).total_seconds()
+    return time.time() - parse_rfc3339(created) if created else 0.0
 
 
 async def explain_empty(client: KubeClient, request: TopRequest, namespace: str) -> None:
