@@ -11,51 +11,24 @@ from __future__ import annotations
 
 from typing import Any
 
-MAGIC = b"k8s\x00"
+from kubepulse.api.protobuf import MAGIC, fields  # the product's wire reader
+
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 
-Fields = dict[int, list[Any]]
+Fields = dict[int, list[bytes | int]]
 
 
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, at
-
-
-def fields(data: bytes) -> Fields:
-    """Every field of a message by number; length-delimited ones as bytes."""
-    found: Fields = {}
-    at = 0
-    while at < len(data):
-        key, at = _varint(data, at)
-        number, wire = key >> 3, key & 7
-        value: Any
-        if wire == 0:
-            value, at = _varint(data, at)
-        elif wire == 2:
-            size, at = _varint(data, at)
-            value, at = data[at : at + size], at + size
-        elif wire in (1, 5):
-            width = 8 if wire == 1 else 4
-            value, at = data[at : at + width], at + width
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        found.setdefault(number, []).append(value)
-    return found
+def _bytes(message: Fields, number: int) -> bytes:
+    value = message.get(number, [b""])[0]
+    return value if isinstance(value, bytes) else b""
 
 
 def _text(message: Fields, number: int) -> str:
-    return bytes(message.get(number, [b""])[0]).decode()
+    return _bytes(message, number).decode()
 
 
 def _message(message: Fields, number: int) -> Fields:
-    return fields(message.get(number, [b""])[0])
+    return fields(_bytes(message, number))
 
 
 def csr_approval(body: bytes) -> dict[str, Any]:
@@ -69,7 +42,8 @@ def csr_approval(body: bytes) -> dict[str, Any]:
     status = _message(csr, 3)  # CertificateSigningRequestStatus: conditions = 1
     conditions = []
     for raw in status.get(1, []):
-        condition = fields(raw)  # type = 1, reason = 2, message = 3, status = 6
+        # type = 1, reason = 2, message = 3, status = 6
+        condition = fields(raw if isinstance(raw, bytes) else b"")
         conditions.append(
             {
                 "type": _text(condition, 1),
