@@ -27,7 +27,7 @@ from kubepulse import pki
 from kubepulse.agent import bootstrap
 from kubepulse.agent.config import AgentConfig, AgentError
 from kubepulse.agent.run import RunningAgent, start_agent
-from kubepulse.cli.csr_approver import Approver
+from kubepulse.kube.csr_approver import Approver
 from kubepulse.cli.main import main
 from kubepulse.kube.client import KubeClient
 from kubepulse.kube.csr import KUBELET_SERVING, ApproverConfig, ip_prefixes, parse_request

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kubepulse.cli.csr_approver import Approver
+from kubepulse.kube.csr_approver import Approver
 from kubepulse.cli.main import main
 from kubepulse.kube.client import KubeClient
 from kubepulse.kube.csr import (

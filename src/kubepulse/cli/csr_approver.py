@@ -17,33 +17,21 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Mapping
-from typing import Any
 
 from kubepulse.cli.errors import CommandError
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, ApiError, KubeClient, Unreachable, in_cluster
 from kubepulse.kube.csr import (
     DEFAULT_ALLOWED_DNS_NAMES,
-    KUBELET_SERVING,
     MAX_EXPIRATION_SECONDS,
-    NODE_PREFIX,
     ApproverConfig,
-    Decision,
-    approval,
-    decide,
     ip_prefixes,
-    is_decided,
 )
+from kubepulse.kube.csr_approver import Approver
 from kubepulse.kube.kubeconfig import KubeconfigError
 from kubepulse.server import serving
 
 log = logging.getLogger("kubepulse.csr-approver")
-
-CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
-SELECTOR = {"fieldSelector": f"spec.signerName={KUBELET_SERVING}"}
-WATCH_SECONDS = 300
-MAX_BACKOFF = 30.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -110,95 +98,6 @@ def approver_config(args: argparse.Namespace) -> ApproverConfig:
         )
     except ValueError as err:
         raise CommandError(str(err)) from err
-
-
-class Approver:
-    """Decides CSRs one at a time; the decisions, for callers that want them."""
-
-    def __init__(self, client: KubeClient, config: ApproverConfig, skip_deny: bool = False) -> None:
-        self.client, self.config, self.skip_deny = client, config, skip_deny
-        self.decisions: dict[str, Decision] = {}
-
-    async def _node(self, csr: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        username = str((csr.get("spec") or {}).get("username") or "")
-        if not username.startswith(NODE_PREFIX):
-            return None
-        try:
-            node = await self.client.get(f"/api/v1/nodes/{username.removeprefix(NODE_PREFIX)}")
-        except ApiError as err:
-            if err.code == 404:
-                return None
-            raise
-        return node if isinstance(node, dict) else None
-
-    async def handle(self, csr: Mapping[str, Any]) -> Decision:
-        name = str((csr.get("metadata") or {}).get("name"))
-        for _attempt in range(3):
-            spec = csr.get("spec") or {}
-            if spec.get("signerName") != KUBELET_SERVING or is_decided(csr):
-                return decide(csr, None, self.config)  # ignored, without a node lookup
-            decision = decide(csr, await self._node(csr), self.config)
-            if decision.action == "ignore" or (decision.action == "deny" and self.skip_deny):
-                log.info("leaving CSR %s pending: %s", name, decision.reason)
-                return decision
-            try:
-                await self.client.put(f"{CSRS}/{name}/approval", approval(csr, decision))
-            except ApiError as err:
-                if err.code == 404:
-                    return Decision("ignore", "gone", "the CSR was deleted")
-                if err.code != 409:
-                    raise
-                # Changed since we read it: read it again and decide again (upstream requeues).
-                csr = await self.client.get(f"{CSRS}/{name}")
-                continue
-            user = spec.get("username")
-            if decision.action == "approve":
-                log.info("approved CSR %s for %s", name, user)
-            else:
-                log.info("denied CSR %s for %s: %s", name, user, decision.reason)
-            self.decisions[name] = decision
-            return decision
-        raise ApiError(409, "Conflict", f"CSR {name} kept changing while being decided")
-
-    async def pending(self) -> str:
-        """Decide every listed CSR; returns the list's resourceVersion."""
-        body = await self.client.get(CSRS, SELECTOR)
-        for item in body.get("items") or []:
-            await self.handle(item)
-        return str((body.get("metadata") or {}).get("resourceVersion") or "")
-
-    async def watch(self) -> None:
-        """List, then watch from the list's resourceVersion; list again after 410 Gone,
-        retry with a growing pause after errors, until cancelled."""
-        rv = ""
-        backoff = 1.0
-        while True:
-            try:
-                if not rv:
-                    rv = await self.pending()
-                params = {
-                    **SELECTOR,
-                    "resourceVersion": rv,
-                    "allowWatchBookmarks": "true",
-                    "timeoutSeconds": str(WATCH_SECONDS),
-                }
-                async for event in self.client.watch(CSRS, params, WATCH_SECONDS + 30):
-                    obj = event.get("object") or {}
-                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
-                    if event.get("type") in ("ADDED", "MODIFIED"):
-                        await self.handle(obj)
-                backoff = 1.0
-            except ApiError as err:
-                if err.code == 410:
-                    rv = ""
-                    continue
-                log.warning("CSR watch failed: %s %s: %s", err.code, err.reason, err.message)
-                await asyncio.sleep(backoff)  # retry pause, not synchronisation
-                backoff = min(MAX_BACKOFF, backoff * 2)
-            except Unreachable as err:
-                log.warning("CSR watch failed: %s", err)
-                await asyncio.sleep(backoff)
-                backoff = min(MAX_BACKOFF, backoff * 2)
 
 
 def client_for(args: argparse.Namespace) -> KubeClient:

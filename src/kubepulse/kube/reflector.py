@@ -18,16 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from kubepulse.kube.client import ApiError, KubeClient, Unreachable
-from kubepulse.kube.objects import Node, ObjectError, Pod
+from kubepulse.kube.objects import ObjectError
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T", Node, Pod)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,15 @@ class Reflector(Generic[T]):
         label_selector: str = "",
         field_selector: str = "",
         keep_raw: bool = False,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         watch_timeout: float = 300.0,
+        on_object: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
+        """on_object: awaited with every object as listed and as ADDED or MODIFIED by the
+        watch (a controller's event handler); its error ends the watch, and the list that
+        follows hands it every object again."""
         self.client, self.path = client, path
+        self.on_object = on_object
         self._parse: Callable[[Mapping[str, Any], bool], T] = parse
         self._key: Callable[[T], tuple[str, str]] = key
         self.selectors = {"labelSelector": label_selector, "fieldSelector": field_selector}
@@ -77,6 +82,10 @@ class Reflector(Generic[T]):
         if self._snapshot is None:
             self._snapshot = list(self._items.values())
         return self._snapshot
+
+    async def list_once(self) -> None:
+        """One list of the newest state (a quorum read), without watching after it."""
+        await self._list(newest=True)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -120,6 +129,9 @@ class Reflector(Generic[T]):
             if (item := self._read(obj)) is not None:
                 fresh[self._key(item)] = item
         self._items, self._snapshot = fresh, None
+        if self.on_object is not None:
+            for obj in body["items"]:
+                await self.on_object(obj)
         self.resource_version = str((body.get("metadata") or {}).get("resourceVersion", ""))
         self.lists += 1
         self.last_error = ""
@@ -146,6 +158,8 @@ class Reflector(Generic[T]):
                 if (item := self._read(obj)) is not None:
                     self._items[self._key(item)] = item
                     self._snapshot = None
+                if self.on_object is not None:
+                    await self.on_object(obj)
             elif kind == "DELETED":
                 if (item := self._read(obj)) is not None:
                     self._items.pop(self._key(item), None)
