@@ -26,9 +26,12 @@ from cryptography.x509.oid import NameOID
 
 from kubepulse.doctor.findings import Finding, fail, ok, warn
 from kubepulse.kube.objects import Node
-
-# Go's crypto/x509 names for OpenSSL's X509_V_ERR_* codes (as kubepulse.scrape.client).
-UNKNOWN_AUTHORITY_CODES = frozenset({2, 18, 19, 20, 21})
+from kubepulse.scrape.endpoint import (
+    DEFAULT_PREFERRED_ADDRESS_TYPES,
+    certificate_failure,
+    choose_address,
+    kubelet_port,
+)
 
 # Clock skew. The Date header has one-second resolution, so below about 2 s a skew
 # cannot be told from rounding and the round trip: warn only when the skew is certainly
@@ -62,7 +65,7 @@ class KubeletTLS:
 
 @dataclass(frozen=True)
 class NodeCheckConfig:
-    preferred_types: Sequence[str] = ("InternalIP", "ExternalIP", "Hostname")
+    preferred_types: Sequence[str] = DEFAULT_PREFERRED_ADDRESS_TYPES
     port: int = 10250
     """Used when the node has no status.daemonEndpoints.kubeletEndpoint.Port."""
     timeout: float = 5.0
@@ -85,15 +88,6 @@ def is_ip(address: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def choose_address(node: Node, preferred: Sequence[str]) -> tuple[str, str] | None:
-    """(type, address) as metrics-server's priorityNodeAddressResolver picks it."""
-    for address_type in preferred:
-        for address in node.addresses:
-            if address.type == address_type and address.address:
-                return address_type, address.address
-    return None
 
 
 async def resolve(name: str, timeout: float) -> list[str]:
@@ -159,7 +153,7 @@ def dns_fix(node: Node) -> str:
 
 def port_of(node: Node, config: NodeCheckConfig) -> int:
     # --kubelet-use-node-status-port, as kubepulse's and metrics-server's manifests set it.
-    return node.kubelet_port or config.port
+    return kubelet_port(node, config.port, use_node_status_port=True)
 
 
 def _join(host: str, port: int) -> str:
@@ -273,8 +267,7 @@ async def verify(ip: str, port: int, address: str, tls: KubeletTLS, timeout: flo
             )
         return None
     except ssl.SSLCertVerificationError as err:
-        code = getattr(err, "verify_code", None)
-        if code in UNKNOWN_AUTHORITY_CODES:
+        if certificate_failure(err) == "unknown-authority":
             return "unknown-authority"
         return str(getattr(err, "verify_message", "") or err)
     finally:

@@ -32,6 +32,12 @@ from kubepulse import __version__
 from kubepulse.kube.objects import RESOURCE_METRICS_PATH_ANNOTATION, Node
 from kubepulse.model import NodeSample, PodSample
 from kubepulse.scrape.decode import DecodeError, decode_resource_metrics, decode_summary
+from kubepulse.scrape.endpoint import (
+    DEFAULT_PREFERRED_ADDRESS_TYPES,
+    certificate_failure,
+    choose_address,
+    kubelet_port,
+)
 from kubepulse.scrape.http import BodyTooLarge, ConnectionPool, HTTPResponse, ProtocolError
 
 __all__ = [
@@ -53,7 +59,6 @@ SUMMARY_PATH = "/stats/summary"
 SUMMARY_QUERY = {"only_cpu_and_memory": "true"}
 # What metrics-server's manifests and Helm chart set (the binary's own default leads
 # with Hostname, which cluster DNS often cannot resolve: MS #223, #143).
-DEFAULT_PREFERRED_ADDRESS_TYPES = ("InternalIP", "ExternalIP", "Hostname")
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 log = logging.getLogger(__name__)
@@ -63,12 +68,6 @@ ScrapeResult = tuple[NodeSample | None, tuple[PodSample, ...]]
 
 _ERROR_SNIPPET_BYTES = 512
 TOKEN_REREAD_SECONDS = 60.0
-
-# OpenSSL X509_V_ERR_* codes, by how Go's crypto/x509 would name the failure.
-_UNKNOWN_AUTHORITY_CODES = frozenset({2, 18, 19, 20, 21})
-_EXPIRED_CODES = frozenset({9, 10})  # not yet valid, has expired: Go's x509.Expired
-_HOSTNAME_MISMATCH = 62
-_IP_MISMATCH = 64
 
 
 class ScrapeError(Exception):
@@ -94,16 +93,11 @@ class ScrapeError(Exception):
 
 
 def node_address(node: Node, preferred_types: Sequence[str]) -> str:
-    """The first address of the first preferred type the node has.
-
-    metrics-server's priorityNodeAddressResolver: types are tried in priority order,
-    and within a type the first address in .status.addresses wins.
-    """
-    for address_type in preferred_types:
-        for address in node.addresses:
-            if address.type == address_type and address.address:
-                return address.address
-    raise ScrapeError("no-address", f"no address matched types [{' '.join(preferred_types)}]")
+    """The kubelet's address (endpoint.choose_address), or a ScrapeError."""
+    chosen = choose_address(node, preferred_types)
+    if chosen is None:
+        raise ScrapeError("no-address", f"no address matched types [{' '.join(preferred_types)}]")
+    return chosen[1]
 
 
 @dataclass
@@ -277,11 +271,7 @@ class KubeletClient:
             raise ScrapeError("bad-payload", f"failed decoding {url}: {err}") from err
 
     def _endpoint(self, node: Node) -> tuple[str, int]:
-        # --kubelet-use-node-status-port takes precedence over --kubelet-port, when the
-        # node reports a port at all (client.go GetMetrics).
-        port = self.config.port
-        if self.config.use_node_status_port and node.kubelet_port:
-            port = node.kubelet_port
+        port = kubelet_port(node, self.config.port, self.config.use_node_status_port)
         return node_address(node, self.config.preferred_address_types), port
 
     def _resource_path(self, node: Node) -> str:
@@ -341,24 +331,19 @@ async def _certificate_error(
     CertificateInvalidError (Expired) and HostnameError. Users and the metrics-server
     docs know the Go texts, so those are what we say.
     """
-    code = getattr(cert_error, "verify_code", None)
     detail = str(getattr(cert_error, "verify_message", "") or cert_error)
     prefix = f'Get "{url}": tls: failed to verify certificate: '
-    lowered = detail.lower()
-    if (
-        code in _UNKNOWN_AUTHORITY_CODES
-        or "issuer certificate" in lowered
-        or ("self-signed" in lowered or "self signed" in lowered)
-    ):
+    failure = certificate_failure(cert_error)
+    if failure == "unknown-authority":
         return ScrapeError(
             "tls-unknown-authority", prefix + "x509: certificate signed by unknown authority"
         )
-    if code in _EXPIRED_CODES or "expired" in lowered or "not yet valid" in lowered:
+    if failure == "expired":
         return ScrapeError(
             "tls-expired",
             prefix + f"x509: certificate has expired or is not yet valid: {detail}",
         )
-    if code in (_HOSTNAME_MISMATCH, _IP_MISMATCH) or "mismatch" in lowered:
+    if failure == "name-mismatch":
         # OpenSSL does not say why the name did not match; Go does, and the two
         # causes have different fixes. Look at the certificate to tell them apart.
         cert = await _peer_certificate(address, port, probe_timeout)

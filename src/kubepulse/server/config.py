@@ -17,6 +17,7 @@ from kubepulse.api.selectors import SelectorError, parse_label_selector
 from kubepulse.errors import Failure
 from kubepulse.history.prometheus import check_url
 from kubepulse.history.tiers import Tier, parse_tiers
+from kubepulse.scrape.endpoint import DEFAULT_PREFERRED_ADDRESS_TYPES
 
 log = logging.getLogger("kubepulse.server")
 
@@ -29,7 +30,7 @@ class ConfigError(Failure):
 class KubeletOptions:
     """How kubelets are reached (metrics-server's --kubelet-* flags)."""
 
-    preferred_address_types: tuple[str, ...] = ("InternalIP", "ExternalIP", "Hostname")
+    preferred_address_types: tuple[str, ...] = DEFAULT_PREFERRED_ADDRESS_TYPES
     port: int = 10250
     use_node_status_port: bool = False
     request_timeout: float = 10.0
