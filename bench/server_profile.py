@@ -60,7 +60,6 @@ from kubepulse.api.metrics import MetricsAPI
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import node_from_object, pod_from_object
-from kubepulse.scrape import client as client_module
 from kubepulse.scrape import manager as manager_module
 from kubepulse.scrape.client import ClientConfig, KubeletClient
 from kubepulse.scrape.decode import decode_resource_metrics
@@ -327,15 +326,15 @@ def per_node_delays(count: int, rng: random.Random | None = None) -> list[float]
 async def compare_start_delays(manager: ScrapeManager, nodes: int, rounds: int = 3) -> None:
     """Ticks with upstream's per-node random delays and with delays in steps, alternated
     in this one process so that the host's speed changes hit both alike."""
-    stepped = manager_module.start_delays
+    stepped = manager.delays
     cpu: dict[str, list[float]] = {"per-node random delays": [], "delays in 250 ms steps": []}
     for _ in range(rounds):
         for label, delays in zip(cpu, (per_node_delays, stepped), strict=True):
-            manager_module.start_delays = delays
+            manager.delays = delays
             try:
                 seconds, _, _ = await timed(manager.tick)
             finally:
-                manager_module.start_delays = stepped
+                manager.delays = stepped
             cpu[label].append(seconds / nodes * 1000)
     for label, values in cpu.items():
         print(
@@ -376,14 +375,14 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
         await compare_start_delays(manager, nodes)
         # The same tick with decoding (and so storing) left out: what the transport
         # costs (event loop, TLS, HTTP, gunzip, manager), the rest is decode and store.
-        real_decode = client_module.decode_resource_metrics
-        client_module.decode_resource_metrics = lambda body, name, default_time: (None, ())
+        real_decode = client.decode
+        client.decode = lambda body, name, default_time: (None, ())
         try:
             times0 = os.times()
             cpu, wall, clock = await timed(manager.tick)
             times1 = os.times()
         finally:
-            client_module.decode_resource_metrics = real_decode
+            client.decode = real_decode
         print(
             f"== steady tick without decoding or storing: {cpu:.2f}s CPU "
             f"({cpu / nodes * 1000:.2f} ms per node, of which kernel "

@@ -21,7 +21,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +64,7 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 log = logging.getLogger(__name__)
 
 ScrapeResult = tuple[NodeSample | None, tuple[PodSample, ...]]
+ResourceDecoder = Callable[[bytes, str, float], ScrapeResult]
 """What scrape() returns: the node (None if incomplete) and its complete pods."""
 
 _ERROR_SNIPPET_BYTES = 512
@@ -153,8 +154,13 @@ def ssl_context(config: ClientConfig) -> ssl.SSLContext:
 class KubeletClient:
     """Scrapes kubelets over one shared connection pool; see scrape()."""
 
-    def __init__(self, config: ClientConfig) -> None:
+    def __init__(
+        self, config: ClientConfig, decode: ResourceDecoder = decode_resource_metrics
+    ) -> None:
+        """decode: how /metrics/resource answers are read (a benchmark may leave it out
+        to see what the transport alone costs)."""
         self.config = config
+        self.decode = decode
         self._pool: ConnectionPool | None = None
         self._headers = ""
         self._token_read_at = 0.0
@@ -243,7 +249,7 @@ class KubeletClient:
             # from the annotation; every kubelet has the Summary API.
             return await self._fall_back_to_summary(node, address, port, url)
         try:
-            return decode_resource_metrics(body, node.name, request_time)
+            return self.decode(body, node.name, request_time)
         except DecodeError as err:
             raise ScrapeError("bad-payload", f"failed parsing metrics from {url}: {err}") from err
 

@@ -112,8 +112,12 @@ class ScrapeManager:
         node_selector: Callable[[Mapping[str, str]], bool] = lambda _labels: True,
         observer: Observer | None = None,
         recorder: Recorder | None = None,
+        delays: Callable[[int], list[float]] = start_delays,
     ) -> None:
+        """delays: when each of a tick's scrapes starts (start_delays; a benchmark may
+        compare other spreads)."""
         self.scraper, self.store, self.inventory = scraper, store, inventory
+        self.delays = delays
         self.resolution = resolution
         self.node_selector = node_selector
         self.observer = observer or _NoObserver()
@@ -160,7 +164,7 @@ class ScrapeManager:
         self.last_tick_start = time.time()
         begun = time.monotonic()
         nodes = self.targets()
-        delays = start_delays(len(nodes))
+        delays = self.delays(len(nodes))
         tasks = [
             asyncio.create_task(self._scrape_one(n, d)) for n, d in zip(nodes, delays, strict=True)
         ]
