@@ -1,74 +1,91 @@
-"""TLS client-certificate authentication the way kube-apiserver and the kubelet do it.
+"""TLS client-certificate authentication with the ssl module as it is.
 
-Go servers ask for a client certificate without verifying it during the handshake
-(tls.RequestClientCert) and verify it in the authenticator, so a certificate from an
-unknown CA gets an HTTP 401 rather than a broken connection
-(k8s.io/apiserver/pkg/authentication/request/x509). Python's ssl module can only verify
-in the handshake, so we install an OpenSSL verify callback that accepts any chain and
-do the verification here, against the configured CAs, with cryptography.
+kube-apiserver and the kubelet ask for a client certificate without verifying it in the
+handshake (Go's tls.RequestClientCert) and verify it in the authenticator, so a
+certificate from an unknown CA gets an HTTP 401 rather than a broken connection
+(k8s.io/apiserver/pkg/authentication/request/x509). Python 3.11's ssl module cannot do
+that: it has no verify callback, and no API for the verified chain before 3.13
+(SSLSocket.get_verified_chain). So the serving context asks for a client certificate
+with ssl.CERT_OPTIONAL and holds every CA whose client certificates the server accepts
+(request_client_certificates):
+
+- a client without a certificate (a bearer token) completes the handshake as before;
+- a certificate that none of those CAs verifies fails the handshake instead of getting a
+  401. So does one OpenSSL refuses for itself: expired or not yet valid, or with an
+  extended key usage that lacks clientAuth (OpenSSL checks the "SSL client" purpose).
+  That is the safe side: nothing unverified reaches the application.
+
+After the handshake the authenticator still decides who the caller is, from the peer's
+certificate (verify_client): the CN is the user and the O fields the groups; the
+certificate must be valid now (a keep-alive connection can outlive it: then 401) and
+carry clientAuth when it has an extended key usage extension, as in k8s.io/apiserver.
+One context can hold two sets of CAs (the front proxy's --requestheader-client-ca-file
+and --client-ca-file), and the handshake does not say which of them verified the chain,
+so each authenticator accepts only a certificate whose issuer is one of its own CAs,
+that CA's signature checked with cryptography: a certificate issued by an intermediate
+CA that is not itself in the set is refused (401) however the handshake built its chain.
 """
 
 from __future__ import annotations
 
-import _ssl
-import ctypes
 import datetime as dt
-import logging
 import ssl
+from collections.abc import Iterable, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-log = logging.getLogger(__name__)
 
-_SSL_VERIFY_PEER = 0x01
-_VERIFY_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+def distinct(*sets: Iterable[x509.Certificate]) -> list[x509.Certificate]:
+    """The certificates of every set, each once, in the order first given."""
+    seen: set[bytes] = set()
+    found: list[x509.Certificate] = []
+    for authorities in sets:
+        for ca in authorities:
+            der = ca.public_bytes(serialization.Encoding.DER)
+            if der not in seen:
+                seen.add(der)
+                found.append(ca)
+    return found
 
 
-def _accept_any(_preverify_ok: int, _store: int | None) -> int:
-    return 1
+def pem_bundle(authorities: Iterable[x509.Certificate]) -> str:
+    return "".join(ca.public_bytes(serialization.Encoding.PEM).decode() for ca in authorities)
 
 
-_ACCEPT_ANY = _VERIFY_CALLBACK(_accept_any)  # kept alive for the life of the process
+def request_client_certificates(
+    ctx: ssl.SSLContext, authorities: Sequence[x509.Certificate]
+) -> None:
+    """Make the server context ctx ask every client for a certificate, which the handshake
+    accepts only when one of authorities verifies it; a client may send none.
 
-
-def request_client_certificates(ctx: ssl.SSLContext) -> None:
-    """Make ctx ask every client for a certificate and accept whatever it sends."""
-    lib = ctypes.CDLL(_ssl.__file__)
-    get_mode = lib.SSL_CTX_get_verify_mode
-    get_mode.argtypes, get_mode.restype = [ctypes.c_void_p], ctypes.c_int
-    set_verify = lib.SSL_CTX_set_verify
-    set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CALLBACK]
-    set_verify.restype = None
-    # CPython's SSLContext object holds its SSL_CTX pointer right after the object header.
-    pointer = ctypes.c_void_p.from_address(id(ctx) + object.__basicsize__).value
+    ctx must trust no other CA: make it with ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER) or
+    ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), which load no system CAs for a
+    server, and never call load_default_certs on it."""
+    if not authorities:
+        raise ValueError("no CA to verify client certificates with")
+    ctx.load_verify_locations(cadata=pem_bundle(distinct(authorities)))
     ctx.verify_mode = ssl.CERT_OPTIONAL
-    if pointer is None or get_mode(pointer) != _SSL_VERIFY_PEER:
-        raise RuntimeError("this Python's ssl module is not laid out as expected")
-    set_verify(pointer, _SSL_VERIFY_PEER, _ACCEPT_ANY)
 
 
 def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> x509.Certificate | None:
+    """The client's certificate, which the handshake verified; None without one."""
     if ssl_object is None:
         return None
     der = ssl_object.getpeercert(binary_form=True)
     return x509.load_der_x509_certificate(der) if der else None
 
 
-def verify_client(
-    cert: x509.Certificate, authorities: list[x509.Certificate]
-) -> tuple[str, list[str]] | None:
-    """The user (CN) and groups (O) of a client certificate signed by one of authorities."""
-    now = dt.datetime.now(dt.UTC)
-    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        return None
-    try:
-        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-        if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
-            return None
-    except x509.ExtensionNotFound:
-        pass
+def _valid_at(cert: x509.Certificate, now: dt.datetime) -> bool:
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+def issuer_among(
+    cert: x509.Certificate, authorities: Iterable[x509.Certificate]
+) -> x509.Certificate | None:
+    """The CA of authorities that issued cert itself (its name and signature), or None."""
     for ca in authorities:
         if ca.subject != cert.issuer:
             continue
@@ -76,11 +93,32 @@ def verify_client(
             cert.verify_directly_issued_by(ca)
         except (ValueError, TypeError, InvalidSignature):
             continue
-        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        groups = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-        if names:
-            return str(names[0].value), [str(g.value) for g in groups]
+        return ca
     return None
+
+
+def verify_client(
+    cert: x509.Certificate, authorities: Sequence[x509.Certificate]
+) -> tuple[str, list[str]] | None:
+    """The user (CN) and groups (O) of a client certificate that one of authorities
+    issued, valid now and good for client authentication; None for any other."""
+    now = dt.datetime.now(dt.UTC)
+    if not _valid_at(cert, now):
+        return None
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+            return None
+    except x509.ExtensionNotFound:
+        pass
+    issuer = issuer_among(cert, (ca for ca in authorities if _valid_at(ca, now)))
+    if issuer is None:
+        return None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names:
+        return None
+    groups = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return str(names[0].value), [str(g.value) for g in groups]
 
 
 def load_authorities(pem: bytes) -> list[x509.Certificate]:

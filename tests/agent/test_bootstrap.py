@@ -27,10 +27,10 @@ from kubepulse import pki
 from kubepulse.agent import bootstrap
 from kubepulse.agent.config import AgentConfig, AgentError
 from kubepulse.agent.run import RunningAgent, start_agent
-from kubepulse.kube.csr_approver import Approver
 from kubepulse.cli.main import main
 from kubepulse.kube.client import KubeClient
 from kubepulse.kube.csr import KUBELET_SERVING, ApproverConfig, ip_prefixes, parse_request
+from kubepulse.kube.csr_approver import Approver
 from tests.fakeapi import objects
 from tests.fakeapi.fixtures import fake_api
 from tests.fakeapi.server import FakeKubeAPI

@@ -4,6 +4,10 @@ The aggregator proxies with its front-proxy-client certificate (signed by the fr
 CA, published with the allowed names and header names in kube-system/
 extension-apiserver-authentication) and names the user in X-Remote-* headers. The server
 must believe those headers only on such a connection.
+
+A certificate that none of the server's client CAs verifies fails the TLS handshake
+rather than getting a 401, as it would from a Go server: Python's ssl has no verify
+callback to let it through to the authenticator (see kubepulse.tlsauth).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from kubepulse import pki
@@ -97,27 +102,62 @@ async def test_groups_and_extra_headers_reach_the_access_review(
     ("case", "cert"),
     [
         ("no certificate", None),
-        (
-            "a certificate from another CA",
-            pki.issue(STRANGER_CA, "front-proxy-client", client=True),
-        ),
         ("the front-proxy CA, a name not allowed", "not-allowed"),
+        # The cluster CA verifies it in the handshake; it is a user's, not the front proxy's.
+        ("a client certificate of the cluster CA", "cluster-ca"),
     ],
 )
 async def test_headers_without_the_front_proxy_certificate_are_ignored(
     fake: FakeKubeAPI, tmp_path: Path, case: str, cert: pki.KeyPair | str | None
 ) -> None:
-    client = aggregator(fake, cert) if isinstance(cert, str) else cert
+    if cert == "cluster-ca":
+        client: pki.KeyPair | None = fake.client_certificate("front-proxy-client")
+    else:
+        client = aggregator(fake, cert) if isinstance(cert, str) else cert
     async with served(fake, tmp_path) as server:
         answer = await server.get(f"{M}/nodes", cert=client, headers={"X-Remote-User": "alice"})
-        assert answer.status == 401, case
-        assert answer.body["message"] == "Unauthorized"
+        if cert == "cluster-ca":  # the certificate's own user, whom nobody allowed anything
+            assert answer.status == 403, case
+            assert 'User "front-proxy-client" cannot list' in answer.body["message"]
+        else:
+            assert answer.status == 401, case
+            assert answer.body["message"] == "Unauthorized"
         # With a bearer token as well, the token decides who it is, never the header.
         answer = await server.get(
             f"{M}/nodes", cert=client, token="bob-token", headers={"X-Remote-User": "alice"}
         )
         assert answer.status == 403, case
         assert 'User "bob" cannot list' in answer.body["message"]
+    assert {r["user"] for r in fake.access_reviews} <= {"bob", "front-proxy-client"}
+    assert "alice" not in {r["user"] for r in fake.access_reviews}
+
+
+async def test_the_front_proxy_certificate_is_no_users_certificate(
+    fake: FakeKubeAPI, tmp_path: Path
+) -> None:
+    """Without the user headers, the front proxy's certificate names nobody: its CN is not
+    taken for a user, as it would be if the client-certificate authenticator took it."""
+    fake.allow("front-proxy-client", "list", "nodes.metrics.k8s.io")
+    async with served(fake, tmp_path) as server:
+        answer = await server.get(f"{M}/nodes", cert=aggregator(fake))
+    assert answer.status == 401, answer.body
+    assert fake.access_reviews == []
+
+
+@pytest.mark.parametrize("token", [None, "bob-token"])
+async def test_a_certificate_from_another_ca_fails_the_handshake(
+    fake: FakeKubeAPI, tmp_path: Path, token: str | None
+) -> None:
+    """kube-apiserver would answer 401 (or let the token decide); the server's context
+    verifies client certificates against the cluster's CAs in the handshake, since
+    Python's ssl cannot hand an unverified one to the authenticator, so the connection
+    fails before any request is read. STRANGER_CA even has the front-proxy CA's name."""
+    async with served(fake, tmp_path) as server:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await server.get(
+                f"{M}/nodes", cert=STRANGER, token=token, headers={"X-Remote-User": "alice"}
+            )
+        assert (await server.get(f"{M}/nodes", token="bob-token")).status == 403
     assert {r["user"] for r in fake.access_reviews} == {"bob"}
 
 
@@ -136,10 +176,12 @@ async def test_requestheader_flags_replace_the_configmap(fake: FakeKubeAPI, tmp_
         assert ok.status == 200, ok.body
         header = await server.get(f"{M}/nodes", cert=mine, headers={"X-Remote-User": "alice"})
         assert header.status == 401
-        theirs = await server.get(
-            f"{M}/nodes", cert=aggregator(fake), headers={"X-Remote-User": "alice"}
-        )
-        assert theirs.status == 401
+        # The cluster's front-proxy CA is no longer trusted at all: its certificate fails
+        # the handshake (Python's ssl cannot answer it with a 401, see kubepulse.tlsauth).
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await server.get(
+                f"{M}/nodes", cert=aggregator(fake), headers={"X-Remote-User": "alice"}
+            )
 
 
 async def test_cluster_client_certificates_are_accepted(fake: FakeKubeAPI, tmp_path: Path) -> None:

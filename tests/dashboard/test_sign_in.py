@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from cryptography import x509
 
 from kubepulse import pki, tlsauth
 from kubepulse.api.authn import (
@@ -45,6 +46,10 @@ class ApiserverX509:
     def wants_client_certificates(self) -> bool:
         return True
 
+    @property
+    def client_authorities_for_tls(self) -> list[x509.Certificate]:
+        return [CLIENT_CA.cert]
+
     async def identify(self, request: web.Request) -> User | None:
         ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
         cert = tlsauth.peer_certificate(ssl_object)
@@ -58,6 +63,10 @@ class TokenOnly:
     @property
     def wants_client_certificates(self) -> bool:
         return False
+
+    @property
+    def client_authorities_for_tls(self) -> list[x509.Certificate]:
+        return []
 
     async def identify(self, request: web.Request) -> User | None:
         return None
@@ -137,7 +146,7 @@ async def over_tls(authenticator: RequestAuthenticator, tmp: Path) -> AsyncItera
     serving.write(tmp / "serving.crt", tmp / "serving.key")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(tmp / "serving.crt", tmp / "serving.key")
-    tlsauth.request_client_certificates(ctx)
+    tlsauth.request_client_certificates(ctx, authenticator.client_authorities_for_tls)
     dashboard = parts(None)
     dashboard.authenticator = authenticator
     runner = web.AppRunner(root_app(dashboard))

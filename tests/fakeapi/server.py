@@ -209,9 +209,10 @@ class FakeKubeAPI:
         with tempfile.TemporaryDirectory() as tmp:
             serving.write(Path(tmp) / "tls.crt", Path(tmp) / "tls.key")
             ctx.load_cert_chain(Path(tmp) / "tls.crt", Path(tmp) / "tls.key")
-        # Ask for client certificates but judge them in the authenticator, so a stranger's
-        # certificate gets a 401 Status, as from kube-apiserver, not a failed handshake.
-        tlsauth.request_client_certificates(ctx)
+        # Ask for client certificates signed by the cluster CA. kube-apiserver would answer
+        # a stranger's certificate with a 401 Status; Python's ssl cannot (no verify
+        # callback, see kubepulse.tlsauth), so here its handshake fails.
+        tlsauth.request_client_certificates(ctx, self._authn.client_authorities_for_tls)
         return ctx
 
     def _serve(self) -> None:

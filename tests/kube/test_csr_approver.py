@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kubepulse.kube.csr_approver import Approver
 from kubepulse.cli.main import main
 from kubepulse.kube.client import KubeClient
 from kubepulse.kube.csr import (
@@ -27,6 +26,7 @@ from kubepulse.kube.csr import (
     decide,
     ip_prefixes,
 )
+from kubepulse.kube.csr_approver import Approver
 from tests.fakeapi import objects
 from tests.fakeapi.fixtures import fake_api, until
 from tests.fakeapi.server import FakeKubeAPI

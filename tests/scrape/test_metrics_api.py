@@ -85,7 +85,10 @@ def test_node_metrics_become_a_rate(obj: dict[str, Any], expected: tuple[str, Ra
         ({**node_metrics("n", "1", "1"), "usage": None}, "NodeMetrics n has no usage"),
         ({**node_metrics("n", "1", "1"), "usage": {"cpu": "1"}}, "NodeMetrics n has no memory"),
         (node_metrics("n", "12q", "1"), "NodeMetrics n: invalid quantity '12q'"),
-        ({**node_metrics("n", "1", "1"), "timestamp": None}, "NodeMetrics n: invalid RFC 3339 time 'None'"),
+        (
+            {**node_metrics("n", "1", "1"), "timestamp": None},
+            "NodeMetrics n: invalid RFC 3339 time 'None'",
+        ),
         ({k: v for k, v in node_metrics("n", "1", "1").items() if k != "window"}, "has no window"),
         (node_metrics("n", "1", "1", window="soon"), "NodeMetrics n: invalid duration 'soon'"),
     ],

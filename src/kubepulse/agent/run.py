@@ -141,7 +141,7 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
     authenticator = build_authenticator(config)
     signer = bootstrap_signer(config)
     state = build_state(config, node_name)
-    client_certs = bool(authenticator.client_authorities)
+    client_authorities = authenticator.client_authorities_for_tls
     if signer is None:
         files = serving_files(
             config.tls_cert_file,
@@ -151,11 +151,11 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
             config.address,
         )
         try:
-            ctx = ssl_context(files, request_client_certs=client_certs)
+            ctx = ssl_context(files, client_authorities)
         except (OSError, ValueError) as err:
             raise AgentError(f"cannot load serving certificate: {err}") from err
     else:
-        ctx = serving_context(request_client_certs=client_certs)
+        ctx = serving_context(client_authorities)
     runner, port = await serving.start(
         make_app(state, authenticator), config.address, config.port, ctx
     )

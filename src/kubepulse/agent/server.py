@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from cryptography import x509
 
 from kubepulse import pki, tlsauth
 from kubepulse.agent import resource_metrics, summary
@@ -145,18 +146,24 @@ def serving_files(
     return TLSFiles(cert, key)
 
 
-def serving_context(request_client_certs: bool) -> ssl.SSLContext:
+def serving_context(client_authorities: Sequence[x509.Certificate] = ()) -> ssl.SSLContext:
     """The server's context without a certificate yet: until one is loaded into it (a
     bootstrapped certificate, see agent.bootstrap) every handshake fails, as the kubelet's
-    do with "no serving certificate available for the kubelet"."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    do with "no serving certificate available for the kubelet".
+
+    With client_authorities (Authenticator.client_authorities_for_tls) it asks clients
+    for a certificate, and the handshake lets through only those these CAs verify
+    (see kubepulse.tlsauth)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # no system CAs in it
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if request_client_certs:
-        tlsauth.request_client_certificates(ctx)
+    if client_authorities:
+        tlsauth.request_client_certificates(ctx, client_authorities)
     return ctx
 
 
-def ssl_context(files: TLSFiles, request_client_certs: bool) -> ssl.SSLContext:
-    ctx = serving_context(request_client_certs)
+def ssl_context(
+    files: TLSFiles, client_authorities: Sequence[x509.Certificate] = ()
+) -> ssl.SSLContext:
+    ctx = serving_context(client_authorities)
     ctx.load_cert_chain(files.cert, files.key)
     return ctx

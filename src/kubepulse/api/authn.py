@@ -2,8 +2,10 @@
 
 Tokens come from a file in kube-apiserver's static token format
 (token,user,uid,"group1,group2"; --token-auth-file), or a file that holds one bare
-token. Client certificates must be signed by the configured CA; the user is the CN
-and the groups the O fields, as in kube-apiserver.
+token. Client certificates must be issued by a configured CA; the user is the CN
+and the groups the O fields, as in kube-apiserver. The TLS handshake already refuses a
+certificate that none of the server's CAs verifies (see kubepulse.tlsauth): each
+authenticator here still accepts only a certificate that one of its own CAs issued.
 
 Against a cluster, the server authenticates as an aggregated API server does
 (k8s.io/apiserver/pkg/authentication/authenticatorfactory/delegating.go): the
@@ -58,6 +60,12 @@ class RequestAuthenticator(Protocol):
     @property
     def wants_client_certificates(self) -> bool:
         """Whether the TLS handshake must ask clients for certificates."""
+        ...
+
+    @property
+    def client_authorities_for_tls(self) -> list[x509.Certificate]:
+        """Every CA whose client certificates this authenticator may accept: the serving
+        context must verify client certificates against them (and only them)."""
         ...
 
     async def identify(self, request: web.Request) -> User | None: ...
@@ -143,6 +151,10 @@ class Authenticator:
     def wants_client_certificates(self) -> bool:
         return bool(self.client_authorities)
 
+    @property
+    def client_authorities_for_tls(self) -> list[x509.Certificate]:
+        return list(self.client_authorities)
+
     async def identify(self, request: web.Request) -> User | None:
         return self.authenticate(request)
 
@@ -181,6 +193,12 @@ class ChainAuthenticator:
     def wants_client_certificates(self) -> bool:
         return any(a.wants_client_certificates for a in self.authenticators)
 
+    @property
+    def client_authorities_for_tls(self) -> list[x509.Certificate]:
+        """The CAs of every authenticator, each once. The handshake accepts a certificate
+        any of them verifies; each authenticator then takes only its own CAs' ones."""
+        return tlsauth.distinct(*(a.client_authorities_for_tls for a in self.authenticators))
+
     async def identify(self, request: web.Request) -> User | None:
         for authenticator in self.authenticators:
             user = await authenticator.identify(request)
@@ -211,7 +229,9 @@ class FrontProxyAuthenticator:
     Those headers are believed only on a connection whose client certificate that CA
     signed, and whose CN is in allowed_names when that list is not empty
     (k8s.io/apiserver/pkg/authentication/request/headerrequest); from anyone else they
-    are ignored, or any client could claim to be anyone.
+    are ignored, or any client could claim to be anyone. The serving context also
+    verifies certificates of the client CA, so that CA issuing the certificate itself is
+    checked here: a user's certificate never passes for the front proxy.
     """
 
     def __init__(self, config: RequestHeaderConfig) -> None:
@@ -220,6 +240,10 @@ class FrontProxyAuthenticator:
     @property
     def wants_client_certificates(self) -> bool:
         return True
+
+    @property
+    def client_authorities_for_tls(self) -> list[x509.Certificate]:
+        return list(self.config.authorities)
 
     async def identify(self, request: web.Request) -> User | None:
         if request.transport is None:
@@ -342,6 +366,10 @@ class CachedTokenAuthenticator:
     @property
     def wants_client_certificates(self) -> bool:
         return False
+
+    @property
+    def client_authorities_for_tls(self) -> list[x509.Certificate]:
+        return []
 
     async def identify(self, request: web.Request) -> User | None:
         token = bearer_token(request)

@@ -120,7 +120,8 @@ async def cluster_authenticator(auth: AuthOptions, reviews: ReviewClient) -> Cha
 def serving_context(serving: ServingOptions, auth: RequestAuthenticator) -> ssl.SSLContext:
     """The TLS context of the API: --tls-cert-file, else a self-signed certificate made
     in --cert-dir, as metrics-server makes one; client certificates asked for when the
-    authenticator takes them."""
+    authenticator takes them, and only those the CAs of its chain verify let through the
+    handshake (see kubepulse.tlsauth)."""
     if serving.tls_cert_file is not None and serving.tls_private_key_file is not None:
         cert, key = serving.tls_cert_file, serving.tls_private_key_file
     else:
@@ -131,6 +132,8 @@ def serving_context(serving: ServingOptions, auth: RequestAuthenticator) -> ssl.
             )
         except OSError as err:
             raise ConfigError(f"cannot write certificates to {serving.cert_dir}: {err}") from err
+    # A server context: no system CAs are loaded, so only the authenticators' CAs below
+    # can verify a client certificate.
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
@@ -138,5 +141,11 @@ def serving_context(serving: ServingOptions, auth: RequestAuthenticator) -> ssl.
     except (OSError, ssl.SSLError) as err:
         raise ConfigError(f"cannot load serving certificate {cert}: {err}") from err
     if auth.wants_client_certificates:
-        tlsauth.request_client_certificates(ctx)
+        authorities = auth.client_authorities_for_tls
+        if not authorities:
+            raise ConfigError("client certificates are asked for, but no client CA is known")
+        try:
+            tlsauth.request_client_certificates(ctx, authorities)
+        except (ValueError, ssl.SSLError) as err:
+            raise ConfigError(f"cannot use the client CAs: {err}") from err
     return ctx
