@@ -376,7 +376,7 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
         # The same tick with decoding (and so storing) left out: what the transport
         # costs (event loop, TLS, HTTP, gunzip, manager), the rest is decode and store.
         real_decode = client.decode
-        client.decode = lambda body, name, default_time: (None, ())
+        client.decode = lambda body, name, default_time, rejected: (None, ())
         try:
             times0 = os.times()
             cpu, wall, clock = await timed(manager.tick)

@@ -15,7 +15,7 @@ import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from pathlib import Path
@@ -41,6 +41,8 @@ class Kubelet:
     runner: web.AppRunner
     requests: int = 0
     tokens: set[str] = field(default_factory=set)
+    tamper: Callable[[str], str] | None = None
+    """What a hostile or broken kubelet does to its answer."""
 
 
 class FakeKubelets:
@@ -70,6 +72,7 @@ class FakeKubelets:
         *,
         pods: Sequence[tuple[str, str]] = (),
         ca: pki.KeyPair | None = None,
+        tamper: Callable[[str], str] | None = None,
     ) -> int:
         """Start a kubelet for node name on ip; its serving certificate names both and is
         signed by ca (the kubelets' CA by default). Returns its port."""
@@ -84,7 +87,7 @@ class FakeKubelets:
         port = int(sock.getsockname()[1])
         app = web.Application()
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        kubelet = Kubelet(name, ip, port, pods, runner)
+        kubelet = Kubelet(name, ip, port, pods, runner, tamper=tamper)
 
         async def answer(request: web.Request) -> web.Response:
             return await self._answer(request, kubelet)
@@ -109,7 +112,8 @@ class FakeKubelets:
         if scheme != "Bearer" or token != self.token:
             return web.Response(status=401, text="Unauthorized")
         kubelet.tokens.add(token)
-        return web.Response(text=render(self.stats(kubelet)))
+        text = render(self.stats(kubelet))
+        return web.Response(text=kubelet.tamper(text) if kubelet.tamper else text)
 
     def stats(self, kubelet: Kubelet) -> NodeStats:
         now = float(int(time.time()))  # whole seconds: exact differences

@@ -204,7 +204,7 @@ async def scrape_error(cfg: ClientConfig, target: Node) -> ScrapeError:
 
 
 def _summary_of(result: Any) -> tuple[Any, ...]:
-    node_sample, pods = result
+    node_sample, pods, _ = result
     return (
         node_sample.usage.cpu_usage_core_nanoseconds,
         node_sample.usage.working_set_bytes,
@@ -234,7 +234,7 @@ async def test_scrape_verifies_the_kubelet_and_sends_the_token(certs: Pki) -> No
     async with serve(kubelet.handle, certs.server) as port:
         result = await scrape(config(certs, port), node())
     assert _summary_of(result) == EXPECTED
-    node_sample, _ = result
+    node_sample, _, _ = result
     assert node_sample.name == "node1"
     assert node_sample.usage.timestamp == NOW
     assert kubelet.requests == ["/metrics/resource"]
@@ -309,7 +309,7 @@ async def test_404_falls_back_to_the_summary_and_remembers(certs: Pki) -> None:
         first = await client.scrape(node())
         second = await client.scrape(node())
     assert _summary_of(first) == _summary_of(second) == EXPECTED
-    _, pods = first
+    _, pods, _ = first
     assert pods[0].uid == "uid-1"  # the Summary knows pod UIDs; /metrics/resource does not
     assert kubelet.requests == [
         "/metrics/resource",

@@ -656,14 +656,14 @@ def test_fast_path_takes_kubelet_bodies_and_agrees_with_the_general_path(
     stats: NodeStats,
 ) -> None:
     body = resource_metrics.render(stats).encode()
-    fast = decoder._fast(body, "node1", 0.0)
+    fast = decoder._fast(body, "node1", 0.0, [])
     labels = [v for p in stats.pods for c in p.containers for v in (p.namespace, p.name, c.name)]
     # Kubernetes names are DNS labels; values that are not fall back to the general path.
     plain = all(not set(v) & set('"\\\n\r\t#') and "  " not in v for v in labels)
     if labels and plain:
         assert fast is not None
     if fast is not None:
-        assert fast == decoder._general(body, "node1", 0.0)
+        assert fast == decoder._general(body, "node1", 0.0, [])
 
 
 KUBELET_BODY = f"""# HELP container_cpu_usage_seconds_total x
@@ -712,21 +712,21 @@ node_memory_working_set_bytes 1.616273408e+09 1633253809720
 def test_fast_path_refuses_what_is_not_the_kubelet_shape(change: tuple[str, str]) -> None:
     old, new = change
     body = KUBELET_BODY.replace(old, new, 1).encode()
-    assert (decoder._fast(body, "n", 0.0) is not None) == (old == "")
+    assert (decoder._fast(body, "n", 0.0, []) is not None) == (old == "")
     # Whatever path it takes, the answer is the general path's (or its error).
     _same_as_general(body)
 
 
 def test_fast_path_allows_blank_lines() -> None:
     body = KUBELET_BODY.replace("1633253812125\n#", "1633253812125\n\n#").encode()
-    assert decoder._fast(body, "n", 0.0) is not None
+    assert decoder._fast(body, "n", 0.0, []) is not None
     _same_as_general(body)
 
 
 def _same_as_general(body: bytes) -> None:
     # Whatever path it takes, the answer is the general path's (or its error).
     try:
-        expected = decoder._general(body, "n", 0.0)
+        expected = decoder._general(body, "n", 0.0, [])
     except DecodeError as err:
         with pytest.raises(DecodeError, match=re.escape(str(err))):
             decode_resource_metrics(body, "n", 0.0)

@@ -12,19 +12,20 @@ import pytest
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import Node, NodeAddress
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
+from kubepulse.scrape.bounds import ScrapeResult
 from kubepulse.scrape.client import ScrapeError
 from kubepulse.scrape.manager import ScrapeManager
 from kubepulse.store.points import MetricsStore
 
 T = 1_700_000_000.0
-Answer = Callable[[Node, int], Awaitable[tuple[NodeSample | None, tuple[PodSample, ...]]]]
+Answer = Callable[[Node, int], Awaitable[ScrapeResult]]
 
 
 def node(name: str, **labels: str) -> Node:
     return Node(name=name, labels=labels, addresses=(NodeAddress("InternalIP", "127.0.0.9"),))
 
 
-async def healthy(target: Node, tick: int) -> tuple[NodeSample, tuple[PodSample, ...]]:
+async def healthy(target: Node, tick: int) -> ScrapeResult:
     t = T + 15 * tick
     pod = PodSample(
         "default",
@@ -33,7 +34,7 @@ async def healthy(target: Node, tick: int) -> tuple[NodeSample, tuple[PodSample,
         T - 60,
         (ContainerSample("app", T - 60, Usage(t, tick * 10**9, 2**20)),),
     )
-    return NodeSample(target.name, T - 600, Usage(t, tick * 10**10, 2**30)), (pod,)
+    return ScrapeResult(NodeSample(target.name, T - 600, Usage(t, tick * 10**10, 2**30)), (pod,))
 
 
 class FakeScraper:
@@ -44,7 +45,7 @@ class FakeScraper:
         self.ticks = 0
         self.asked: list[str] = []
 
-    async def scrape(self, target: Node) -> tuple[NodeSample | None, tuple[PodSample, ...]]:
+    async def scrape(self, target: Node) -> ScrapeResult:
         self.asked.append(target.name)
         return await self.answers.get(target.name, healthy)(target, self.ticks)
 
@@ -108,7 +109,7 @@ async def test_a_failing_node_is_forgotten_and_named_while_the_others_are_stored
     m = manager([node("a"), node("b")], scraper, heard)
     await ticks(m, scraper, 1)
 
-    async def refused(_target: Node, _tick: int) -> tuple[NodeSample, tuple[PodSample, ...]]:
+    async def refused(_target: Node, _tick: int) -> ScrapeResult:
         raise ScrapeError("refused", 'Get "https://127.0.0.9:10250": connection refused')
 
     scraper.answers["b"] = refused
@@ -124,7 +125,7 @@ async def test_a_failing_node_is_forgotten_and_named_while_the_others_are_stored
     ) == 1
     since = m.node_errors()["b"].since
 
-    async def timed_out(_target: Node, _tick: int) -> tuple[NodeSample, tuple[PodSample, ...]]:
+    async def timed_out(_target: Node, _tick: int) -> ScrapeResult:
         raise ScrapeError("timeout", "context deadline exceeded")
 
     scraper.answers["b"] = timed_out
@@ -141,7 +142,7 @@ async def test_a_node_that_answers_again_is_stored_and_its_error_dropped(
     scraper, heard = FakeScraper(), Heard()
     m = manager([node("a")], scraper, heard)
 
-    async def broken(_target: Node, _tick: int) -> tuple[NodeSample, tuple[PodSample, ...]]:
+    async def broken(_target: Node, _tick: int) -> ScrapeResult:
         raise ScrapeError("bad-payload", "not a Prometheus text")
 
     scraper.answers["a"] = broken
@@ -161,7 +162,7 @@ async def test_a_scrape_that_outlives_the_resolution_is_cut_and_holds_back_nobod
     m = manager([node("a"), node("slow")], scraper, heard, resolution=0.5)
     hung = asyncio.Event()
 
-    async def never(_target: Node, _tick: int) -> tuple[NodeSample, tuple[PodSample, ...]]:
+    async def never(_target: Node, _tick: int) -> ScrapeResult:
         await hung.wait()  # never set: the tick's deadline must end it
         raise AssertionError("unreachable")
 
@@ -195,7 +196,7 @@ async def test_a_node_gone_from_the_inventory_takes_its_data_and_its_error_with_
     inventory = StaticInventory([node("a"), node("b")], [])
     m = ScrapeManager(scraper, MetricsStore(2.0), inventory, 2.0, recorder=heard)
 
-    async def refused(_target: Node, _tick: int) -> tuple[NodeSample, tuple[PodSample, ...]]:
+    async def refused(_target: Node, _tick: int) -> ScrapeResult:
         raise ScrapeError("refused", "connection refused")
 
     scraper.answers["b"] = refused

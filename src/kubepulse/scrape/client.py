@@ -21,9 +21,10 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from yarl import URL
@@ -31,6 +32,7 @@ from yarl import URL
 from kubepulse import __version__
 from kubepulse.kube.objects import RESOURCE_METRICS_PATH_ANNOTATION, Node
 from kubepulse.model import NodeSample, PodSample
+from kubepulse.scrape.bounds import ScrapeResult, within_node
 from kubepulse.scrape.decode import DecodeError, decode_resource_metrics, decode_summary
 from kubepulse.scrape.endpoint import (
     DEFAULT_PREFERRED_ADDRESS_TYPES,
@@ -63,8 +65,15 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
-ScrapeResult = tuple[NodeSample | None, tuple[PodSample, ...]]
-ResourceDecoder = Callable[[bytes, str, float], ScrapeResult]
+Decoded = tuple[NodeSample | None, tuple[PodSample, ...]]
+
+
+class ResourceDecoder(Protocol):
+    def __call__(
+        self, body: bytes, node_name: str, default_time: float, rejected: list[str]
+    ) -> Decoded: ...
+
+
 """What scrape() returns: the node (None if incomplete) and its complete pods."""
 
 _ERROR_SNIPPET_BYTES = 512
@@ -226,7 +235,7 @@ class KubeletClient:
         Cancellation (asyncio.CancelledError) is let through: it is the caller's doing.
         """
         try:
-            return await self._scrape(node)
+            return within_node(node, await self._scrape(node))
         except ScrapeError:
             raise
         except Exception as err:  # the promise: every failure is a ScrapeError
@@ -248,8 +257,10 @@ class KubeletClient:
             # Kubelets before 1.18 have no /metrics/resource, and so may a custom path
             # from the annotation; every kubelet has the Summary API.
             return await self._fall_back_to_summary(node, address, port, url)
+        rejected: list[str] = []
         try:
-            return self.decode(body, node.name, request_time)
+            node_sample, pods = self.decode(body, node.name, request_time, rejected)
+            return ScrapeResult(node_sample, pods, tuple(rejected))
         except DecodeError as err:
             raise ScrapeError("bad-payload", f"failed parsing metrics from {url}: {err}") from err
 
@@ -271,8 +282,10 @@ class KubeletClient:
     async def _scrape_summary(self, node: Node, address: str, port: int) -> ScrapeResult:
         url = _url(address, port, SUMMARY_PATH, SUMMARY_QUERY)
         body = await self._get(url, address, port, "application/json")
+        rejected: list[str] = []
         try:
-            return decode_summary(body, node.name)
+            node_sample, pods = decode_summary(body, node.name, rejected)
+            return ScrapeResult(node_sample, pods, tuple(rejected))
         except DecodeError as err:
             raise ScrapeError("bad-payload", f"failed decoding {url}: {err}") from err
 

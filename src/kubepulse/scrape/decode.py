@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Resources, Usage
+from kubepulse.scrape.bounds import MAX_BYTES, MAX_CPU_SECONDS, why_not
 from kubepulse.timefmt import parse_rfc3339
 
 __all__ = ["DecodeError", "decode_resource_metrics", "decode_summary"]
@@ -168,7 +169,7 @@ def _families(text: str) -> dict[str, _Family] | None:
 
 
 def _fast(
-    body: bytes, node_name: str, default_time: float
+    body: bytes, node_name: str, default_time: float, rejected: list[str]
 ) -> tuple[NodeSample | None, tuple[PodSample, ...]] | None:
     """Decode a body in the kubelet's exact shape, or None to take the general path."""
     if b"\r" in body or b"\\" in body or b"\t" in body or b"  " in body:
@@ -191,12 +192,16 @@ def _fast(
         labels[0]
     ):
         return None
-    inf = _INF
+    max_cpu, max_memory = MAX_CPU_SECONDS, MAX_BYTES
     value = float(node_cpu[1][0])
-    node_cpu_ns = round(value * 1e9) if 0 < value < inf else 0
+    node_cpu_ns = round(value * 1e9) if 0 < value < max_cpu else 0
+    if not node_cpu_ns:
+        _note(rejected, "node_cpu_usage_seconds_total", value, max_cpu, "seconds")
     node_time = int(node_cpu[2][0]) / 1000 if node_cpu[2] else default_time
     value = float(node_memory[1][0])
-    node_memory_bytes = round(value) if 0 < value < inf else 0
+    node_memory_bytes = round(value) if 0 < value < max_memory else 0
+    if not node_memory_bytes:
+        _note(rejected, "node_memory_working_set_bytes", value, max_memory, "bytes")
     names, namespaces, pods = labels
     if names != sorted(names):
         return None  # not in the kubelet's order, so pods would list containers unsorted
@@ -215,10 +220,13 @@ def _fast(
         if samples is None:
             continue
         c, m = cpu_values[i], memory_values[i]
-        cpu_ns = round(c * 1e9) if 0 < c < inf else 0
-        memory_bytes = round(m) if 0 < m < inf else 0
+        cpu_ns = round(c * 1e9) if 0 < c < max_cpu else 0
+        memory_bytes = round(m) if 0 < m < max_memory else 0
         if not cpu_ns or not memory_bytes:
             by_pod[key] = None
+            where = f'{{container="{names[i]}",namespace="{key[0]}",pod="{key[1]}"}}'
+            _note(rejected, f"container_cpu_usage_seconds_total{where}", c, max_cpu, "seconds")
+            _note(rejected, f"container_memory_working_set_bytes{where}", m, max_memory, "bytes")
             continue
         st = start_values[i]
         usage = new(Usage, (cpu_stamps[i], cpu_ns, memory_bytes, None, None, None, None))
@@ -240,23 +248,30 @@ def _fast(
 
 
 def decode_resource_metrics(
-    body: bytes, node_name: str, default_time: float
+    body: bytes, node_name: str, default_time: float, rejected: list[str] | None = None
 ) -> tuple[NodeSample | None, tuple[PodSample, ...]]:
     """The node and pods in a kubelet's /metrics/resource answer.
 
     default_time (epoch seconds) stands in for a missing sample timestamp, as the time
     of the request does in metrics-server ("Without timestamp uses defaultTime").
+    A value that cannot be real (bounds.py) is no data, and named in `rejected`.
     Raises DecodeError when the body is not Prometheus text.
     """
+    noted: list[str] = []
     try:
-        fast = _fast(body, node_name, default_time)
+        fast = _fast(body, node_name, default_time, noted)
     except (ValueError, UnicodeDecodeError):
         fast = None  # let the general path find and name what is wrong
-    return fast if fast is not None else _general(body, node_name, default_time)
+    if fast is None:
+        noted.clear()
+        fast = _general(body, node_name, default_time, noted)
+    if rejected is not None:
+        rejected.extend(noted)
+    return fast
 
 
 def _general(
-    body: bytes, node_name: str, default_time: float
+    body: bytes, node_name: str, default_time: float, rejected: list[str]
 ) -> tuple[NodeSample | None, tuple[PodSample, ...]]:
     """Any Prometheus text: one loop over the lines, the work inlined (a Python function
     call costs about as much as the rest of a line's work)."""
@@ -268,7 +283,8 @@ def _general(
     by_labels: dict[bytes, list[Any] | None] = {}
 
     # Globals as locals: a local lookup is cheaper, and this loop runs ~250 times.
-    kinds, sample_line, hash_, inf = _KINDS, _SAMPLE_LINE, _HASH, _INF
+    kinds, sample_line, hash_ = _KINDS, _SAMPLE_LINE, _HASH
+    max_cpu, max_memory = MAX_CPU_SECONDS, MAX_BYTES
     lines = _lines(body)
     for line in lines:
         if not line or line[0] == hash_:
@@ -304,11 +320,15 @@ def _general(
 
         if kind == _NODE_CPU:
             # metrics-server takes the CPU sample's time as the node's timestamp.
-            node_cpu = round(value * 1e9) if 0 < value < inf else 0
+            node_cpu = round(value * 1e9) if 0 < value < max_cpu else 0
+            if not node_cpu:
+                _note(rejected, "node_cpu_usage_seconds_total", value, max_cpu, "seconds")
             node_time = int(stamp_text) / 1000 if stamp_text else default_time  # from ms
             continue
         if kind == _NODE_MEMORY:
-            node_memory = round(value) if 0 < value < inf else 0
+            node_memory = round(value) if 0 < value < max_memory else 0
+            if not node_memory:
+                _note(rejected, "node_memory_working_set_bytes", value, max_memory, "bytes")
             continue
         container = by_labels.get(labels)
         if container is None:
@@ -325,15 +345,28 @@ def _general(
         # NaN, infinities and negatives count as no data, i.e. as zero: decode.go
         # converts with uint64(), which has no meaningful value for them.
         if kind == _CONTAINER_CPU:
-            container[_CPU] = round(value * 1e9) if 0 < value < inf else 0
+            container[_CPU] = round(value * 1e9) if 0 < value < max_cpu else 0
+            if not container[_CPU]:
+                name = b"container_cpu_usage_seconds_total" + labels + b"}"
+                _note(rejected, name.decode(errors="replace"), value, max_cpu, "seconds")
             # The CPU sample's time is the container's, as for the node.
             container[_TIME] = int(stamp_text) / 1000 if stamp_text else default_time
         elif kind == _CONTAINER_MEMORY:
-            container[_MEMORY] = round(value) if 0 < value < inf else 0
+            container[_MEMORY] = round(value) if 0 < value < max_memory else 0
+            if not container[_MEMORY]:
+                name = b"container_memory_working_set_bytes" + labels + b"}"
+                _note(rejected, name.decode(errors="replace"), value, max_memory, "bytes")
         else:
             container[_START] = value if math.isfinite(value) else 0.0
 
     return _complete_node(node_name, node_time, node_cpu, node_memory), _complete_pods(containers)
+
+
+def _note(rejected: list[str], series: str, value: float, limit: float, unit: str) -> None:
+    """Name a series whose value is not data (rare: only values found to be so)."""
+    why = why_not(value, limit, unit)
+    if why is not None:
+        rejected.append(f"{series}: {why}")
 
 
 def _error(lines: list[bytes], line: bytes, reason: str) -> DecodeError:
@@ -427,7 +460,9 @@ def _complete_pods(containers: dict[tuple[str, str, str], list[Any]]) -> tuple[P
 # --- /stats/summary -----------------------------------------------------------------
 
 
-def decode_summary(body: bytes, node_name: str) -> tuple[NodeSample | None, tuple[PodSample, ...]]:
+def decode_summary(
+    body: bytes, node_name: str, rejected: list[str] | None = None
+) -> tuple[NodeSample | None, tuple[PodSample, ...]]:
     """The node and pods in a kubelet's /stats/summary answer.
 
     The same completeness rules as for /metrics/resource apply, as they did in
@@ -446,14 +481,15 @@ def decode_summary(body: bytes, node_name: str) -> tuple[NodeSample | None, tupl
         pods = []  # omitempty: a node without pods
     if not isinstance(pods, list):
         raise DecodeError("not a Summary: pods is not a list")
+    noted: list[str] = [] if rejected is None else rejected
     node_stats = summary["node"]
-    usage = _summary_usage(node_stats)
+    usage = _summary_usage(node_stats, "node", noted)
     node = None
     if usage is not None:
         node = NodeSample(
             name=node_name, start_time=_summary_time(node_stats.get("startTime")), usage=usage
         )
-    decoded = (_summary_pod(p) for p in pods)
+    decoded = (_summary_pod(p, noted) for p in pods)
     return node, tuple(sorted((p for p in decoded if p is not None), key=_pod_key))
 
 
@@ -461,7 +497,7 @@ def _pod_key(pod: PodSample) -> tuple[str, str]:
     return pod.namespace, pod.name
 
 
-def _summary_pod(pod: Any) -> PodSample | None:
+def _summary_pod(pod: Any, rejected: list[str]) -> PodSample | None:
     """A pod whose every container is complete, None for any other pod."""
     pod = _object(pod, "pod")
     ref = _object(pod.get("podRef"), "podRef")
@@ -473,7 +509,8 @@ def _summary_pod(pod: Any) -> PodSample | None:
     samples: list[ContainerSample] = []
     for container in containers:
         container = _object(container, "container")
-        usage = _summary_usage(container)
+        where = f"pod {ref.get('namespace')}/{ref.get('name')} container {container.get('name')}"
+        usage = _summary_usage(container, where, rejected)
         if usage is None:
             return None
         samples.append(
@@ -494,16 +531,21 @@ def _summary_pod(pod: Any) -> PodSample | None:
     )
 
 
-def _summary_usage(stats: Mapping[str, Any]) -> Usage | None:
-    """CPU and memory of a node or container, None unless time, CPU and memory are set."""
+def _summary_usage(stats: Mapping[str, Any], where: str, rejected: list[str]) -> Usage | None:
+    """CPU and memory of a node or container, None unless time, CPU and memory are set
+    and can be real (bounds.py: what cannot is named in `rejected`)."""
     cpu = stats.get("cpu")
     memory = stats.get("memory")
     if cpu is None or memory is None:
         return None
     cpu, memory = _object(cpu, "cpu"), _object(memory, "memory")
     timestamp = _summary_time(cpu.get("time"))
-    nanoseconds = _count(cpu.get("usageCoreNanoSeconds"))
-    working_set = _count(memory.get("workingSetBytes"))
+    nanoseconds = _count(cpu.get("usageCoreNanoSeconds"), MAX_CPU_SECONDS * 1e9)
+    working_set = _count(memory.get("workingSetBytes"), MAX_BYTES)
+    if not nanoseconds:
+        _note_count(rejected, f"{where} usageCoreNanoSeconds", cpu.get("usageCoreNanoSeconds"))
+    if not working_set:
+        _note_count(rejected, f"{where} workingSetBytes", memory.get("workingSetBytes"))
     if not timestamp or not nanoseconds or not working_set:
         return None
     return Usage(
@@ -519,13 +561,23 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def _count(value: Any) -> int:
-    """A non-negative integer counter; 0 (no data) for anything else."""
+def _count(value: Any, limit: float) -> int:
+    """A positive counter below limit; 0 (no data) for anything else."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0
-    if not math.isfinite(value) or value <= 0:
+    if not 0 < value < limit:  # NaN too
         return 0
     return round(value)
+
+
+def _note_count(rejected: list[str], series: str, value: Any) -> None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        unit, limit = ("bytes", MAX_BYTES) if "Bytes" in series else ("ns", MAX_CPU_SECONDS * 1e9)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            number = math.inf
+        _note(rejected, series, number, limit, unit)
 
 
 def _summary_time(value: Any) -> float:

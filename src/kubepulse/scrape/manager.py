@@ -23,7 +23,7 @@ from typing import Protocol
 
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import Node
-from kubepulse.model import NodeSample, PodSample
+from kubepulse.scrape.bounds import ScrapeResult
 from kubepulse.scrape.client import ScrapeError
 from kubepulse.store.points import MetricsStore
 
@@ -52,7 +52,7 @@ def start_delays(count: int, rng: random.Random | None = None) -> list[float]:
 
 
 class Scraper(Protocol):
-    async def scrape(self, node: Node) -> tuple[NodeSample | None, tuple[PodSample, ...]]: ...
+    async def scrape(self, node: Node) -> ScrapeResult: ...
 
 
 class Observer(Protocol):
@@ -192,7 +192,7 @@ class ScrapeManager:
             await asyncio.sleep(delay)
         begun = time.monotonic()
         try:
-            node_sample, pods = await self.scraper.scrape(node)
+            node_sample, pods, rejected = await self.scraper.scrape(node)
         except ScrapeError as err:
             self.observer.request_done(node.name, time.monotonic() - begun, False)
             self._record_error(node.name, err)
@@ -201,7 +201,12 @@ class ScrapeManager:
         self.store.store(node.name, node_sample, pods)
         if self.recorder is not None:
             self.recorder.node_stored(node.name)
-        if node.name in self._errors:
+        if rejected:
+            # What could be kept is served; what cannot be real is named (bounds.py).
+            more = f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
+            message = f"left out values that cannot be real: {rejected[0]}{more}"
+            self._record_error(node.name, ScrapeError("bad-values", message))
+        elif node.name in self._errors:
             log.info("scraping node %s works again", node.name)
             del self._errors[node.name]
         return node.name
