@@ -39,9 +39,9 @@ class TopLevel:
         )
         assert self.launcher.stdin is not None and self.launcher.stdout is not None
         self.stdin, self.stdout = self.launcher.stdin, self.launcher.stdout
+        self._buffer = b""  # before the first read: the tree's first line may come with it
         self.pid = int(self.line(timeout=30))
         self.launcher.wait(timeout=30)
-        self._buffer = b""
 
     def line(self, timeout: float) -> str:
         """The next line the tree writes; AssertionError if none within timeout."""
@@ -52,7 +52,7 @@ class TopLevel:
     def poll_line(self, timeout: float) -> str | None:
         """The next line if one comes within timeout; None on a timeout or at its end."""
         deadline = time.monotonic() + timeout
-        buffer = getattr(self, "_buffer", b"")
+        buffer = self._buffer
         while b"\n" not in buffer:
             left = deadline - time.monotonic()
             ready, _, _ = select.select([self.stdout], [], [], max(0.0, left))

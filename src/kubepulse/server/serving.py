@@ -10,6 +10,9 @@ from collections.abc import Callable
 from aiohttp import web
 
 from kubepulse.errors import Failure
+from kubepulse.server.connections import GatedSite, Limits, RequestLog
+
+DEFAULT_LIMITS = Limits()
 
 
 class ListenError(Failure):
@@ -17,21 +20,29 @@ class ListenError(Failure):
 
 
 async def start(
-    app: web.Application, host: str, port: int, ctx: ssl.SSLContext | None
+    app: web.Application,
+    host: str,
+    port: int,
+    ctx: ssl.SSLContext | None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[web.AppRunner, int]:
-    """Start serving app; returns the runner and the port actually bound."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    """Start serving app, its connections bounded (connections.py); returns the runner
+    and the port actually bound."""
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=limits.idle_timeout,
+        logger=RequestLog(),
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ctx, reuse_address=True)
+    site = GatedSite(runner, host, port, ctx, limits)
     try:
         await site.start()
     except OSError as err:
         await runner.cleanup()
         raise ListenError(f"cannot listen on {host}:{port}: {err.strerror}") from err
-    server = site._server
-    sockets = getattr(server, "sockets", None) or []
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, int(bound)
+    return runner, site.port
 
 
 async def until_signalled(ready: Callable[[], None] | None = None) -> None:
