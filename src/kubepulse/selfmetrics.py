@@ -6,9 +6,10 @@ import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from kubepulse.server.connections import COUNTS
 from kubepulse.store.reading import UsageStore
 
 
@@ -30,6 +31,31 @@ class _StoragePoints(Collector):
         for kind, count in sorted(self.store.points().items()):
             family.add_metric([kind], count)
         yield family
+
+
+class _Connections(Collector):
+    """What the listeners of this process saw (server/connections.py)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        c = COUNTS
+        yield GaugeMetricFamily(
+            "kubepulse_http_open_connections", "Connections open now.", value=c.open
+        )
+        for name, help_text, value in (
+            ("refused_connections", "Connections closed at once: too many open.", c.refused),
+            ("malformed_requests", "Requests that were not HTTP, answered 400.", c.malformed),
+            (
+                "header_timeouts",
+                "Connections closed for a request head too slow.",
+                c.header_timeouts,
+            ),
+            (
+                "handshake_failures",
+                "TLS handshakes that failed or never began.",
+                c.handshake_failures,
+            ),
+        ):
+            yield CounterMetricFamily(f"kubepulse_http_{name}", help_text, value=value)
 
 
 class SelfMetrics:
@@ -60,6 +86,7 @@ class SelfMetrics:
             registry=self.registry,
         )
         self.registry.register(_StoragePoints(store))
+        self.registry.register(_Connections())
 
     def request_done(self, node: str, seconds: float, success: bool) -> None:
         self.request_duration.labels(node).observe(seconds)

@@ -9,6 +9,7 @@ from pathlib import Path
 from kubepulse.agent.bootstrap import WAIT_TIMEOUT
 from kubepulse.errors import Failure
 from kubepulse.model import Resources
+from kubepulse.server.connections import Limits
 
 
 class AgentError(Failure):
@@ -36,5 +37,6 @@ class AgentConfig:
     bootstrap_timeout: float = WAIT_TIMEOUT
     bootstrap_cert_lifetime: float | None = None
     node_ip: str | None = None
+    max_connections: int = Limits.max_connections
     proc_root: Path = Path("/proc")
     runtime_root: Path = Path("/")

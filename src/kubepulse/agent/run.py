@@ -36,6 +36,7 @@ from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, KubeClient, in_cluster
 from kubepulse.kube.kubeconfig import KubeconfigError
 from kubepulse.server import serving
+from kubepulse.server.connections import Limits
 
 log = logging.getLogger("kubepulse.agent")
 
@@ -157,7 +158,11 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
     else:
         ctx = serving_context(client_authorities)
     runner, port = await serving.start(
-        make_app(state, authenticator), config.address, config.port, ctx
+        make_app(state, authenticator),
+        config.address,
+        config.port,
+        ctx,
+        Limits(max_connections=config.max_connections),
     )
     certificates = None
     if signer is not None:

@@ -54,6 +54,7 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
         default=Resources(),
         help="resources kept from allocatable, e.g. cpu=500m,memory=1Gi",
     )
+    flags.add_connection_flags(p)
     add_bootstrap_flags(p)
     p.add_argument("--proc-root", type=Path, default=Path("/proc"), help=argparse.SUPPRESS)
     p.add_argument("--runtime-root", type=Path, default=Path("/"), help=argparse.SUPPRESS)

@@ -6,6 +6,7 @@ import argparse
 
 from kubepulse.model import Resources
 from kubepulse.quantity import QuantityError, parse_quantity
+from kubepulse.server.connections import Limits
 from kubepulse.timefmt import parse_go_duration
 
 
@@ -39,3 +40,12 @@ def reserved(text: str) -> Resources:
         else:
             memory = round(quantity(value))
     return Resources(cpu_millicores=cpu, memory_bytes=memory)
+
+
+def add_connection_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=Limits.max_connections,
+        help="connections open at once; more are closed at once (default 8192)",
+    )

@@ -88,6 +88,7 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert-file", type=Path)
     p.add_argument("--tls-private-key-file", type=Path)
     p.add_argument("--cert-dir", type=Path, default=Path("apiserver.local.config/certificates"))
+    flags.add_connection_flags(p)
     p.add_argument("-l", "--node-selector", default="", help="scrape only nodes with these labels")
     p.add_argument("--token-auth-file", type=Path, help='static tokens: token,user,uid,"groups"')
     add_history_flags(
@@ -175,6 +176,7 @@ def config(args: argparse.Namespace) -> ServerConfig:
             tls_cert_file=args.tls_cert_file,
             tls_private_key_file=args.tls_private_key_file,
             cert_dir=args.cert_dir,
+            max_connections=args.max_connections,
         ),
         auth=AuthOptions(
             token_auth_file=args.token_auth_file,

@@ -158,7 +158,9 @@ async def start_server(
     bind = config.serving.bind_address
     try:
         ctx = serving_context(config.serving, auth)
-        runner, port = await serving.start(app, bind, config.serving.secure_port, ctx)
+        runner, port = await serving.start(
+            app, bind, config.serving.secure_port, ctx, config.serving.limits()
+        )
     except BaseException:
         await client.close()
         for close in reversed(closers):

@@ -18,6 +18,7 @@ from kubepulse.errors import Failure
 from kubepulse.history.prometheus import check_url
 from kubepulse.history.tiers import Tier, parse_tiers
 from kubepulse.scrape.endpoint import DEFAULT_PREFERRED_ADDRESS_TYPES
+from kubepulse.server.connections import Limits
 
 log = logging.getLogger("kubepulse.server")
 
@@ -51,6 +52,11 @@ class ServingOptions:
     tls_cert_file: Path | None = None
     tls_private_key_file: Path | None = None
     cert_dir: Path = Path("apiserver.local.config/certificates")
+    max_connections: int = Limits.max_connections
+    """Connections open at once, beyond which new ones are closed (server/connections.py)."""
+
+    def limits(self) -> Limits:
+        return Limits(max_connections=self.max_connections)
 
 
 @dataclass(frozen=True)

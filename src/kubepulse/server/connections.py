@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import logging
+import socket
 import ssl
 import time
 import weakref
@@ -51,6 +52,7 @@ class Counts:
     """What every listener of the process has seen (kubepulse_http_* self-metrics)."""
 
     open: int = 0
+    """Every listener's connections now."""
     refused: int = 0
     malformed: int = 0
     header_timeouts: int = 0
@@ -69,89 +71,168 @@ COUNTS = Counts()
 ProtocolFactory = Callable[[], asyncio.Protocol]
 
 
-class Gate(asyncio.Protocol):
-    """The raw TCP side of one connection: counts it, refuses it past the cap, does the
-    TLS handshake, then hands the connection to the HTTP handler through a Relay."""
+class Listener:
+    """One listening socket whose connections it accepts itself (module docstring): it
+    counts them from the first byte, refuses them past the cap, waits for a TLS client
+    to say hello before spending anything on TLS, and gives the rest to aiohttp."""
 
     def __init__(
-        self, handler_factory: ProtocolFactory, ctx: ssl.SSLContext | None, limits: Limits
+        self,
+        sock: socket.socket,
+        handler_factory: ProtocolFactory,
+        ctx: ssl.SSLContext | None,
+        limits: Limits,
     ) -> None:
-        self.handler_factory, self.ctx, self.limits = handler_factory, ctx, limits
-        self.relay: Relay | None = None
-        self.counted = False
-        self.upgrading: asyncio.Task[None] | None = None
+        self.sock, self.handler_factory, self.ctx, self.limits = sock, handler_factory, ctx, limits
+        self.sockets = [sock]
+        self.loop = asyncio.get_running_loop()
+        self.waiting: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.retry: asyncio.TimerHandle | None = None
+        self.closed = False
+        self.open = 0
+        """This listener's connections now, counted from accept() to the last byte."""
+        sock.setblocking(False)
+        self.loop.add_reader(sock.fileno(), self._accept)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        if COUNTS.open >= self.limits.max_connections:
-            COUNTS.refused += 1
-            COUNTS.once_a_minute(
-                "refused",
-                "%d connections open, the most allowed: closing new ones (%d so far); "
-                "raise the limit or find the client that holds them",
-                COUNTS.open,
-                COUNTS.refused,
-            )
-            transport.abort()
-            return
+    def _accept(self) -> None:
+        for _ in range(1024):
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                # Out of descriptors (EMFILE, ENFILE) or memory: stop accepting for a
+                # second, as asyncio does, and say so once a minute, not once a try.
+                COUNTS.refused += 1
+                COUNTS.once_a_minute(
+                    "accept",
+                    "cannot accept connections: %s (%d connections open); raise the limit on "
+                    "open files (ulimit -n) or lower the connections clients keep",
+                    err.strerror or err,
+                    COUNTS.open,
+                )
+                self.loop.remove_reader(self.sock.fileno())
+                self.retry = self.loop.call_later(1.0, self._resume)
+                return
+            if self.open >= self.limits.max_connections:
+                COUNTS.refused += 1
+                COUNTS.once_a_minute(
+                    "refused",
+                    "%d connections open on %s, the most allowed: closing new ones (%d so "
+                    "far); raise --max-connections or find the client that holds them",
+                    self.open,
+                    self.sock.getsockname(),
+                    COUNTS.refused,
+                )
+                conn.close()
+                continue
+            self._opened()
+            conn.setblocking(False)
+            if self.ctx is None:
+                self._start(conn)
+            else:
+                # Nothing of TLS (tens of KiB a connection) until the client says hello:
+                # a connection that never does costs a socket, and is closed in time.
+                fd = conn.fileno()
+                timer = self.loop.call_later(self.limits.handshake_timeout, self._silent, fd)
+                self.waiting[fd] = (conn, timer)
+                self.loop.add_reader(fd, self._hello, fd)
+
+    def _opened(self) -> None:
+        self.open += 1
         COUNTS.open += 1
-        self.counted = True
-        if self.ctx is None:
-            self.relay = Relay(self.handler_factory(), self.limits, self._done)
-            self.relay.connection_made(transport)
-            transport.set_protocol(self.relay)
-        else:
-            transport.pause_reading()  # the handshake's bytes are start_tls's
-            self.upgrading = asyncio.get_running_loop().create_task(self._upgrade(transport))
 
-    async def _upgrade(self, transport: asyncio.Transport) -> None:
-        relay = Relay(self.handler_factory(), self.limits, self._done)
-        loop = asyncio.get_running_loop()
+    def _closed(self) -> None:
+        self.open -= 1
+        COUNTS.open -= 1
+
+    def _resume(self) -> None:
+        self.retry = None
+        if not self.closed:
+            self.loop.add_reader(self.sock.fileno(), self._accept)
+
+    def _hello(self, fd: int) -> None:
+        conn, timer = self.waiting.pop(fd)
+        timer.cancel()
+        self.loop.remove_reader(fd)
         try:
-            assert self.ctx is not None
-            secure = await loop.start_tls(
-                transport,
-                relay,
-                self.ctx,
-                server_side=True,
-                ssl_handshake_timeout=self.limits.handshake_timeout,
+            said = conn.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            said = b"?"  # readable but nothing yet: let the handshake wait for it
+        except OSError:
+            said = b""
+        if not said:  # it left without a word: no TLS to set up for it
+            conn.close()
+            self._closed()
+            return
+        self._start(conn)
+
+    def _silent(self, fd: int) -> None:
+        conn, _ = self.waiting.pop(fd)
+        self.loop.remove_reader(fd)
+        COUNTS.handshake_failures += 1
+        log.debug("closing a connection that sent nothing in %gs", self.limits.handshake_timeout)
+        conn.close()
+        self._closed()
+
+    def _start(self, conn: socket.socket) -> None:
+        task = self.loop.create_task(self._serve(conn))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _serve(self, conn: socket.socket) -> None:
+        relay = Relay(self.handler_factory(), self.limits, self._closed)
+        try:
+            await self.loop.connect_accepted_socket(
+                lambda: relay,
+                sock=conn,
+                ssl=self.ctx,
+                ssl_handshake_timeout=self.limits.handshake_timeout if self.ctx else None,
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as err:
-            # A port scan, a client that never said hello, a client certificate no CA
-            # accepts: nothing to serve. Counted, logged at DEBUG.
+            # A port scan, a client that gave up, a client certificate no CA accepts:
+            # nothing to serve. Counted, and logged at DEBUG.
             COUNTS.handshake_failures += 1
+            self._closed()
             log.debug("TLS handshake failed: %s", err)
-            transport.abort()
-            self._done()
+            conn.close()
+        except asyncio.CancelledError:
+            self._closed()
+            conn.close()
+            raise
+
+    def close(self) -> None:
+        if self.closed:
             return
-        if secure is None:  # the connection went away during the handshake
-            self._done()
-            return
-        self.relay = relay
-        relay.connection_made(secure)
+        self.closed = True
+        if self.retry is not None:
+            self.retry.cancel()
+        else:
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        for fd, (conn, timer) in list(self.waiting.items()):
+            timer.cancel()
+            self.loop.remove_reader(fd)
+            conn.close()
+            self._closed()
+        self.waiting.clear()
+        for task in self.tasks:
+            task.cancel()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        # Only before the handshake took the connection over (after it, the SSL layer
-        # tells the relay): the peer left, or start_tls has not begun yet.
-        if self.upgrading is not None and not self.upgrading.done():
-            self.upgrading.cancel()
-        self._done()
-
-    def _done(self) -> None:
-        if self.counted:
-            self.counted = False
-            COUNTS.open -= 1
-
-    def data_received(self, data: bytes) -> None:  # pragma: no cover - start_tls owns it
-        pass
+    async def wait_closed(self) -> None:
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 class Relay(asyncio.Protocol):
     """Forwards one connection to aiohttp's handler, and holds its request heads to
     header_timeout (see the module docstring)."""
 
-    def __init__(self, handler: asyncio.Protocol, limits: Limits, done: Callable[[], None]):
-        self.handler, self.limits, self.done = handler, limits, done
+    def __init__(
+        self, handler: asyncio.Protocol, limits: Limits, closed: Callable[[], None]
+    ) -> None:
+        self.handler, self.limits, self.closed = handler, limits, closed
         self.transport: asyncio.Transport | None = None
         self.deadline: asyncio.TimerHandle | None = None
 
@@ -198,7 +279,7 @@ class Relay(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self.handler.connection_lost(exc)
-        self.done()
+        self.closed()
 
     def pause_writing(self) -> None:
         self.handler.pause_writing()
@@ -283,13 +364,10 @@ class GatedSite(web.BaseSite):
         guard_loop()
         server = self._runner.server
         assert server is not None
-        ctx, limits = self._ssl_context, self._limits
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: Gate(server, ctx, limits),
-            self._host,
-            self._port,
-            backlog=self._backlog,
-            reuse_address=True,
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.create_server(
+            (self._host, self._port), family=family, backlog=self._backlog, reuse_port=False
         )
-        if self._server.sockets:
-            self._bound_port = int(self._server.sockets[0].getsockname()[1])
+        listener = Listener(sock, server, self._ssl_context, self._limits)
+        self._server = listener  # type: ignore[assignment]  # what BaseSite.stop() closes
+        self._bound_port = int(sock.getsockname()[1])
