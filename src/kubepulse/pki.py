@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -184,9 +185,12 @@ def ensure_serving(
     if cert_path.exists() and key_path.exists():
         try:
             current = KeyPair.load(cert_path, key_path)
-            if covers(current.cert, dns, ips) and current.cert.issuer == ca.cert.subject:
+            # Signed by this CA, not only by one of its name: a CA made anew under the
+            # same name (its key was lost) must not leave certificates nobody trusts.
+            current.cert.verify_directly_issued_by(ca.cert)
+            if covers(current.cert, dns, ips):
                 return cert_path, key_path
-        except ValueError:
+        except (ValueError, TypeError, InvalidSignature):
             pass
     issue(ca, common_name, dns_names=dns, ips=ips).write(cert_path, key_path)
     return cert_path, key_path

@@ -84,15 +84,22 @@ def load_tokens(path: Path) -> dict[str, User]:
         text = path.read_text()
     except OSError as err:
         raise TokenFileError(f"cannot read token file {path}: {err.strerror}") from err
+    except UnicodeDecodeError:
+        raise TokenFileError(f"{path} is not a token file: it is not text") from None
     tokens: dict[str, User] = {}
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if len(lines) == 1 and "," not in lines[0]:
         return {lines[0].strip(): User("kubepulse:token", groups=("system:authenticated",))}
-    for number, row in enumerate(csv.reader(io.StringIO("\n".join(lines))), start=1):
-        if len(row) < 3 or not row[0] or not row[1]:
-            raise TokenFileError(f'{path}: line {number}: want token,user,uid[,"groups"]')
-        groups = tuple(g.strip() for g in row[3].split(",") if g.strip()) if len(row) > 3 else ()
-        tokens[row[0]] = User(row[1], row[2], (*groups, "system:authenticated"))
+    try:
+        for number, row in enumerate(csv.reader(io.StringIO("\n".join(lines))), start=1):
+            if len(row) < 3 or not row[0] or not row[1]:
+                raise TokenFileError(f'{path}: line {number}: want token,user,uid[,"groups"]')
+            groups = (
+                tuple(g.strip() for g in row[3].split(",") if g.strip()) if len(row) > 3 else ()
+            )
+            tokens[row[0]] = User(row[1], row[2], (*groups, "system:authenticated"))
+    except csv.Error as err:
+        raise TokenFileError(f"{path} is not a token file: {err}") from None
     return tokens
 
 

@@ -11,28 +11,26 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import secrets
 from pathlib import Path
 
 import yaml
 
-from kubepulse import pki
 from kubepulse.agent.config import AgentConfig
 from kubepulse.agent.run import start_agent
-from kubepulse.api.authn import load_tokens
 from kubepulse.cli import flags
-from kubepulse.cli.errors import CommandError
 from kubepulse.kube.local import LocalInventory
 from kubepulse.server import serving
 from kubepulse.server.assemble import start_server
 from kubepulse.server.auth import authenticator
 from kubepulse.server.config import (
     AuthOptions,
+    CompletedConfig,
     HistoryOptions,
     KubeletOptions,
     ServerConfig,
     ServingOptions,
 )
+from kubepulse.statedir import StateDir, write_private
 
 
 def default_state_dir() -> Path:
@@ -64,18 +62,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "CA signs, and renews it, instead of being given one",
     )
     p.set_defaults(run=run)
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write a secret file owner-only from the first byte."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-
-
-def ensure_secret(path: Path, make: str) -> None:
-    if not path.exists():
-        write_private(path, make)
 
 
 def kubeconfig(server_url: str, ca_pem: bytes, token: str) -> str:
@@ -126,22 +112,25 @@ def server_config(args: argparse.Namespace, state_dir: Path) -> ServerConfig:
 
 
 async def run(args: argparse.Namespace) -> int:
-    state_dir: Path = args.state_dir
-    pki_dir = state_dir / "pki"
-    config = server_config(args, state_dir)
+    state = StateDir(args.state_dir)
+    config = server_config(args, state.path)
     completed = config.complete()  # a bad URL or flag stops before anything starts
+    state.lock()
     try:
-        pki_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        ca = pki.ensure_ca(pki_dir, "kubepulse-ca")
-        ensure_secret(state_dir / "agent-token", secrets.token_urlsafe(32) + "\n")
-        ensure_secret(
-            state_dir / "tokens.csv",
-            f'{secrets.token_urlsafe(32)},kubepulse-admin,kubepulse-admin,"system:masters"\n',
-        )
-        pki.ensure_serving(pki_dir, "apiserver", ca, "kubepulse-apiserver", args.address)
-        user_token = next(iter(load_tokens(state_dir / "tokens.csv")))
-    except OSError as err:
-        raise CommandError(f"cannot prepare state dir {state_dir}: {err}") from err
+        return await serve(args, state, config, completed)
+    finally:
+        state.unlock()
+
+
+async def serve(
+    args: argparse.Namespace, state: StateDir, config: ServerConfig, completed: CompletedConfig
+) -> int:
+    state_dir, pki_dir = state.path, state.pki
+    state.prepare()
+    ca = state.ca()
+    state.serving(ca, args.address)
+    agent_token = state.secret("agent-token")
+    user_token = state.admin_token()
 
     agent_config = AgentConfig(
         address="127.0.0.1",
@@ -156,7 +145,6 @@ async def run(args: argparse.Namespace) -> int:
         inventory = LocalInventory(
             lambda: running_agent.state.latest, "127.0.0.1", running_agent.port
         )
-        agent_token = (state_dir / "agent-token").read_text().strip()
         running = await start_server(completed, inventory, agent_token, authenticator(config.auth))
     except BaseException:
         await running_agent.stop()

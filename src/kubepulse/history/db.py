@@ -31,6 +31,7 @@ A file of schema 2 (a row per sample) is started afresh: its tables are dropped.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from pathlib import Path
 
@@ -51,6 +52,10 @@ class HistoryFileError(Exception):
 
 
 def connect(path: Path, *, writer: bool) -> sqlite3.Connection:
+    if writer and not path.exists():
+        # Owner-only from the first byte: usage history is what the API keeps behind a
+        # token. SQLite gives the -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     # Autocommit mode (isolation_level=None): the writer opens its transactions itself,
     # so a batch is exactly one transaction and readers never hold one open by accident.
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
