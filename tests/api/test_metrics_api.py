@@ -531,7 +531,19 @@ async def test_readyz_verbose_names_failed_nodes_with_cause(make_client: MakeCli
     late = 'Get "https://127.0.0.9:10250/metrics/resource": context deadline exceeded'
     scraping = FakeScraping(failures={"node-e": ("timeout", late), "node-c": ("refused", refused)})
     client = await make_client(scraping=scraping)
-    resp = await client.get("/readyz?verbose")
+    # To anyone: that nodes failed, not their addresses, ports or answers.
+    anonymous = await client.get("/readyz?verbose")
+    assert anonymous.status == 200
+    assert (await anonymous.text()).splitlines() == [
+        "[+]ping ok",
+        "[+]log ok",
+        "[+]metric-storage-ready ok",
+        "[!]2 node(s) not scraped: ask with credentials to see why",
+        "readyz check passed",
+    ]
+    wrong = await client.get("/readyz?verbose", headers={"Authorization": "Bearer nope"})
+    assert "127.0.0" not in await wrong.text()
+    resp = await client.get("/readyz?verbose", headers=AUTH)
     assert resp.status == 200
     assert (await resp.text()).splitlines() == [
         "[+]ping ok",

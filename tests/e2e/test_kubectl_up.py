@@ -392,7 +392,7 @@ def test_the_dashboard_signs_in_with_the_kubeconfigs_token(up: Up) -> None:
     ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"])
     context = ssl.create_default_context(cadata=ca.decode())
 
-    async def visit() -> tuple[int, int, int, dict[str, Any]]:
+    async def visit() -> tuple[int, int, int, dict[str, Any], str]:
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(cookie_jar=jar) as session:
             async with session.get(f"{base}/dashboard/api/overview", ssl=context) as before:
@@ -413,9 +413,11 @@ def test_the_dashboard_signs_in_with_the_kubeconfigs_token(up: Up) -> None:
             ) as login:
                 signed_in = login.status
             async with session.get(f"{base}/dashboard/api/overview", ssl=context) as after:
-                return unauthenticated, wrong, signed_in, await after.json()
+                hsts = after.headers.get("Strict-Transport-Security", "")
+                return unauthenticated, wrong, signed_in, await after.json(), hsts
 
-    unauthenticated, wrong, signed_in, overview = asyncio.run(visit())
+    unauthenticated, wrong, signed_in, overview, hsts = asyncio.run(visit())
+    assert hsts == "max-age=31536000"  # served over HTTPS: browsers keep to it
     assert unauthenticated == 401
     assert wrong == 401
     assert signed_in in (302, 303)

@@ -92,6 +92,14 @@ def authentication(
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if open_paths.matches(request.path):
+            # Served to anyone; a caller who says who they are may see more (/readyz).
+            if "Authorization" in request.headers or (
+                request.transport is not None
+                and (request.transport.get_extra_info("peercert") is not None)
+            ):
+                user = await authenticator.identify(request)
+                if user is not None:
+                    request[USER_KEY] = user
             return await handler(request)
         user = await authenticator.identify(request)
         if user is None:
@@ -157,9 +165,13 @@ class Probes:
             f"[+]{name} ok" if err is None else f"[-]{name} failed: reason withheld"
             for name, err in checks
         ]
-        if kind == "readyz":
-            for node, (cause, message) in sorted(self.parts.scraping.errors().items()):
+        errors = self.parts.scraping.errors() if kind == "readyz" else {}
+        if errors and USER_KEY in request:
+            for node, (cause, message) in sorted(errors.items()):
                 lines.append(f"[!]scrape node/{node}: {cause}: {message}")
+        elif errors:
+            # Addresses, ports and answers are for those who may ask the API.
+            lines.append(f"[!]{len(errors)} node(s) not scraped: ask with credentials to see why")
         lines.append(f"{kind} check {'failed' if failed else 'passed'}")
         return web.Response(status=500 if failed else 200, text="\n".join(lines) + "\n")
 

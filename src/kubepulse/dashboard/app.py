@@ -17,6 +17,7 @@ the API server with that token.
 from __future__ import annotations
 
 import html
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from kubepulse.dashboard.access import AccessReviews
 from kubepulse.dashboard.actions import MAX_BODY, ActionHandlers
 from kubepulse.dashboard.answers import error_response
 from kubepulse.dashboard.sessions import SESSION_KEY
+from kubepulse.dashboard.throttle import SignInThrottle
 from kubepulse.dashboard.views import ACCESS_KEY, DataHandlers, DataSources
 from kubepulse.history.sources import SeriesSource
 from kubepulse.kube.client import ApiError, Unreachable
@@ -106,6 +108,7 @@ class _Dashboard:
         self.options = parts.options
         self.sessions = sessions.Sessions(parts.options.session_lifetime, parts.options.clock)
         self.sign_in = sessions.token_authenticator(parts.authenticator)
+        self.throttle = SignInThrottle(clock=parts.options.clock)
         self.calls = UserClients(parts.cluster) if parts.cluster is not None else None
         self.access = (
             AccessReviews(self.calls, lambda: {p.namespace for p in parts.inventory.pods()})
@@ -178,6 +181,18 @@ class _Dashboard:
             )
         if (request.content_length or 0) > MAX_TOKEN_BYTES:
             raise web.HTTPRequestEntityTooLarge(MAX_TOKEN_BYTES, request.content_length or 0)
+        address = request.remote or "unknown"
+        wait = self.throttle.wait(address)
+        if wait:
+            return web.Response(
+                status=429,
+                text=login_page(
+                    f"Too many failed sign-ins from your address: try again in "
+                    f"{math.ceil(wait)} seconds."
+                ),
+                content_type="text/html",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
         # A copy made before the body is read: the token is checked on a clone of it.
         pristine = request.clone()
         form = await request.post()
@@ -186,11 +201,13 @@ class _Dashboard:
         if isinstance(token, str):
             user = await sessions.check_token(self.sign_in, pristine, token)
         if user is None:
+            self.throttle.failed(address)
             return web.Response(
                 status=401,
                 text=login_page("That token was not accepted. Check it and try again."),
                 content_type="text/html",
             )
+        self.throttle.succeeded(address)
         old = request.cookies.get(sessions.COOKIE)
         if old:
             self.sessions.delete(old)
@@ -228,6 +245,19 @@ class _Dashboard:
         return base.rstrip("/") or "/"
 
 
+STATIC_FILES = frozenset(
+    p.relative_to(STATIC).as_posix() for p in STATIC.rglob("*") if p.is_file()
+)
+"""What /static serves: the files shipped, nothing else (no listing, no traversal)."""
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    path = request.match_info["path"]
+    if path not in STATIC_FILES:
+        raise web.HTTPForbidden() if not path or path.endswith("/") else web.HTTPNotFound()
+    return web.FileResponse(STATIC / path)
+
+
 def make_dashboard(parts: DashboardParts) -> web.Application:
     dashboard = _Dashboard(parts)
     app = web.Application(
@@ -253,7 +283,7 @@ def make_dashboard(parts: DashboardParts) -> web.Application:
             await calls.close()
 
         app.on_cleanup.append(close_calls)
-    app.router.add_static("/static", STATIC, name="static")
+    app.router.add_get("/static/{path:.*}", static_file, name="static")
     return app
 
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from aiohttp import web
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "frame-ancestors 'none'"
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+HSTS = "max-age=31536000"
+"""On HTTPS answers: a browser that has seen the dashboard over HTTPS never uses HTTP."""
 HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -35,18 +39,31 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer carries the security headers; an error raised as an HTTPException
+    (a 404 of the router, a 403 of the static files) is a JSON body that says so."""
     try:
         response = await handler(request)
     except web.HTTPException as err:
-        response = err
-        for key, value in HEADERS.items():
-            err.headers.setdefault(key, value)
+        if err.status >= 400 and err.content_type != "application/json":
+            err.body = orjson.dumps({"error": err.reason, "code": err.status})
+            err.content_type = "application/json"
+        _add_headers(request, err.headers, static=False)
         raise
-    for key, value in HEADERS.items():
-        if key == "Cache-Control" and "/static/" in request.path:
-            continue
-        response.headers.setdefault(key, value)
+    if response.status >= 400 and response.content_type not in ("application/json", "text/html"):
+        # The static files' 403 and 404 come back as empty bodies of no type.
+        body = {"error": response.reason, "code": response.status}
+        response = web.json_response(body, status=response.status)
+    _add_headers(request, response.headers, static="/static/" in request.path)
     return response
+
+
+def _add_headers(request: web.Request, headers: Any, static: bool) -> None:
+    for key, value in HEADERS.items():
+        if key == "Cache-Control" and static:
+            continue
+        headers.setdefault(key, value)
+    if request.secure:
+        headers.setdefault("Strict-Transport-Security", HSTS)
 
 
 async def presented_csrf(request: web.Request) -> str:
