@@ -290,7 +290,13 @@ def _general(
         if not line or line[0] == hash_:
             continue  # blank, HELP, TYPE and any other comment
         brace = line.find(b"{")
-        kind = kinds.get(line[:brace] if brace > 0 else line.split(None, 1)[0])
+        if brace > 0:
+            kind = kinds.get(line[:brace])
+        else:
+            words = line.split(None, 1)
+            if not words:
+                continue  # a line of white space only (\v, \f): nothing
+            kind = kinds.get(words[0])
         if kind is None:
             if sample_line.fullmatch(line) is None:
                 raise _error(lines, line, f"not Prometheus text: {line[:60]!r}")
