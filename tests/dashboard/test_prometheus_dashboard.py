@@ -85,7 +85,8 @@ def recorded(path: Path) -> bool:
         return False
     conn = history_db.connect(path, writer=False)
     try:
-        return bool(conn.execute("SELECT count(*) FROM samples_raw").fetchone()[0])
+        # Series are written with the first samples; their chunks once sealed.
+        return bool(conn.execute("SELECT count(*) FROM series").fetchone()[0])
     finally:
         conn.close()
 

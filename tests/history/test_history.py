@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from kubepulse.history.db import HistoryFileError
 from kubepulse.history.file import History
 from kubepulse.history.read import pick_tier
 from kubepulse.history.recorder import HistoryRecorder
@@ -36,7 +35,7 @@ def samples(
     start: float,
     count: int,
     interval: float,
-    cpu: Callable[[int], int] = lambda i: 1000 + i,
+    cpu: Callable[[int], int] = lambda i: (1000 + i) * 1000,
     mem: Callable[[int], int] = lambda i: MIB + i,
 ) -> list[Row]:
     return [(*key, start + i * interval, cpu(i), mem(i)) for i in range(count)]
@@ -55,11 +54,11 @@ def feed(h: History, rows: list[Row], batch: int = 500) -> None:
     assert h.flush(timeout=10)
 
 
-def oldest(path: Path, table: str) -> int | None:
-    """The oldest sample's timestamp (ms) in a tier's table."""
-    column = "ts_min" if table == "samples_raw" else "ts"  # the raw tier: a row per batch
+def oldest(path: Path, width: int) -> int | None:
+    """The start (ms) of the oldest chunk of a tier."""
     with sqlite3.connect(path) as conn:
-        return conn.execute(f"SELECT min({column}) FROM {table}").fetchone()[0]  # type: ignore[no-any-return]
+        found = conn.execute("SELECT min(start_ms) FROM chunks WHERE width = ?", (width,))
+        return found.fetchone()[0]  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("key", [NODE, POD, CONTAINER, NAMESPACE], ids=lambda k: k[0])
@@ -69,25 +68,26 @@ def test_every_kind_of_series_reads_back_raw_samples(
     feed(history, samples(key, T0, 4, 15.0))
     points = history.query(*key, T0, T0 + 60, step=15)
     assert [(p.timestamp, p.cpu_nanocores, p.memory_bytes) for p in points] == [
-        (T0 + 15 * i, 1000 + i, MIB + i) for i in range(4)
+        (T0 + 15 * i, (1000 + i) * 1000, MIB + i) for i in range(4)
     ]
 
 
 def test_series_are_told_apart_by_every_label(history: History) -> None:
     other = ("container", "default", "web-0", "sidecar")
-    feed(history, samples(CONTAINER, T0, 2, 15.0) + samples(other, T0, 2, 15.0, cpu=lambda i: 7))
-    assert {p.cpu_nanocores for p in history.query(*other, T0, T0 + 30, 15)} == {7}
+    feed(history, samples(CONTAINER, T0, 2, 15.0) + samples(other, T0, 2, 15.0, cpu=lambda i: 7000))
+    assert {p.cpu_nanocores for p in history.query(*other, T0, T0 + 30, 15)} == {7000}
     assert history.query("container", "kube-system", "web-0", "app", T0, T0 + 30, 15) == []
 
 
 def test_one_minute_tier_keeps_average_and_max_after_raw_expires(history: History) -> None:
     # 2 h of 15 s samples: the first hour has left the raw tier, the 1m tier answers.
-    values = [100, 300, 200, 400]  # per minute: average 250, max 400
+    values = [100_000, 300_000, 200_000, 400_000]  # per minute: average 250 us, max 400 us
     feed(history, samples(NODE, T0, 480, 15.0, cpu=lambda i: values[i % 4]))
     first_hour = history.query(*NODE, T0, T0 + 3540, step=60)
     assert len(first_hour) == 60
-    assert {(p.cpu_nanocores, p.cpu_max) for p in first_hour} == {(250.0, 400.0)}
-    assert history.stats().rows["raw"] <= 3600 / 15 + 1
+    assert {(p.cpu_nanocores, p.cpu_max) for p in first_hour} == {(250_000.0, 400_000.0)}
+    # Retention drops whole chunks: at most one chunk (an eighth of the hour) beyond it.
+    assert history.stats().rows["raw"] <= 3600 * 9 / 8 / 15 + 1
 
 
 def test_fifteen_minute_tier_averages_its_minutes(tmp_path: Path) -> None:
@@ -127,10 +127,11 @@ def test_retention_drops_rows_older_than_each_tier_keeps(tmp_path: Path) -> None
         feed(h, samples(NODE, T0, 5 * 60, 60.0))  # 5 h
         newest = T0 + (5 * 60 - 1) * 60
         for tier in tiers:
-            ts = oldest(h.path, tier.table)
+            ts = oldest(h.path, tier.width)
             assert ts is not None
-            # Upkeep runs every simulated minute: nothing older than retention + 1 minute.
-            assert ts >= (newest - tier.retention - 60) * 1000, tier.label
+            # Upkeep runs every simulated minute and drops whole chunks, which span at
+            # most an eighth of a tier's retention: nothing older than that beyond it.
+            assert ts >= (newest - tier.retention * 9 / 8 - 60) * 1000, tier.label
         assert h.query(*NODE, T0, T0 + 3600, 60) == []
     finally:
         h.close()
@@ -153,20 +154,25 @@ def test_series_of_a_gone_pod_are_forgotten_after_the_longest_retention(tmp_path
 
 def test_max_size_trims_oldest_of_coarsest_tier_first(tmp_path: Path) -> None:
     tiers = parse_tiers("raw=30m,1m=2h,15m=30d")
-    max_bytes = 400 << 10
-    h = History(tmp_path / "h.db", tiers=tiers, max_bytes=max_bytes)
+    max_bytes = 3 << 20  # the empty file is ten 64 KiB pages
+    h = History(tmp_path / "h.db", tiers=tiers, max_bytes=max_bytes, linger=0)
+    rng = random.Random(3)
     try:
-        keys = [("pod", "ns", f"pod-{i}", "") for i in range(40)]
-        rows = [r for step in range(6 * 24 * 4) for r in _tick(keys, T0 + step * 300)]  # 4 days
-        feed(h, rows, batch=400)
+        keys = [("pod", "ns", f"pod-{i}", "") for i in range(400)]
+        for step in range(12 * 24 * 4):  # 4 days of 5-minute samples, values that vary
+            ts = T0 + step * 300
+            rows = [(*k, ts, rng.randrange(10**9), rng.randrange(1 << 32)) for k in keys]
+            assert h.record(rows, group="node-a")
+        assert h.flush(timeout=60)
         stats = h.stats()
         assert stats.db_bytes <= max_bytes
         assert stats.trimmed_rows > 0
-        newest = T0 + (len(rows) // 40 - 1) * 300
-        assert (oldest(h.path, "samples_900s") or 0) > T0 * 1000  # the oldest days went
-        raw = oldest(h.path, "samples_raw")
-        assert raw is not None and raw >= (newest - 1800 - 300) * 1000  # finer tiers kept
-        assert stats.rows["raw"] == 40 * 7  # 30 min of 5-min samples, all of them
+        newest = T0 + (12 * 24 * 4 - 1) * 300
+        assert (oldest(h.path, 900) or 0) > T0 * 1000  # the oldest days went
+        raw = oldest(h.path, 0)
+        assert raw is not None and raw >= (newest - 1800 * 9 / 8 - 300) * 1000  # finer kept
+        assert stats.rows["raw"] >= 400 * 6  # 30 min of 5-min samples, all of them
+        assert len(h.query(*keys[0], newest - 1800, newest, 300)) == 7
     finally:
         h.close()
 
@@ -177,8 +183,8 @@ def _tick(keys: list[tuple[str, str, str, str]], ts: float) -> list[Row]:
 
 def test_restart_keeps_history_and_completes_open_buckets(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
-    before = samples(NODE, T0, 10, 15.0, cpu=lambda i: 100 * i)  # 2.5 minutes
-    after = samples(NODE, T0 + 150, 10, 15.0, cpu=lambda i: 100 * (i + 10))
+    before = samples(NODE, T0, 10, 15.0, cpu=lambda i: 100_000 * i)  # 2.5 minutes
+    after = samples(NODE, T0 + 150, 10, 15.0, cpu=lambda i: 100_000 * (i + 10))
     h = History(path)
     feed(h, before)
     h.close()
@@ -187,28 +193,37 @@ def test_restart_keeps_history_and_completes_open_buckets(tmp_path: Path) -> Non
         # The last sample resent after the restart must not count twice.
         feed(h, [before[-1], *after])
         assert len(h.query(*NODE, T0, T0 + 300, 15)) == 20
-        minutes = h.query(*NODE, T0, T0 + 240, 60)
-        assert [p.cpu_nanocores for p in minutes] == [150.0, 550.0, 950.0, 1350.0]
-        assert [p.cpu_max for p in minutes] == [300.0, 700.0, 1100.0, 1500.0]
+        minutes = h.query(*NODE, T0, T0 + 239, 60)
+        assert [p.cpu_nanocores for p in minutes] == [150e3, 550e3, 950e3, 1350e3]
+        assert [p.cpu_max for p in minutes] == [300e3, 700e3, 1100e3, 1500e3]
     finally:
         h.close()
 
 
-def test_a_file_of_another_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
+def test_a_file_of_another_schema_is_set_aside_and_a_new_one_started(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "h.db"
     History(path).close()
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE meta SET value = 99 WHERE key = 'schema'")
-    with pytest.raises(HistoryFileError, match="schema 99"):
-        History(path)
-    with sqlite3.connect(path) as conn:
+    h = History(path)
+    try:
+        feed(h, samples(NODE, T0, 4, 15.0))
+        assert len(h.query(*NODE, T0, T0 + 60, 15)) == 4
+    finally:
+        h.close()
+    (aside,) = tmp_path.glob("h.db.schema-99-*Z")
+    with sqlite3.connect(aside) as conn:  # kept as it was, for a kubepulse that reads it
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (99,)
+    assert f"moved it to {aside}" in caplog.text
 
 
 async def test_slow_disk_never_blocks_the_event_loop_and_drops_are_counted(
     tmp_path: Path,
 ) -> None:
     h = History(tmp_path / "h.db", queue_batches=4)
+    assert await asyncio.to_thread(h.flush, 10.0)  # opened
     # Another connection holds the write lock: the writer waits on it like on a slow disk.
     blocker = sqlite3.connect(h.path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
@@ -240,7 +255,7 @@ def test_readers_do_not_wait_for_an_open_write_transaction(history: History) -> 
     feed(history, samples(NODE, T0, 4, 15.0))
     writer = sqlite3.connect(history.path, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
-    writer.execute("DELETE FROM samples_raw")
+    writer.execute("DELETE FROM chunks")
     try:
         begun = time.monotonic()
         assert len(history.query(*NODE, T0, T0 + 60, 15)) == 4  # the committed data
@@ -280,22 +295,6 @@ def test_concurrent_readers_see_growing_history_while_it_is_written(history: His
     assert min(seen) < 200  # some reads ran while writing went on
 
 
-def test_top_ranks_series_of_a_kind_at_a_moment(history: History) -> None:
-    pods = {"a": (500, 3 * MIB), "b": (900, MIB), "c": (100, 2 * MIB)}
-    rows: list[Row] = []
-    for name, (cpu, mem) in pods.items():
-        rows += samples(
-            ("pod", "ns", name, ""), T0, 4, 15.0, lambda i, c=cpu: c, lambda i, m=mem: m
-        )
-    rows += samples(NODE, T0, 4, 15.0, cpu=lambda i: 10**9)
-    feed(history, rows)
-    assert [r.name for r in history.top("pod", "cpu", limit=2)] == ["b", "a"]
-    assert [r.name for r in history.top("pod", "memory")] == ["a", "c", "b"]
-    assert history.top("pod", "cpu", at=T0 - 3600) == []
-    with pytest.raises(ValueError):
-        history.top("pod", "disk", limit=2)  # type: ignore[arg-type]
-
-
 def test_recorder_records_the_rates_the_store_serves(history: History) -> None:
     store = MetricsStore(resolution=15.0)
     recorder = HistoryRecorder(store, history)
@@ -319,11 +318,11 @@ def test_recorder_records_the_rates_the_store_serves(history: History) -> None:
     assert app[0].cpu_nanocores == dict(served.containers)["app"].cpu_nanocores
     pod = history.query("pod", "default", "node-a-web", "", T0 + 30, T0 + 30, 15)
     assert pod[0].cpu_nanocores == sum(c.cpu_nanocores for _, c in served.containers)
-    totals = history.namespaces_totals()
-    assert set(totals) == {"default", "kube-system"}
+    default = history.query("namespace", "default", "", "", T0 + 30, T0 + 30, 15)
+    kube_system = history.query("namespace", "kube-system", "", "", T0 + 30, T0 + 30, 15)
     per_container = 2 * 10**8  # see _pod
-    assert totals["default"].cpu_nanocores == 4 * per_container  # a-web (2) + 2 jobs
-    assert totals["kube-system"].memory_bytes == 2 * 16 * MIB
+    assert default[0].cpu_nanocores == 4 * per_container  # a-web (2) + 2 jobs
+    assert kube_system[0].memory_bytes == 2 * 16 * MIB
 
 
 def test_namespace_totals_forget_nodes_the_store_dropped(history: History) -> None:
@@ -405,7 +404,7 @@ def test_buckets_of_scrapes_read_apart_match_their_samples(tmp_path: Path) -> No
                     ts = last[key]  # not refreshed since the last scrape: a repeat
                 if key == keys[0] and scrape in lagging:
                     ts = lagging[scrape]
-                cpu = rng.randint(0, 10**9)
+                cpu = rng.randint(0, 10**6) * 1000
                 if ts != last.get(key):
                     written.setdefault(key, {})[ts] = cpu
                 last[key] = ts

@@ -277,7 +277,8 @@ async def test_a_poll_is_recorded_in_the_history(polling: Polling) -> None:
         return polling.history.query(kind, namespace, name, container, T1 - 60, T1 + 60, 15)
 
     [node] = query("node", "", "node-b")
-    assert (node.cpu_nanocores, node.memory_bytes) == (487_558_164, 732_212 * KI)
+    # CPU is kept in microcores (history/chunks.py): 487,558,164 nanocores rounded.
+    assert (node.cpu_nanocores, node.memory_bytes) == (487_558_000, 732_212 * KI)
     [pod] = query("pod", "default", "web-1")
     assert (pod.cpu_nanocores, pod.memory_bytes) == (102_000_000, 3 * MI)
     [container] = query("container", "default", "web-1", "nginx")

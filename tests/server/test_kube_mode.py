@@ -61,7 +61,7 @@ class Server(targets_mode.Server):
         return super().get(path, token)
 
     def probe(self) -> tuple[int, str]:
-        status, body = self.get("/readyz?verbose", token=None)
+        status, body = self.get("/readyz?verbose")  # details for callers with a token
         return status, body.decode()
 
 

@@ -245,9 +245,7 @@ class _Dashboard:
         return base.rstrip("/") or "/"
 
 
-STATIC_FILES = frozenset(
-    p.relative_to(STATIC).as_posix() for p in STATIC.rglob("*") if p.is_file()
-)
+STATIC_FILES = frozenset(p.relative_to(STATIC).as_posix() for p in STATIC.rglob("*") if p.is_file())
 """What /static serves: the files shipped, nothing else (no listing, no traversal)."""
 
 

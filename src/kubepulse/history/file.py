@@ -13,28 +13,36 @@ queue and returns, so the event loop never waits for SQLite or the disk. When th
 cannot keep up and the queue is full, a batch is dropped and counted (stats()), never
 waited for: the live API matters more than a complete history.
 
-What it costs (bench/history_cost.py): the recorder reads each node's rates straight
-from the store's points into four lists (served_pods), and the writer stores a node's
-scrape as one row and updates buckets element-wise (history_writer), so that recording
-1,000 nodes adds a small share to the CPU of scraping them.
+History never takes the API down. The file is opened on the writer's thread and
+checked (`PRAGMA quick_check`); a file that is not a history kubepulse can use (damaged,
+truncated, a directory, another schema) is moved aside as `history.db.corrupt-TIME`
+(or `.schema-N-TIME`) with a WARNING naming both, and a new one started, also when
+SQLite finds damage at run time. A file that cannot be opened or written (a full disk,
+no permission) leaves the API running without history or with what is in memory, says
+SQLite's words once, and is tried again every `retry_every` seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import re
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubepulse.history import db as history_db
 from kubepulse.history import read as history_read
-from kubepulse.history.read import HistoryPoint, HistoryStats, Latest, Metric
+from kubepulse.history.chunks import join
+from kubepulse.history.db import HistoryFileError
+from kubepulse.history.read import Damage, HistoryPoint, HistoryStats
 from kubepulse.history.recorder import Batcher, NodeScrape, Tick
 from kubepulse.history.tiers import DEFAULT_TIERS, Tier, check_tiers
-from kubepulse.history.writer import Batch, HistoryWriter, Row, batches_of
+from kubepulse.history.writer import RAW_ROWS, Batch, HistoryWriter, Row, batches_of
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,12 @@ DEFAULT_QUEUE_BATCHES = 2048
 beyond which the disk is not keeping up."""
 
 MAX_ROWS_PER_TRANSACTION = 100_000
+
+DEFAULT_RETRY = 30.0
+"""Seconds between attempts to open a file that could not be opened (a full disk)."""
+
+OPEN_WAIT = 30.0
+"""Seconds a reader waits for the file to be opened (checked, migrated) at start."""
 
 DEFAULT_LINGER = 10.0
 """Seconds the writer waits for more batches after the first one before it writes them,
@@ -85,11 +99,21 @@ class History:
         queue_batches: int = DEFAULT_QUEUE_BATCHES,
         upkeep_every: float = 60.0,
         linger: float = DEFAULT_LINGER,
+        raw_rows: int = RAW_ROWS,
+        retry_every: float = DEFAULT_RETRY,
     ) -> None:
         check_tiers(tiers)
         self.path, self.tiers, self.max_bytes = path, tiers, max_bytes
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = HistoryWriter(path, tiers, max_bytes, upkeep_every)
+        self._writer_args = (tiers, max_bytes, upkeep_every, raw_rows)
+        self._writer: HistoryWriter | None = None
+        self._generation = 0
+        """Counts the files opened: a reader's connection to an older one is replaced."""
+        self.retry_every = retry_every
+        self.open_error: str | None = None
+        """Why the file cannot be opened now (SQLite's or the OS's words)."""
+        self._next_try = 0.0
+        self._opened = threading.Event()
+        """Set once the first attempt to open the file is over, whatever came of it."""
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=queue_batches)
         self.linger = linger
         self._hurry = threading.Event()
@@ -97,6 +121,7 @@ class History:
         self.dropped_rows = 0
         self.dropped_batches = 0
         self.failed_rows = 0
+        self.damage = Damage()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -110,7 +135,7 @@ class History:
     def record(self, rows: Sequence[Row], group: str = "") -> bool:
         """Queue samples for writing; False when the queue was full and they were dropped.
         `group`: what sends these series together again and again (a node's name), for
-        the writer to store them as one row (history_writer)."""
+        the writer to store them as one layout (writer.py)."""
         if not rows:
             return True
         return self._put(_Rows(rows, group))
@@ -145,7 +170,8 @@ class History:
         self._hurry.set()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is committed. Blocks: not on the loop."""
+        """Wait until everything queued so far is written (or kept in memory while the
+        disk refuses it). Blocks: not on the loop."""
         done = _Flush()
         self._queue.put(done, timeout=timeout)
         self._hurry.set()
@@ -155,18 +181,23 @@ class History:
         return self._queue.qsize()
 
     def _run(self) -> None:
+        try:
+            self._open()
+        except Exception as err:  # a bug: logged, never the thread's end
+            log.warning("history: cannot open %s: %s", self.path, err)
+            self.open_error = str(err)
+        self._opened.set()
         stop = False
         while not stop:
             item: _Item = self._queue.get()
             batches: list[Batch] = []
             samples = 0
             flushes: list[_Flush] = []
-            # A scrape cycle's batches go into one transaction, written in the quiet after
-            # the cycle (commit_soon), or `linger` after the first batch: one commit (and
-            # one fsync at checkpoints) per cycle instead of one per node, and the
-            # writer's Python does not compete with the scrapes' for the interpreter
-            # lock. The thread sleeps meanwhile instead of waking for every batch; a
-            # flush, close or a half-full queue wakes it too.
+            # A scrape cycle's batches are taken in the quiet after the cycle
+            # (commit_soon), or `linger` after the first batch: the writer's Python
+            # does not compete with the scrapes' for the interpreter lock. The thread
+            # sleeps meanwhile instead of waking for every batch; a flush, close or a
+            # half-full queue wakes it too.
             if item is not None and not isinstance(item, (_Flush, Tick)):
                 self._hurry.wait(self.linger)
             self._hurry.clear()
@@ -183,18 +214,30 @@ class History:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            if batches:
-                self.writing = True
-                try:
-                    self._writer.write(batches)
-                except Exception as err:  # the disk, or a bug: never the thread's end
-                    self.failed_rows += samples
-                    log.warning("history: dropped %d samples: %s", samples, err)
-                finally:
-                    self.writing = False
+            self._write(batches, samples)
             for done in flushes:
                 done.set()
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
+
+    def _write(self, batches: list[Batch], samples: int) -> None:
+        writer = self._writer
+        if writer is None:
+            writer = self._retry()
+        if writer is None:
+            self.dropped_rows += samples
+            return
+        self.writing = True
+        try:
+            writer.write(batches)
+        except HistoryFileError as err:  # SQLite found damage: a new file
+            self.failed_rows += samples
+            self._set_aside(writer, str(err))
+        except Exception as err:  # a bug: logged, never the thread's end
+            self.failed_rows += samples
+            log.warning("history: dropped %d samples: %s", samples, err)
+        finally:
+            self.writing = False
 
     def _take(self, item: _Work, batches: list[Batch]) -> int:
         """Add a queued item's batches; returns how many samples they hold."""
@@ -215,8 +258,75 @@ class History:
         batches.extend(found)
         return sum(len(b.keys) for b in found)
 
+    # -- opening, and what goes wrong with the file --------------------------------
+    def _open(self) -> HistoryWriter | None:
+        """Open the file, setting aside one that cannot be used; None when it cannot be
+        opened now (the reason in open_error, tried again later)."""
+        self._next_try = time.monotonic() + self.retry_every
+        for _ in range(3):  # a file set aside, then a new one: never a loop
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self.path.is_dir() or (self.path.exists() and not self.path.is_file()):
+                    raise HistoryFileError(f"{self.path} is not a file")
+                writer = HistoryWriter(self.path, *self._writer_args)
+            except HistoryFileError as err:
+                self._set_aside(None, str(err))
+                continue
+            except sqlite3.DatabaseError as err:
+                if not _damaged(err):
+                    self._cannot_open(err)
+                    return None
+                self._set_aside(None, f"history file is damaged: {err}")
+                continue
+            except OSError as err:
+                self._cannot_open(err)
+                return None
+            if self.open_error is not None:
+                log.warning("history: %s opened; recording again", self.path)
+            self.open_error = None
+            self._generation += 1
+            self._writer = writer
+            return writer
+        return None
+
+    def _cannot_open(self, err: Exception) -> None:
+        if self.open_error != str(err):
+            log.warning(
+                "history: cannot open %s: %s; the API goes on without history,"
+                " trying again every %g s",
+                self.path,
+                err,
+                self.retry_every,
+            )
+        self.open_error = str(err)
+
+    def _retry(self) -> HistoryWriter | None:
+        if time.monotonic() < self._next_try:
+            return None
+        return self._open()
+
+    def _set_aside(self, writer: HistoryWriter | None, why: str) -> None:
+        """Move the file (and its -wal and -shm) aside, never deleting it."""
+        if writer is not None:
+            self._writer = None
+            writer.abandon()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        schema = _SCHEMA.search(why)
+        suffix = f"schema-{schema.group(1)}-{stamp}" if schema else f"corrupt-{stamp}"
+        aside = self.path.with_name(f"{self.path.name}.{suffix}")
+        try:
+            os.rename(self.path, aside)
+            for extra in ("-wal", "-shm"):
+                if Path(f"{self.path}{extra}").exists():
+                    os.rename(f"{self.path}{extra}", f"{aside}{extra}")
+        except OSError as err:
+            log.warning("history: %s; cannot move it aside: %s", why, err)
+            self.open_error = str(err)
+            return
+        log.warning("history: %s: moved it to %s and started a new %s", why, aside, self.path)
+
     def close(self) -> None:
-        """Write what is queued, close the buckets, and close the file."""
+        """Write what is queued, seal what is in memory, and close the file."""
         if self._closed:
             return
         self._closed = True
@@ -229,11 +339,22 @@ class History:
             self._readers.clear()
 
     # -- reading (any thread; each thread gets its own connection) -----------------
+    def _ready_writer(self) -> HistoryWriter:
+        if not self._opened.wait(OPEN_WAIT):
+            raise sqlite3.OperationalError("the history file is still being opened")
+        writer = self._writer
+        if writer is None:
+            raise sqlite3.OperationalError(self.open_error or "the history file is closed")
+        return writer
+
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.generation != self._generation:
+            conn.close()
+            conn = None
         if conn is None:
             conn = history_db.connect(self.path, writer=False)
-            self._local.conn = conn
+            self._local.conn, self._local.generation = conn, self._generation
             with self._readers_lock:
                 self._readers.append(conn)
         return conn
@@ -248,29 +369,57 @@ class History:
         end: float,
         step: float,
     ) -> list[HistoryPoint]:
-        key = (kind, namespace, name, container)
-        return history_read.query(self._reader(), self.tiers, key, start, end, step)
-
-    def top(
-        self, kind: str, resource: Metric, at: float | None = None, limit: int = 10
-    ) -> list[Latest]:
-        return history_read.top(self._reader(), self.tiers, kind, resource, at, limit)
-
-    def namespaces_totals(self, at: float | None = None) -> dict[str, Latest]:
-        return history_read.namespaces_totals(self._reader(), self.tiers, at)
+        """Points of one series in [start, end], one per step that holds data, oldest
+        first. Steps are aligned to multiples of `step` since the epoch, so that the same
+        step always buckets the same way, whatever the range."""
+        if step <= 0:
+            raise ValueError("step must be positive")
+        if end < start:
+            return []
+        writer = self._ready_writer()
+        conn = self._reader()
+        step_ms = max(1, round(step * 1000))
+        lo, hi = int(start * 1000) // step_ms * step_ms, int(end * 1000)
+        # The file and the writer's memory at one moment: the writer commits under the
+        # same lock, so a chunk is read from one or the other, never both or neither.
+        with writer.lock:
+            sid = writer.series_id((kind, namespace, name, container))
+            if sid is None:
+                return []
+            width = history_read.pick_tier(self.tiers, writer.newest_ms, start, step).width
+            conn.execute("BEGIN")
+            conn.execute("SELECT 1 FROM meta LIMIT 1").fetchone()
+            memory = writer.unsealed(sid, width)
+        try:
+            found = history_read.stored(conn, sid, width, lo, hi, self.damage)
+        finally:
+            conn.execute("COMMIT")
+        return history_read.steps(join(found + memory), lo, hi, step_ms)
 
     def stats(self) -> HistoryStats:
+        writer = self._ready_writer()
         conn = self._reader()
-        rows, series = history_read.counts(conn, self.tiers)
+        rows, sizes, series = history_read.counts(conn, self.tiers)
         newest = history_db.newest_ms(conn)
         return HistoryStats(
             rows=rows,
+            payload_bytes=sizes,
             series=series,
             db_bytes=history_db.db_bytes(conn),
             wal_bytes=history_db.wal_bytes(self.path),
             max_bytes=self.max_bytes,
             dropped_rows=self.dropped_rows,
-            failed_rows=self.failed_rows,
-            trimmed_rows=self._writer.trimmed_rows,
+            failed_rows=self.failed_rows + writer.failed_rows + writer.lost_rows,
+            trimmed_rows=writer.trimmed_rows,
+            damaged_chunks=self.damage.chunks,
             newest=newest / 1000 if newest is not None else None,
+            write_error=writer.write_error,
         )
+
+
+_SCHEMA = re.compile(r"has schema (\d+)")
+
+
+def _damaged(err: sqlite3.DatabaseError) -> bool:
+    text = str(err)
+    return "malformed" in text or "not a database" in text or "corrupt" in text

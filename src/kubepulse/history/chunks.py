@@ -1,0 +1,137 @@
+"""What a chunk's columns mean: a group's samples (raw tier) or buckets (coarse tiers).
+
+A group (a node: its node, pods and containers; the namespaces) sends the same series,
+its layout, scrape after scrape. One chunk holds a stretch of them:
+- raw: k scrapes of n series, as columns ts[0..n) (milliseconds), cpu[0..n)
+  (microcores) and mem[0..n) (bytes). A series without a new sample in a scrape
+  repeats its last timestamp and values (it costs nothing), so a row is a sample when
+  its timestamp is later than the row before (the first row: later than 0).
+- coarse: k buckets of n series, as columns start (ms, the bucket's start), then
+  n[0..n), cpu_sum, cpu_max, mem_sum, mem_max: exact sums and maxima, so an average
+  over any wider step stays exact. A series without a sample in a bucket has n = 0 (its
+  other values repeat the row before). A bucket can come in parts (before and after a
+  restart, a late sample, a node whose pods changed): readers add up the rows of one
+  start.
+
+CPU is kept in microcores (nanocores / 1000, rounded): a thousandth of kubectl's
+millicore, and the nanocores a rate is computed in are noise below that, which would
+cost ~10 bits a value.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from kubepulse.history import codec
+from kubepulse.history.codec import Ints
+
+Bools = npt.NDArray[np.bool_]
+
+NANOCORES_PER_UNIT = 1000
+"""CPU is stored in microcores."""
+
+FIELDS = 5  # n, cpu_sum, cpu_max, mem_sum, mem_max
+
+
+class Items(NamedTuple):
+    """One series' samples or buckets, oldest first: a raw sample is a bucket of one
+    (n 1, sum and max its value). CPU in microcores."""
+
+    t: Ints
+    n: Ints
+    cpu_sum: Ints
+    cpu_max: Ints
+    mem_sum: Ints
+    mem_max: Ints
+
+
+def empty_items() -> Items:
+    none = np.zeros(0, np.int64)
+    return Items(none, none, none, none, none, none)
+
+
+def join(parts: list[Items]) -> Items:
+    if not parts:
+        return empty_items()
+    if len(parts) == 1:
+        return parts[0]
+    return Items(*(np.concatenate(column) for column in zip(*parts, strict=True)))
+
+
+def _forward_fill(values: Ints, present: Bools) -> Ints:
+    """Each absent row (axis 0) takes the value of the last present one before it."""
+    rows = np.arange(values.shape[0])[:, None]
+    last = np.maximum.accumulate(np.where(present, rows, 0), axis=0)
+    return np.take_along_axis(values, last, axis=0)
+
+
+def encode_raw(ts: Ints, cpu: Ints, mem: Ints) -> bytes:
+    """k scrapes (rows) of n series (columns); ts 0 where a series had no new sample."""
+    present = ts > 0
+    filled_ts = np.maximum.accumulate(ts, axis=0)
+    columns = np.concatenate(
+        [filled_ts.T, _forward_fill(cpu, present).T, _forward_fill(mem, present).T]
+    )
+    n = ts.shape[1]
+    return codec.encode(columns, [codec.DELTA2] * n + [codec.DELTA] * (2 * n))
+
+
+def decode_raw(payload: bytes, series: int, position: int) -> Items:
+    """One series' samples of a raw chunk of `series` columns."""
+    found = codec.decode(payload, (position, series + position, 2 * series + position))
+    ts, cpu, mem = found[position], found[series + position], found[2 * series + position]
+    present = np.diff(ts, prepend=0) > 0
+    t, c, m = ts[present], cpu[present], mem[present]
+    return Items(t, np.ones(len(t), np.int64), c, c, m, m)
+
+
+def raw_columns(payload: bytes, series: int) -> tuple[Ints, Ints, Ints]:
+    """Every series of a raw chunk: (ts, cpu, mem) as (k, n) arrays, ts 0 where a series
+    had no new sample (the writer's own form, for rebuilding coarse tiers)."""
+    found = codec.decode(payload)
+    ts = np.vstack([found[j] for j in range(series)]).T
+    cpu = np.vstack([found[series + j] for j in range(series)]).T
+    mem = np.vstack([found[2 * series + j] for j in range(series)]).T
+    fresh = np.diff(ts, axis=0, prepend=np.zeros((1, series), np.int64)) > 0
+    return np.where(fresh, ts, 0), cpu, mem
+
+
+def encode_buckets(starts: Ints, fields: Ints) -> bytes:
+    """k buckets: their starts (k,) and fields (FIELDS, k, n): n, sums and maxima."""
+    present = fields[0] > 0
+    filled = [fields[0]] + [_forward_fill(fields[f], present) for f in range(1, FIELDS)]
+    series = fields.shape[2]
+    columns = np.concatenate([starts[None, :], *(f.T for f in filled)])
+    return codec.encode(columns, [codec.DELTA2] + [codec.DELTA] * (FIELDS * series))
+
+
+def decode_buckets(payload: bytes, series: int, position: int) -> Items:
+    """One series' buckets of a coarse chunk of `series` series (those with n > 0)."""
+    wanted = (0, *(1 + f * series + position for f in range(FIELDS)))
+    found = codec.decode(payload, wanted)
+    starts = found[0]
+    n, cpu_sum, cpu_max, mem_sum, mem_max = (found[i] for i in wanted[1:])
+    present = n > 0
+    return Items(
+        starts[present],
+        n[present],
+        cpu_sum[present],
+        cpu_max[present],
+        mem_sum[present],
+        mem_max[present],
+    )
+
+
+def bucket_columns(payload: bytes, series: int) -> tuple[Ints, Ints]:
+    """Every series of a coarse chunk: starts (k,) and fields (FIELDS, k, n), zero where
+    a series has no sample (n 0)."""
+    found = codec.decode(payload)
+    starts = found[0]
+    fields = np.stack(
+        [np.vstack([found[1 + f * series + j] for j in range(series)]).T for f in range(FIELDS)]
+    )
+    fields[:, fields[0] == 0] = 0
+    return starts, fields
