@@ -89,3 +89,32 @@ def run_kubepulse(args: list[str], log_path: Path) -> Iterator[Running]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def fill(disk: Path) -> Path:
+    """Fill a (small, test-made) file system to its last byte; returns the file that
+    holds it. Unbuffered writes, so that nothing is left to fail when it is closed."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (1 << 20, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+@contextmanager
+def small_disk(mount: Path, size: str = "20m") -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `mount` (root), owner-only, unmounted after."""
+    mount.mkdir(exist_ok=True)
+    options = f"size={size},mode=0700"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)

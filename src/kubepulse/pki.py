@@ -42,11 +42,12 @@ class KeyPair:
 
     def write(self, cert_path: Path, key_path: Path) -> None:
         cert_path.parent.mkdir(parents=True, exist_ok=True)
-        cert_path.write_bytes(self.cert_pem())
-        # The key is written owner-only from the start, never world-readable for a moment.
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(self.key_pem())
+        # Owner-only from the start, the key never world-readable for a moment; the
+        # certificate too, as everything in a state dir is (statedir.py).
+        for path, pem in ((cert_path, self.cert_pem()), (key_path, self.key_pem())):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
 
     @classmethod
     def load(cls, cert_path: Path, key_path: Path) -> KeyPair:

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_kubectl_up import HOST, Up, start_up
-from tests.support import KUBEPULSE, free_port
+from tests.history.damage import parametrize_damage
+from tests.support import KUBEPULSE, fill, free_port, small_disk, wait_for
 
 
 def run_up(state: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -156,3 +159,110 @@ def test_a_state_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
         .splitlines()[-1]
         .startswith(f"error: cannot make {tmp_path / 'state'}")
     )
+
+
+# -- history.db: whatever happens to it, the API and the dashboard stay up ---------------
+def stopped_cleanly(up: Up) -> str:
+    """SIGTERM; up exits 0 without a traceback. Returns its log."""
+    up.running.proc.send_signal(signal.SIGTERM)
+    assert up.running.proc.wait(timeout=30) == 0, up.running.log()
+    log = up.running.log()
+    assert "Traceback" not in log, log
+    return log
+
+
+def logged(up: Up, pattern: str, timeout: float = 30) -> re.Match[str]:
+    """The first line of up's log that pattern matches, once there is one."""
+    return wait_for(
+        lambda: re.search(pattern, up.running.log(), re.MULTILINE), timeout, repr(pattern)
+    )
+
+
+def _contents(path: Path) -> bytes | dict[str, bytes]:
+    """What a file or directory holds (the check at open writes nothing first)."""
+    if path.is_dir():
+        return {p.name: p.read_bytes() for p in path.iterdir()}
+    return path.read_bytes()
+
+
+@parametrize_damage()
+def test_a_history_file_that_cannot_be_used_is_moved_aside_and_up_serves(
+    tmp_path: Path, damage: Callable[[Path], None]
+) -> None:
+    state = first_up(tmp_path)
+    db = state / "history.db"
+    damage(db)
+    damaged = _contents(db)
+
+    gen = start_up(state, tmp_path / "second.log")
+    up = next(gen)
+    try:
+        works(up)
+        moved = logged(
+            up,
+            rf"WARNING .*history: .*: moved it to ({re.escape(str(db))}\.corrupt-\d{{8}}T\d{{6}}Z)"
+            rf" and started a new {re.escape(str(db))}$",
+        )
+        aside = Path(moved.group(1))
+        assert _contents(aside) == damaged  # moved, not deleted nor changed
+        wait_for(
+            lambda: db.is_file() and db.read_bytes().startswith(b"SQLite format 3\0"),
+            30,
+            "a new history.db",
+        )
+        works(up)
+        stopped_cleanly(up)
+    finally:
+        gen.close()
+
+
+@pytest.fixture
+def small_state(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path/state on a 20 MB tmpfs of its own (root: mount), so that it can be filled."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    state = tmp_path / "state"
+    with small_disk(state):
+        yield state
+
+
+@pytest.mark.root
+def test_a_full_disk_at_start_leaves_history_off_and_up_serves(
+    tmp_path: Path, small_state: Path
+) -> None:
+    first_up(tmp_path)  # on the tmpfs: its certificates, tokens and kubeconfig exist
+    fill(small_state)
+
+    gen = start_up(small_state, tmp_path / "second.log")
+    up = next(gen)
+    try:
+        works(up)
+        # SQLite's words here are "disk I/O error" (SQLITE_IOERR_SHMSIZE: the -shm cannot grow).
+        db = re.escape(str(small_state / "history.db"))
+        logged(up, rf"WARNING .*history: cannot open {db}: .+; the API goes on without history")
+        works(up)
+        log = stopped_cleanly(up)
+        assert log.count("the API goes on without history") == 1  # said once
+    finally:
+        gen.close()
+
+
+@pytest.mark.root
+def test_a_disk_that_fills_at_run_time_leaves_up_serving_and_stopping_cleanly(
+    tmp_path: Path, small_state: Path
+) -> None:
+    gen = start_up(small_state, tmp_path / "up.log")
+    up = next(gen)
+    try:
+        fill(small_state)
+        # A new state dir's series and layouts are written with the first rates recorded
+        # (the second scrape, ~10 s after up is up), upkeep every 60 s of samples after
+        # that: no need to wait for a chunk to be sealed.
+        logged(up, r"WARNING .*history: cannot write .*: database or disk is full", 120)
+        works(up)
+        assert HOST in up.kubectl("top", "nodes").stdout
+        log = stopped_cleanly(up)
+        assert "cannot rollback" not in log
+        assert "samples not written at exit: database or disk is full" in log
+    finally:
+        gen.close()

@@ -13,12 +13,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from kubepulse.history import codec
+from kubepulse.history import codec, migrate
+from kubepulse.history import db as history_db
 from kubepulse.history.codec import CorruptChunk
 from kubepulse.history.file import History
 from kubepulse.history.read import HistoryPoint
 from kubepulse.history.tiers import parse_tiers
-from kubepulse.history.writer import Batch
+from kubepulse.history.writer import Batch, chunk_rows
 from tests.history import schema3
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -152,12 +153,38 @@ def _old_points(path: Path) -> dict[tuple[object, ...], list[HistoryPoint]]:
         conn.close()
 
 
-def _new_points(h: History) -> dict[tuple[object, ...], list[HistoryPoint]]:
-    stats = h.stats()
-    assert stats.newest is not None
-    return {
-        (key, q): h.query(*key, *q) for key in KEYS for q in _queries(round(stats.newest * 1000))
-    }
+def _new_points(
+    h: History, newest_ms: int | None = None
+) -> dict[tuple[object, ...], list[HistoryPoint]]:
+    """The same queries of a schema 4 history (newest_ms: asked as of that moment)."""
+    if newest_ms is None:
+        stats = h.stats()
+        assert stats.newest is not None
+        newest_ms = round(stats.newest * 1000)
+    return {(key, q): h.query(*key, *q) for key in KEYS for q in _queries(newest_ms)}
+
+
+def assert_same_points(
+    got: dict[tuple[object, ...], list[HistoryPoint]],
+    expected: dict[tuple[object, ...], list[HistoryPoint]],
+) -> None:
+    """The same steps with the same values: raw samples exactly; a bucket's average and
+    maximum CPU to the 10 microcores and its average memory to the page schema 4 keeps
+    them to (history/chunks.py): within half of that."""
+    assert got.keys() == expected.keys()
+    for key, points in expected.items():
+        found = got[key]
+        assert [p.timestamp for p in found] == [p.timestamp for p in points], key
+        start, end, step = key[1]  # type: ignore[misc]
+        raw = step == 15 and end - start <= 900  # within every test's raw tier
+        for a, b in zip(found, points, strict=True):
+            if raw:
+                assert a == b, key
+                continue
+            assert abs(a.cpu_nanocores - b.cpu_nanocores) <= 5000, (key, a, b)
+            assert abs(a.cpu_max - b.cpu_max) <= 5000, (key, a, b)
+            assert abs(a.memory_bytes - b.memory_bytes) <= 2048, (key, a, b)
+            assert a.memory_max == b.memory_max, (key, a, b)
 
 
 def _write_schema3(path: Path, batches: list[Batch]) -> None:
@@ -176,20 +203,22 @@ def test_chart_queries_give_the_points_of_schema_3(
     _write_schema3(tmp / "old.db", batches)
     expected = _old_points(tmp / "old.db")
     assert any(expected.values())
+    with sqlite3.connect(tmp / "old.db") as conn:
+        asked = schema3.newest_ms(conn)
     h = History(tmp / "new.db", TIERS, linger=0)
     for batch in batches:
         h.record_batch(batch)
     h.close()  # both formats seal their open buckets at close
     h = History(tmp / "new.db", TIERS)
     try:
-        assert _new_points(h) == expected
+        assert_same_points(_new_points(h, asked), expected)
     finally:
         h.close()
     # And a schema 3 file, migrated on open, gives them too.
     shutil.copy(tmp / "old.db", tmp / "migrated.db")
     h = History(tmp / "migrated.db", TIERS)
     try:
-        assert _new_points(h) == expected
+        assert_same_points(_new_points(h, asked), expected)
     finally:
         h.close()
     with sqlite3.connect(tmp / "migrated.db") as conn:
@@ -210,16 +239,8 @@ def test_a_migration_stopped_half_way_goes_on_at_the_next_open(tmp_path: Path) -
     _write_schema3(tmp_path / "h.db", batches)
     shutil.copy(tmp_path / "h.db", tmp_path / "old.db")
     # What a kubepulse killed after migrating the first layout leaves: both forms.
-    with sqlite3.connect(tmp_path / "h.db") as conn:
-        conn.execute(
-            "CREATE TABLE chunks (id INTEGER PRIMARY KEY, width INTEGER NOT NULL,"
-            " layout INTEGER NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,"
-            " through_ms INTEGER NOT NULL, count INTEGER NOT NULL, payload BLOB NOT NULL)"
-        )
-    from kubepulse.history import migrate
-    from kubepulse.history.writer import chunk_rows
-
     conn = sqlite3.connect(tmp_path / "h.db", isolation_level=None)
+    history_db.create_schema(conn)  # schema 3 still: its tables and the new ones
     first = conn.execute("SELECT min(id) FROM layouts").fetchone()[0]
     conn.execute("BEGIN")
     migrate._raw(conn, first, len(KEYS), 32)
@@ -233,8 +254,43 @@ def test_a_migration_stopped_half_way_goes_on_at_the_next_open(tmp_path: Path) -
             key = ("container", "ns", f"{group}-web-0", "app")
             old = sqlite3.connect(tmp_path / "old.db")
             for q in [(T0 / 1000, T0 / 1000 + 3000, 15), (T0 / 1000, T0 / 1000 + 3000, 60)]:
-                assert h.query(*key, *q) == schema3.query(old, TIERS, key, *q)
+                assert_same_points(
+                    {(key, q): h.query(*key, *q)}, {(key, q): schema3.query(old, TIERS, key, *q)}
+                )
                 assert h.query(*key, *q)
             old.close()
     finally:
         h.close()
+
+
+def test_small_chunks_are_merged_into_fewer_smaller_ones_that_read_the_same(
+    tmp_path: Path,
+) -> None:
+    """Groups seal small chunks (8 scrapes, 4 buckets); upkeep merges them. A history that
+    never merges (raw chunks of 8) gives the same points from more, larger chunks."""
+    rng = np.random.default_rng(4)
+    level = rng.integers(10**3, 10**6, len(KEYS))
+    batches = []
+    for i in range(3 * 240):  # 3 hours of 15 s scrapes
+        ts = (T0 + i * 15_000 - rng.integers(0, 3000, len(KEYS))) / 1000
+        cpu = (level + rng.integers(0, 10**4, len(KEYS))) * 1000
+        batches.append(Batch("node-a", tuple(KEYS), ts.tolist(), cpu.tolist(), [1 << 30] * 4))
+    files = {}
+    for name, raw_rows in (("merged", 32), ("unmerged", 8)):
+        h = History(tmp_path / f"{name}.db", linger=0, raw_rows=raw_rows)  # default tiers
+        for at in range(0, len(batches), 60):
+            for batch in batches[at : at + 60]:
+                h.record_batch(batch)
+            assert h.flush(timeout=30)
+        files[name] = _new_points(h)
+        h.close()
+        with sqlite3.connect(tmp_path / f"{name}.db") as conn:
+            files[name + " chunks"] = conn.execute(
+                "SELECT count(*), sum(length(payload)), max(rows) FROM chunks WHERE width = 0"
+            ).fetchone()
+    assert files["merged"] == files["unmerged"]
+    assert any(files["merged"].values())
+    merged, unmerged = files["merged chunks"], files["unmerged chunks"]
+    assert merged[2] == 32 and unmerged[2] == 8
+    assert merged[0] * 3 < unmerged[0]
+    assert merged[1] < unmerged[1] * 0.9

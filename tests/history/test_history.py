@@ -386,8 +386,8 @@ def test_bad_tiers_are_refused(text: str, error: str) -> None:
 def test_buckets_of_scrapes_read_apart_match_their_samples(tmp_path: Path) -> None:
     """Batches of many series, each sample a few seconds before its scrape (so scrapes
     straddle bucket boundaries), with repeated samples and one that comes after others
-    of its scrape moved on to the next bucket: every coarse bucket holds exactly the
-    average and maximum of its samples."""
+    of its scrape moved on to the next bucket: every coarse bucket holds the average and
+    maximum of its samples (to the 10 microcores a bucket keeps: history/chunks.py)."""
     rng = random.Random(5)
     keys = [("container", "ns", f"pod-{i // 2}", f"c{i % 2}") for i in range(40)]
     lagging = {48: T0 + 712.0, 49: T0 + 712.0, 50: T0 + 719.5}  # keys[0]: late at 50
@@ -421,8 +421,8 @@ def test_buckets_of_scrapes_read_apart_match_their_samples(tmp_path: Path) -> No
                 assert [p.timestamp for p in points] == sorted(expected)
                 for p in points:
                     values = expected[p.timestamp]
-                    assert p.cpu_nanocores == pytest.approx(sum(values) / len(values))
-                    assert p.cpu_max == max(values)
+                    assert abs(p.cpu_nanocores - sum(values) / len(values)) <= 5000
+                    assert abs(p.cpu_max - max(values)) <= 5000
         minute = h.query(*keys[0], T0 + 660, T0 + 719.9, step=60)
         assert [p.timestamp for p in minute] == [T0 + 660]
         assert (T0 + 719.5) in written[keys[0]]  # the late sample is in that minute

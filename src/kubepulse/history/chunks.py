@@ -2,20 +2,25 @@
 
 A group (a node: its node, pods and containers; the namespaces) sends the same series,
 its layout, scrape after scrape. One chunk holds a stretch of them:
-- raw: k scrapes of n series, as columns ts[0..n) (milliseconds), cpu[0..n)
-  (microcores) and mem[0..n) (bytes). A series without a new sample in a scrape
-  repeats its last timestamp and values (it costs nothing), so a row is a sample when
-  its timestamp is later than the row before (the first row: later than 0).
+- raw: k scrapes of n series, as columns ts[0..n) (milliseconds, whole seconds),
+  cpu[0..n) (microcores) and mem[0..n) (bytes). A series without a new sample in a
+  scrape repeats its last timestamp and values (it costs nothing), so a row is a sample
+  when its timestamp is later than the row before (the first row: later than 0).
 - coarse: k buckets of n series, as columns start (ms, the bucket's start), then
-  n[0..n), cpu_sum, cpu_max, mem_sum, mem_max: exact sums and maxima, so an average
-  over any wider step stays exact. A series without a sample in a bucket has n = 0 (its
-  other values repeat the row before). A bucket can come in parts (before and after a
-  restart, a late sample, a node whose pods changed): readers add up the rows of one
-  start.
+  n[0..n), cpu_avg, cpu_max, mem_avg, mem_max. A series without a sample in a bucket
+  has n = 0 (its other values repeat the row before). A bucket can come in parts
+  (before and after a restart, a late sample, a node whose pods changed): readers add
+  up avg x n of the rows of one start, so an average over any wider step stays the
+  average of its samples.
 
-CPU is kept in microcores (nanocores / 1000, rounded): a thousandth of kubectl's
-millicore, and the nanocores a rate is computed in are noise below that, which would
-cost ~10 bits a value.
+What is kept, and why not more (each digit below these is noise that costs bits in
+every value, bench.history_density):
+- time to the second (the writer drops the milliseconds): kubelet's Summary API gives
+  seconds, and every step a chart asks is whole seconds, so no point moves;
+- CPU of a raw sample to the microcore (a thousandth of kubectl's millicore); a
+  bucket's average and maximum to 10 microcores (a hundredth of a millicore);
+- memory to the byte; a bucket's average to the 4 KiB page (Linux counts pages).
+The codec finds these steps by itself (a column's greatest common divisor).
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ Bools = npt.NDArray[np.bool_]
 NANOCORES_PER_UNIT = 1000
 """CPU is stored in microcores."""
 
-FIELDS = 5  # n, cpu_sum, cpu_max, mem_sum, mem_max
+BUCKET_CPU_STEP = 10
+"""A bucket's CPU average and maximum are kept to 10 microcores."""
+PAGE = 4096
+"""A bucket's memory average is kept to the page."""
+
+FIELDS = 5  # n, cpu_sum, cpu_max, mem_sum, mem_max (in memory and Items; sums stored as averages)
 
 
 class Items(NamedTuple):
@@ -99,10 +109,30 @@ def raw_columns(payload: bytes, series: int) -> tuple[Ints, Ints, Ints]:
     return np.where(fresh, ts, 0), cpu, mem
 
 
+def _rounded(values: Ints, step: int) -> Ints:
+    """To the nearest multiple of step (half up)."""
+    return (values + step // 2) // step * step
+
+
+def _average(sums: Ints, n: Ints, step: int) -> Ints:
+    """sums / n to the nearest multiple of step (half up), in integers: rounded once."""
+    return (2 * sums + n * step) // (2 * n * step) * step
+
+
 def encode_buckets(starts: Ints, fields: Ints) -> bytes:
     """k buckets: their starts (k,) and fields (FIELDS, k, n): n, sums and maxima."""
     present = fields[0] > 0
-    filled = [fields[0]] + [_forward_fill(fields[f], present) for f in range(1, FIELDS)]
+    n = np.maximum(fields[0], 1)
+    stored = np.stack(
+        [
+            fields[0],
+            _average(fields[1], n, BUCKET_CPU_STEP),
+            _rounded(fields[2], BUCKET_CPU_STEP),
+            _average(fields[3], n, PAGE),
+            fields[4],
+        ]
+    )
+    filled = [stored[0]] + [_forward_fill(stored[f], present) for f in range(1, FIELDS)]
     series = fields.shape[2]
     columns = np.concatenate([starts[None, :], *(f.T for f in filled)])
     return codec.encode(columns, [codec.DELTA2] + [codec.DELTA] * (FIELDS * series))
@@ -113,14 +143,15 @@ def decode_buckets(payload: bytes, series: int, position: int) -> Items:
     wanted = (0, *(1 + f * series + position for f in range(FIELDS)))
     found = codec.decode(payload, wanted)
     starts = found[0]
-    n, cpu_sum, cpu_max, mem_sum, mem_max = (found[i] for i in wanted[1:])
+    n, cpu_avg, cpu_max, mem_avg, mem_max = (found[i] for i in wanted[1:])
     present = n > 0
+    n = n[present]
     return Items(
         starts[present],
-        n[present],
-        cpu_sum[present],
+        n,
+        cpu_avg[present] * n,
         cpu_max[present],
-        mem_sum[present],
+        mem_avg[present] * n,
         mem_max[present],
     )
 
@@ -133,5 +164,7 @@ def bucket_columns(payload: bytes, series: int) -> tuple[Ints, Ints]:
     fields = np.stack(
         [np.vstack([found[1 + f * series + j] for j in range(series)]).T for f in range(FIELDS)]
     )
+    fields[1] *= fields[0]  # averages back to sums
+    fields[3] *= fields[0]
     fields[:, fields[0] == 0] = 0
     return starts, fields

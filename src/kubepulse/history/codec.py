@@ -7,9 +7,11 @@ integer (milliseconds, microcores, bytes):
   of its interval: delta-of-delta (DELTA2), nearly always zero or a few milliseconds;
 - values are stored as the change from the series' previous value (DELTA): CPU moves by
   a fraction of its level, memory by whole pages, often not at all;
-- each column's changes are divided by their greatest common divisor (memory moves in
-  4 KiB pages: 12 bits a value saved, exactly) and zigzag-encoded (Protocol Buffers'
-  sint64: small negative and positive changes both become small numbers);
+- a column's usual change (the median: a scrape interval of timestamps that wander) is
+  taken out of every change but the first, and the changes are divided by their
+  greatest common divisor (memory moves in 4 KiB pages, time in whole seconds: 12 and
+  10 bits a value saved, exactly), then zigzag-encoded (Protocol Buffers' sint64: small
+  negative and positive changes both become small numbers);
 - the chunk's integers, column by column, are laid out as 64-bit little-endian words and
   byte-shuffled (all first bytes, then all second bytes, ...), so that the zero high
   bytes of small changes lie together, then compressed with zstd. The shuffle is
@@ -29,8 +31,9 @@ import numpy as np
 import numpy.typing as npt
 import zstandard
 
-MAGIC = b"KPC2"
+MAGIC = b"KPC3"
 _HEADER = struct.Struct("<4sII")  # magic, columns, rows
+_PER_COLUMN = 17  # its kind (1 byte), usual change and divisor (8 bytes each)
 LEVEL = 3
 """zstd's default: hundreds of MB/s; higher levels save a few percent at a multiple of CPU."""
 
@@ -64,13 +67,21 @@ def encode(columns: Ints | Sequence[Sequence[int]], kinds: Sequence[int]) -> byt
         twice = np.asarray(kinds, dtype=bool)
         if twice.any():
             changes[twice] = _deltas(changes[twice])
+        usual = np.zeros(count, np.int64)
+        if rows > 2:
+            usual = np.median(changes[:, 1:], axis=1).astype(np.int64)
+            changes[:, 1:] -= usual[:, None]
         divisors = np.gcd.reduce(changes, axis=1) if rows else np.zeros(count, np.int64)
         divisors[divisors <= 0] = 1  # all zero (gcd 0), or -2^63 (gcd stays negative)
         scaled = changes // divisors[:, None]
         zigzag = (scaled << 1) ^ (scaled >> 63)
     words = np.ascontiguousarray(zigzag, dtype="<i8")
     shuffled = words.view(np.uint8).reshape(-1, 8).T.tobytes()
-    head = np.asarray(kinds, dtype=np.uint8).tobytes() + divisors.astype("<i8").tobytes()
+    head = (
+        np.asarray(kinds, dtype=np.uint8).tobytes()
+        + usual.astype("<i8").tobytes()
+        + divisors.astype("<i8").tobytes()
+    )
     return _HEADER.pack(MAGIC, count, rows) + _compressor.compress(head + shuffled)
 
 
@@ -83,7 +94,7 @@ def decode(payload: bytes, wanted: Iterable[int] | None = None) -> dict[int, Int
         raise CorruptChunk(f"chunk too short: {len(payload)} bytes") from err
     if magic != MAGIC:
         raise CorruptChunk("not a kubepulse chunk")
-    size = count * 9 + count * rows * 8
+    size = count * _PER_COLUMN + count * rows * 8
     try:
         body = _decompressor.decompress(payload[_HEADER.size :], max_output_size=size)
     except zstandard.ZstdError as err:
@@ -91,8 +102,9 @@ def decode(payload: bytes, wanted: Iterable[int] | None = None) -> dict[int, Int
     if len(body) != size:
         raise CorruptChunk(f"chunk holds {len(body)} bytes, not {size}")
     kinds = np.frombuffer(body, np.uint8, count)
-    divisors = np.frombuffer(body, "<i8", count, offset=count)
-    planes = np.frombuffer(body, np.uint8, offset=count * 9).reshape(8, count * rows)
+    usual = np.frombuffer(body, "<i8", count, offset=count)
+    divisors = np.frombuffer(body, "<i8", count, offset=count * 9)
+    planes = np.frombuffer(body, np.uint8, offset=count * _PER_COLUMN).reshape(8, count * rows)
     picked = range(count) if wanted is None else list(wanted)
     for i in picked:
         if not 0 <= i < count:
@@ -110,6 +122,7 @@ def decode(payload: bytes, wanted: Iterable[int] | None = None) -> dict[int, Int
         )
         chosen = np.arange(count) if wanted is None else np.asarray(picked, dtype=np.int64)
         changes = scaled * divisors[chosen][:, None]
+        changes[:, 1:] += usual[chosen][:, None]
         twice = kinds[chosen] == DELTA2
         if twice.any():
             changes[twice] = np.cumsum(changes[twice], axis=1)

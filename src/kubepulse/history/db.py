@@ -7,11 +7,12 @@ a time:
 - `layouts(id, ids)`: each distinct list of series ids a group sent (a node's node,
   pods and containers; the namespaces) once, and `layout_series` which layouts hold a
   series: a node's pods change seldom.
-- `chunks(width, layout, start_ms, end_ms, through_ms, count, payload)`: a stretch of
-  one layout's samples (width 0, the raw tier) or buckets (a coarse tier of that width
-  in seconds), compressed (chunks.py, codec.py): ~1-2 bytes a value where a row per
-  sample cost ~30. `count` is how many samples or buckets it holds; `through_ms`: every
-  sample of the finer tier before it is in this tier's chunks (groups.py).
+- `chunks(width, layout, start_ms, end_ms, through_ms, count, rows, small, payload)`: a
+  stretch of one layout's samples (width 0, the raw tier) or buckets (a coarse tier of
+  that width in seconds), compressed (chunks.py, codec.py): ~1-2 bytes a value where a
+  row per sample cost ~30. `count` is how many samples or buckets it holds, `rows` how
+  many scrapes or bucket starts; `through_ms`: every sample of the finer tier before it
+  is in this tier's chunks (groups.py); `small`: sealed small, to be merged (compact.py).
   Reading one series over a range reads the chunks of the layouts that hold it (one
   seek on `(layout, width, end_ms)`) and decodes its three or five columns.
 - every timestamp is in integer milliseconds (kubelet timestamps are whole ms).
@@ -64,6 +65,10 @@ def connect(path: Path, *, writer: bool) -> sqlite3.Connection:
 def _configure(conn: sqlite3.Connection, writer: bool) -> None:
     conn.execute("PRAGMA busy_timeout = 10000")
     if writer:
+        # Checked before anything writes: a damaged file is set aside as it was found.
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise HistoryFileError(f"history file is damaged: quick_check says {check!r}")
         # Both must precede the first table. auto_vacuum lets a max-size trim give pages
         # back to the OS.
         conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
@@ -107,10 +112,14 @@ def create_schema(conn: sqlite3.Connection) -> None:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, width INTEGER NOT NULL,"
         " layout INTEGER NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,"
-        " through_ms INTEGER NOT NULL, count INTEGER NOT NULL, payload BLOB NOT NULL)"
+        " through_ms INTEGER NOT NULL, count INTEGER NOT NULL, rows INTEGER NOT NULL,"
+        " small INTEGER NOT NULL, payload BLOB NOT NULL)"
     )
     conn.execute("CREATE INDEX IF NOT EXISTS chunks_layout ON chunks (layout, width, end_ms)")
     conn.execute("CREATE INDEX IF NOT EXISTS chunks_age ON chunks (width, end_ms)")
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS chunks_small ON chunks (width, layout, start_ms) WHERE small"
+    )
     conn.execute("INSERT INTO meta VALUES ('schema', ?) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,))
 
 

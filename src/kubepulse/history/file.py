@@ -290,15 +290,16 @@ class History:
         return None
 
     def _cannot_open(self, err: Exception) -> None:
-        if self.open_error != str(err):
+        why = f"{err}{_free_space(self.path)}"
+        if self.open_error != why:
             log.warning(
                 "history: cannot open %s: %s; the API goes on without history,"
                 " trying again every %g s",
                 self.path,
-                err,
+                why,
                 self.retry_every,
             )
-        self.open_error = str(err)
+        self.open_error = why
 
     def _retry(self) -> HistoryWriter | None:
         if time.monotonic() < self._next_try:
@@ -411,13 +412,24 @@ class History:
             dropped_rows=self.dropped_rows,
             failed_rows=self.failed_rows + writer.failed_rows + writer.lost_rows,
             trimmed_rows=writer.trimmed_rows,
-            damaged_chunks=self.damage.chunks,
+            damaged_chunks=self.damage.chunks + writer.damaged,
             newest=newest / 1000 if newest is not None else None,
             write_error=writer.write_error,
         )
 
 
 _SCHEMA = re.compile(r"has schema (\d+)")
+
+
+def _free_space(path: Path) -> str:
+    """What a full disk adds to SQLite's message, which may say only "disk I/O error"
+    (its shared-memory file could not grow)."""
+    try:
+        found = os.statvfs(path.parent)
+    except OSError:
+        return ""
+    free = found.f_bavail * found.f_frsize
+    return f" ({free} bytes free on its disk)" if free < (1 << 20) else ""
 
 
 def _damaged(err: sqlite3.DatabaseError) -> bool:

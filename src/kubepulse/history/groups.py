@@ -4,8 +4,9 @@ A group (a node, the namespaces) sends its layout's samples scrape after scrape.
 scrape goes into the raw head and into the finest coarse tier's open bucket; a bucket
 closes when a sample of a later one comes, goes into the next tier's open bucket, and
 waits with the tier's other closed buckets. Every tier seals its rows into a chunk
-when it has enough of them (chunks.py), and flush() seals everything, open buckets
-included (a bucket in parts: readers add them up).
+when it has a few of them (chunks.py): small chunks, which the writer merges into
+larger ones later (compact.py), so that what waits in memory stays small. flush()
+seals everything, open buckets included (a bucket in parts: readers add them up).
 
 Everything is driven by the samples' timestamps, never the clock, so the same samples
 always give the same chunks. A sealed chunk records `through`: every sample of the
@@ -45,13 +46,18 @@ class Sealed(NamedTuple):
     payload: bytes
     starts: Ints
     """Raw: the timestamps (k, n), 0 where no sample. Coarse: the bucket starts (k,)."""
-    rows: Ints
+    values: Ints
     """Raw: cpu and memory (2, k, n). Coarse: the fields (FIELDS, k, n)."""
+
+    @property
+    def rows(self) -> int:
+        """k: the scrapes or buckets it holds."""
+        return len(self.starts)
 
     def items(self, position: int) -> Items:
         if self.width == 0:
-            return raw_items(self.starts, self.rows, position)
-        return bucket_items(self.starts, self.rows, position)
+            return raw_items(self.starts, self.values, position)
+        return bucket_items(self.starts, self.values, position)
 
 
 def raw_items(ts: Ints, values: Ints, position: int) -> Items:

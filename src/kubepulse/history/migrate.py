@@ -97,14 +97,15 @@ def _raw(conn: sqlite3.Connection, layout: int, size: int, raw_rows: int) -> Non
         cpu, mem = np.vstack(cpu_rows[at : at + raw_rows]), np.vstack(mem_rows[at : at + raw_rows])
         end = int(ts.max()) + 1
         conn.execute(
-            "INSERT INTO chunks (width, layout, start_ms, end_ms, through_ms, count, payload)"
-            " VALUES (0, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO chunks (width, layout, start_ms, end_ms, through_ms, count, rows,"
+            " small, payload) VALUES (0, ?, ?, ?, ?, ?, ?, 0, ?)",
             (
                 layout,
                 int(ts[present].min()),
                 end,
                 end,
                 int(present.sum()),
+                len(ts),
                 chunks.encode_raw(ts, cpu, mem),
             ),
         )

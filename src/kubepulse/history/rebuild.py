@@ -31,14 +31,14 @@ def aggregate(t: Ints, fields: Ints, width_ms: int) -> tuple[Ints, Ints]:
     starts = t - t % width_ms
     found = np.unique(starts[valid])
     out = np.zeros((FIELDS, len(found), t.shape[1]), np.int64)
-    for i, start in enumerate(found.tolist()):
-        mask = valid & (starts == start)
-        picked = np.where(mask[None], fields, 0)
-        out[0, i] = picked[0].sum(axis=0)
-        out[1, i] = picked[1].sum(axis=0)
-        out[2, i] = picked[2].max(axis=0)
-        out[3, i] = picked[3].sum(axis=0)
-        out[4, i] = picked[4].max(axis=0)
+    rows, columns = np.nonzero(valid)
+    where = (np.searchsorted(found, starts[rows, columns]), columns)
+    for f in range(FIELDS):
+        values = fields[f][rows, columns]
+        if f in (2, 4):  # maxima
+            np.maximum.at(out[f], where, values)
+        else:
+            np.add.at(out[f], where, values)
     return found, out
 
 
@@ -65,8 +65,8 @@ def seal_buckets(
         if not count:
             continue
         conn.execute(
-            "INSERT INTO chunks (width, layout, start_ms, end_ms, through_ms, count, payload)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO chunks (width, layout, start_ms, end_ms, through_ms, count, rows,"
+            " small, payload) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
             (
                 width,
                 layout,
@@ -74,6 +74,7 @@ def seal_buckets(
                 int(part_starts.max()) + width * 1000,
                 through_ms,
                 count,
+                len(part_starts),
                 chunks.encode_buckets(part_starts, part),
             ),
         )

@@ -8,9 +8,10 @@ file, and tests feed days of data without waiting.
 
 Samples come in batches (Batch): a group's samples, one per series, in the order of the
 group's layout (a node's node, pods and containers; a tick's namespaces). Each group
-keeps what is not yet sealed in memory (groups.py); the file is written only when a
-chunk is sealed (a raw chunk every RAW_ROWS scrapes of a group, a coarse one every few
-dozen buckets), at upkeep and at close: most cycles write nothing. What the writer
+keeps what is not yet sealed in memory (groups.py); the file is written only when
+chunks are sealed (a small raw chunk every RAW_SEAL scrapes of a group, a coarse one
+every BUCKET_SEAL buckets), at upkeep (which merges small chunks: compact.py) and at
+close: most cycles write nothing. What the writer
 holds but has not committed, readers read from memory (`unsealed`, under `lock`).
 
 A batch whose values cannot be stored (beyond 64 bits) is skipped and counted, and the
@@ -34,6 +35,7 @@ import numpy as np
 from kubepulse.history import db as history_db
 from kubepulse.history import migrate
 from kubepulse.history.chunks import NANOCORES_PER_UNIT, Items
+from kubepulse.history.compact import compact
 from kubepulse.history.db import HistoryFileError
 from kubepulse.history.groups import GroupState, Sealed, SeriesKey
 from kubepulse.history.rebuild import rebuild
@@ -47,8 +49,15 @@ Row = tuple[str, str, str, str, float, int, int]
 """(kind, namespace, name, container, timestamp in seconds, cpu nanocores, memory bytes)."""
 
 RAW_ROWS = 32
-"""Scrapes in a raw chunk at most (8 minutes at 15 s): what a crash can lose. Longer
-chunks compress a little better (3.8 bytes a sample at 32, 3.7 at 64, 4.6 at 8)."""
+"""Scrapes in a raw chunk once compacted (8 minutes at 15 s). Longer chunks compress a
+little better (3.8 bytes a sample at 32, 3.7 at 64, 4.6 at 8)."""
+
+RAW_SEAL = 8
+"""Scrapes a group keeps in memory before it seals them as a small chunk (2 minutes at
+15 s): what a crash can lose, and ~20 KB of a node's memory."""
+
+BUCKET_SEAL = 4
+"""Closed buckets a group keeps in memory before it seals them as a small chunk."""
 
 RAW_SPAN_SHARE = 8
 """A raw chunk spans at most this share of the raw tier's retention (7.5 minutes of
@@ -105,19 +114,18 @@ def batches_of(rows: Sequence[Row], group: str = "") -> list[Batch]:
 
 
 def chunk_rows(tiers: tuple[Tier, ...]) -> list[int]:
-    """Buckets in a chunk of each coarse tier: at most half the finer tier's retention,
+    """Buckets in a compacted chunk of each coarse tier: at most an eighth of its
+    retention, which drops whole chunks (96 buckets: a day of the 15-minute tier)."""
+    return [max(1, min(MAX_BUCKET_ROWS, tier.retention // 8 // tier.width)) for tier in tiers[1:]]
+
+
+def seal_rows(tiers: tuple[Tier, ...]) -> list[int]:
+    """Buckets a group seals a small chunk of: at most half the finer tier's retention,
     so that after a crash the finer tier still holds what the coarse one must rebuild,
-    and at most an eighth of its own, which retention drops whole."""
+    and no more than a compacted chunk."""
     return [
-        max(
-            1,
-            min(
-                MAX_BUCKET_ROWS,
-                finer.retention // 2 // tier.width,
-                tier.retention // 8 // tier.width,
-            ),
-        )
-        for finer, tier in pairwise(tiers)
+        max(1, min(BUCKET_SEAL, finer.retention // 2 // tier.width, rows))
+        for (finer, tier), rows in zip(pairwise(tiers), chunk_rows(tiers), strict=True)
     ]
 
 
@@ -133,7 +141,10 @@ class HistoryWriter:
         self.path, self.tiers, self.max_bytes = path, tiers, max_bytes
         self.raw_rows = raw_rows
         rows = chunk_rows(tiers)
-        self.coarse = [(t.width, n) for t, n in zip(tiers[1:], rows, strict=True)]
+        self.targets = {0: raw_rows} | {t.width: n for t, n in zip(tiers[1:], rows, strict=True)}
+        """Rows a chunk of each tier (by width) is compacted to."""
+        self.seal = min(RAW_SEAL, raw_rows)
+        self.coarse = [(t.width, n) for t, n in zip(tiers[1:], seal_rows(tiers), strict=True)]
         self.upkeep_every_ms = int(upkeep_every * 1000)
         self.lock = threading.Lock()
         """Held while memory changes and while a write commits; readers hold it to take
@@ -176,6 +187,8 @@ class HistoryWriter:
         self.trimmed_rows = 0
         self.failed_rows = 0
         """Samples of batches that could not be stored (values beyond 64 bits)."""
+        self.damaged = 0
+        """Chunks compaction could not decode (left as they were)."""
         self.lost_rows = 0
         """Samples of sealed chunks dropped while the disk refused them for too long."""
         self.write_error: str | None = None
@@ -184,9 +197,6 @@ class HistoryWriter:
     def _open(self) -> None:
         """Schema: create, migrate or refuse; after a crash, rebuild the coarse tiers."""
         conn = self.conn
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise HistoryFileError(f"history file is damaged: quick_check says {check!r}")
         found = history_db.schema_of(conn)
         if found not in (None, 2, 3, history_db.SCHEMA_VERSION):
             raise HistoryFileError(
@@ -234,7 +244,8 @@ class HistoryWriter:
     def _write(self, batch: Batch) -> int:
         if not batch.keys:
             return 0
-        ts = np.rint(np.asarray(batch.ts, np.float64) * 1000).astype(np.int64)
+        # Whole seconds (chunks.py): a sample in the same second as the last is not new.
+        ts = np.floor(np.asarray(batch.ts, np.float64)).astype(np.int64) * 1000
         cpu = np.asarray(batch.cpu, np.int64)
         mem = np.asarray(batch.mem, np.int64)
         if (cpu < 0).any() or (mem < 0).any() or (ts <= 0).any():
@@ -273,7 +284,7 @@ class HistoryWriter:
         if old is not None:
             self._forget_group(old)
         span = self.tiers[0].retention * 1000 // RAW_SPAN_SHARE
-        group = GroupState(keys, ids, self._layout(ids), (self.raw_rows, span), self.coarse)
+        group = GroupState(keys, ids, self._layout(ids), (self.seal, span), self.coarse)
         for j, sid in enumerate(ids):
             group.last[j] = self._last.pop(sid, 0)
             self._holding.setdefault(sid, []).append(group)
@@ -327,9 +338,15 @@ class HistoryWriter:
                     [(sid, layout) for sid in set(ids)],
                 )
             conn.executemany(
-                "INSERT INTO chunks (width, layout, start_ms, end_ms, through_ms, count, payload)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(s.width, s.group.layout, *s[2:7]) for s in self._pending],
+                "INSERT INTO chunks (width, layout, start_ms, end_ms, through_ms, count, rows,"
+                " small, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        *(s.width, s.group.layout, s.start_ms, s.end_ms, s.through_ms),
+                        *(s.samples, s.rows, s.rows < self.targets[s.width], s.payload),
+                    )
+                    for s in self._pending
+                ],
             )
             if upkeep:
                 self._upkeep()
@@ -390,6 +407,9 @@ class HistoryWriter:
         for tier in self.tiers:
             cutoff = self.newest_ms - tier.retention * 1000
             conn.execute("DELETE FROM chunks WHERE width = ? AND end_ms < ?", (tier.width, cutoff))
+        with self.lock:
+            live = {group.layout for group in self._groups.values()}
+        self.damaged += compact(conn, self.targets, live)[1]
         longest = self.newest_ms - max(t.retention for t in self.tiers) * 1000
         widths = ",".join(str(t.width) for t in self.tiers)
         # A tier no longer configured: kept as long as the longest one, then dropped.
