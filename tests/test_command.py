@@ -80,3 +80,23 @@ def test_boolean_flags_take_values_as_metrics_servers_flags_do(
 
     args = build_parser("server").parse_args(["server", *argv])
     assert args.kubelet_insecure_tls is insecure
+
+
+@pytest.mark.parametrize(
+    ("argv", "max_size"),
+    [
+        ([], "default"),
+        (["--history-max-size", "0"], None),
+        (["--history-max-size", "3Gi"], 3 << 30),
+    ],
+)
+def test_history_is_capped_by_default_and_zero_means_no_cap(
+    argv: list[str], max_size: int | str | None
+) -> None:
+    from kubepulse.cli.main import build_parser
+    from kubepulse.cli.server import history_options
+    from kubepulse.server.config import DEFAULT_MAX_SIZE
+
+    args = build_parser("server").parse_args(["server", *argv])
+    expected = DEFAULT_MAX_SIZE if max_size == "default" else max_size
+    assert history_options(args).max_size == expected

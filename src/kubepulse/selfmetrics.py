@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from kubepulse.history.file import History
 from kubepulse.server.connections import COUNTS
 from kubepulse.store.reading import UsageStore
 
@@ -58,6 +59,49 @@ class _Connections(Collector):
             yield CounterMetricFamily(f"kubepulse_http_{name}", help_text, value=value)
 
 
+class _History(Collector):
+    """The history file's health: a damaged chunk or a full disk shows here first."""
+
+    def __init__(self, history: History) -> None:
+        self.history = history
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        h = self.history.health()
+        yield GaugeMetricFamily(
+            "kubepulse_history_open", "1 when the history file is open.", value=int(h.open)
+        )
+        yield GaugeMetricFamily(
+            "kubepulse_history_file_bytes",
+            "Size of the history file and its WAL on disk.",
+            value=h.file_bytes,
+        )
+        yield GaugeMetricFamily(
+            "kubepulse_history_write_failing",
+            "1 while writes fail (a full disk): sealed chunks wait in memory.",
+            value=int(h.write_failing),
+        )
+        for name, help_text, value in (
+            ("dropped_samples", "Samples dropped: the writer's queue was full.", h.dropped_rows),
+            (
+                "failed_samples",
+                "Samples that could not be stored (values beyond 64 bits, or a disk that"
+                " refused them for too long).",
+                h.failed_rows,
+            ),
+            (
+                "trimmed_samples",
+                "Samples and buckets deleted to fit --history-max-size.",
+                h.trimmed_rows,
+            ),
+            (
+                "damaged_chunks",
+                "Chunks skipped because they could not be decoded.",
+                h.damaged_chunks,
+            ),
+        ):
+            yield CounterMetricFamily(f"kubepulse_history_{name}", help_text, value=value)
+
+
 class SelfMetrics:
     def __init__(self, store: UsageStore, resolution: float) -> None:
         self.registry = CollectorRegistry()
@@ -87,6 +131,9 @@ class SelfMetrics:
         )
         self.registry.register(_StoragePoints(store))
         self.registry.register(_Connections())
+
+    def watch_history(self, history: History) -> None:
+        self.registry.register(_History(history))
 
     def request_done(self, node: str, seconds: float, success: bool) -> None:
         self.request_duration.labels(node).observe(seconds)

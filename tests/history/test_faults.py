@@ -260,3 +260,43 @@ def test_kill_9_while_writing_loses_at_most_the_chunks_being_written(
         )
     finally:
         h.close()
+
+
+# -- a damaged chunk -------------------------------------------------------------------
+def test_a_damaged_chunk_is_skipped_and_counted_in_metrics(tmp_path: Path) -> None:
+    """Bytes changed inside one chunk (the file itself stays sound): that chunk's points
+    are left out, the others' served, and /metrics counts it."""
+    from prometheus_client import generate_latest
+
+    from kubepulse.selfmetrics import SelfMetrics
+    from kubepulse.store.points import MetricsStore
+
+    h = History(tmp_path / "h.db", TIERS, linger=0)
+    feed_scrapes(h, 2, 80)
+    h.close()
+    conn = sqlite3.connect(tmp_path / "h.db")
+    (first, count), last = (
+        conn.execute("SELECT min(id), count(*) FROM chunks WHERE width = 0").fetchone(),
+        conn.execute("SELECT max(id) FROM chunks WHERE width = 0").fetchone()[0],
+    )
+    assert count >= 2 and last != first
+    payload = bytearray(
+        conn.execute("SELECT payload FROM chunks WHERE id = ?", (first,)).fetchone()[0]
+    )
+    payload[len(payload) // 2] ^= 0xFF
+    conn.execute("UPDATE chunks SET payload = ? WHERE id = ?", (bytes(payload), first))
+    conn.commit()
+    conn.close()
+    h = History(tmp_path / "h.db", TIERS)
+    try:
+        found = [raw_count(h, f"node-{n}", T0, T0 + 15 * 80) for n in range(2)]
+        assert 0 < min(found) < max(found) == 80  # one node lost that chunk, not the other
+        assert h.health().damaged_chunks >= 1
+        metrics = SelfMetrics(MetricsStore(15.0), 15.0)
+        metrics.watch_history(h)
+        text = generate_latest(metrics.registry).decode()
+        assert "kubepulse_history_open 1.0" in text
+        damaged = next(x for x in text.splitlines() if x.startswith("kubepulse_history_damaged"))
+        assert float(damaged.split()[-1]) >= 1
+    finally:
+        h.close()

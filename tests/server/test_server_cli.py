@@ -368,6 +368,11 @@ def _invalid_targets(tmp: Path) -> dict[str, Path]:
             "--history-tiers",
             id="bad-history-tiers",
         ),
+        pytest.param(
+            ["--targets", "{good}", "--history-file", "{tmp}/h.db", "--history-max-size", "1Mi"],
+            "--history-max-size must be at least 16Mi, or 0 for no cap",
+            id="history-cap-too-small",
+        ),
     ],
 )
 def test_invalid_configuration_is_one_error_line(

@@ -12,6 +12,7 @@ from kubepulse.api.authz import DEFAULT_ALWAYS_ALLOW_PATHS
 from kubepulse.cli import flags
 from kubepulse.server import run as server_run
 from kubepulse.server.config import (
+    DEFAULT_MAX_SIZE,
     AuthOptions,
     HistoryOptions,
     KubeletOptions,
@@ -55,7 +56,8 @@ def add_history_flags(p: argparse.ArgumentParser, file_help: str) -> None:
     p.add_argument(
         "--history-max-size",
         type=flags.quantity,
-        help="cap on the history file (e.g. 2Gi): the oldest coarse data goes first",
+        help=f"cap on the history file (default {DEFAULT_MAX_SIZE >> 30}Gi, 0 for none):"
+        " the oldest coarse data goes first",
     )
 
 
@@ -160,7 +162,7 @@ def history_options(args: argparse.Namespace) -> HistoryOptions:
     return HistoryOptions(
         file=args.history_file,
         tiers=args.history_tiers,
-        max_size=int(max_size) if max_size else None,
+        max_size=DEFAULT_MAX_SIZE if max_size is None else (int(max_size) or None),
         prometheus_url=getattr(args, "prometheus_url", None),
     )
 

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kubepulse.history import codec
-from kubepulse.history.codec import Ints
+from kubepulse.history.codec import CorruptChunk, Ints
 
 Bools = npt.NDArray[np.bool_]
 
@@ -101,10 +101,10 @@ def decode_raw(payload: bytes, series: int, position: int) -> Items:
 def raw_columns(payload: bytes, series: int) -> tuple[Ints, Ints, Ints]:
     """Every series of a raw chunk: (ts, cpu, mem) as (k, n) arrays, ts 0 where a series
     had no new sample (the writer's own form, for rebuilding coarse tiers)."""
-    found = codec.decode(payload)
-    ts = np.vstack([found[j] for j in range(series)]).T
-    cpu = np.vstack([found[series + j] for j in range(series)]).T
-    mem = np.vstack([found[2 * series + j] for j in range(series)]).T
+    found = codec.decode_matrix(payload)
+    if len(found) != 3 * series:
+        raise CorruptChunk(f"a raw chunk of {len(found)} columns, not {3 * series}")
+    ts, cpu, mem = found[:series].T, found[series : 2 * series].T, found[2 * series :].T
     fresh = np.diff(ts, axis=0, prepend=np.zeros((1, series), np.int64)) > 0
     return np.where(fresh, ts, 0), cpu, mem
 
@@ -159,11 +159,11 @@ def decode_buckets(payload: bytes, series: int, position: int) -> Items:
 def bucket_columns(payload: bytes, series: int) -> tuple[Ints, Ints]:
     """Every series of a coarse chunk: starts (k,) and fields (FIELDS, k, n), zero where
     a series has no sample (n 0)."""
-    found = codec.decode(payload)
+    found = codec.decode_matrix(payload)
+    if len(found) != 1 + FIELDS * series:
+        raise CorruptChunk(f"a coarse chunk of {len(found)} columns, not {1 + FIELDS * series}")
     starts = found[0]
-    fields = np.stack(
-        [np.vstack([found[1 + f * series + j] for j in range(series)]).T for f in range(FIELDS)]
-    )
+    fields = found[1:].reshape(FIELDS, series, -1).transpose(0, 2, 1).copy()
     fields[1] *= fields[0]  # averages back to sums
     fields[3] *= fields[0]
     fields[:, fields[0] == 0] = 0

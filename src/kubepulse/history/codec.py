@@ -88,6 +88,13 @@ def encode(columns: Ints | Sequence[Sequence[int]], kinds: Sequence[int]) -> byt
 def decode(payload: bytes, wanted: Iterable[int] | None = None) -> dict[int, Ints]:
     """The columns of a chunk, as encode() was given them, by position; with `wanted`,
     only those (a reader of one series needs three of a node's few hundred)."""
+    picked = None if wanted is None else list(wanted)
+    values = decode_matrix(payload, picked)
+    return {i: values[k] for k, i in enumerate(range(len(values)) if picked is None else picked)}
+
+
+def decode_matrix(payload: bytes, picked: list[int] | None = None) -> Ints:
+    """decode() as one array: a row per column (every one, or those picked, in order)."""
     try:
         magic, count, rows = _HEADER.unpack_from(payload)
     except struct.error as err:
@@ -105,11 +112,10 @@ def decode(payload: bytes, wanted: Iterable[int] | None = None) -> dict[int, Int
     usual = np.frombuffer(body, "<i8", count, offset=count)
     divisors = np.frombuffer(body, "<i8", count, offset=count * 9)
     planes = np.frombuffer(body, np.uint8, offset=count * _PER_COLUMN).reshape(8, count * rows)
-    picked = range(count) if wanted is None else list(wanted)
-    for i in picked:
+    for i in picked or ():
         if not 0 <= i < count:
             raise CorruptChunk(f"no column {i} in a chunk of {count}")
-    if wanted is None:
+    if picked is None:
         raw = planes.T.copy().view("<i8").reshape(count, rows)
     else:
         index = np.asarray(picked, dtype=np.int64)
@@ -120,14 +126,13 @@ def decode(payload: bytes, wanted: Iterable[int] | None = None) -> dict[int, Int
         scaled = (zigzag >> np.uint64(1)).astype(np.int64) ^ -(zigzag & np.uint64(1)).astype(
             np.int64
         )
-        chosen = np.arange(count) if wanted is None else np.asarray(picked, dtype=np.int64)
+        chosen = np.arange(count) if picked is None else np.asarray(picked, dtype=np.int64)
         changes = scaled * divisors[chosen][:, None]
         changes[:, 1:] += usual[chosen][:, None]
         twice = kinds[chosen] == DELTA2
         if twice.any():
             changes[twice] = np.cumsum(changes[twice], axis=1)
-        values = np.cumsum(changes, axis=1)
-    return {i: values[k] for k, i in enumerate(picked)}
+        return np.cumsum(changes, axis=1)
 
 
 def _deltas(matrix: Ints) -> Ints:

@@ -39,7 +39,7 @@ from kubepulse.history import db as history_db
 from kubepulse.history import read as history_read
 from kubepulse.history.chunks import join
 from kubepulse.history.db import HistoryFileError
-from kubepulse.history.read import Damage, HistoryPoint, HistoryStats
+from kubepulse.history.read import Damage, HistoryHealth, HistoryPoint, HistoryStats
 from kubepulse.history.recorder import Batcher, NodeScrape, Tick
 from kubepulse.history.tiers import DEFAULT_TIERS, Tier, check_tiers
 from kubepulse.history.writer import RAW_ROWS, Batch, HistoryWriter, Row, batches_of
@@ -396,6 +396,24 @@ class History:
         finally:
             conn.execute("COMMIT")
         return history_read.steps(join(found + memory), lo, hi, step_ms)
+
+    def health(self) -> HistoryHealth:
+        """What /metrics says of the history: counters and sizes that cost no query."""
+        writer = self._writer
+        try:
+            size = self.path.stat().st_size if writer is not None else 0
+        except OSError:
+            size = 0
+        return HistoryHealth(
+            open=writer is not None,
+            file_bytes=size + history_db.wal_bytes(self.path),
+            dropped_rows=self.dropped_rows,
+            failed_rows=self.failed_rows
+            + (writer.failed_rows + writer.lost_rows if writer is not None else 0),
+            trimmed_rows=writer.trimmed_rows if writer is not None else 0,
+            damaged_chunks=self.damage.chunks + (writer.damaged if writer is not None else 0),
+            write_failing=writer is not None and writer.write_error is not None,
+        )
 
     def stats(self) -> HistoryStats:
         writer = self._ready_writer()

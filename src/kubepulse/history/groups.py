@@ -84,6 +84,16 @@ def merge(into: Ints, fields: Ints) -> None:
     np.maximum(into[4], fields[4], out=into[4])
 
 
+def merge_scrape(into: Ints, present: Ints | int, cpu: Ints, mem: Ints) -> None:
+    """merge() of a scrape's part: `present` 1 where a series has a sample, and its
+    values there (0 elsewhere: nothing is negative, so the maxima stand)."""
+    into[0] += present
+    into[1] += cpu
+    into[3] += mem
+    np.maximum(into[2], cpu, out=into[2])
+    np.maximum(into[4], mem, out=into[4])
+
+
 class _Level:
     """A coarse tier's open bucket and closed buckets of one group."""
 
@@ -101,10 +111,9 @@ class GroupState:
     """The unsealed part of one group's history (the module doc)."""
 
     __slots__ = (
-        "head_cpu",
-        "head_mem",
+        "head",
+        "head_rows",
         "head_start",
-        "head_ts",
         "ids",
         "keys",
         "last",
@@ -139,22 +148,25 @@ class GroupState:
         """Each series' newest timestamp written (ms; 0: none)."""
         self.written_ms = 0
         """The newest timestamp of any group when this one last wrote (data time)."""
-        self.head_ts: list[Ints] = []
-        self.head_cpu: list[Ints] = []
-        self.head_mem: list[Ints] = []
+        self.head: Ints | None = None
+        """The raw scrapes not sealed: (3, raw_rows, n) for ts, cpu and memory, filled
+        row by row (one buffer, not an array a scrape to stack when sealing)."""
+        self.head_rows = 0
         self.head_start = NO_BUCKET
         self.levels = [_Level(width * 1000, rows) for width, rows in coarse]
 
     def add(self, ts: Ints, cpu: Ints, mem: Ints, sealed: list[Sealed]) -> None:
         """One scrape: ts in ms (0: no new sample), cpu in microcores, memory in bytes."""
-        self.head_ts.append(ts)
-        self.head_cpu.append(cpu)
-        self.head_mem.append(mem)
+        if self.head is None:
+            self.head = np.zeros((3, self.raw_rows, self.size), np.int64)
+        k = self.head_rows
+        self.head[0, k], self.head[1, k], self.head[2, k] = ts, cpu, mem
+        self.head_rows = k + 1
         newest = int(ts.max())
         self.head_start = min(self.head_start, newest)
         if self.levels:
             self._fold(ts, cpu, mem, sealed)
-        if len(self.head_ts) >= self.raw_rows or newest - self.head_start >= self.raw_span:
+        if self.head_rows >= self.raw_rows or newest - self.head_start >= self.raw_span:
             self._seal_raw(sealed)
 
     def _fold(self, ts: Ints, cpu: Ints, mem: Ints, sealed: list[Sealed]) -> None:
@@ -167,6 +179,16 @@ class GroupState:
         if not len(found):
             return
         low, high = int(found.min()), int(found.max())
+        level = self.levels[0]
+        if low == high == level.open_start:
+            # The usual scrape: its samples all in the open bucket, added in place.
+            assert level.open is not None
+            if len(found) == self.size:
+                merge_scrape(level.open, 1, cpu, mem)
+            else:
+                had = present.astype(np.int64)
+                merge_scrape(level.open, had, cpu * had, mem * had)
+            return
         buckets = [low] if low == high else [int(s) for s in np.unique(found)]
         for start in buckets:
             mask = present if low == high else present & (starts == start)
@@ -205,11 +227,11 @@ class GroupState:
             self._seal(i, sealed)
 
     def _seal_raw(self, sealed: list[Sealed]) -> None:
-        if not self.head_ts:
+        if self.head is None or not self.head_rows:
             return
-        ts = np.vstack(self.head_ts)
-        values = np.stack([np.vstack(self.head_cpu), np.vstack(self.head_mem)])
-        self.head_ts, self.head_cpu, self.head_mem = [], [], []
+        # Views of the buffer, which is the chunk's from now on (a new one is made).
+        ts, values = self.head[0, : self.head_rows], self.head[1:, : self.head_rows]
+        self.head, self.head_rows = None, 0
         self.head_start = NO_BUCKET
         present = ts > 0
         count = int(present.sum())
@@ -245,10 +267,10 @@ class GroupState:
     def items(self, width: int, position: int) -> list[Items]:
         """A series' samples (width 0) or buckets of one tier, not yet sealed."""
         if width == 0:
-            if not self.head_ts:
+            if self.head is None or not self.head_rows:
                 return []
-            values = np.stack([np.vstack(self.head_cpu), np.vstack(self.head_mem)])
-            return [raw_items(np.vstack(self.head_ts), values, position)]
+            k = self.head_rows
+            return [raw_items(self.head[0, :k], self.head[1:, :k], position)]
         for level in self.levels:
             if level.width == width * 1000:
                 found = []

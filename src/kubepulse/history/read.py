@@ -118,6 +118,20 @@ def steps(items: Items, lo: int, hi: int, step_ms: int) -> list[HistoryPoint]:
     ]
 
 
+class HistoryHealth(NamedTuple):
+    """The history's counters, for /metrics (no query: read at every scrape of it)."""
+
+    open: bool
+    file_bytes: int
+    """The file and its WAL on disk."""
+    dropped_rows: int
+    failed_rows: int
+    trimmed_rows: int
+    damaged_chunks: int
+    write_failing: bool
+    """The last write failed (a full disk): chunks wait in memory."""
+
+
 class HistoryStats(NamedTuple):
     rows: dict[str, int]
     """What each tier keeps, by tier label (raw, 1m, 15m): raw samples, and one per

@@ -118,6 +118,8 @@ async def start_server(
     client = KubeletClient(client_config(config.kubelet, kubelet_token, defaults))
     await client.start()
     history = open_history(config.history, completed.tiers)
+    if history is not None:
+        metrics.watch_history(history)
     pod_list = RenderedPods(store)
     manager = ScrapeManager(
         client,

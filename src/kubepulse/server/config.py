@@ -78,6 +78,13 @@ class AuthOptions:
 
 DEFAULT_TIERS = "raw=1h,1m=24h,15m=30d"
 
+DEFAULT_MAX_SIZE = 8 << 30
+"""--history-max-size: 1,000 nodes of 30 pods x 2 containers keep every default tier's
+whole retention in it (BENCHMARKS.md, bench.history_density)."""
+
+MIN_MAX_SIZE = 16 << 20
+"""Below this a cap would delete history every few minutes on one busy host."""
+
 
 @dataclass(frozen=True)
 class HistoryOptions:
@@ -85,7 +92,8 @@ class HistoryOptions:
 
     file: Path | None = None
     tiers: str = DEFAULT_TIERS
-    max_size: int | None = None
+    max_size: int | None = DEFAULT_MAX_SIZE
+    """Bytes; None keeps everything for the tiers' retention."""
     prometheus_url: str | None = None
 
     def complete(self, dashboard: bool) -> tuple[tuple[Tier, ...], str | None]:
@@ -94,6 +102,10 @@ class HistoryOptions:
             tiers = parse_tiers(self.tiers)
         except ValueError as err:
             raise ConfigError(f"--history-tiers: {err}") from err
+        if self.max_size is not None and self.max_size < MIN_MAX_SIZE:
+            raise ConfigError(
+                f"--history-max-size must be at least {MIN_MAX_SIZE >> 20}Mi, or 0 for no cap"
+            )
         url = self.prometheus_url
         if url is None:
             return tiers, None
