@@ -3,7 +3,7 @@
 Claim under test: one answer costs <= 5 ms of agent CPU on a node with 110 pods (the
 kubelet's default max-pods) of 2 containers each.
 
-How: build a fake node on disk (bench.fake_node), start the real `kubepulse agent` on it
+How: build a fake node on disk (bench.sim.fake_node), start the real `kubepulse agent` on it
 as a subprocess, and ask it for /metrics/resource over one keep-alive HTTPS connection,
 as a metrics scraper does. The agent's CPU time (user + system, all threads, from
 /proc/<pid>/stat) is read before and after each round of requests; CPU per answer is
@@ -48,8 +48,8 @@ from types import SimpleNamespace
 import aiohttp
 import psutil
 
-from bench import fake_node
-from bench.fake_node import ExpectedContainer, FakeNode
+from bench.sim import fake_node
+from bench.sim.fake_node import ExpectedContainer, FakeNode
 from kubepulse.agent import cgroups, resource_metrics
 from kubepulse.agent.collector import Collector
 from kubepulse.agent.procfs import ProcFS

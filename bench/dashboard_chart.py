@@ -4,7 +4,7 @@ Target (issue #6): a 24 h chart (5,760 points, one every 15 s) drawn in < 200 ms
 
 How:
 1. The dashboard is served on 127.0.0.1 (plain HTTP, its own thread and event loop) for a
-   one-node cluster (bench.kubelet_sim's node, two scrapes stored), with a history whose
+   one-node cluster (bench.sim.kubelets's node, two scrapes stored), with a history whose
    every node series is 24 h at 15 s: 5,760 points, whatever step is asked. So the page's
    own node view (#/nodes/NAME?range=24h) gets 5,760 points and draws its CPU and memory
    charts with its own code (static/app.js: chart(), uPlot from static/vendor, its

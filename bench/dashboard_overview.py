@@ -3,7 +3,7 @@
 Target (issue #6): the overview page for 5,000 nodes and 150,000 pods served in < 1 s.
 
 How:
-1. A child process builds what `kubepulse server` holds at that scale: bench.kubelet_sim's
+1. A child process builds what `kubepulse server` holds at that scale: bench.sim.kubelets's
    cluster (5,000 nodes x 30 pods x 2 containers, the same names, labels, requests and
    limits as its targets file) as a StaticInventory of Node and Pod objects, and a
    MetricsStore with two stored scrapes of every node 15 s apart, so that every node,
@@ -59,7 +59,7 @@ import orjson
 import psutil
 from aiohttp import web
 
-from bench.kubelet_sim import build_cluster, node_object, node_stats, pod_object
+from bench.sim.kubelets import build_cluster, node_object, node_stats, pod_object
 from kubepulse.api.authn import Authenticator, User
 from kubepulse.dashboard.app import DashboardOptions, DashboardParts, mount
 from kubepulse.dashboard.pod_index import pod_index

@@ -3,7 +3,7 @@
 Target (issue #6): history writes cost <= 20% of the scrape cost at 1,000 nodes.
 
 How, in one run:
-1. bench.kubelet_sim serves 1,000 nodes of 30 pods x 2 containers over TLS on 127.1.x.y
+1. bench.sim.kubelets serves 1,000 nodes of 30 pods x 2 containers over TLS on 127.1.x.y
    (one process), as for bench.server_scale, on a port of its own (KUBELET_PORT, or the
    next free one), so that it can run beside bench.server_scale.
 2. Two real `kubepulse server` processes scrape it with bench.server_scale's flags: A
@@ -49,7 +49,6 @@ import aiohttp
 import psutil
 
 from bench.agent_answer import stop as stop_process
-from bench.kubelet_sim import node_address
 from bench.server_scale import (
     BenchError,
     Server,
@@ -61,6 +60,7 @@ from bench.server_scale import (
     start_simulator,
     wait_ready,
 )
+from bench.sim.kubelets import node_address
 from kubepulse.history.file import History
 
 NODES = 1000

@@ -52,9 +52,9 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from prometheus_client import generate_latest
 
-from bench import kubelet_sim
 from bench.agent_answer import stop as stop_process
 from bench.server_scale import raise_fd_limit
+from bench.sim import kubelets
 from kubepulse.agent.resource_metrics import render
 from kubepulse.api.metrics import MetricsAPI
 from kubepulse.api.pod_list import RenderedPods
@@ -139,7 +139,7 @@ def summarise(profile: cProfile.Profile, title: str) -> str:
 def start_sim(
     nodes: int, workdir: Path, pod_objects: bool
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    args = [sys.executable, "-m", "bench.kubelet_sim", f"--nodes={nodes}", f"--workdir={workdir}"]
+    args = [sys.executable, "-m", "bench.sim.kubelets", f"--nodes={nodes}", f"--workdir={workdir}"]
     if not pod_objects:
         args.append("--no-pod-objects")
     process = subprocess.Popen(args, stdout=subprocess.PIPE)
@@ -153,11 +153,11 @@ def start_sim(
 
 def profile_loader(load_nodes: int, workdir: Path) -> None:
     """StaticInventory.from_file on a load_nodes cluster's targets file."""
-    cluster = kubelet_sim.build_cluster(load_nodes)
+    cluster = kubelets.build_cluster(load_nodes)
     path = workdir / "load-targets.yaml"
-    kubelet_sim.write_targets(cluster, path)
+    kubelets.write_targets(cluster, path)
     size = path.stat().st_size
-    pods = load_nodes * kubelet_sim.PODS
+    pods = load_nodes * kubelets.PODS
 
     rss0 = psutil.Process().memory_info().rss
     cpu0 = time.process_time()
@@ -195,7 +195,7 @@ def profile_loader(load_nodes: int, workdir: Path) -> None:
     cpu_c = time.process_time() - cpu0
     del docs
     json_path = workdir / "load-targets.json"
-    kubelet_sim.write_targets_json(cluster, json_path)
+    kubelets.write_targets_json(cluster, json_path)
     cpu0 = time.process_time()
     StaticInventory.from_file(json_path)
     cpu_json = time.process_time() - cpu0
@@ -241,11 +241,11 @@ def tune_like_the_server() -> str:
 
 def in_process_inventory(nodes: int) -> StaticInventory:
     """The simulator's nodes and pods as the server would hold them, without YAML."""
-    cluster = kubelet_sim.build_cluster(nodes)
+    cluster = kubelets.build_cluster(nodes)
     # keep_raw=False: what `kubepulse server` keeps (it does not serve the core API).
-    node_objects = [node_from_object(kubelet_sim.node_object(n), False) for n in cluster.nodes]
+    node_objects = [node_from_object(kubelets.node_object(n), False) for n in cluster.nodes]
     pod_objects = [
-        pod_from_object(kubelet_sim.pod_object(p, n), False) for n in cluster.nodes for p in n.pods
+        pod_from_object(kubelets.pod_object(p, n), False) for n in cluster.nodes for p in n.pods
     ]
     return StaticInventory(node_objects, pod_objects)
 
@@ -400,7 +400,7 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
 
         api = MetricsAPI(store, inventory)
         request = make_mocked_request("GET", "/apis/metrics.k8s.io/v1beta1/pods")
-        pods = nodes * kubelet_sim.PODS
+        pods = nodes * kubelets.PODS
         list_all = list_once(api, request)
         size = await list_all()
         for collect in (True, False):
@@ -492,7 +492,7 @@ async def profile_offline(nodes: int) -> None:
     points; this shows what LIST and the self-metrics cost at full size even on a
     machine where the server cannot scrape that many nodes in time.
     """
-    cluster = kubelet_sim.build_cluster(nodes)
+    cluster = kubelets.build_cluster(nodes)
     inventory = in_process_inventory(nodes)
     print(f"== {tune_like_the_server()}")
     store = MetricsStore(RESOLUTION)
@@ -501,7 +501,7 @@ async def profile_offline(nodes: int) -> None:
     bodies = {}
     for when in (now - RESOLUTION, now):
         for node in cluster.nodes:
-            stats = kubelet_sim.node_stats(node, when, cluster.epoch)
+            stats = kubelets.node_stats(node, when, cluster.epoch)
             bodies[node.name] = render(stats).encode()
         decode_cpu = store_cpu = 0.0
         with GcClock() as clock:
@@ -523,7 +523,7 @@ async def profile_offline(nodes: int) -> None:
     api = MetricsAPI(store, inventory)
     request = make_mocked_request("GET", "/apis/metrics.k8s.io/v1beta1/pods")
     list_all = list_once(api, request)
-    pods = nodes * kubelet_sim.PODS
+    pods = nodes * kubelets.PODS
     for collect in (True, False):
         runs = [await timed(list_all, collect) for _ in range(3)]
         best = min(runs, key=lambda r: r[0])

@@ -5,7 +5,7 @@ server CPU <= 0.1 millicore per node (metrics-server budgets 1m); RSS <= 0.2 MiB
 (metrics-server budgets 2 MiB); a LIST of all 150,000 pod metrics answered in < 1 s.
 
 How, for each N:
-1. bench.kubelet_sim serves N nodes of 30 pods x 2 containers over TLS on 127.1.B.C:10250
+1. bench.sim.kubelets serves N nodes of 30 pods x 2 containers over TLS on 127.1.B.C:10250
    (a separate process) and writes the targets file, its CA and the kubelets' token.
 2. The real `kubepulse server` runs as another process with metrics-server's flags
    (SERVER_FLAGS below); the benchmark polls /readyz until it answers 200.
@@ -132,7 +132,7 @@ def start_simulator(
 ) -> Simulator:
     """The kubelet simulator, serving; `port` when another benchmark holds the default."""
     log_path = workdir / "sim.log"
-    args = [sys.executable, "-m", "bench.kubelet_sim", f"--nodes={nodes}"]
+    args = [sys.executable, "-m", "bench.sim.kubelets", f"--nodes={nodes}"]
     if port is not None:
         args.append(f"--port={port}")
     args += [f"--workdir={workdir / 'sim'}", f"--targets-format={targets_format}"]

@@ -34,7 +34,7 @@ A plain-HTTP control endpoint on 127.0.0.1 (`GET /stats`, JSON) reports requests
 refusals and "bursts" of scrape requests separated by more than BURST_GAP_S of silence:
 one burst per scrape cycle of the server, which the benchmark uses as cycle boundaries.
 
-Run: .venv/bin/python -m bench.kubelet_sim --nodes 1000 --workdir /tmp/sim
+Run: .venv/bin/python -m bench.sim.kubelets --nodes 1000 --workdir /tmp/sim
 """
 
 from __future__ import annotations
