@@ -42,7 +42,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bench.dashboard_overview import build
+from bench.sim.process import BenchError
+from bench.sim.server_state import build
 from kubepulse.api.authn import Authenticator, User
 from kubepulse.dashboard.app import DashboardOptions, DashboardParts, mount
 from kubepulse.history.read import HistoryPoint
@@ -145,10 +146,6 @@ class Server:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
-
-
-class BenchError(Exception):
-    pass
 
 
 def measure(url: str, node: str, draws: int) -> tuple[list[dict[str, float]], str]:

@@ -48,19 +48,20 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from bench.agent_answer import stop as stop_process
-from bench.server_scale import (
+from bench.sim.kubelets import node_address
+from bench.sim.process import (
     BenchError,
     Server,
     Simulator,
+    cpu_seconds,
     log_tail,
     parse_server_metrics,
     raise_fd_limit,
     start_server,
     start_simulator,
+    stop,
     wait_ready,
 )
-from bench.sim.kubelets import node_address
 from kubepulse.history.file import History
 
 NODES = 1000
@@ -97,11 +98,6 @@ class Reading:
     b: float
     a_main: float
     b_main: float
-
-
-def cpu(process: psutil.Process) -> float:
-    t = process.cpu_times()
-    return float(t.user + t.system)
 
 
 def main_thread_cpu(process: psutil.Process) -> float:
@@ -161,13 +157,17 @@ async def run(
                 await asyncio.sleep(max(0.0, started + i * 2 * resolution - time.monotonic()))
                 readings.append(
                     Reading(
-                        time.monotonic(), cpu(pa), cpu(pb), main_thread_cpu(pa), main_thread_cpu(pb)
+                        time.monotonic(),
+                        cpu_seconds(pa),
+                        cpu_seconds(pb),
+                        main_thread_cpu(pa),
+                        main_thread_cpu(pb),
                     )
                 )
                 if i:
                     print(f"[{nodes}] window {i}/{windows}", file=sys.stderr, flush=True)
             b_ticks = await ticks(session, b)
-        stop_process(b.process)
+        stop(b.process)
         history = History(history_file)
         try:
             rows = history.stats().rows
@@ -176,8 +176,8 @@ async def run(
         return readings, rows, int(b_ticks)
     finally:
         for server in servers:
-            stop_process(server.process)
-        stop_process(sim.process)
+            stop(server.process)
+        stop(sim.process)
 
 
 def report(

@@ -38,8 +38,8 @@ from pathlib import Path
 import trustme
 from aiohttp import web
 
-from bench.server_profile import in_process_inventory, tune_like_the_server
 from bench.sim import kubelets
+from bench.sim.server_state import inventory, tune_like_the_server
 from kubepulse.agent.resource_metrics import render
 from kubepulse.api.metrics import MetricsAPI
 from kubepulse.scrape.decode import decode_resource_metrics
@@ -54,7 +54,7 @@ class Cluster:
 
     def __init__(self, nodes: int) -> None:
         self.sim = kubelets.build_cluster(nodes)
-        self.inventory = in_process_inventory(nodes)
+        self.inventory = inventory(self.sim, keep_raw=False)
         self.store = MetricsStore(RESOLUTION)
         self.api = MetricsAPI(self.store, self.inventory)
         self.now = time.time() - 10 * RESOLUTION

@@ -30,13 +30,11 @@ import asyncio
 import cProfile
 import gc
 import io
-import json
 import logging
 import os
 import pstats
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,20 +50,17 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from prometheus_client import generate_latest
 
-from bench.agent_answer import stop as stop_process
-from bench.server_scale import raise_fd_limit
-from bench.sim import kubelets
+from bench.sim import kubelets, server_state
+from bench.sim.process import BenchError, raise_fd_limit, start_simulator, stop
 from kubepulse.agent.resource_metrics import render
 from kubepulse.api.metrics import MetricsAPI
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.kube.inventory import StaticInventory
-from kubepulse.kube.objects import node_from_object, pod_from_object
 from kubepulse.scrape import manager as manager_module
 from kubepulse.scrape.client import ClientConfig, KubeletClient
 from kubepulse.scrape.decode import decode_resource_metrics
 from kubepulse.scrape.manager import ScrapeManager
 from kubepulse.selfmetrics import SelfMetrics
-from kubepulse.server import assemble as server_assembly
 from kubepulse.store.points import MetricsStore
 from kubepulse.timefmt import rfc3339
 
@@ -134,21 +129,6 @@ def summarise(profile: cProfile.Profile, title: str) -> str:
     lines.append(f"  top {TOP} by cumulative time:")
     lines.append(body2[start2:].rstrip() if start2 >= 0 else body2.rstrip())
     return "\n".join(lines)
-
-
-def start_sim(
-    nodes: int, workdir: Path, pod_objects: bool
-) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    args = [sys.executable, "-m", "bench.sim.kubelets", f"--nodes={nodes}", f"--workdir={workdir}"]
-    if not pod_objects:
-        args.append("--no-pod-objects")
-    process = subprocess.Popen(args, stdout=subprocess.PIPE)
-    assert process.stdout is not None
-    line = process.stdout.readline().decode()
-    if not line.startswith("READY "):
-        stop_process(process)
-        raise SystemExit(f"simulator did not start: {line!r}")
-    return process, json.loads(line[len("READY ") :])
 
 
 def profile_loader(load_nodes: int, workdir: Path) -> None:
@@ -227,27 +207,6 @@ def _live_under(inventory: StaticInventory) -> int:
         return total
 
     return sum(size(n.raw) for n in inventory.nodes()) + sum(size(p.raw) for p in inventory.pods())
-
-
-def tune_like_the_server() -> str:
-    """Apply the process settings `kubepulse server` applies after loading its targets
-    (kubepulse.server.assemble.tune_for_many_nodes, when this revision has it)."""
-    tune = getattr(server_assembly, "tune_for_many_nodes", None)
-    if tune is None:
-        return "server tuning: none in this revision"
-    tune()
-    return f"server tuning applied: {tune.__name__}() (GC thresholds now {gc.get_threshold()})"
-
-
-def in_process_inventory(nodes: int) -> StaticInventory:
-    """The simulator's nodes and pods as the server would hold them, without YAML."""
-    cluster = kubelets.build_cluster(nodes)
-    # keep_raw=False: what `kubepulse server` keeps (it does not serve the core API).
-    node_objects = [node_from_object(kubelets.node_object(n), False) for n in cluster.nodes]
-    pod_objects = [
-        pod_from_object(kubelets.pod_object(p, n), False) for n in cluster.nodes for p in n.pods
-    ]
-    return StaticInventory(node_objects, pod_objects)
 
 
 class GcClock:
@@ -344,8 +303,8 @@ async def compare_start_delays(manager: ScrapeManager, nodes: int, rounds: int =
 
 
 async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
-    inventory = in_process_inventory(nodes)
-    print(f"== {tune_like_the_server()}")
+    inventory = server_state.inventory(kubelets.build_cluster(nodes), keep_raw=False)
+    print(f"== {server_state.tune_like_the_server()}")
     token = Path(sim_info["token_file"]).read_text().strip()
     client = KubeletClient(ClientConfig(ca_file=Path(sim_info["ca"]), token=token))
     await client.start()
@@ -470,7 +429,7 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
         await client2.close()
         del client2, store2, metrics2, manager2, snapshot
         tracemalloc.start(1)
-        again = in_process_inventory(nodes)
+        again = server_state.inventory(kubelets.build_cluster(nodes), keep_raw=False)
         gc.collect()
         inv_bytes = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
@@ -493,8 +452,8 @@ async def profile_offline(nodes: int) -> None:
     machine where the server cannot scrape that many nodes in time.
     """
     cluster = kubelets.build_cluster(nodes)
-    inventory = in_process_inventory(nodes)
-    print(f"== {tune_like_the_server()}")
+    inventory = server_state.inventory(cluster, keep_raw=False)
+    print(f"== {server_state.tune_like_the_server()}")
     store = MetricsStore(RESOLUTION)
     metrics = SelfMetrics(store, RESOLUTION)
     now = time.time()
@@ -563,11 +522,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_load:
             profile_loader(args.load_nodes, workdir)
         if args.nodes:
-            sim, info = start_sim(args.nodes, workdir / "sim", pod_objects=False)
             try:
-                asyncio.run(profile_scrape_and_list(args.nodes, info))
+                sim = start_simulator(args.nodes, workdir, pod_objects=False, targets_format="yaml")
+            except BenchError as err:
+                raise SystemExit(str(err)) from None
+            try:
+                asyncio.run(profile_scrape_and_list(args.nodes, sim.info))
             finally:
-                stop_process(sim)
+                stop(sim.process)
         if args.offline_nodes:
             asyncio.run(profile_offline(args.offline_nodes))
     return 0
