@@ -57,7 +57,7 @@ from kubepulse.api.metrics import MetricsAPI
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.scrape import manager as manager_module
-from kubepulse.scrape.client import ClientConfig, KubeletClient
+from kubepulse.scrape.client import ClientConfig, Decoded, KubeletClient
 from kubepulse.scrape.decode import decode_resource_metrics
 from kubepulse.scrape.manager import ScrapeManager
 from kubepulse.selfmetrics import SelfMetrics
@@ -282,18 +282,22 @@ def per_node_delays(count: int, rng: random.Random | None = None) -> list[float]
     return [random.uniform(0, spread) for _ in range(count)]
 
 
-async def compare_start_delays(manager: ScrapeManager, nodes: int, rounds: int = 3) -> None:
-    """Ticks with upstream's per-node random delays and with delays in steps, alternated
-    in this one process so that the host's speed changes hit both alike."""
-    stepped = manager.delays
+def no_decode(body: bytes, node_name: str, default_time: float, rejected: list[str]) -> Decoded:
+    """A decoder that reads nothing: a scrape's transport without decode and store."""
+    return None, ()
+
+
+async def compare_start_delays(
+    stepped: ScrapeManager, per_node: ScrapeManager, nodes: int, rounds: int = 3
+) -> None:
+    """Ticks with upstream's per-node random delays (`per_node`: the same client, store
+    and inventory, built with delays=per_node_delays) and with delays in steps
+    (`stepped`), alternated in this one process so that the host's speed changes hit
+    both alike."""
     cpu: dict[str, list[float]] = {"per-node random delays": [], "delays in 250 ms steps": []}
     for _ in range(rounds):
-        for label, delays in zip(cpu, (per_node_delays, stepped), strict=True):
-            manager.delays = delays
-            try:
-                seconds, _, _ = await timed(manager.tick)
-            finally:
-                manager.delays = stepped
+        for label, manager in zip(cpu, (per_node, stepped), strict=True):
+            seconds, _, _ = await timed(manager.tick)
             cpu[label].append(seconds / nodes * 1000)
     for label, values in cpu.items():
         print(
@@ -306,7 +310,8 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
     inventory = server_state.inventory(kubelets.build_cluster(nodes), keep_raw=False)
     print(f"== {server_state.tune_like_the_server()}")
     token = Path(sim_info["token_file"]).read_text().strip()
-    client = KubeletClient(ClientConfig(ca_file=Path(sim_info["ca"]), token=token))
+    config = ClientConfig(ca_file=Path(sim_info["ca"]), token=token)
+    client = KubeletClient(config)
     await client.start()
     store = MetricsStore(RESOLUTION)
     metrics = SelfMetrics(store, RESOLUTION)
@@ -331,17 +336,24 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
                 f"({cpu / nodes * 1000:.2f} ms per node), {wall:.2f}s wall (includes the "
                 f"random spread of up to 4 s), {clock}"
             )
-        await compare_start_delays(manager, nodes)
+        per_node = ScrapeManager(
+            client, store, inventory, RESOLUTION, observer=metrics, delays=per_node_delays
+        )
+        await compare_start_delays(manager, per_node, nodes)
         # The same tick with decoding (and so storing) left out: what the transport
         # costs (event loop, TLS, HTTP, gunzip, manager), the rest is decode and store.
-        real_decode = client.decode
-        client.decode = lambda body, name, default_time, rejected: (None, ())
+        # A client built with a decoder that reads nothing, into the same store; its own
+        # connections are opened by a first, unmeasured tick.
+        transport = KubeletClient(config, decode=no_decode)
+        await transport.start()
+        undecoded = ScrapeManager(transport, store, inventory, RESOLUTION, observer=metrics)
         try:
+            await undecoded.tick()
             times0 = os.times()
-            cpu, wall, clock = await timed(manager.tick)
+            cpu, wall, clock = await timed(undecoded.tick)
             times1 = os.times()
         finally:
-            client.decode = real_decode
+            await transport.close()
         print(
             f"== steady tick without decoding or storing: {cpu:.2f}s CPU "
             f"({cpu / nodes * 1000:.2f} ms per node, of which kernel "
@@ -402,7 +414,7 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
         )
         rss0 = psutil.Process().memory_info().rss
         tracemalloc.start(1)
-        client2 = KubeletClient(ClientConfig(ca_file=Path(sim_info["ca"]), token=token))
+        client2 = KubeletClient(config)
         await client2.start()
         store2 = MetricsStore(RESOLUTION)
         metrics2 = SelfMetrics(store2, RESOLUTION)
