@@ -6,11 +6,12 @@ How, in one run:
 1. bench.sim.kubelets serves 1,000 nodes of 30 pods x 2 containers over TLS on 127.1.x.y
    (one process), as for bench.server_scale, on a port of its own (KUBELET_PORT, or the
    next free one), so that it can run beside bench.server_scale.
-2. Two real `kubepulse server` processes scrape it with bench.server_scale's flags: A
-   without history, B with `--history-file` (default tiers, a file on this machine's
-   disk). B starts half a resolution after A is ready, so that their scrape cycles
-   alternate: A's cycle, then B's, in every resolution, and neither scrapes while the
-   other does (the simulator's request bursts, two a resolution, show it).
+2. Two real `kubepulse server` processes scrape it with bench.server_scale's flags (from
+   bench.sim.process.server_command): A without history, B with `--history-file`
+   (default tiers, a file on this machine's disk). B starts half a resolution after A
+   is ready, so that their scrape cycles alternate: A's cycle, then B's, in every
+   resolution, and neither scrapes while the other does (the simulator's request
+   bursts, two a resolution, show it).
 3. After both have made WARMUP_TICKS ticks, the CPU time of each whole process (utime +
    stime of every thread, psutil; for B that includes the history's writer thread) is
    read at the start of each of WINDOWS windows of two resolutions. Each window holds

@@ -8,7 +8,7 @@ How, for each N:
 1. bench.sim.kubelets serves N nodes of 30 pods x 2 containers over TLS on 127.1.B.C:10250
    (a separate process) and writes the targets file, its CA and the kubelets' token.
 2. The real `kubepulse server` runs as another process with metrics-server's flags
-   (SERVER_FLAGS below); the benchmark polls /readyz until it answers 200.
+   (bench.sim.process.server_command); the benchmark polls /readyz until it answers 200.
 3. Warm-up: the server's own /metrics until kubepulse_manager_tick_duration_seconds_count
    reaches WARMUP_TICKS, and its storage holds every node and container.
 4. Measured: CYCLES scrape cycles, bounded by the simulator's "bursts" (the first request
