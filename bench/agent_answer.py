@@ -3,7 +3,7 @@
 Claim under test: one answer costs <= 5 ms of agent CPU on a node with 110 pods (the
 kubelet's default max-pods) of 2 containers each.
 
-How: build a fake node on disk (bench.fake_node), start the real `kubepulse agent` on it
+How: build a fake node on disk (bench.sim.fake_node), start the real `kubepulse agent` on it
 as a subprocess, and ask it for /metrics/resource over one keep-alive HTTPS connection,
 as a metrics scraper does. The agent's CPU time (user + system, all threads, from
 /proc/<pid>/stat) is read before and after each round of requests; CPU per answer is
@@ -31,8 +31,6 @@ import asyncio
 import os
 import re
 import secrets
-import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -48,8 +46,9 @@ from types import SimpleNamespace
 import aiohttp
 import psutil
 
-from bench import fake_node
-from bench.fake_node import ExpectedContainer, FakeNode
+from bench.sim import fake_node
+from bench.sim.fake_node import ExpectedContainer, FakeNode
+from bench.sim.process import BenchError, cpu_seconds, free_port, log_tail, stop
 from kubepulse.agent import cgroups, resource_metrics
 from kubepulse.agent.collector import Collector
 from kubepulse.agent.procfs import ProcFS
@@ -69,17 +68,12 @@ COLLECT_RUNS = 30
 
 READY_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.05
-STOP_TIMEOUT_S = 10.0
 
 _CONTAINER_CPU = re.compile(
     r'^container_cpu_usage_seconds_total\{container="([^"]*)",namespace="([^"]*)",'
     r'pod="([^"]*)"\} ',
     re.MULTILINE,
 )
-
-
-class BenchError(Exception):
-    """The benchmark could not run, or the agent answered something other than expected."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,17 +107,10 @@ class RunningAgent:
     log_path: Path
 
     def log_tail(self, lines: int = 20) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
+        return log_tail(self.log_path, lines)
 
 
 # -- the agent subprocess --------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -162,17 +149,6 @@ def running_agent(node: FakeNode, workdir: Path) -> Iterator[RunningAgent]:
         stop(process)
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def trusting(ca_file: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_file))
 
@@ -206,12 +182,6 @@ async def wait_ready(agent: RunningAgent) -> ssl.SSLContext:
 
 
 # -- measuring -------------------------------------------------------------------------
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    """utime + stime of every thread of the process (children excluded: it has none)."""
-    times = process.cpu_times()
-    return times.user + times.system
 
 
 class ConnectionCounter:

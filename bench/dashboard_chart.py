@@ -4,7 +4,7 @@ Target (issue #6): a 24 h chart (5,760 points, one every 15 s) drawn in < 200 ms
 
 How:
 1. The dashboard is served on 127.0.0.1 (plain HTTP, its own thread and event loop) for a
-   one-node cluster (bench.kubelet_sim's node, two scrapes stored), with a history whose
+   one-node cluster (bench.sim.kubelets's node, two scrapes stored), with a history whose
    every node series is 24 h at 15 s: 5,760 points, whatever step is asked. So the page's
    own node view (#/nodes/NAME?range=24h) gets 5,760 points and draws its CPU and memory
    charts with its own code (static/app.js: chart(), uPlot from static/vendor, its
@@ -42,7 +42,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from bench.dashboard_overview import build
+from bench.sim.process import BenchError
+from bench.sim.server_state import build
 from kubepulse.api.authn import Authenticator, User
 from kubepulse.dashboard.app import DashboardOptions, DashboardParts, mount
 from kubepulse.history.read import HistoryPoint
@@ -145,10 +146,6 @@ class Server:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
-
-
-class BenchError(Exception):
-    pass
 
 
 def measure(url: str, node: str, draws: int) -> tuple[list[dict[str, float]], str]:

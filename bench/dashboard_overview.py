@@ -3,7 +3,7 @@
 Target (issue #6): the overview page for 5,000 nodes and 150,000 pods served in < 1 s.
 
 How:
-1. A child process builds what `kubepulse server` holds at that scale: bench.kubelet_sim's
+1. A child process builds what `kubepulse server` holds at that scale: bench.sim.kubelets's
    cluster (5,000 nodes x 30 pods x 2 containers, the same names, labels, requests and
    limits as its targets file) as a StaticInventory of Node and Pod objects, and a
    MetricsStore with two stored scrapes of every node 15 s apart, so that every node,
@@ -46,7 +46,6 @@ import asyncio
 import multiprocessing
 import multiprocessing.connection
 import platform
-import random
 import statistics
 import sys
 import time
@@ -59,71 +58,21 @@ import orjson
 import psutil
 from aiohttp import web
 
-from bench.kubelet_sim import build_cluster, node_object, node_stats, pod_object
+from bench.sim.process import BenchError
+from bench.sim.server_state import build
 from kubepulse.api.authn import Authenticator, User
 from kubepulse.dashboard.app import DashboardOptions, DashboardParts, mount
 from kubepulse.dashboard.pod_index import pod_index
-from kubepulse.kube.inventory import StaticInventory
-from kubepulse.kube.objects import node_from_object, pod_from_object
 from kubepulse.server.assemble import tune_for_many_nodes
-from kubepulse.store.points import MetricsStore
 
 NODES = 5000
 PODS = 30
 CONTAINERS = 2
 REPEATS = 7
-RESOLUTION = 15.0
 TARGET_OVERVIEW_S = 1.0
 TOKEN = "dashboard-bench-token-0123456789abcdef"
 PATHS = ("overview", "pods", "nodes")
 CASES = ("first, unprepared", "after a cycle", "unchanged")
-
-
-class BenchError(Exception):
-    pass
-
-
-class Scraper:
-    """Stores a scrape of every simulated node into a MetricsStore, RESOLUTION apart."""
-
-    def __init__(self, nodes: int, pods: int, containers: int) -> None:
-        self.cluster = build_cluster(nodes, pods, containers)
-        self.store = MetricsStore(RESOLUTION)
-        self.at = time.time() - 2 * RESOLUTION
-        self.rng = random.Random(2)
-
-    def inventory(self) -> StaticInventory:
-        nodes = self.cluster.nodes
-        return StaticInventory(
-            [node_from_object(node_object(n)) for n in nodes],
-            [pod_from_object(pod_object(p, n)) for n in nodes for p in n.pods],
-        )
-
-    def scrape(self) -> None:
-        self.at += RESOLUTION
-        uniform = self.rng.uniform
-        for n in self.cluster.nodes:
-            stats = node_stats(n, self.at, self.cluster.epoch)
-            pods = tuple(
-                pod._replace(
-                    containers=tuple(
-                        c._replace(
-                            usage=c.usage._replace(timestamp=round(self.at - uniform(0, 5), 3))
-                        )
-                        for c in pod.containers
-                    )
-                )
-                for pod in stats.pods
-            )
-            self.store.store(n.name, stats.node, pods)
-
-
-def build(nodes: int, pods: int, containers: int) -> tuple[Scraper, StaticInventory]:
-    """The inventory and a store holding two scrapes of every node."""
-    scraper = Scraper(nodes, pods, containers)
-    scraper.scrape()
-    scraper.scrape()
-    return scraper, scraper.inventory()
 
 
 def serve(conn: multiprocessing.connection.Connection, nodes: int, pods: int) -> None:

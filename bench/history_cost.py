@@ -3,14 +3,15 @@
 Target (issue #6): history writes cost <= 20% of the scrape cost at 1,000 nodes.
 
 How, in one run:
-1. bench.kubelet_sim serves 1,000 nodes of 30 pods x 2 containers over TLS on 127.1.x.y
+1. bench.sim.kubelets serves 1,000 nodes of 30 pods x 2 containers over TLS on 127.1.x.y
    (one process), as for bench.server_scale, on a port of its own (KUBELET_PORT, or the
    next free one), so that it can run beside bench.server_scale.
-2. Two real `kubepulse server` processes scrape it with bench.server_scale's flags: A
-   without history, B with `--history-file` (default tiers, a file on this machine's
-   disk). B starts half a resolution after A is ready, so that their scrape cycles
-   alternate: A's cycle, then B's, in every resolution, and neither scrapes while the
-   other does (the simulator's request bursts, two a resolution, show it).
+2. Two real `kubepulse server` processes scrape it with bench.server_scale's flags (from
+   bench.sim.process.server_command): A without history, B with `--history-file`
+   (default tiers, a file on this machine's disk). B starts half a resolution after A
+   is ready, so that their scrape cycles alternate: A's cycle, then B's, in every
+   resolution, and neither scrapes while the other does (the simulator's request
+   bursts, two a resolution, show it).
 3. After both have made WARMUP_TICKS ticks, the CPU time of each whole process (utime +
    stime of every thread, psutil; for B that includes the history's writer thread) is
    read at the start of each of WINDOWS windows of two resolutions. Each window holds
@@ -48,17 +49,18 @@ from pathlib import Path
 import aiohttp
 import psutil
 
-from bench.agent_answer import stop as stop_process
-from bench.kubelet_sim import node_address
-from bench.server_scale import (
+from bench.sim.kubelets import node_address
+from bench.sim.process import (
     BenchError,
     Server,
     Simulator,
+    cpu_seconds,
     log_tail,
     parse_server_metrics,
     raise_fd_limit,
     start_server,
     start_simulator,
+    stop,
     wait_ready,
 )
 from kubepulse.history.file import History
@@ -97,11 +99,6 @@ class Reading:
     b: float
     a_main: float
     b_main: float
-
-
-def cpu(process: psutil.Process) -> float:
-    t = process.cpu_times()
-    return float(t.user + t.system)
 
 
 def main_thread_cpu(process: psutil.Process) -> float:
@@ -161,13 +158,17 @@ async def run(
                 await asyncio.sleep(max(0.0, started + i * 2 * resolution - time.monotonic()))
                 readings.append(
                     Reading(
-                        time.monotonic(), cpu(pa), cpu(pb), main_thread_cpu(pa), main_thread_cpu(pb)
+                        time.monotonic(),
+                        cpu_seconds(pa),
+                        cpu_seconds(pb),
+                        main_thread_cpu(pa),
+                        main_thread_cpu(pb),
                     )
                 )
                 if i:
                     print(f"[{nodes}] window {i}/{windows}", file=sys.stderr, flush=True)
             b_ticks = await ticks(session, b)
-        stop_process(b.process)
+        stop(b.process)
         history = History(history_file)
         try:
             rows = history.stats().rows
@@ -176,8 +177,8 @@ async def run(
         return readings, rows, int(b_ticks)
     finally:
         for server in servers:
-            stop_process(server.process)
-        stop_process(sim.process)
+            stop(server.process)
+        stop(sim.process)
 
 
 def report(

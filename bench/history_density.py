@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.history_density --nodes 40 --days 30 --replicate 25
     .venv/bin/python -m bench.history_density --nodes 10 --hours 2 --prometheus
 
-A simulated cluster (bench.history_data: 30 pods x 2 containers a node, with the noise
+A simulated cluster (bench.sim.history_data: 30 pods x 2 containers a node, with the noise
 of real containers) is scraped every 15 s on a controlled clock (nothing waits for it)
 and recorded through a real History (its writer thread, SQLite file, default tiers:
 raw 1 h, 1-minute 24 h, 15-minute 30 days). Then, per tier: samples or buckets kept,
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.history_data import Cluster
+from bench.sim.history_data import Cluster
 from kubepulse.history.file import History
 from kubepulse.history.tiers import DEFAULT_TIERS
 

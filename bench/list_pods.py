@@ -38,8 +38,8 @@ from pathlib import Path
 import trustme
 from aiohttp import web
 
-from bench import kubelet_sim
-from bench.server_profile import in_process_inventory, tune_like_the_server
+from bench.sim import kubelets
+from bench.sim.server_state import inventory, tune_like_the_server
 from kubepulse.agent.resource_metrics import render
 from kubepulse.api.metrics import MetricsAPI
 from kubepulse.scrape.decode import decode_resource_metrics
@@ -53,8 +53,8 @@ class Cluster:
     """The simulator's nodes, scraped into a store through the real decoder."""
 
     def __init__(self, nodes: int) -> None:
-        self.sim = kubelet_sim.build_cluster(nodes)
-        self.inventory = in_process_inventory(nodes)
+        self.sim = kubelets.build_cluster(nodes)
+        self.inventory = inventory(self.sim, keep_raw=False)
         self.store = MetricsStore(RESOLUTION)
         self.api = MetricsAPI(self.store, self.inventory)
         self.now = time.time() - 10 * RESOLUTION
@@ -64,7 +64,7 @@ class Cluster:
         the RenderedPods as the scrape manager tells it."""
         self.now += RESOLUTION
         for node in self.sim.nodes:
-            stats = kubelet_sim.node_stats(node, self.now, self.sim.epoch)
+            stats = kubelets.node_stats(node, self.now, self.sim.epoch)
             sample, pods = decode_resource_metrics(render(stats).encode(), node.name, self.now)
             self.store.store(node.name, sample, pods)
             if tell:
@@ -120,7 +120,7 @@ async def measure(nodes: int, repeats: int) -> int:
                 results[label].append((time.process_time() - cpu0, seconds))
                 await curl(url, ca_file)  # and clients list again
     await runner.cleanup()
-    pods = nodes * kubelet_sim.PODS
+    pods = nodes * kubelets.PODS
     print(f"LIST of {pods:,} pod metrics ({nodes:,} nodes), body {size / 2**20:.1f} MiB, "
           f"median of {repeats}; python {sys.version.split()[0]}")  # fmt: skip
     for label, runs in results.items():

@@ -30,13 +30,11 @@ import asyncio
 import cProfile
 import gc
 import io
-import json
 import logging
 import os
 import pstats
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,20 +50,17 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from prometheus_client import generate_latest
 
-from bench import kubelet_sim
-from bench.agent_answer import stop as stop_process
-from bench.server_scale import raise_fd_limit
+from bench.sim import kubelets, server_state
+from bench.sim.process import BenchError, raise_fd_limit, start_simulator, stop
 from kubepulse.agent.resource_metrics import render
 from kubepulse.api.metrics import MetricsAPI
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.kube.inventory import StaticInventory
-from kubepulse.kube.objects import node_from_object, pod_from_object
 from kubepulse.scrape import manager as manager_module
-from kubepulse.scrape.client import ClientConfig, KubeletClient
+from kubepulse.scrape.client import ClientConfig, Decoded, KubeletClient
 from kubepulse.scrape.decode import decode_resource_metrics
 from kubepulse.scrape.manager import ScrapeManager
 from kubepulse.selfmetrics import SelfMetrics
-from kubepulse.server import assemble as server_assembly
 from kubepulse.store.points import MetricsStore
 from kubepulse.timefmt import rfc3339
 
@@ -136,28 +131,13 @@ def summarise(profile: cProfile.Profile, title: str) -> str:
     return "\n".join(lines)
 
 
-def start_sim(
-    nodes: int, workdir: Path, pod_objects: bool
-) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    args = [sys.executable, "-m", "bench.kubelet_sim", f"--nodes={nodes}", f"--workdir={workdir}"]
-    if not pod_objects:
-        args.append("--no-pod-objects")
-    process = subprocess.Popen(args, stdout=subprocess.PIPE)
-    assert process.stdout is not None
-    line = process.stdout.readline().decode()
-    if not line.startswith("READY "):
-        stop_process(process)
-        raise SystemExit(f"simulator did not start: {line!r}")
-    return process, json.loads(line[len("READY ") :])
-
-
 def profile_loader(load_nodes: int, workdir: Path) -> None:
     """StaticInventory.from_file on a load_nodes cluster's targets file."""
-    cluster = kubelet_sim.build_cluster(load_nodes)
+    cluster = kubelets.build_cluster(load_nodes)
     path = workdir / "load-targets.yaml"
-    kubelet_sim.write_targets(cluster, path)
+    kubelets.write_targets(cluster, path)
     size = path.stat().st_size
-    pods = load_nodes * kubelet_sim.PODS
+    pods = load_nodes * kubelets.PODS
 
     rss0 = psutil.Process().memory_info().rss
     cpu0 = time.process_time()
@@ -195,7 +175,7 @@ def profile_loader(load_nodes: int, workdir: Path) -> None:
     cpu_c = time.process_time() - cpu0
     del docs
     json_path = workdir / "load-targets.json"
-    kubelet_sim.write_targets_json(cluster, json_path)
+    kubelets.write_targets_json(cluster, json_path)
     cpu0 = time.process_time()
     StaticInventory.from_file(json_path)
     cpu_json = time.process_time() - cpu0
@@ -227,27 +207,6 @@ def _live_under(inventory: StaticInventory) -> int:
         return total
 
     return sum(size(n.raw) for n in inventory.nodes()) + sum(size(p.raw) for p in inventory.pods())
-
-
-def tune_like_the_server() -> str:
-    """Apply the process settings `kubepulse server` applies after loading its targets
-    (kubepulse.server.assemble.tune_for_many_nodes, when this revision has it)."""
-    tune = getattr(server_assembly, "tune_for_many_nodes", None)
-    if tune is None:
-        return "server tuning: none in this revision"
-    tune()
-    return f"server tuning applied: {tune.__name__}() (GC thresholds now {gc.get_threshold()})"
-
-
-def in_process_inventory(nodes: int) -> StaticInventory:
-    """The simulator's nodes and pods as the server would hold them, without YAML."""
-    cluster = kubelet_sim.build_cluster(nodes)
-    # keep_raw=False: what `kubepulse server` keeps (it does not serve the core API).
-    node_objects = [node_from_object(kubelet_sim.node_object(n), False) for n in cluster.nodes]
-    pod_objects = [
-        pod_from_object(kubelet_sim.pod_object(p, n), False) for n in cluster.nodes for p in n.pods
-    ]
-    return StaticInventory(node_objects, pod_objects)
 
 
 class GcClock:
@@ -323,18 +282,22 @@ def per_node_delays(count: int, rng: random.Random | None = None) -> list[float]
     return [random.uniform(0, spread) for _ in range(count)]
 
 
-async def compare_start_delays(manager: ScrapeManager, nodes: int, rounds: int = 3) -> None:
-    """Ticks with upstream's per-node random delays and with delays in steps, alternated
-    in this one process so that the host's speed changes hit both alike."""
-    stepped = manager.delays
+def no_decode(body: bytes, node_name: str, default_time: float, rejected: list[str]) -> Decoded:
+    """A decoder that reads nothing: a scrape's transport without decode and store."""
+    return None, ()
+
+
+async def compare_start_delays(
+    stepped: ScrapeManager, per_node: ScrapeManager, nodes: int, rounds: int = 3
+) -> None:
+    """Ticks with upstream's per-node random delays (`per_node`: the same client, store
+    and inventory, built with delays=per_node_delays) and with delays in steps
+    (`stepped`), alternated in this one process so that the host's speed changes hit
+    both alike."""
     cpu: dict[str, list[float]] = {"per-node random delays": [], "delays in 250 ms steps": []}
     for _ in range(rounds):
-        for label, delays in zip(cpu, (per_node_delays, stepped), strict=True):
-            manager.delays = delays
-            try:
-                seconds, _, _ = await timed(manager.tick)
-            finally:
-                manager.delays = stepped
+        for label, manager in zip(cpu, (per_node, stepped), strict=True):
+            seconds, _, _ = await timed(manager.tick)
             cpu[label].append(seconds / nodes * 1000)
     for label, values in cpu.items():
         print(
@@ -344,10 +307,11 @@ async def compare_start_delays(manager: ScrapeManager, nodes: int, rounds: int =
 
 
 async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
-    inventory = in_process_inventory(nodes)
-    print(f"== {tune_like_the_server()}")
+    inventory = server_state.inventory(kubelets.build_cluster(nodes), keep_raw=False)
+    print(f"== {server_state.tune_like_the_server()}")
     token = Path(sim_info["token_file"]).read_text().strip()
-    client = KubeletClient(ClientConfig(ca_file=Path(sim_info["ca"]), token=token))
+    config = ClientConfig(ca_file=Path(sim_info["ca"]), token=token)
+    client = KubeletClient(config)
     await client.start()
     store = MetricsStore(RESOLUTION)
     metrics = SelfMetrics(store, RESOLUTION)
@@ -372,17 +336,24 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
                 f"({cpu / nodes * 1000:.2f} ms per node), {wall:.2f}s wall (includes the "
                 f"random spread of up to 4 s), {clock}"
             )
-        await compare_start_delays(manager, nodes)
+        per_node = ScrapeManager(
+            client, store, inventory, RESOLUTION, observer=metrics, delays=per_node_delays
+        )
+        await compare_start_delays(manager, per_node, nodes)
         # The same tick with decoding (and so storing) left out: what the transport
         # costs (event loop, TLS, HTTP, gunzip, manager), the rest is decode and store.
-        real_decode = client.decode
-        client.decode = lambda body, name, default_time, rejected: (None, ())
+        # A client built with a decoder that reads nothing, into the same store; its own
+        # connections are opened by a first, unmeasured tick.
+        transport = KubeletClient(config, decode=no_decode)
+        await transport.start()
+        undecoded = ScrapeManager(transport, store, inventory, RESOLUTION, observer=metrics)
         try:
+            await undecoded.tick()
             times0 = os.times()
-            cpu, wall, clock = await timed(manager.tick)
+            cpu, wall, clock = await timed(undecoded.tick)
             times1 = os.times()
         finally:
-            client.decode = real_decode
+            await transport.close()
         print(
             f"== steady tick without decoding or storing: {cpu:.2f}s CPU "
             f"({cpu / nodes * 1000:.2f} ms per node, of which kernel "
@@ -400,7 +371,7 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
 
         api = MetricsAPI(store, inventory)
         request = make_mocked_request("GET", "/apis/metrics.k8s.io/v1beta1/pods")
-        pods = nodes * kubelet_sim.PODS
+        pods = nodes * kubelets.PODS
         list_all = list_once(api, request)
         size = await list_all()
         for collect in (True, False):
@@ -443,7 +414,7 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
         )
         rss0 = psutil.Process().memory_info().rss
         tracemalloc.start(1)
-        client2 = KubeletClient(ClientConfig(ca_file=Path(sim_info["ca"]), token=token))
+        client2 = KubeletClient(config)
         await client2.start()
         store2 = MetricsStore(RESOLUTION)
         metrics2 = SelfMetrics(store2, RESOLUTION)
@@ -470,7 +441,7 @@ async def profile_scrape_and_list(nodes: int, sim_info: dict[str, Any]) -> None:
         await client2.close()
         del client2, store2, metrics2, manager2, snapshot
         tracemalloc.start(1)
-        again = in_process_inventory(nodes)
+        again = server_state.inventory(kubelets.build_cluster(nodes), keep_raw=False)
         gc.collect()
         inv_bytes = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
@@ -492,16 +463,16 @@ async def profile_offline(nodes: int) -> None:
     points; this shows what LIST and the self-metrics cost at full size even on a
     machine where the server cannot scrape that many nodes in time.
     """
-    cluster = kubelet_sim.build_cluster(nodes)
-    inventory = in_process_inventory(nodes)
-    print(f"== {tune_like_the_server()}")
+    cluster = kubelets.build_cluster(nodes)
+    inventory = server_state.inventory(cluster, keep_raw=False)
+    print(f"== {server_state.tune_like_the_server()}")
     store = MetricsStore(RESOLUTION)
     metrics = SelfMetrics(store, RESOLUTION)
     now = time.time()
     bodies = {}
     for when in (now - RESOLUTION, now):
         for node in cluster.nodes:
-            stats = kubelet_sim.node_stats(node, when, cluster.epoch)
+            stats = kubelets.node_stats(node, when, cluster.epoch)
             bodies[node.name] = render(stats).encode()
         decode_cpu = store_cpu = 0.0
         with GcClock() as clock:
@@ -523,7 +494,7 @@ async def profile_offline(nodes: int) -> None:
     api = MetricsAPI(store, inventory)
     request = make_mocked_request("GET", "/apis/metrics.k8s.io/v1beta1/pods")
     list_all = list_once(api, request)
-    pods = nodes * kubelet_sim.PODS
+    pods = nodes * kubelets.PODS
     for collect in (True, False):
         runs = [await timed(list_all, collect) for _ in range(3)]
         best = min(runs, key=lambda r: r[0])
@@ -563,11 +534,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_load:
             profile_loader(args.load_nodes, workdir)
         if args.nodes:
-            sim, info = start_sim(args.nodes, workdir / "sim", pod_objects=False)
             try:
-                asyncio.run(profile_scrape_and_list(args.nodes, info))
+                sim = start_simulator(args.nodes, workdir, pod_objects=False, targets_format="yaml")
+            except BenchError as err:
+                raise SystemExit(str(err)) from None
+            try:
+                asyncio.run(profile_scrape_and_list(args.nodes, sim.info))
             finally:
-                stop_process(sim)
+                stop(sim.process)
         if args.offline_nodes:
             asyncio.run(profile_offline(args.offline_nodes))
     return 0

@@ -5,10 +5,10 @@ server CPU <= 0.1 millicore per node (metrics-server budgets 1m); RSS <= 0.2 MiB
 (metrics-server budgets 2 MiB); a LIST of all 150,000 pod metrics answered in < 1 s.
 
 How, for each N:
-1. bench.kubelet_sim serves N nodes of 30 pods x 2 containers over TLS on 127.1.B.C:10250
+1. bench.sim.kubelets serves N nodes of 30 pods x 2 containers over TLS on 127.1.B.C:10250
    (a separate process) and writes the targets file, its CA and the kubelets' token.
 2. The real `kubepulse server` runs as another process with metrics-server's flags
-   (SERVER_FLAGS below); the benchmark polls /readyz until it answers 200.
+   (bench.sim.process.server_command); the benchmark polls /readyz until it answers 200.
 3. Warm-up: the server's own /metrics until kubepulse_manager_tick_duration_seconds_count
    reaches WARMUP_TICKS, and its storage holds every node and container.
 4. Measured: CYCLES scrape cycles, bounded by the simulator's "bursts" (the first request
@@ -43,12 +43,8 @@ import itertools
 import json
 import os
 import platform
-import re
-import resource
-import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,7 +57,19 @@ import aiohttp
 import orjson
 import psutil
 
-from bench.agent_answer import stop as stop_process
+from bench.sim.process import (
+    BenchError,
+    Server,
+    ServerMetrics,
+    Simulator,
+    cpu_seconds,
+    parse_server_metrics,
+    raise_fd_limit,
+    start_server,
+    start_simulator,
+    stop,
+    wait_ready,
+)
 from kubepulse.scrape.decode import decode_resource_metrics
 
 PODS_PER_NODE = 30
@@ -82,122 +90,12 @@ SIM_POLL_S = 0.1
 QUIET_BEFORE_LIST_S = 0.5
 MIB = 2**20
 
-_SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", re.MULTILINE)
-
-
-class BenchError(Exception):
-    """The benchmark could not run, or something answered other than expected."""
-
 
 class NoBurst(Exception):
     """No new scrape cycle began within the time allowed."""
 
 
-# -- processes --------------------------------------------------------------------------
-
-
-def raise_fd_limit() -> None:
-    """5,000 kubelet connections need 5,000+ descriptors; children inherit the limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-@dataclass(frozen=True)
-class Simulator:
-    process: subprocess.Popen[bytes]
-    info: dict[str, Any]
-    log_path: Path
-
-    @property
-    def control(self) -> str:
-        return str(self.info["control"])
-
-
-def start_simulator(
-    nodes: int, workdir: Path, pod_objects: bool, targets_format: str, port: int | None = None
-) -> Simulator:
-    """The kubelet simulator, serving; `port` when another benchmark holds the default."""
-    log_path = workdir / "sim.log"
-    args = [sys.executable, "-m", "bench.kubelet_sim", f"--nodes={nodes}"]
-    if port is not None:
-        args.append(f"--port={port}")
-    args += [f"--workdir={workdir / 'sim'}", f"--targets-format={targets_format}"]
-    if not pod_objects:
-        args.append("--no-pod-objects")
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
-    assert process.stdout is not None
-    # The simulator prints exactly one line, READY <json>, once it serves every node.
-    # readline() blocks; the simulator's own failure closes stdout and ends it.
-    line = process.stdout.readline().decode()
-    if not line.startswith("READY "):
-        stop_process(process)
-        raise BenchError(f"simulator did not start: {line!r}\n{log_tail(log_path)}")
-    return Simulator(process, json.loads(line[len("READY ") :]), log_path)
-
-
-@dataclass(frozen=True)
-class Server:
-    process: subprocess.Popen[bytes]
-    command: list[str]
-    url: str
-    ca_file: Path
-    token: str
-    log_path: Path
-
-
-def server_command(sim: Simulator, workdir: Path, port: int, resolution: float) -> list[str]:
-    executable = Path(sys.executable).parent / "kubepulse"
-    if not executable.exists():
-        raise BenchError(f"{executable} not found: run from the repository's virtualenv")
-    return [
-        str(executable),
-        "server",
-        f"--targets={sim.info['targets']}",
-        "--bind-address=127.0.0.1",
-        f"--secure-port={port}",
-        f"--cert-dir={workdir / 'server-pki'}",
-        f"--metric-resolution={resolution:g}s",
-        f"--kubelet-certificate-authority={sim.info['ca']}",
-        f"--kubelet-token-file={sim.info['token_file']}",
-        f"--token-auth-file={workdir / 'tokens.csv'}",
-    ]
-
-
-def start_server(
-    sim: Simulator, workdir: Path, resolution: float, extra: Sequence[str] = ()
-) -> Server:
-    token = os.urandom(16).hex()
-    (workdir / "tokens.csv").write_text(f'{token},bench,bench,"system:masters"\n')
-    port = free_port()
-    command = [*server_command(sim, workdir, port, resolution), *extra]
-    log_path = workdir / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    ca_file = workdir / "server-pki" / "ca.crt"
-    return Server(process, command, f"https://127.0.0.1:{port}", ca_file, token, log_path)
-
-
 # -- sampling ---------------------------------------------------------------------------
-
-
-def cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
 
 
 def family(process: psutil.Process) -> list[psutil.Process]:
@@ -290,47 +188,6 @@ class Sampler:
 # -- talking to the server and the simulator --------------------------------------------
 
 
-@dataclass(frozen=True)
-class ServerMetrics:
-    """What the server's own /metrics says about ticks, requests and storage."""
-
-    tick_count: float
-    tick_sum: float
-    tick_buckets: dict[float, float]
-    requests_ok: float
-    requests_failed: float
-    node_points: float
-    container_points: float
-    body_bytes: int
-
-
-def parse_server_metrics(text: str, size: int) -> ServerMetrics:
-    tick_count = tick_sum = ok = failed = nodes = containers = 0.0
-    buckets: dict[float, float] = {}
-    for name, labels, value in _SAMPLE_LINE.findall(text):
-        labels = labels or ""
-        number = float(value)
-        if name == "kubepulse_manager_tick_duration_seconds_count":
-            tick_count = number
-        elif name == "kubepulse_manager_tick_duration_seconds_sum":
-            tick_sum = number
-        elif name == "kubepulse_manager_tick_duration_seconds_bucket":
-            le = re.search(r'le="([^"]+)"', labels)
-            if le:
-                buckets[float(le.group(1))] = number
-        elif name == "kubepulse_kubelet_request_total":
-            if 'success="true"' in labels:
-                ok = number
-            elif 'success="false"' in labels:
-                failed = number
-        elif name == "kubepulse_storage_points":
-            if 'type="node"' in labels:
-                nodes = number
-            elif 'type="container"' in labels:
-                containers = number
-    return ServerMetrics(tick_count, tick_sum, buckets, ok, failed, nodes, containers, size)
-
-
 @dataclass
 class Clients:
     server: Server
@@ -388,37 +245,6 @@ class Clients:
                 return
             await asyncio.sleep(SIM_POLL_S)
         # Cycles that run into each other leave no quiet time: go on, marked overlapped.
-
-
-async def wait_ready(server: Server, deadline_s: float) -> tuple[float, float]:
-    """Poll /readyz; returns (seconds to first answer, seconds to 200) since start."""
-    started = time.monotonic()
-    first_answer: float | None = None
-    last = "not tried"
-    while time.monotonic() - started < deadline_s:
-        if server.process.poll() is not None:
-            raise BenchError(
-                f"server exited with {server.process.returncode}:\n{log_tail(server.log_path)}"
-            )
-        if server.ca_file.exists():
-            try:
-                ctx = ssl.create_default_context(cafile=str(server.ca_file))
-                async with (
-                    aiohttp.ClientSession() as session,
-                    session.get(server.url + "/readyz", ssl=ctx) as resp,
-                ):
-                    await resp.read()
-                    if first_answer is None:
-                        first_answer = time.monotonic() - started
-                    if resp.status == 200:
-                        return first_answer, time.monotonic() - started
-                    last = f"HTTP {resp.status}"
-            except (OSError, ssl.SSLError, aiohttp.ClientError) as err:
-                last = f"{type(err).__name__}: {err}"
-        await asyncio.sleep(0.5)
-    raise BenchError(
-        f"server not ready after {deadline_s:.0f}s ({last}):\n{log_tail(server.log_path)}"
-    )
 
 
 async def check_kubelet_payload(sim: Simulator, session: aiohttp.ClientSession) -> int:
@@ -576,8 +402,8 @@ async def run_one(
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampler_task
             if server is not None:
-                stop_process(server.process)
-            stop_process(sim.process)
+                stop(server.process)
+            stop(sim.process)
 
 
 async def wait_idle(process: psutil.Process, timeout: float, window: float = 0.5) -> None:

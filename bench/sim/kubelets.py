@@ -34,7 +34,7 @@ A plain-HTTP control endpoint on 127.0.0.1 (`GET /stats`, JSON) reports requests
 refusals and "bursts" of scrape requests separated by more than BURST_GAP_S of silence:
 one burst per scrape cycle of the server, which the benchmark uses as cycle boundaries.
 
-Run: .venv/bin/python -m bench.kubelet_sim --nodes 1000 --workdir /tmp/sim
+Run: .venv/bin/python -m bench.sim.kubelets --nodes 1000 --workdir /tmp/sim
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ import json
 import math
 import random
 import re
-import resource
 import secrets
 import signal
 import ssl
@@ -62,6 +61,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bench.sim.process import raise_fd_limit
 from kubepulse import pki
 from kubepulse.agent.resource_metrics import CONTENT_TYPE, go_float, render
 from kubepulse.model import ContainerSample, NodeSample, NodeStats, PodSample, Usage
@@ -734,12 +734,6 @@ class KubeletProtocol(asyncio.Protocol):
         if len(self.buffer) > 65536:
             assert self.transport is not None
             self.transport.close()
-
-
-def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def serve(args: argparse.Namespace) -> int:

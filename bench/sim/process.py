@@ -1,0 +1,224 @@
+"""The processes the benchmarks start, wait for, read and stop: the kubelet simulator
+(`python -m bench.sim.kubelets`) and `kubepulse server` as subprocesses, and what
+several benchmarks need around them (a free port, the descriptor limit, CPU time)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import resource
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+STOP_TIMEOUT_S = 10.0
+
+_SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", re.MULTILINE)
+
+
+class BenchError(Exception):
+    """The benchmark could not run, or something answered other than expected."""
+
+
+def raise_fd_limit() -> None:
+    """5,000 kubelet connections need 5,000+ descriptors; children inherit the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as an operator would stop it; SIGKILL after STOP_TIMEOUT_S."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    """utime + stime of every thread of the process (its children not included)."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+# -- the kubelet simulator --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Simulator:
+    process: subprocess.Popen[bytes]
+    info: dict[str, Any]
+    log_path: Path
+
+    @property
+    def control(self) -> str:
+        return str(self.info["control"])
+
+
+def start_simulator(
+    nodes: int, workdir: Path, pod_objects: bool, targets_format: str, port: int | None = None
+) -> Simulator:
+    """The kubelet simulator, serving; `port` when another benchmark holds the default."""
+    log_path = workdir / "sim.log"
+    args = [sys.executable, "-m", "bench.sim.kubelets", f"--nodes={nodes}"]
+    if port is not None:
+        args.append(f"--port={port}")
+    args += [f"--workdir={workdir / 'sim'}", f"--targets-format={targets_format}"]
+    if not pod_objects:
+        args.append("--no-pod-objects")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
+    assert process.stdout is not None
+    # The simulator prints exactly one line, READY <json>, once it serves every node.
+    # readline() blocks; the simulator's own failure closes stdout and ends it.
+    line = process.stdout.readline().decode()
+    if not line.startswith("READY "):
+        stop(process)
+        raise BenchError(f"simulator did not start: {line!r}\n{log_tail(log_path)}")
+    return Simulator(process, json.loads(line[len("READY ") :]), log_path)
+
+
+# -- kubepulse server -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    process: subprocess.Popen[bytes]
+    command: list[str]
+    url: str
+    ca_file: Path
+    token: str
+    log_path: Path
+
+
+def server_command(sim: Simulator, workdir: Path, port: int, resolution: float) -> list[str]:
+    executable = Path(sys.executable).parent / "kubepulse"
+    if not executable.exists():
+        raise BenchError(f"{executable} not found: run from the repository's virtualenv")
+    return [
+        str(executable),
+        "server",
+        f"--targets={sim.info['targets']}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--cert-dir={workdir / 'server-pki'}",
+        f"--metric-resolution={resolution:g}s",
+        f"--kubelet-certificate-authority={sim.info['ca']}",
+        f"--kubelet-token-file={sim.info['token_file']}",
+        f"--token-auth-file={workdir / 'tokens.csv'}",
+    ]
+
+
+def start_server(
+    sim: Simulator, workdir: Path, resolution: float, extra: Sequence[str] = ()
+) -> Server:
+    token = os.urandom(16).hex()
+    (workdir / "tokens.csv").write_text(f'{token},bench,bench,"system:masters"\n')
+    port = free_port()
+    command = [*server_command(sim, workdir, port, resolution), *extra]
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    ca_file = workdir / "server-pki" / "ca.crt"
+    return Server(process, command, f"https://127.0.0.1:{port}", ca_file, token, log_path)
+
+
+async def wait_ready(server: Server, deadline_s: float) -> tuple[float, float]:
+    """Poll /readyz; returns (seconds to first answer, seconds to 200) since start."""
+    started = time.monotonic()
+    first_answer: float | None = None
+    last = "not tried"
+    while time.monotonic() - started < deadline_s:
+        if server.process.poll() is not None:
+            raise BenchError(
+                f"server exited with {server.process.returncode}:\n{log_tail(server.log_path)}"
+            )
+        if server.ca_file.exists():
+            try:
+                ctx = ssl.create_default_context(cafile=str(server.ca_file))
+                async with (
+                    aiohttp.ClientSession() as session,
+                    session.get(server.url + "/readyz", ssl=ctx) as resp,
+                ):
+                    await resp.read()
+                    if first_answer is None:
+                        first_answer = time.monotonic() - started
+                    if resp.status == 200:
+                        return first_answer, time.monotonic() - started
+                    last = f"HTTP {resp.status}"
+            except (OSError, ssl.SSLError, aiohttp.ClientError) as err:
+                last = f"{type(err).__name__}: {err}"
+        await asyncio.sleep(0.5)
+    raise BenchError(
+        f"server not ready after {deadline_s:.0f}s ({last}):\n{log_tail(server.log_path)}"
+    )
+
+
+@dataclass(frozen=True)
+class ServerMetrics:
+    """What the server's own /metrics says about ticks, requests and storage."""
+
+    tick_count: float
+    tick_sum: float
+    tick_buckets: dict[float, float]
+    requests_ok: float
+    requests_failed: float
+    node_points: float
+    container_points: float
+    body_bytes: int
+
+
+def parse_server_metrics(text: str, size: int) -> ServerMetrics:
+    tick_count = tick_sum = ok = failed = nodes = containers = 0.0
+    buckets: dict[float, float] = {}
+    for name, labels, value in _SAMPLE_LINE.findall(text):
+        labels = labels or ""
+        number = float(value)
+        if name == "kubepulse_manager_tick_duration_seconds_count":
+            tick_count = number
+        elif name == "kubepulse_manager_tick_duration_seconds_sum":
+            tick_sum = number
+        elif name == "kubepulse_manager_tick_duration_seconds_bucket":
+            le = re.search(r'le="([^"]+)"', labels)
+            if le:
+                buckets[float(le.group(1))] = number
+        elif name == "kubepulse_kubelet_request_total":
+            if 'success="true"' in labels:
+                ok = number
+            elif 'success="false"' in labels:
+                failed = number
+        elif name == "kubepulse_storage_points":
+            if 'type="node"' in labels:
+                nodes = number
+            elif 'type="container"' in labels:
+                containers = number
+    return ServerMetrics(tick_count, tick_sum, buckets, ok, failed, nodes, containers, size)
