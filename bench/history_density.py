@@ -14,9 +14,10 @@ maximum of each; its count of samples is kept too, and not counted). And the fil
 size, and the time to read a chart's series (random series, the reading thread's own
 connection, as the dashboard does).
 
---replicate R copies the file's chunks R times under new layouts (the same bytes, as R
-times the nodes would write them), so that reads are timed in a file of nodes x R
-nodes' size. --prometheus writes the same samples (CPU as the counter kubelets expose,
+--replicate R copies the file's series, layouts and chunks R times (the same bytes under
+new names, as R times the nodes would write them), so that reads are timed in a file of
+nodes x R nodes' size, each series in one layout as the writer keeps it.
+--prometheus writes the same samples (CPU as the counter kubelets expose,
 memory as the gauge) as OpenMetrics and has Debian's `promtool tsdb
 create-blocks-from openmetrics` build a Prometheus TSDB of them: its bytes per sample,
 measured side by side.
@@ -104,18 +105,38 @@ def report_tiers(path: Path) -> dict[str, float]:
 
 
 def replicate(path: Path, copies: int) -> Path:
-    """A copy of the file with its layouts and chunks `copies` times (new layout ids)."""
+    """A copy of the file with its series, layouts and chunks `copies` times: copy c's
+    series are the originals named `<name>~c`, in layouts of their own holding the same
+    chunks (the same bytes, as `copies` times the nodes would write them)."""
     out = path.with_name(f"replicated-{copies}.db")
     shutil.copy(path, out)
     conn = sqlite3.connect(out, isolation_level=None)
     try:
+        series = conn.execute(
+            "SELECT id, kind, namespace, name, container, last_ms FROM series"
+        ).fetchall()
         layouts = conn.execute("SELECT id, ids FROM layouts").fetchall()
-        top = max(i for i, _ in layouts)
+        top_series = max(row[0] for row in series)
+        top_layout = max(i for i, _ in layouts)
         for copy in range(1, copies):
+            shift = copy * top_series
             conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT INTO series (id, kind, namespace, name, container, last_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (sid + shift, k, ns, f"{name}~{copy}", c, ms)
+                    for sid, k, ns, name, c, ms in series
+                ],
+            )
             for layout, ids in layouts:
-                new = layout + copy * top
-                conn.execute("INSERT INTO layouts VALUES (?, ?)", (new, ids))
+                new = layout + copy * top_layout
+                moved = np.frombuffer(ids, np.int64) + shift
+                conn.execute("INSERT INTO layouts VALUES (?, ?)", (new, moved.tobytes()))
+                conn.executemany(
+                    "INSERT OR IGNORE INTO layout_series VALUES (?, ?)",
+                    [(int(sid), new) for sid in moved],
+                )
                 conn.execute(
                     "INSERT INTO chunks (width, layout, start_ms, end_ms, through_ms, count,"
                     " rows, small, payload) SELECT width, ?, start_ms, end_ms, through_ms,"
@@ -123,13 +144,6 @@ def replicate(path: Path, copies: int) -> Path:
                     (new, layout),
                 )
             conn.execute("COMMIT")
-        # Reads go through layout_series: the series of copy 0 are in every copy's layouts.
-        conn.execute("BEGIN")
-        conn.execute(
-            "INSERT OR IGNORE INTO layout_series SELECT s.series_id, l.id FROM layout_series s"
-            " JOIN layouts l ON l.ids = (SELECT ids FROM layouts WHERE id = s.layout_id)"
-        )
-        conn.execute("COMMIT")
     finally:
         conn.close()
     return out

@@ -266,8 +266,9 @@ def test_a_migration_stopped_half_way_goes_on_at_the_next_open(tmp_path: Path) -
 def test_small_chunks_are_merged_into_fewer_smaller_ones_that_read_the_same(
     tmp_path: Path,
 ) -> None:
-    """Groups seal small chunks (8 scrapes, 4 buckets); upkeep merges them. A history that
-    never merges (raw chunks of 8) gives the same points from more, larger chunks."""
+    """Groups may seal small chunks (here 8 scrapes; 4 buckets by default) that upkeep
+    merges. A history that never merges (raw chunks of 8) gives the same points from
+    more, larger chunks."""
     rng = np.random.default_rng(4)
     level = rng.integers(10**3, 10**6, len(KEYS))
     batches = []
@@ -277,7 +278,7 @@ def test_small_chunks_are_merged_into_fewer_smaller_ones_that_read_the_same(
         batches.append(Batch("node-a", tuple(KEYS), ts.tolist(), cpu.tolist(), [1 << 30] * 4))
     files = {}
     for name, raw_rows in (("merged", 32), ("unmerged", 8)):
-        h = History(tmp_path / f"{name}.db", linger=0, raw_rows=raw_rows)  # default tiers
+        h = History(tmp_path / f"{name}.db", linger=0, raw_rows=raw_rows, raw_seal=8)
         for at in range(0, len(batches), 60):
             for batch in batches[at : at + 60]:
                 h.record_batch(batch)

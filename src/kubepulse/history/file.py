@@ -42,7 +42,7 @@ from kubepulse.history.db import HistoryFileError
 from kubepulse.history.read import Damage, HistoryHealth, HistoryPoint, HistoryStats
 from kubepulse.history.recorder import Batcher, NodeScrape, Tick
 from kubepulse.history.tiers import DEFAULT_TIERS, Tier, check_tiers
-from kubepulse.history.writer import RAW_ROWS, Batch, HistoryWriter, Row, batches_of
+from kubepulse.history.writer import RAW_ROWS, RAW_SEAL, Batch, HistoryWriter, Row, batches_of
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +100,12 @@ class History:
         upkeep_every: float = 60.0,
         linger: float = DEFAULT_LINGER,
         raw_rows: int = RAW_ROWS,
+        raw_seal: int = RAW_SEAL,
         retry_every: float = DEFAULT_RETRY,
     ) -> None:
         check_tiers(tiers)
         self.path, self.tiers, self.max_bytes = path, tiers, max_bytes
-        self._writer_args = (tiers, max_bytes, upkeep_every, raw_rows)
+        self._writer_args = (tiers, max_bytes, upkeep_every, raw_rows, raw_seal)
         self._writer: HistoryWriter | None = None
         self._generation = 0
         """Counts the files opened: a reader's connection to an older one is replaced."""

@@ -9,7 +9,7 @@ file, and tests feed days of data without waiting.
 Samples come in batches (Batch): a group's samples, one per series, in the order of the
 group's layout (a node's node, pods and containers; a tick's namespaces). Each group
 keeps what is not yet sealed in memory (groups.py); the file is written only when
-chunks are sealed (a small raw chunk every RAW_SEAL scrapes of a group, a coarse one
+chunks are sealed (a raw chunk every RAW_SEAL scrapes of a group, a small coarse one
 every BUCKET_SEAL buckets), at upkeep (which merges small chunks: compact.py) and at
 close: most cycles write nothing. What the writer
 holds but has not committed, readers read from memory (`unsealed`, under `lock`).
@@ -52,9 +52,11 @@ RAW_ROWS = 32
 """Scrapes in a raw chunk once compacted (8 minutes at 15 s). Longer chunks compress a
 little better (3.8 bytes a sample at 32, 3.7 at 64, 4.6 at 8)."""
 
-RAW_SEAL = 8
-"""Scrapes a group keeps in memory before it seals them as a small chunk (2 minutes at
-15 s): what a crash can lose, and ~20 KB of a node's memory."""
+RAW_SEAL = RAW_ROWS
+"""Scrapes a group keeps in memory before it seals them as a chunk (8 minutes at 15 s):
+what a crash can lose, and ~70 KB of a node's memory. Sealing small chunks and merging
+them later (as the coarse tiers do) would keep less, but encode every sample twice:
+the history's CPU at 1,000 nodes was a third higher with chunks of 8 (bench.history_cost)."""
 
 BUCKET_SEAL = 4
 """Closed buckets a group keeps in memory before it seals them as a small chunk."""
@@ -137,13 +139,14 @@ class HistoryWriter:
         max_bytes: int | None = None,
         upkeep_every: float = 60.0,
         raw_rows: int = RAW_ROWS,
+        raw_seal: int = RAW_SEAL,
     ) -> None:
         self.path, self.tiers, self.max_bytes = path, tiers, max_bytes
         self.raw_rows = raw_rows
         rows = chunk_rows(tiers)
         self.targets = {0: raw_rows} | {t.width: n for t, n in zip(tiers[1:], rows, strict=True)}
         """Rows a chunk of each tier (by width) is compacted to."""
-        self.seal = min(RAW_SEAL, raw_rows)
+        self.seal = min(raw_seal, raw_rows)
         self.coarse = [(t.width, n) for t, n in zip(tiers[1:], seal_rows(tiers), strict=True)]
         self.upkeep_every_ms = int(upkeep_every * 1000)
         self.lock = threading.Lock()
