@@ -46,7 +46,7 @@ def from_schema_3(
     per_chunk = {tier.width: n for tier, n in zip(tiers[1:], rows, strict=True)}
     before = history_db.db_bytes(conn)
     sizes = layout_sizes(conn)
-    log.warning(
+    log.info(
         "history: migrating %s (schema 3, %.0f MB, %d layouts) to compressed chunks",
         conn.execute("PRAGMA database_list").fetchone()[2],
         before / 1e6,
@@ -70,7 +70,7 @@ def from_schema_3(
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (history_db.SCHEMA_VERSION,))
     conn.execute("COMMIT")
     history_db.release_free_pages(conn)
-    log.warning(
+    log.info(
         "history: migrated to schema %d: %.0f MB (was %.0f MB)",
         history_db.SCHEMA_VERSION,
         history_db.db_bytes(conn) / 1e6,
