@@ -18,7 +18,7 @@ integer (milliseconds, microcores, bytes):
   Blosc's: it lets a general compressor see what a bit-packer would.
 
 A chunk is (columns, rows) of integers: `encode(columns, kinds)` and `decode(payload)`
-are exact inverses for any int64 values (tests/history/test_codec.py). What the columns
+are exact inverses for any int64 values (tests/history/test_chunks.py). What the columns
 mean is the writer's business (chunks.py); the codec knows integers only.
 """
 
