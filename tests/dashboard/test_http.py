@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from kubepulse.dashboard.security import CSP
 from kubepulse.dashboard.sessions import COOKIE
+from kubepulse.history.file import History
 from kubepulse.history.prometheus import PrometheusHistory
 from kubepulse.history.read import HistoryPoint
 from kubepulse.history.sources import SeriesSource
@@ -373,7 +374,45 @@ async def test_pod_detail_of_a_pod_without_metrics(signed_in: Client) -> None:
 
 
 async def test_pod_detail_of_an_unknown_pod_is_404(signed_in: Client) -> None:
-    assert (await signed_in.get(f"{API}/pods/default/nope")).status == 404
+    resp = await signed_in.get(f"{API}/pods/default/nope")
+    assert resp.status == 404
+    assert (await resp.json())["error"] == "no pod default/nope, and no history of it"
+
+
+async def test_a_pod_that_ended_keeps_its_page_from_the_history(
+    make_dashboard: MakeDashboard, history: History
+) -> None:
+    """Not in the inventory nor the store any more: its containers, charts and the time
+    it was last seen come from the history."""
+    last = NOW - 3600
+    rows = []
+    for i in range(20):
+        ts = last - 15 * (19 - i)
+        rows.append(("pod", "default", "batch-7", "", ts, 500_000_000, 9 * MI))
+        rows.append(("container", "default", "batch-7", "worker", ts, 500_000_000, 9 * MI))
+    history.record(rows)
+    assert history.flush(timeout=10)
+    client = await make_dashboard()
+    await sign_in(client)
+    data = await (await client.get(f"{API}/pods/default/batch-7?range=6h")).json()
+    assert data["ended"] is True
+    assert data["last_seen"] == last
+    assert [c["name"] for c in data["containers"]] == ["worker"]
+    assert {p[1] for p in data["containers"][0]["series"]} == {500.0}
+    assert data["containers"][0]["cpu"]["used"] is None
+    assert data["series"] and data["series"][-1][0] <= last
+    live = await (await client.get(f"{API}/pods/default/web-1")).json()
+    assert live["ended"] is False and live["last_seen"] is None
+
+
+@pytest.mark.parametrize(("label", "seconds"), [("15m", 900), ("24h", 86400), ("30d", 2592000)])
+async def test_a_chart_answer_says_the_window_it_spans(
+    signed_in: Client, label: str, seconds: int
+) -> None:
+    data = await (await signed_in.get(f"{API}/nodes/node-a?range={label}")).json()
+    assert data["range"] == label
+    assert data["end"] - data["start"] == seconds
+    assert all(data["start"] <= p[0] <= data["end"] for p in data["series"])
 
 
 async def test_namespaces_sum_their_pods(signed_in: Client) -> None:
@@ -483,6 +522,9 @@ class BrokenFile:
         raise sqlite3.OperationalError("disk I/O error")
 
     async def node_series(self, *args: Any) -> dict[str, list[HistoryPoint]]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async def containers(self, *args: Any) -> list[str]:
         raise sqlite3.OperationalError("disk I/O error")
 
 

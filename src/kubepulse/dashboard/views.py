@@ -43,7 +43,10 @@ RANGES: dict[str, tuple[int, int]] = {
     "6h": (6 * 3600, 180),
     "24h": (86400, 900),
     "7d": (7 * 86400, 3600),
+    "30d": (30 * 86400, 14400),  # the 15-minute tier's whole retention
 }
+ENDED_LOOKBACK = 30 * 86400
+"""How far back a pod that is no longer served is looked for in the history."""
 DEFAULT_RANGE = "1h"
 SPARK_SECONDS, SPARK_STEP = 1800, 60
 MAX_SPARKLINES = 500
@@ -147,19 +150,23 @@ def _namespace_rows(totals: Mapping[str, list[int]]) -> list[dict[str, Any]]:
 
 
 async def _series(
-    src: DataSources, kind: str, namespace: str, name: str, container: str, seconds: int, step: int
+    src: DataSources,
+    kind: str,
+    namespace: str,
+    name: str,
+    container: str,
+    window: tuple[float, float, int],
 ) -> list[list[float]]:
-    """[[timestamp, cpu millicores, memory bytes], ...] oldest first.
+    """[[timestamp, cpu millicores, memory bytes], ...] oldest first, in window (start,
+    end, step).
 
     A history that cannot answer (Prometheus down or refusing, the file unreadable) is a
     502 or 503 with {"error": why}, never a 500."""
     if src.history is None:
         return []
-    end = src.clock()
+    start, end, step = window
     with _history_errors():
-        points = await src.history.series(
-            kind, namespace, name, container, end - seconds, end, step
-        )
+        points = await src.history.series(kind, namespace, name, container, start, end, step)
     return _rows(points)
 
 
@@ -189,11 +196,19 @@ def _history_errors() -> Iterator[None]:
         raise HistoryUnavailable(503, f"history file: {err}") from None
 
 
-def _range(request: web.Request) -> tuple[str, int, int]:
+def _range(request: web.Request, now: float) -> tuple[str, tuple[float, float, int]]:
+    """The range asked for, and its window (start, end, step): the charts span exactly
+    that, whatever of it the history holds."""
     label = request.query.get("range", DEFAULT_RANGE)
     if label not in RANGES:
         raise _bad_request(f"range must be one of {', '.join(RANGES)}")
-    return (label, *RANGES[label])
+    seconds, step = RANGES[label]
+    return label, (now - seconds, now, step)
+
+
+def _window(label: str, window: tuple[float, float, int]) -> dict[str, Any]:
+    start, end, step = window
+    return {"range": label, "start": start, "end": end, "step": step}
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
@@ -304,7 +319,7 @@ class DataHandlers:
 
     async def node(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        label, seconds, step = _range(request)
+        label, window = _range(request, self.src.clock())
         access = access_of(request)
         node = next((n for n in self.src.inventory.nodes() if n.name == name), None)
         if node is None or not access.nodes:
@@ -317,12 +332,11 @@ class DataHandlers:
             pod_row(p, (p.namespace, p.name), self.index.rates((p.namespace, p.name), p))
             for p in pods
         ]
-        series = await _series(self.src, "node", "", name, "", seconds, step)
+        series = await _series(self.src, "node", "", name, "", window)
         return _json(
             {
                 "node": node_summary(self.src, node, len(pods)),
-                "range": label,
-                "step": step,
+                **_window(label, window),
                 "series": series,
                 "pods": rows,
                 "history": self.src.history is not None,
@@ -368,23 +382,24 @@ class DataHandlers:
 
     async def pod(self, request: web.Request) -> web.Response:
         namespace, name = request.match_info["namespace"], request.match_info["name"]
-        label, seconds, step = _range(request)
+        label, window = _range(request, self.src.clock())
         key = (namespace, name)
         if not access_of(request).sees(namespace):
             raise _not_found(f"no pod {namespace}/{name}")
         pod = self.index.inventoried().by_key.get(key)
         rates = self.index.rates(key, pod)
-        if pod is None and rates is None:
-            raise _not_found(f"no pod {namespace}/{name}")
+        ended = pod is None and rates is None
         usage: Mapping[str, Rate] = dict(rates.containers) if rates else {}
         specs = {c.name: c for c in pod.containers} if pod else {}
         names = list(specs) + sorted(n for n in usage if n not in specs)
+        if ended:
+            # No longer served: its page comes from the history, if that holds it.
+            names = await self._ended_containers(namespace, name, window[1])
+            if not names:
+                raise _not_found(f"no pod {namespace}/{name}, and no history of it")
 
-        total = await _series(self.src, "pod", namespace, name, "", seconds, step)
-        per = {
-            c: await _series(self.src, "container", namespace, name, c, seconds, step)
-            for c in names
-        }
+        total = await _series(self.src, "pod", namespace, name, "", window)
+        per = {c: await _series(self.src, "container", namespace, name, c, window) for c in names}
         containers: list[dict[str, Any]] = []
         for c in names:
             r, spec = usage.get(c), specs.get(c)
@@ -405,13 +420,36 @@ class DataHandlers:
         return _json(
             {
                 "pod": pod_row(pod, key, rates),
-                "range": label,
-                "step": step,
+                **_window(label, window),
+                "ended": ended,
+                "last_seen": await self._last_seen(namespace, name, window[1]) if ended else None,
                 "series": total,
                 "containers": containers,
                 "history": self.src.history is not None,
             }
         )
+
+    async def _ended_containers(self, namespace: str, name: str, now: float) -> list[str]:
+        if self.src.history is None:
+            return []
+        with _history_errors():
+            return await self.src.history.containers(namespace, name, now - ENDED_LOOKBACK, now)
+
+    async def _last_seen(self, namespace: str, name: str, now: float) -> float | None:
+        """When the history last saw the pod (to the 15 minutes of its coarsest steps,
+        then to the sample within the last of them)."""
+        history = self.src.history
+        if history is None:
+            return None
+        with _history_errors():
+            coarse = await history.series(
+                "pod", namespace, name, "", now - ENDED_LOOKBACK, now, 900
+            )
+            if not coarse:
+                return None
+            last = coarse[-1].timestamp
+            fine = await history.series("pod", namespace, name, "", last, last + 900, 15)
+        return fine[-1].timestamp if fine else last
 
     async def namespaces(self, request: web.Request) -> web.Response:
         return _json({"items": _namespace_rows(self.index.namespace_totals(access_of(request)))})

@@ -398,6 +398,22 @@ class History:
             conn.execute("COMMIT")
         return history_read.steps(join(found + memory), lo, hi, step_ms)
 
+    def containers_of(self, namespace: str, pod: str, since: float) -> list[str]:
+        """The containers of a pod with samples written since `since` (seconds)."""
+        writer = self._ready_writer()
+        conn = self._reader()
+        with writer.lock:
+            found = {
+                c
+                for (c,) in conn.execute(
+                    "SELECT container FROM series WHERE kind = 'container' AND namespace = ?"
+                    " AND name = ? AND last_ms >= ?",
+                    (namespace, pod, int(since * 1000)),
+                )
+            }
+            found.update(writer.containers_of(namespace, pod, int(since * 1000)))
+        return sorted(found)
+
     def health(self) -> HistoryHealth:
         """What /metrics says of the history: counters and sizes that cost no query."""
         writer = self._writer

@@ -164,6 +164,22 @@ class PrometheusHistory:
             raise PrometheusError(f"{self.shown}: a range answer without node labels") from err
         return {n: _points([values.get(n, {}) for values in by_node], step) for n in names}
 
+    async def containers(self, namespace: str, pod: str, start: float, end: float) -> list[str]:
+        """The container label values of the pod's series in [start, end] (/api/v1/series)."""
+        found = await self._post(
+            "/api/v1/series",
+            {
+                "match[]": metric_name("container", "memory")
+                + f"{{namespace={_quote(namespace)},pod={_quote(pod)}}}",
+                "start": f"{start:.3f}",
+                "end": f"{end:.3f}",
+            },
+        )
+        try:
+            return sorted({str(labels["container"]) for labels in found.get("data") or []})
+        except (KeyError, TypeError) as err:
+            raise PrometheusError(f"{self.shown}: series without a container label") from err
+
     async def _four(
         self, selector_of: Callable[[str], str], start: float, end: float, step: float
     ) -> list[list[Any]]:

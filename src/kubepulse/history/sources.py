@@ -42,6 +42,11 @@ class SeriesSource(Protocol):
         """series() of each of these nodes, asked at once."""
         ...
 
+    async def containers(self, namespace: str, pod: str, start: float, end: float) -> list[str]:
+        """The names of a pod's containers that have history in [start, end] (a pod that
+        has ended keeps its page from them), sorted."""
+        ...
+
 
 class SqliteSeries:
     """History.query run on a thread, so SQLite never blocks the event loop."""
@@ -72,3 +77,6 @@ class SqliteSeries:
             return {n: self.history.query("node", "", n, "", start, end, step) for n in names}
 
         return await asyncio.to_thread(query)
+
+    async def containers(self, namespace: str, pod: str, start: float, end: float) -> list[str]:
+        return await asyncio.to_thread(self.history.containers_of, namespace, pod, start)

@@ -383,6 +383,18 @@ class HistoryWriter:
     def series_id(self, key: SeriesKey) -> int | None:
         return self._ids.get(key)
 
+    def containers_of(self, namespace: str, pod: str, since_ms: int) -> set[str]:
+        """Containers of a pod that groups in memory hold samples of since `since_ms`."""
+        last = self._all_last()
+        return {
+            c
+            for (kind, ns, name, c), sid in self._ids.items()
+            if kind == "container"
+            and ns == namespace
+            and name == pod
+            and last.get(sid, 0) >= since_ms
+        }
+
     def unsealed(self, sid: int, width: int) -> list[Items]:
         """A series' samples (width 0) or buckets of a tier that are not committed yet."""
         found: list[Items] = []

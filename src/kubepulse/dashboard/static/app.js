@@ -3,7 +3,8 @@
 "use strict";
 
 (function () {
-  const RANGES = ["15m", "1h", "6h", "24h", "7d"];
+  const RANGES = ["15m", "1h", "6h", "24h", "7d", "30d"];
+  const Charts = window.KubepulseCharts;
   const state = { csrf: "", pollMs: 5000, timer: null, viewKey: "", view: null, charts: [] };
   const main = document.getElementById("view");
   let actions = null; // Kubernetes mode's actions (actions.js), null in local mode
@@ -27,18 +28,12 @@
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
 
   // -- formatting ----------------------------------------------------------------------
+  // As kubectl top writes them (charts.js): "0m", "250m", "1.50 cores"; "512 Mi".
   function cpu(m) {
-    if (m === null || m === undefined) return "–";
-    if (m >= 1000) return (m / 1000).toFixed(2) + " cores";
-    return (m < 10 ? m.toFixed(1) : Math.round(m).toString()) + "m";
+    const text = Charts.cpu(m);
+    return m >= 1000 ? text + " cores" : text;
   }
-  function mem(b) {
-    if (b === null || b === undefined) return "–";
-    const units = ["B", "Ki", "Mi", "Gi", "Ti"];
-    let i = 0;
-    while (b >= 1024 && i < units.length - 1) { b /= 1024; i++; }
-    return (b >= 100 || i === 0 ? Math.round(b) : b.toFixed(1)) + " " + units[i];
-  }
+  const mem = Charts.mem;
   function pct(used, of) {
     if (used === null || used === undefined || !of) return null;
     return (100 * used) / of;
@@ -121,26 +116,38 @@
   }
 
   // -- charts --------------------------------------------------------------------------
-  function destroyCharts() { state.charts.forEach((c) => c.destroy()); state.charts = []; }
-  function chart(container, title, series, column, lines, fmt) {
-    const xs = series.map((p) => p[0]);
-    const data = [xs, series.map((p) => p[column])];
-    const specs = [{}, { label: "used", stroke: "#2f6fde", width: 2, value: (u, v) => fmt(v) }];
-    const colors = { request: "#2a9d4b", limit: "#d0342c", allocatable: "#d98b00", capacity: "#8a8f99" };
-    for (const [name, value] of Object.entries(lines)) {
-      if (value === null || value === undefined) continue;
-      data.push(xs.map(() => value));
-      specs.push({ label: name, stroke: colors[name] || "#888", dash: [6, 4], width: 1, value: (u, v) => fmt(v) });
-    }
-    const box = el("div", { class: "chart" }, el("h3", { text: title }));
+  // Charts live across polls (refreshed in place, so a hover or zoom survives), keyed by
+  // what they show; a new view drops them.
+  function destroyCharts() { state.charts.forEach((c) => c.destroy()); state.charts = []; state.chartsByKey = {}; }
+  function chart(container, key, title, kind, d, rows, lines) {
+    state.chartsByKey = state.chartsByKey || {};
+    const column = kind === "cpu" ? 1 : 2;
+    const spec = { title, kind, rows, column, lines, start: d.start, end: d.end, step: d.step,
+      zoom: zoomOf(), onZoom: zoomTo };
+    const names = Object.keys(lines).filter((n) => lines[n] !== null && lines[n] !== undefined).join();
+    const known = state.chartsByKey[key];
+    if (known && known.names.join() === names) { known.update(spec); return; }
+    if (known) { known.destroy(); known.box.remove(); }
+    const box = el("div", { class: "chart", "data-chart": key });
     container.append(box);
-    if (!xs.length) { box.append(el("p", { class: "hint", text: "No history for this range yet." })); return; }
-    const opts = {
-      width: 520, height: 220, series: specs,
-      axes: [{ stroke: "currentColor" }, { stroke: "currentColor", values: (u, vals) => vals.map(fmt), size: 70 }],
-      scales: { y: { range: (u, lo, hi) => [0, Math.max(hi, 1) * 1.1] } },
-    };
-    state.charts.push(new uPlot(opts, data, box));
+    const made = new Charts.Chart(box, spec);
+    state.chartsByKey[key] = made;
+    state.charts.push(made);
+  }
+  // A zoom is kept in the URL (from, to: seconds) so that a window can be shared.
+  function zoomOf() {
+    const { params } = parseHash();
+    const from = Number(params.get("from")), to = Number(params.get("to"));
+    return from && to && to > from ? [from, to] : null;
+  }
+  function zoomTo(min, max) {
+    const { parts, params } = parseHash();
+    const q = Object.fromEntries(params.entries());
+    delete q.from; delete q.to;
+    if (min !== null) { q.from = String(Math.floor(min)); q.to = String(Math.ceil(max)); }
+    history.replaceState(null, "", href(parts, q));
+    state.viewKey = location.hash;
+    state.charts.forEach((c) => { c.zoomed = min === null ? null : [min, max]; c.showWindow(c.spec); });
   }
   function rangeLinks(parts, current) {
     const nav = el("p", { class: "ranges" }, "Range: ");
@@ -157,17 +164,17 @@
     for (const h of headers) head.append(el("th", { class: h.num ? "num" : null, text: h.text || h }));
     return { table: el("table", {}, el("thead", {}, head), tbody), tbody };
   }
-  function podRow(p) {
+  function podRow(p, withNode) {
     const tr = rowLink(el("tr"), href(["pods", p.namespace, p.name]));
-    tr.append(
+    tr.append(...[
       el("td", { text: p.namespace }),
       el("td", {}, el("a", { href: href(["pods", p.namespace, p.name]), text: p.name })),
-      el("td", { text: p.node }),
+      withNode === false ? null : el("td", { text: p.node }),
       el("td", { class: "num", text: cpu(p.cpu.used) }),
       el("td", { class: "num", text: p.cpu.request === null ? "–" : cpu(p.cpu.request) }),
       el("td", { class: "num", text: mem(p.memory.used) }),
       el("td", { class: "num", text: p.memory.limit === null ? "–" : mem(p.memory.limit) }),
-    );
+    ].filter(Boolean));
     return tr;
   }
   const POD_HEADERS = ["Namespace", "Name", "Node", { text: "CPU", num: 1 }, { text: "CPU req", num: 1 },
@@ -230,7 +237,7 @@
         const t = table(["Name", "CPU", "Memory", { text: "Pods", num: 1 }, "CPU, 30 min"]);
         t.table.id = "nodes-table";
         this.tbody = t.tbody;
-        frame.append(t.table);
+        frame.append(el("div", { class: "scroll" }, t.table));
       },
       async update() {
         const d = await api("nodes");
@@ -246,23 +253,23 @@
           rangeLinks(parts, this.range));
         this.charts = el("div", { class: "charts" });
         this.info = el("div");
-        const t = table(POD_HEADERS);
+        const t = table(POD_HEADERS.filter((h) => h !== "Node"));
         this.tbody = t.tbody;
-        frame.append(this.info, this.charts, el("h2", { text: "Pods on this node" }), t.table);
+        frame.append(this.info, this.charts, el("h2", { text: "Pods on this node" }), el("div", { class: "scroll" }, t.table));
       },
+      restyle() { clear(this.charts); },
       async update() {
         const d = await api("nodes/" + encodeURIComponent(this.name) + "?range=" + encodeURIComponent(this.range));
         const n = d.node;
         clear(this.info);
-        this.info.append(el("p", {}, "CPU ", usageBar(n.cpu.used, n.cpu.allocatable, cpu),
-          " Memory ", usageBar(n.memory.used, n.memory.allocatable, mem),
-          " Roles: " + (n.roles.join(", ") || "none")));
-        destroyCharts();
-        clear(this.charts);
-        chart(this.charts, "CPU", d.series, 1, { allocatable: n.cpu.allocatable, capacity: n.cpu.capacity }, cpu);
-        chart(this.charts, "Memory", d.series, 2, { allocatable: n.memory.allocatable, capacity: n.memory.capacity }, mem);
+        this.info.append(el("p", { class: "facts" },
+          el("span", {}, "CPU ", usageBar(n.cpu.used, n.cpu.allocatable, cpu)),
+          el("span", {}, "Memory ", usageBar(n.memory.used, n.memory.allocatable, mem)),
+          el("span", {}, "Roles: " + (n.roles.join(", ") || "none"))));
+        chart(this.charts, "cpu", "CPU", "cpu", d, d.series, { allocatable: n.cpu.allocatable, capacity: n.cpu.capacity });
+        chart(this.charts, "memory", "Memory", "memory", d, d.series, { allocatable: n.memory.allocatable, capacity: n.memory.capacity });
         clear(this.tbody);
-        d.pods.forEach((p) => this.tbody.append(podRow(p)));
+        d.pods.forEach((p) => this.tbody.append(podRow(p, false)));
       },
     },
     pods: {
@@ -296,7 +303,7 @@
         const t = table(POD_HEADERS);
         t.table.id = "pods-table";
         this.tbody = t.tbody;
-        frame.append(form, this.count, t.table);
+        frame.append(form, this.count, el("div", { class: "scroll" }, t.table));
       },
       async update() {
         const q = new URLSearchParams();
@@ -319,22 +326,36 @@
         // Built once, not on each refresh, so an open editor or log keeps what it holds.
         frame.append(this.info, actions ? actions.podPanel(this.ns, this.name) : "", this.body);
       },
+      restyle() { this.names = null; },
       async update() {
         const d = await api("pods/" + encodeURIComponent(this.ns) + "/" + encodeURIComponent(this.name) +
           "?range=" + encodeURIComponent(this.range));
         const p = d.pod;
         clear(this.info);
+        if (d.ended) {
+          const when = d.last_seen ? new Date(d.last_seen * 1000).toLocaleString() : "before this range";
+          this.info.append(el("p", { class: "ended", id: "pod-ended", text: "Ended: last seen " + when + ". Showing its history." }));
+        }
         this.info.append(el("p", {}, "Node ",
           p.node ? el("a", { href: href(["nodes", p.node]), text: p.node }) : "–",
           " · CPU " + cpu(p.cpu.used) + " · Memory " + mem(p.memory.used)));
-        destroyCharts();
-        clear(this.body);
+        const names = ["pod"].concat(d.containers.map((c) => c.name)).join("\n");
+        if (this.names !== names) { destroyCharts(); clear(this.body); this.sections = {}; this.names = names; }
+        const section = (key, heading) => {
+          if (!this.sections[key]) {
+            const charts = el("div", { class: "charts" });
+            this.body.append(heading, charts);
+            this.sections[key] = charts;
+          }
+          return this.sections[key];
+        };
+        const total = section("pod", el("h2", { text: "Pod total" }));
+        chart(total, "pod/cpu", "CPU", "cpu", d, d.series, { request: p.cpu.request, limit: p.cpu.limit });
+        chart(total, "pod/memory", "Memory", "memory", d, d.series, { request: p.memory.request, limit: p.memory.limit });
         for (const c of d.containers) {
-          this.body.append(el("h2", {}, "Container ", el("span", { text: c.name })));
-          const charts = el("div", { class: "charts" });
-          this.body.append(charts);
-          chart(charts, "CPU", c.series, 1, { request: c.cpu.request, limit: c.cpu.limit }, cpu);
-          chart(charts, "Memory", c.series, 2, { request: c.memory.request, limit: c.memory.limit }, mem);
+          const charts = section("c/" + c.name, el("h2", {}, "Container ", el("span", { text: c.name })));
+          chart(charts, "c/" + c.name + "/cpu", "CPU", "cpu", d, c.series, { request: c.cpu.request, limit: c.cpu.limit });
+          chart(charts, "c/" + c.name + "/memory", "Memory", "memory", d, c.series, { request: c.memory.request, limit: c.memory.limit });
         }
       },
     },
@@ -394,6 +415,7 @@
     if (!views[name]) name = "overview";
     const key = location.hash;
     if (key === state.viewKey && state.view) return;
+    params.delete("from"); params.delete("to");
     state.viewKey = key;
     destroyCharts();
     clear(main);
@@ -425,6 +447,10 @@
       const next = isDark() ? "light" : "dark";
       localStorage.setItem("kubepulse-theme", next);
       applyTheme(next);
+      // Charts take their colours when made: make them again, then refill.
+      destroyCharts();
+      if (state.view && state.view.restyle) state.view.restyle();
+      refresh();
     });
     document.getElementById("logout").addEventListener("click", async () => {
       await fetch("logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": state.csrf } });

@@ -1,0 +1,198 @@
+"""The charts in real Chromium: they span the range asked for, keep gaps, have room for
+every label, survive a refresh, put a zoom in the URL; an ended pod keeps its page; no
+view is wider than a 420 px screen. Screenshots go to test-artifacts/dashboard/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from kubepulse.history.file import History
+from tests.api.conftest import MI
+from tests.dashboard.conftest import NOW, inventory, parts, root_app
+from tests.dashboard.test_browser import (  # noqa: F401 (fixtures)
+    Server,
+    Watched,
+    browser,
+    expect,
+    screenshot,
+    sign_in,
+    watched,
+)
+
+GAP = (NOW - 2400, NOW - 600)  # node-a has no samples in between
+RANGES = {"15m": 900, "1h": 3600, "24h": 86400, "30d": 30 * 86400}
+
+
+def gapped_history(path: Path) -> History:
+    history = History(path)
+    rows = []
+    for ts in range(int(NOW - 3600), int(NOW) + 1, 15):
+        if GAP[0] < ts < GAP[1]:
+            continue
+        cpu = 1_500_000_000 + (ts % 300) * 1_000_000  # about 1.5 to 1.8 cores
+        rows.append(("node", "", "node-a", "", ts, cpu, 6 * 1024 * MI))
+        rows.append(("pod", "default", "web-1", "", ts, 300_000_000, 3 * MI))
+        rows.append(("container", "default", "web-1", "nginx", ts, 100_000_000, MI))
+    for ts in range(int(NOW - 3000), int(NOW - 1800), 15):  # a pod that ended
+        rows.append(("pod", "default", "batch-7", "", ts, 900_000_000, 40 * MI))
+        rows.append(("container", "default", "batch-7", "worker", ts, 900_000_000, 40 * MI))
+    history.record(rows)
+    assert history.flush(timeout=10)
+    return history
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    history = gapped_history(tmp_path_factory.mktemp("history") / "history.db")
+
+    async def build() -> web.Application:
+        return root_app(parts(history, pods_and_nodes=inventory()))
+
+    s = Server(build)
+    yield s
+    s.stop()
+    history.close()
+
+
+def charts(page: Any) -> list[dict[str, Any]]:
+    """What each chart on the page shows, read from its uPlot instance."""
+    result: list[dict[str, Any]] = page.evaluate(
+        """() => [...window.KubepulseCharts.instances].map((c) => ({
+            min: c.plot.scales.x.min, max: c.plot.scales.x.max,
+            ys: c.plot.data[1], title: c.spec.title, width: c.plot.width,
+            labels: c.plot.axes[1]._values, size: c.plot.axes[1]._size,
+            label_width: window.KubepulseCharts.labelWidth(c.plot.axes[1]._values),
+        }))"""
+    )
+    return result
+
+
+def open_node(page: Any, server: Server, hash_: str) -> None:
+    page.goto(server.url + hash_)
+    expect(page.locator("#node-name")).to_have_text("node-a")
+    page.wait_for_function("() => window.KubepulseCharts.instances.size === 2")
+
+
+@pytest.mark.parametrize("label", list(RANGES))
+def test_the_x_axis_spans_the_range_asked_for_and_a_gap_stays_a_gap(
+    server: Server, watched: Watched, label: str
+) -> None:
+    page = watched.page
+    sign_in(page, server)
+    open_node(page, server, f"#/nodes/node-a?range={label}")
+    found = charts(page)
+    assert len(found) == 2
+    for c in found:
+        assert c["max"] == pytest.approx(NOW, abs=1)
+        assert c["min"] == pytest.approx(NOW - RANGES[label], abs=1)
+    if label in ("1h", "24h"):  # steps finer than the gap: the line breaks there
+        assert all(None in c["ys"] for c in found)
+    screenshot(page, f"node-{label}")
+
+
+@pytest.mark.parametrize("width", [420, 1400, 2560])
+def test_every_axis_label_has_room_and_one_unit(
+    server: Server, watched: Watched, width: int
+) -> None:
+    page = watched.page
+    page.set_viewport_size({"width": width, "height": 900})
+    sign_in(page, server)
+    open_node(page, server, "#/nodes/node-a?range=1h")
+    for c in charts(page):
+        assert c["labels"], c
+        assert c["label_width"] + 8 <= c["size"], c  # the axis is wider than its labels
+        assert c["width"] <= width
+        units = {label.split(" ")[-1] if " " in label else label[-1] for label in c["labels"]}
+        if c["title"] == "CPU":  # ~1.5-1.8 cores: whole or half cores, no "m"
+            assert all(not label.endswith("m") for label in c["labels"]), c["labels"]
+        else:
+            assert {u for u in units if u != "0"} == {"Gi"}, c["labels"]
+    # Two charts share the row at 1400 px and more: no fixed width leaves it half empty.
+    if width >= 1400:
+        assert sum(c["width"] for c in charts(page)) > 0.8 * (width - 64)
+
+
+def test_a_hover_and_a_zoom_survive_refreshes_and_the_zoom_is_in_the_url(
+    server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    sign_in(page, server)
+    open_node(page, server, "#/nodes/node-a?range=1h")
+    page.evaluate("() => { window.firstPlot = [...window.KubepulseCharts.instances][0].plot; }")
+    legend = page.locator(".chart").first.locator(".u-legend .u-series").nth(1).locator(".u-value")
+    expect(legend).to_contain_text("latest")  # not hovering: the range's summary
+    over = page.locator(".chart .u-over").first
+    box = over.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
+    expect(legend).not_to_contain_text("latest")
+    hovered = legend.inner_text()
+    status = page.locator("#status")
+    for _ in range(2):  # the test dashboard polls every second
+        before = status.inner_text()
+        expect(status).not_to_have_text(before, timeout=5000)
+    assert legend.inner_text() == hovered
+    assert page.evaluate("() => [...window.KubepulseCharts.instances][0].plot === window.firstPlot")
+    # Drag across the middle of the plot: both charts zoom, and the URL says to what.
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + 20)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + 20, steps=5)
+    page.mouse.up()
+    page.wait_for_function("() => location.hash.includes('from=')")
+    zoomed = charts(page)
+    span = zoomed[0]["max"] - zoomed[0]["min"]
+    assert 0.2 * 3600 < span < 0.4 * 3600
+    assert zoomed[1]["min"] == zoomed[0]["min"]
+    url = page.url
+    status_text = status.inner_text()
+    expect(status).not_to_have_text(status_text, timeout=5000)  # refreshed: still zoomed
+    assert charts(page)[0]["min"] == zoomed[0]["min"]
+    page.goto("about:blank")
+    page.goto(url)
+    page.wait_for_function("() => window.KubepulseCharts.instances.size === 2")
+    reopened = charts(page)[0]
+    assert abs(reopened["min"] - zoomed[0]["min"]) <= 1
+    assert abs(reopened["max"] - zoomed[0]["max"]) <= 1
+
+
+def test_a_pod_that_ended_shows_its_history(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server)
+    page.goto(server.url + "#/pods/default/batch-7?range=1h")
+    expect(page.locator("#pod-ended")).to_contain_text("last seen")
+    page.wait_for_function("() => window.KubepulseCharts.instances.size === 4")
+    assert all(any(y is not None for y in c["ys"]) for c in charts(page))
+    screenshot(page, "pod-ended")
+
+
+@pytest.mark.parametrize(
+    "hash_",
+    ["#/overview", "#/nodes", "#/nodes/node-a", "#/pods", "#/pods/default/web-1", "#/namespaces"],
+)
+def test_no_view_is_wider_than_a_small_screen(server: Server, watched: Watched, hash_: str) -> None:
+    page = watched.page
+    page.set_viewport_size({"width": 420, "height": 800})
+    sign_in(page, server)
+    page.goto(server.url + hash_)
+    expect(page.locator("#status")).to_contain_text("Updated")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 420
+    screenshot(page, "narrow-" + hash_.strip("#/").replace("/", "-"))
+
+
+def test_the_nodes_pod_table_has_a_cell_under_each_header(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server)
+    open_node(page, server, "#/nodes/node-a")
+    table = page.locator("table").last
+    expect(table.locator("tbody tr").first).to_be_visible()
+    headers = table.locator("th").all_inner_texts()
+    assert "Node" not in headers  # the page is the node's
+    for row in table.locator("tbody tr").all():
+        cells = row.locator("td").all_inner_texts()
+        assert len(cells) == len(headers)
+        assert "null" not in cells
