@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from kubepulse.api.app import errors_as_status
 from kubepulse.api.authn import Authenticator, User
 from kubepulse.dashboard.app import DashboardOptions, DashboardParts, mount
 from kubepulse.history.file import History
@@ -95,7 +96,8 @@ def parts(
 
 
 def root_app(p: DashboardParts) -> web.Application:
-    root = web.Application()
+    """The dashboard mounted as the servers mount it: under the API's error layer."""
+    root = web.Application(middlewares=[errors_as_status])
     mount(root, p)
     return root
 

@@ -196,3 +196,16 @@ def test_the_nodes_pod_table_has_a_cell_under_each_header(server: Server, watche
         cells = row.locator("td").all_inner_texts()
         assert len(cells) == len(headers)
         assert "null" not in cells
+
+
+def test_the_dashboards_own_error_reaches_the_page(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server)
+    page.goto(server.url + "#/pods/default/never-was")
+    expect(page.locator("#view-error")).to_have_text(
+        "no pod default/never-was, and no history of it"
+    )
+    expect(page.locator("#status")).to_have_text("Update failed")
+    screenshot(page, "pod-unknown")
+    # Chromium logs the 404 itself; nothing else may be logged.
+    watched.errors[:] = [e for e in watched.errors if "status of 404 (Not Found)" not in e]

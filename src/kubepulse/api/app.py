@@ -59,26 +59,39 @@ class ServerParts:
 
 @web.middleware
 async def errors_as_status(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error answer is a Kubernetes Status with the right code; never a traceback."""
+    """Every error answer is a Kubernetes Status with the right code; never a traceback.
+    An error that already is a JSON answer (the dashboard's {"error": why}) goes out as
+    it is, its message kept."""
     try:
         return await handler(request)
     except SelectorError as err:
         return status_response(400, str(err))
-    except web.HTTPMethodNotAllowed:
-        return status_response(
-            405, "the server does not allow this method on the requested resource"
-        )
-    except web.HTTPNotFound:
-        return status_response(404, "the server could not find the requested resource")
     except web.HTTPRedirection:
         raise  # not an error: the Location and any cookies go out as they are
     except web.HTTPException as err:
+        if err.status >= 400 and err.content_type == "application/json" and err.text:
+            return _made_answer(err)
+        if isinstance(err, web.HTTPMethodNotAllowed):
+            return status_response(
+                405, "the server does not allow this method on the requested resource"
+            )
+        if isinstance(err, web.HTTPNotFound):
+            return status_response(404, "the server could not find the requested resource")
         return status_response(err.status, err.reason)
     except Exception:
         log.exception("internal error serving %s", request.path)
         return status_response(
             500, "an error on the server has prevented the request from succeeding"
         )
+
+
+def _made_answer(err: web.HTTPException) -> web.Response:
+    headers = {
+        k: v for k, v in err.headers.items() if k.lower() not in ("content-type", "content-length")
+    }
+    return web.Response(
+        status=err.status, text=err.text, content_type="application/json", headers=headers
+    )
 
 
 def authentication(

@@ -391,7 +391,20 @@
     return t.table;
   }
 
-  function fail(err) { setStatus("Update failed: " + err.message, true); }
+  // A failed update says why in the page itself, above what it last showed.
+  function fail(err) {
+    setStatus("Update failed", true);
+    let box = document.getElementById("view-error");
+    if (!box) {
+      box = el("p", { id: "view-error", class: "error banner", role: "alert" });
+      main.prepend(box);
+    }
+    box.textContent = err.message;
+  }
+  function recovered() {
+    const box = document.getElementById("view-error");
+    if (box) box.remove();
+  }
 
   // -- the loop: route on hash changes, refresh every poll interval --------------------
   async function refresh() {
@@ -400,6 +413,7 @@
     const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.href : null;
     try {
       await state.view.update();
+      recovered();
       setStatus("Updated " + new Date().toLocaleTimeString());
       if (focused) {
         const again = main.querySelector('tr[data-href="' + CSS.escape(focused) + '"]');
