@@ -43,7 +43,7 @@ Make = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 @pytest.fixture
 def make(aiohttp_client: Any) -> Make:
-    async def build(authorizer: Any) -> TestClient[Any, Any]:
+    async def build(authorizer: Any, core: bool = False) -> TestClient[Any, Any]:
         store = filled_store()
         parts = ServerParts(
             store=store,
@@ -52,6 +52,7 @@ def make(aiohttp_client: Any) -> Make:
             authenticator=Authenticator({TOKEN: BOB}),
             registry=self_metrics(store).registry,
             authorizer=authorizer,
+            serve_core_api=core,
         )
         client: TestClient[Any, Any] = await aiohttp_client(make_app(parts))
         return client
@@ -63,7 +64,41 @@ def review(spec: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": can_i.API_VERSION, "kind": "SelfSubjectAccessReview", "spec": spec}
 
 
-async def test_kubepulse_up_lets_its_user_do_everything(make: Make) -> None:
+@pytest.mark.parametrize(
+    ("verb", "group", "resource", "subresource", "reason"),
+    [
+        ("list", "", "pods", "", None),
+        ("get", "", "nodes", "", None),
+        ("list", "metrics.k8s.io", "pods", "", None),
+        ("create", "authorization.k8s.io", "selfsubjectaccessreviews", "", None),
+        ("delete", "", "pods", "", "kubepulse serves a read-only API: it cannot delete pods"),
+        ("patch", "", "nodes", "", "kubepulse serves a read-only API: it cannot patch nodes"),
+        ("get", "", "pods", "log", "kubepulse does not serve pods/log"),
+        ("list", "apps", "deployments", "", "kubepulse does not serve deployments in group 'apps'"),
+        ("create", "", "pods", "", "kubepulse serves a read-only API: it cannot create pods"),
+    ],
+)
+async def test_up_allows_only_what_its_read_only_api_can_do(
+    make: Make, verb: str, group: str, resource: str, subresource: str, reason: str | None
+) -> None:
+    """up's user may do anything, but its API serves only reads of nodes, pods and
+    namespaces: a dashboard must not offer what would fail."""
+    client = await make(AlwaysAllow(), core=True)
+    attributes = {"verb": verb, "group": group, "resource": resource}
+    if subresource:
+        attributes["subresource"] = subresource
+    resp = await client.post(
+        REVIEW_PATH, json=review({"resourceAttributes": attributes}), headers=AUTH
+    )
+    assert resp.status == 201
+    status = (await resp.json())["status"]
+    assert status["allowed"] is (reason is None)
+    assert status.get("reason") == reason
+
+
+async def test_static_tokens_without_the_core_api_leave_it_to_the_authorizer(
+    make: Make,
+) -> None:
     client = await make(AlwaysAllow())
     spec = {"resourceAttributes": {"verb": "delete", "resource": "nodes"}}
     resp = await client.post(REVIEW_PATH, json=review(spec), headers=AUTH)

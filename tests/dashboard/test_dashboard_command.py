@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -128,6 +129,30 @@ async def test_signing_in_with_ups_token_shows_this_host_with_real_cpu(
     assert node["cpu"]["allocatable"] > 0
     assert node["memory"]["used"] > 0
     assert overview["totals"]["pods"] > 0
+
+
+async def test_against_up_no_action_is_offered_that_ups_read_only_api_refuses(
+    cluster: Up, browser: aiohttp.ClientSession
+) -> None:
+    """up's SelfSubjectAccessReview says what its API can do: no Delete, Edit, Logs or
+    Create button that would always fail."""
+    assert (await sign_in(browser, token_of(cluster))).status == 303
+    pods = await within(
+        lambda: _host_pods(browser), "a host pod in the dashboard's pod list", timeout=30
+    )
+    target = {"apiVersion": "v1", "kind": "Pod", "namespace": "host", "name": pods[0]}
+    answer = await get_json(browser, "/dashboard/api/can?" + urlencode(target))
+    assert answer["actions"] == {"create": False, "delete": False, "logs": False, "edit": False}
+    nodes = await get_json(
+        browser,
+        "/dashboard/api/can?" + urlencode({"apiVersion": "v1", "kind": "Node", "name": HOST}),
+    )
+    assert not any(nodes["actions"].values())
+
+
+async def _host_pods(browser: aiohttp.ClientSession) -> list[str] | None:
+    listed = await get_json(browser, "/dashboard/api/pods?namespace=host")
+    return [p["name"] for p in listed["items"]] or None
 
 
 async def test_the_nodes_history_fills_from_the_polls(

@@ -219,7 +219,7 @@ def make_app(parts: ServerParts) -> web.Application:
     # `kubectl auth whoami`: who the authenticated caller is (authentication.k8s.io/v1).
     app.add_routes(whoami.routes())
     # What the caller may do (authorization.k8s.io/v1), decided by the server's authorizer.
-    app.add_routes(can_i.AccessReviews(parts.authorizer).routes())
+    app.add_routes(can_i.AccessReviews(parts.authorizer, core=parts.serve_core_api).routes())
     if parts.serve_core_api:
         app.add_routes(CoreAPI(parts.inventory).routes())
     return app

@@ -8,6 +8,13 @@ allowed for `kubepulse up` and static tokens, the cluster's SubjectAccessReview 
 of a cluster. The dashboard's Kubernetes mode asks it to hide what a user may not see,
 so `kubepulse dashboard --kubeconfig` works against kubepulse's own API too.
 
+Where kubepulse is the cluster's whole API (`kubepulse up`, which serves the core API's
+nodes, pods and namespaces), the answer is also what that API can do: it is read-only,
+so a review of a verb other than get or list, or of a resource it does not serve
+(deployments, pods/log), is not allowed, with the reason, whatever the authorizer says.
+Otherwise a dashboard pointed at `up` would offer buttons (delete, edit, logs) that
+always fail.
+
 Bodies are read as JSON, or as the protobuf `kubectl auth can-i` sends (protobuf.py);
 any other media type gets 415 with kube-apiserver's wording. Answers are JSON.
 """
@@ -21,7 +28,8 @@ import orjson
 from aiohttp import web
 
 from kubepulse.api.authn import USER_KEY
-from kubepulse.api.authz import Attributes, AuthorizationError, Authorizer
+from kubepulse.api.authz import Attributes, AuthorizationError, Authorizer, Decision
+from kubepulse.api.discovery import CORE_RESOURCES, METRICS_RESOURCES
 from kubepulse.api.protobuf import ProtobufError, fields, strings, unwrap
 from kubepulse.api.responses import JSON
 from kubepulse.api.status import status_response
@@ -103,9 +111,38 @@ def spec_from_protobuf(body: bytes) -> dict[str, Any]:
     return spec
 
 
+READ_VERBS = frozenset({"get", "list"})
+
+
+def cannot_serve(asked: Attributes, core: bool) -> str | None:
+    """Why this server cannot do what a review asks, whoever asks; None when it can."""
+    if not asked.resource_request:
+        return None  # paths (/healthz, /metrics): the authorizer decides
+    served = {("metrics.k8s.io", r[0]) for r in METRICS_RESOURCES}
+    if core:
+        served |= {("", r[0]) for r in CORE_RESOURCES}
+    reviews = {
+        ("authorization.k8s.io", "selfsubjectaccessreviews"),
+        ("authentication.k8s.io", "selfsubjectreviews"),
+    }
+    what = (asked.api_group, asked.resource)
+    shown = asked.resource + (f"/{asked.subresource}" if asked.subresource else "")
+    if what in reviews and not asked.subresource:
+        return None if asked.verb == "create" else f"kubepulse only creates {shown}"
+    if what not in served or asked.subresource:
+        return f"kubepulse does not serve {shown}" + (
+            f" in group {asked.api_group!r}" if asked.api_group else ""
+        )
+    if asked.verb not in READ_VERBS:
+        return f"kubepulse serves a read-only API: it cannot {asked.verb} {shown}"
+    return None
+
+
 class AccessReviews:
-    def __init__(self, authorizer: Authorizer) -> None:
+    def __init__(self, authorizer: Authorizer, core: bool = False) -> None:
+        """core: this server serves the core API's nodes, pods and namespaces (up)."""
         self.authorizer = authorizer
+        self.core = core
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(PATH, self.answer)]
@@ -135,8 +172,13 @@ class AccessReviews:
             return status_response(
                 422, f'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: {err}'
             )
+        refused = cannot_serve(asked, core=True) if self.core else None
         try:
-            decision = await self.authorizer.authorize(request[USER_KEY], asked)
+            decision = (
+                Decision(False, refused)
+                if refused is not None
+                else await self.authorizer.authorize(request[USER_KEY], asked)
+            )
         except AuthorizationError as err:
             return status_response(500, f"Internal error occurred: {err}")
         result: dict[str, Any] = {"allowed": decision.allowed}
