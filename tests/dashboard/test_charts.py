@@ -24,6 +24,7 @@ from tests.dashboard.test_browser import (  # noqa: F401 (fixtures)
     watched,
 )
 
+DASH = "\u2013"  # what an empty cell shows
 GAP = (NOW - 2400, NOW - 600)  # node-a has no samples in between
 RANGES = {"15m": 900, "1h": 3600, "24h": 86400, "30d": 30 * 86400}
 
@@ -209,3 +210,41 @@ def test_the_dashboards_own_error_reaches_the_page(server: Server, watched: Watc
     screenshot(page, "pod-unknown")
     # Chromium logs the 404 itself; nothing else may be logged.
     watched.errors[:] = [e for e in watched.errors if "status of 404 (Not Found)" not in e]
+
+
+def test_pods_show_usage_against_requests_and_limits_and_sort_by_it(
+    server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    sign_in(page, server)
+    page.goto(server.url + "#/pods")
+    table = page.locator("#pods-table")
+    expect(table.locator("tbody tr").first).to_be_visible()
+    items = page.evaluate("async () => (await (await fetch('api/pods')).json()).items")
+    headers = table.locator("th").all_inner_texts()
+    cpu_pct, mem_pct = headers.index("CPU % req"), headers.index("Mem % limit")
+    by_name = {}
+    for row in table.locator("tbody tr").all():
+        cells = row.locator("td").all_inner_texts()
+        by_name[row.locator("td a").first.inner_text()] = cells
+    for p in items:
+        cells = by_name[p["name"]]
+        used, request = p["cpu"]["used"], p["cpu"]["request"]
+        want = f"{round(100 * used / request)}%" if used is not None and request else DASH
+        assert cells[cpu_pct] == want, (p, cells)
+        used, limit = p["memory"]["used"], p["memory"]["limit"]
+        want = f"{round(100 * used / limit)}%" if used is not None and limit else DASH
+        assert cells[mem_pct] == want, (p, cells)
+    # Sorting by a header: descending first for numbers; the order holds across a refresh.
+    table.locator("th", has_text="CPU % req").click()
+    expect(table.locator("th", has_text="CPU % req")).to_have_attribute("aria-sort", "descending")
+
+    def column() -> list[float]:
+        values = table.locator(f"tbody tr td:nth-child({cpu_pct + 1})").all_inner_texts()
+        return [float(v.rstrip("%")) if v != DASH else -1 for v in values]
+
+    assert column() == sorted(column(), reverse=True)
+    status = page.locator("#status").inner_text()
+    expect(page.locator("#status")).not_to_have_text(status, timeout=5000)
+    assert column() == sorted(column(), reverse=True)
+    screenshot(page, "pods-requests")

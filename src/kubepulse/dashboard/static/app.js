@@ -158,27 +158,84 @@
   }
 
   // -- views: build(parts, params) makes the frame once; update(data) refills it --------
+  // A table whose column headers sort it (click, or Enter): each cell's data-sort (a
+  // number) or its text; the order is kept across refreshes (resort()).
   function table(headers) {
     const tbody = el("tbody");
     const head = el("tr");
-    for (const h of headers) head.append(el("th", { class: h.num ? "num" : null, text: h.text || h }));
-    return { table: el("table", {}, el("thead", {}, head), tbody), tbody };
+    const t = { table: null, tbody, sortBy: -1, descending: false };
+    headers.forEach((h, i) => {
+      const th = el("th", { class: h.num ? "num sortable" : "sortable", text: h.text || h, tabindex: 0,
+        title: h.title || null, "aria-sort": "none" });
+      const sort = () => {
+        t.descending = t.sortBy === i ? !t.descending : Boolean(h.num);
+        t.sortBy = i;
+        head.querySelectorAll("th").forEach((x) => x.setAttribute("aria-sort", "none"));
+        th.setAttribute("aria-sort", t.descending ? "descending" : "ascending");
+        resort(t);
+      };
+      th.addEventListener("click", sort);
+      th.addEventListener("keydown", (e) => { if (e.key === "Enter") sort(); });
+      head.append(th);
+    });
+    t.table = el("table", {}, el("thead", {}, head), tbody);
+    return t;
+  }
+  function resort(t) {
+    if (t.sortBy < 0) return;
+    const key = (tr) => {
+      const cell = tr.children[t.sortBy];
+      if (!cell) return "";
+      return cell.dataset.sort !== undefined ? Number(cell.dataset.sort) : cell.textContent;
+    };
+    const rows = [...t.tbody.children];
+    rows.sort((a, b) => {
+      const x = key(a), y = key(b);
+      const order = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+      return t.descending ? -order : order;
+    });
+    t.tbody.append(...rows);
+  }
+  // Usage against what the pod asks for: percentages, and badges that say what to look at.
+  const NEAR_LIMIT = 90; // % of the memory limit: the OOM killer is near
+  function percentCell(used, of) {
+    const p = pct(used, of);
+    return el("td", { class: "num" + (p !== null && p >= 100 ? " over" : ""), "data-sort": p === null ? -1 : p.toFixed(2),
+      title: p === null ? (of ? "no usage yet" : "none set") : null,
+      text: p === null ? "–" : Math.round(p) + "%" });
+  }
+  function badges(p) {
+    const found = [];
+    const memPct = pct(p.memory.used, p.memory.limit);
+    if (memPct !== null && memPct >= NEAR_LIMIT) found.push(["bad", "memory near limit", "working set at " + Math.round(memPct) + "% of its limit"]);
+    const cpuPct = pct(p.cpu.used, p.cpu.request), memReq = pct(p.memory.used, p.memory.request);
+    if ((cpuPct !== null && cpuPct > 100) || (memReq !== null && memReq > 100)) found.push(["warn", "over request", "uses more than it requests"]);
+    if (p.cpu.limit === null && p.memory.limit === null && p.node) found.push(["info", "no limits", "no CPU or memory limit set"]);
+    return found.map(([kind, text, why]) => el("span", { class: "badge " + kind, title: why, text }));
   }
   function podRow(p, withNode) {
     const tr = rowLink(el("tr"), href(["pods", p.namespace, p.name]));
     tr.append(...[
       el("td", { text: p.namespace }),
-      el("td", {}, el("a", { href: href(["pods", p.namespace, p.name]), text: p.name })),
+      el("td", {}, el("a", { href: href(["pods", p.namespace, p.name]), text: p.name }), ...badges(p)),
       withNode === false ? null : el("td", { text: p.node }),
-      el("td", { class: "num", text: cpu(p.cpu.used) }),
-      el("td", { class: "num", text: p.cpu.request === null ? "–" : cpu(p.cpu.request) }),
-      el("td", { class: "num", text: mem(p.memory.used) }),
-      el("td", { class: "num", text: p.memory.limit === null ? "–" : mem(p.memory.limit) }),
+      el("td", { class: "num", "data-sort": p.cpu.used ?? -1, text: cpu(p.cpu.used),
+        title: p.cpu.used === null ? "no metrics yet: a pod is served from its second sample" : null }),
+      el("td", { class: "num", "data-sort": p.cpu.request ?? -1, text: p.cpu.request === null ? "–" : cpu(p.cpu.request),
+        title: p.cpu.request === null ? "no CPU request set" : null }),
+      percentCell(p.cpu.used, p.cpu.request),
+      el("td", { class: "num", "data-sort": p.memory.used ?? -1, text: mem(p.memory.used),
+        title: p.memory.used === null ? "no metrics yet: a pod is served from its second sample" : null }),
+      el("td", { class: "num", "data-sort": p.memory.limit ?? -1, text: p.memory.limit === null ? "–" : mem(p.memory.limit),
+        title: p.memory.limit === null ? "no memory limit set" : null }),
+      percentCell(p.memory.used, p.memory.limit),
     ].filter(Boolean));
     return tr;
   }
   const POD_HEADERS = ["Namespace", "Name", "Node", { text: "CPU", num: 1 }, { text: "CPU req", num: 1 },
-    { text: "Memory", num: 1 }, { text: "Mem limit", num: 1 }];
+    { text: "CPU % req", num: 1, title: "CPU used, as a share of the pod's CPU request" },
+    { text: "Memory", num: 1 }, { text: "Mem limit", num: 1 },
+    { text: "Mem % limit", num: 1, title: "working set, as a share of the pod's memory limit" }];
   function nodeRow(n, withSpark) {
     const tr = rowLink(el("tr"), href(["nodes", n.name]));
     tr.append(
@@ -236,6 +293,7 @@
         frame.append(el("h1", { text: "Nodes" }));
         const t = table(["Name", "CPU", "Memory", { text: "Pods", num: 1 }, "CPU, 30 min"]);
         t.table.id = "nodes-table";
+        this.table = t;
         this.tbody = t.tbody;
         frame.append(el("div", { class: "scroll" }, t.table));
       },
@@ -243,6 +301,7 @@
         const d = await api("nodes");
         clear(this.tbody);
         d.items.forEach((n) => this.tbody.append(nodeRow(n, true)));
+        resort(this.table);
       },
     },
     node: {
@@ -254,6 +313,7 @@
         this.charts = el("div", { class: "charts" });
         this.info = el("div");
         const t = table(POD_HEADERS.filter((h) => h !== "Node"));
+        this.table = t;
         this.tbody = t.tbody;
         frame.append(this.info, this.charts, el("h2", { text: "Pods on this node" }), el("div", { class: "scroll" }, t.table));
       },
@@ -270,6 +330,7 @@
         chart(this.charts, "memory", "Memory", "memory", d, d.series, { allocatable: n.memory.allocatable, capacity: n.memory.capacity });
         clear(this.tbody);
         d.pods.forEach((p) => this.tbody.append(podRow(p, false)));
+        resort(this.table);
       },
     },
     pods: {
@@ -302,6 +363,7 @@
         this.count = el("p", { class: "hint" });
         const t = table(POD_HEADERS);
         t.table.id = "pods-table";
+        this.table = t;
         this.tbody = t.tbody;
         frame.append(form, this.count, el("div", { class: "scroll" }, t.table));
       },
@@ -312,6 +374,7 @@
         this.count.textContent = d.total + " pods" + (d.total > d.items.length ? ", first " + d.items.length + " shown" : "");
         clear(this.tbody);
         d.items.forEach((p) => this.tbody.append(podRow(p)));
+        resort(this.table);
       },
     },
     pod: {
