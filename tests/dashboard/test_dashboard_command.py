@@ -3,6 +3,8 @@ real kubectl, real processes, real TLS, on 127.0.0.1."""
 
 from __future__ import annotations
 
+import html
+import shlex
 import signal
 import ssl
 import subprocess
@@ -275,3 +277,21 @@ async def test_with_prometheus_no_history_file_is_written(cluster: Up, tmp_path:
             overview = await within(listed, "this host in the overview", timeout=30)
             assert overview["history"] is True
     assert not (tmp_path / "dashboard" / "history.db").exists()
+
+
+async def test_ups_sign_in_page_says_where_its_token_is(cluster: Up) -> None:
+    """Signing in to up's own dashboard: the page names the command that prints the token,
+    and that command, run, prints a token that signs in."""
+    ctx = ssl.create_default_context(cafile=cluster.state_dir / "pki" / "ca.crt")
+    async with (
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx), cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as session,
+        session.get(f"https://127.0.0.1:{cluster.port}/dashboard/") as resp,
+    ):
+        page = await resp.text()
+    hint = html.unescape(page.split('id="token-hint">', 1)[1].split("</p>", 1)[0])
+    command = hint.split(": ", 1)[1]
+    assert command.startswith("kubectl config view --raw --kubeconfig ")
+    printed = subprocess.run(shlex.split(command), capture_output=True, text=True, check=True)
+    assert printed.stdout == token_of(cluster)

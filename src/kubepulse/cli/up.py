@@ -107,6 +107,10 @@ def server_config(args: argparse.Namespace, state_dir: Path) -> ServerConfig:
         # Every scrape kept, so restarts keep the hours and days behind the dashboard.
         history=HistoryOptions(file=state_dir / "history.db", prometheus_url=args.prometheus_url),
         dashboard=True,
+        dashboard_token_hint=(
+            "kubepulse up's token is in its kubeconfig: kubectl config view --raw"
+            f" --kubeconfig {state_dir / 'kubeconfig'} -o jsonpath='{{.users[0].user.token}}'"
+        ),
         serve_core_api=True,
     )
 

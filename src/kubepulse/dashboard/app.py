@@ -54,6 +54,8 @@ class DashboardOptions:
     poll_interval: float = 5.0
     """Seconds between the page's refreshes."""
     clock: Callable[[], float] = time.time
+    token_hint: str = ""
+    """Where to find a token, said on the sign-in page (up: its kubeconfig)."""
 
 
 @dataclass
@@ -69,7 +71,7 @@ class DashboardParts:
     options: DashboardOptions = field(default_factory=DashboardOptions)
 
 
-def login_page(message: str = "") -> str:
+def login_page(message: str = "", hint: str = "") -> str:
     alert = (
         f'<p class="login-error" role="alert" id="login-error">{html.escape(message)}</p>'
         if message
@@ -96,6 +98,7 @@ def login_page(message: str = "") -> str:
 </form>
 {alert}
 <p class="hint">A token the server accepts, e.g. <code>kubectl -n NS create token SA</code>.</p>
+{f'<p class="hint" id="token-hint">{html.escape(hint)}</p>' if hint else ""}
 </main>
 </body>
 </html>
@@ -170,13 +173,13 @@ class _Dashboard:
     async def login_form(self, request: web.Request) -> web.StreamResponse:
         if self.session_of(request) is not None:
             raise web.HTTPSeeOther("./")
-        return web.Response(text=login_page(), content_type="text/html")
+        return web.Response(text=login_page(hint=self.options.token_hint), content_type="text/html")
 
     async def login(self, request: web.Request) -> web.StreamResponse:
         if not security.same_origin(request):
             return web.Response(
                 status=403,
-                text=login_page("Sign-in must come from this page."),
+                text=login_page("Sign-in must come from this page.", self.options.token_hint),
                 content_type="text/html",
             )
         if (request.content_length or 0) > MAX_TOKEN_BYTES:
@@ -204,7 +207,9 @@ class _Dashboard:
             self.throttle.failed(address)
             return web.Response(
                 status=401,
-                text=login_page("That token was not accepted. Check it and try again."),
+                text=login_page(
+                    "That token was not accepted. Check it and try again.", self.options.token_hint
+                ),
                 content_type="text/html",
             )
         self.throttle.succeeded(address)

@@ -23,7 +23,7 @@ from kubepulse.api.authn import RequestAuthenticator
 from kubepulse.api.authz import AlwaysAllow, AlwaysAllowPaths, Authorizer
 from kubepulse.api.exposition import prometheus_handler
 from kubepulse.api.pod_list import RenderedPods
-from kubepulse.dashboard.app import DashboardParts
+from kubepulse.dashboard.app import DashboardOptions, DashboardParts
 from kubepulse.dashboard.app import mount as mount_dashboard
 from kubepulse.dashboard.pod_index import pod_index
 from kubepulse.history.file import History
@@ -154,7 +154,10 @@ async def start_server(
     closers: list[Closer] = []
     if dashboard:
         series = chart_source(completed.charts_url, history, closers)
-        mount_dashboard(app, DashboardParts(store, inventory, series, auth, cluster=cluster))
+        options = DashboardOptions(token_hint=config.dashboard_token_hint)
+        mount_dashboard(
+            app, DashboardParts(store, inventory, series, auth, cluster=cluster, options=options)
+        )
     # Every node, pod, container and namespace series, for a Prometheus to keep history.
     app.router.add_get(USAGE_PATH, prometheus_handler(store, inventory))
     bind = config.serving.bind_address

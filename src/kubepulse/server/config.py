@@ -128,6 +128,8 @@ class ServerConfig:
     auth: AuthOptions = field(default_factory=AuthOptions)
     history: HistoryOptions = field(default_factory=HistoryOptions)
     dashboard: bool = False
+    dashboard_token_hint: str = ""
+    """Where the sign-in page says a token is (up: its kubeconfig)."""
     serve_core_api: bool = False
     """The read-only core API (nodes, pods, namespaces) of `kubepulse up`."""
     targets: Path | None = None
