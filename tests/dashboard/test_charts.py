@@ -4,6 +4,7 @@ view is wider than a 420 px screen. Screenshots go to test-artifacts/dashboard/.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,64 @@ def test_pods_show_usage_against_requests_and_limits_and_sort_by_it(
     expect(page.locator("#status")).not_to_have_text(status, timeout=5000)
     assert column() == sorted(column(), reverse=True)
     screenshot(page, "pods-requests")
+
+
+def test_a_table_downloads_as_csv_and_json_in_the_order_shown(
+    server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    sign_in(page, server)
+    page.goto(server.url + "#/pods")
+    table = page.locator("#pods-table")
+    expect(table.locator("tbody tr").first).to_be_visible()
+    table.get_by_role("columnheader", name="Name", exact=True).click()  # ascending
+    names = table.locator("tbody tr td:nth-child(2) a").all_inner_texts()
+    assert names == sorted(names)
+    with page.expect_download() as csv_download:
+        page.locator(".downloads a", has_text="CSV").click()
+    csv_text = Path(csv_download.value.path()).read_text()
+    lines = csv_text.splitlines()
+    assert lines[0].startswith("Namespace,Name,Node,CPU,CPU req,CPU % req,Memory")
+    assert [line.split(",")[1] for line in lines[1:]] == names
+    with page.expect_download() as json_download:
+        page.locator(".downloads a", has_text="JSON").click()
+    rows = json.loads(Path(json_download.value.path()).read_text())
+    assert [r["Name"] for r in rows] == names
+    assert {"CPU % req", "Mem % limit"} <= set(rows[0])
+
+
+def test_keys_go_to_views_and_slash_filters_pods(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server)
+    page.keyboard.press("g")
+    page.keyboard.press("n")
+    expect(page).to_have_url(server.url + "#/nodes")
+    page.keyboard.press("/")
+    expect(page).to_have_url(server.url + "#/pods")
+    expect(page.locator("input[name=name]")).to_be_focused()
+    page.keyboard.type("g")  # typing in the field is not a shortcut
+    expect(page).to_have_url(server.url + "#/pods")
+    page.locator("#view").click(position={"x": 5, "y": 5})
+    page.keyboard.press("g")
+    page.keyboard.press("o")
+    expect(page).to_have_url(server.url + "#/overview")
+
+
+def test_a_charts_points_are_a_table_and_a_csv_of_its_range(
+    server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    sign_in(page, server)
+    open_node(page, server, "#/nodes/node-a?range=1h")
+    chart = page.locator(".chart").first
+    chart.locator("summary").click()
+    rows = chart.locator(".points tbody tr")
+    expect(rows.first).to_be_visible()
+    count = rows.count()
+    assert count == len([y for y in charts(page)[0]["ys"] if y is not None])
+    with page.expect_download() as download:
+        chart.locator(".points a", has_text="Download CSV").click()
+    lines = Path(download.value.path()).read_text().splitlines()
+    assert lines[0] == "time,unix_seconds,cpu_millicores"
+    assert len(lines) == count + 1
+    assert all(NOW - 3600 <= float(line.split(",")[1]) <= NOW for line in lines[1:])

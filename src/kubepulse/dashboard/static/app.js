@@ -181,6 +181,31 @@
     t.table = el("table", {}, el("thead", {}, head), tbody);
     return t;
   }
+  // CSV and JSON of a table as it is shown (its order, its cells' text).
+  function tableData(t) {
+    const headers = [...t.table.querySelectorAll("thead th")].map((th) => th.textContent.replace(/ [▲▼]$/, ""));
+    const rows = [...t.tbody.children].map((tr) => [...tr.children].map((td) => {
+      const link = td.querySelector("a");
+      return (link ? link.textContent : td.textContent).trim();
+    }));
+    return { headers, rows };
+  }
+  function csvCell(v) { return /[",\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; }
+  function downloads(t, name) {
+    const link = (label, type, make) => {
+      const a = el("a", { href: "#", class: "download", download: name + "." + label.toLowerCase(), text: label });
+      a.addEventListener("click", () => {
+        if (a.dataset.url) URL.revokeObjectURL(a.dataset.url);
+        a.dataset.url = URL.createObjectURL(new Blob([make(tableData(t))], { type }));
+        a.href = a.dataset.url;
+      });
+      return a;
+    };
+    return el("p", { class: "downloads hint" }, "Download: ",
+      link("CSV", "text/csv", (d) => [d.headers, ...d.rows].map((r) => r.map(csvCell).join(",")).join("\n") + "\n"),
+      " · ",
+      link("JSON", "application/json", (d) => JSON.stringify(d.rows.map((r) => Object.fromEntries(d.headers.map((h, i) => [h, r[i]]))), null, 1)));
+  }
   function resort(t) {
     if (t.sortBy < 0) return;
     const key = (tr) => {
@@ -295,7 +320,7 @@
         t.table.id = "nodes-table";
         this.table = t;
         this.tbody = t.tbody;
-        frame.append(el("div", { class: "scroll" }, t.table));
+        frame.append(downloads(t, "nodes"), el("div", { class: "scroll" }, t.table));
       },
       async update() {
         const d = await api("nodes");
@@ -315,7 +340,8 @@
         const t = table(POD_HEADERS.filter((h) => h !== "Node"));
         this.table = t;
         this.tbody = t.tbody;
-        frame.append(this.info, this.charts, el("h2", { text: "Pods on this node" }), el("div", { class: "scroll" }, t.table));
+        frame.append(this.info, this.charts, el("h2", { text: "Pods on this node" }),
+          downloads(t, "pods-on-" + this.name), el("div", { class: "scroll" }, t.table));
       },
       restyle() { clear(this.charts); },
       async update() {
@@ -365,7 +391,7 @@
         t.table.id = "pods-table";
         this.table = t;
         this.tbody = t.tbody;
-        frame.append(form, this.count, el("div", { class: "scroll" }, t.table));
+        frame.append(form, this.count, downloads(t, "pods"), el("div", { class: "scroll" }, t.table));
       },
       async update() {
         const q = new URLSearchParams();
@@ -518,6 +544,27 @@
     document.getElementById("theme-toggle").setAttribute("aria-pressed", String(isDark()));
   }
 
+  // Keys, as in Headlamp and GitHub: "/" filters pods, "g o" / "g n" / "g p" / "g s"
+  // go to the overview, nodes, pods, namespaces. Not while typing in a field.
+  function shortcuts() {
+    let pending = false;
+    document.addEventListener("keydown", (e) => {
+      if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("input, textarea, select")) return;
+      if (pending) {
+        pending = false;
+        const to = { o: "#/overview", n: "#/nodes", p: "#/pods", s: "#/namespaces" }[e.key];
+        if (to) { e.preventDefault(); go(to); }
+        return;
+      }
+      if (e.key === "g") { pending = true; return; }
+      if (e.key === "/") {
+        e.preventDefault();
+        if (parseHash().parts[0] !== "pods" || parseHash().parts.length > 1) go("#/pods");
+        setTimeout(() => { const f = main.querySelector("input[name=name]"); if (f) f.focus(); });
+      }
+    });
+  }
+
   async function start() {
     applyTheme(localStorage.getItem("kubepulse-theme"));
     document.getElementById("theme-toggle").addEventListener("click", () => {
@@ -542,6 +589,7 @@
       document.getElementById("nav-create").hidden = false;
     }
     window.addEventListener("hashchange", route);
+    shortcuts();
     route();
     state.timer = setInterval(refresh, state.pollMs);
   }

@@ -176,7 +176,19 @@ window.KubepulseCharts = (function () {
         tr.insertCell().textContent = new Date(row[0] * 1000).toLocaleString();
         tr.insertCell().textContent = fmt(row[spec.column]);
       }
-      this.table.append(t);
+      const csv = document.createElement("a");
+      Object.assign(csv, { href: "#", textContent: "Download CSV", className: "download" });
+      csv.download = spec.title.toLowerCase() + "-" + Math.floor(spec.start) + "-" + Math.floor(spec.end) + ".csv";
+      csv.addEventListener("click", () => {
+        const lines = ["time,unix_seconds," + spec.kind + (spec.kind === "cpu" ? "_millicores" : "_bytes")];
+        for (const row of this.spec.rows) {
+          lines.push(new Date(row[0] * 1000).toISOString() + "," + row[0] + "," + row[this.spec.column]);
+        }
+        if (csv.dataset.url) URL.revokeObjectURL(csv.dataset.url);
+        csv.dataset.url = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+        csv.href = csv.dataset.url;
+      });
+      this.table.append(csv, t);
     }
     destroy() { instances.delete(this); this.resize.disconnect(); this.plot.destroy(); }
   }
