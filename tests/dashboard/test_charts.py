@@ -74,6 +74,15 @@ def charts(page: Any) -> list[dict[str, Any]]:
     return result
 
 
+def open_pods(page: Any, server: Server) -> Any:
+    """Signed in, on the pods view with its rows shown: the table."""
+    sign_in(page, server)
+    page.goto(server.url + "#/pods")
+    table = page.locator("#pods-table")
+    expect(table.locator("tbody tr").first).to_be_visible()
+    return table
+
+
 def open_node(page: Any, server: Server, hash_: str) -> None:
     page.goto(server.url + hash_)
     expect(page.locator("#node-name")).to_have_text("node-a")
@@ -217,10 +226,7 @@ def test_pods_show_usage_against_requests_and_limits_and_sort_by_it(
     server: Server, watched: Watched
 ) -> None:
     page = watched.page
-    sign_in(page, server)
-    page.goto(server.url + "#/pods")
-    table = page.locator("#pods-table")
-    expect(table.locator("tbody tr").first).to_be_visible()
+    table = open_pods(page, server)
     items = page.evaluate("async () => (await (await fetch('api/pods')).json()).items")
     headers = table.locator("th").all_inner_texts()
     cpu_pct, mem_pct = headers.index("CPU % req"), headers.index("Mem % limit")
@@ -255,10 +261,7 @@ def test_a_table_downloads_as_csv_and_json_in_the_order_shown(
     server: Server, watched: Watched
 ) -> None:
     page = watched.page
-    sign_in(page, server)
-    page.goto(server.url + "#/pods")
-    table = page.locator("#pods-table")
-    expect(table.locator("tbody tr").first).to_be_visible()
+    table = open_pods(page, server)
     table.get_by_role("columnheader", name="Name", exact=True).click()  # ascending
     names = table.locator("tbody tr td:nth-child(2) a").all_inner_texts()
     assert names == sorted(names)
