@@ -5,6 +5,7 @@ view is wider than a 420 px screen. Screenshots go to test-artifacts/dashboard/.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -313,3 +314,30 @@ def test_a_charts_points_are_a_table_and_a_csv_of_its_range(
     assert lines[0] == "time,unix_seconds,cpu_millicores"
     assert len(lines) == count + 1
     assert all(NOW - 3600 <= float(line.split(",")[1]) <= NOW for line in lines[1:])
+
+
+def test_the_legend_sums_up_the_range_when_nothing_is_hovered(
+    server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    sign_in(page, server)
+    open_node(page, server, "#/nodes/node-a?range=1h")
+    values = sorted(y for y in charts(page)[0]["ys"] if y is not None)  # millicores
+    p95 = values[min(len(values) - 1, math.ceil(0.95 * len(values)) - 1)]
+
+    def cores(m: float) -> str:
+        return f"{m / 1000:.2f}"  # kubectl's form from one core up
+
+    legend = page.locator(".chart").first.locator(".u-legend .u-series").nth(1).locator(".u-value")
+    expect(legend).to_contain_text(f"p95 {cores(p95)} · max {cores(values[-1])}")
+
+
+def test_each_sparkline_says_its_scale(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server)
+    page.goto(server.url + "#/nodes")
+    row = page.locator("#nodes-table tbody tr", has_text="node-a")
+    expect(row.locator(".spark-max")).to_contain_text("max ")
+    expect(
+        page.locator("#nodes-table tbody tr", has_text="node-b").locator(".spark-max")
+    ).to_have_text("no history yet")

@@ -46,8 +46,11 @@
     return el("span", { class: "usage" },
       el("span", { class: "bar", role: "img", "aria-label": label }, fill), label);
   }
+  // A node's CPU over 30 minutes: the line scaled to its own maximum, which is written
+  // beside it (a sparkline without a scale would say nothing of size).
   function sparkline(points) {
     const canvas = el("canvas", { class: "spark", width: 120, height: 24, "aria-hidden": "true" });
+    const top = points && points.length ? Math.max(...points.map((p) => p[1])) : null;
     if (points && points.length > 1) {
       const ctx = canvas.getContext("2d");
       const values = points.map((p) => p[1]);
@@ -62,7 +65,8 @@
       });
       ctx.stroke();
     }
-    return canvas;
+    return el("span", { class: "sparkline" }, canvas,
+      el("span", { class: "spark-max hint", text: top === null ? "no history yet" : "max " + cpu(top) }));
   }
 
   // -- routing: the hash holds the view, e.g. #/nodes/node-a?range=1h -----------------

@@ -67,7 +67,9 @@ window.KubepulseCharts = (function () {
     const v = values.filter((x) => x !== null && x !== undefined);
     if (!v.length) return "no data";
     const avg = v.reduce((a, b) => a + b, 0) / v.length;
-    return "latest " + fmt(v[v.length - 1]) + " · avg " + fmt(avg) + " · max " + fmt(Math.max(...v));
+    const sorted = [...v].sort((a, b) => a - b);
+    const p95 = sorted[Math.min(sorted.length - 1, Math.ceil(0.95 * sorted.length) - 1)]; // nearest rank
+    return "latest " + fmt(v[v.length - 1]) + " · avg " + fmt(avg) + " · p95 " + fmt(p95) + " · max " + fmt(sorted[sorted.length - 1]);
   }
 
   // A chart: make(box, spec) once, then update(spec) at each poll.
