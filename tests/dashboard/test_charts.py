@@ -41,6 +41,7 @@ def gapped_history(path: Path) -> History:
         rows.append(("node", "", "node-a", "", ts, cpu, 6 * 1024 * MI))
         rows.append(("pod", "default", "web-1", "", ts, 300_000_000, 3 * MI))
         rows.append(("container", "default", "web-1", "nginx", ts, 100_000_000, MI))
+        rows.append(("namespace", "default", "", "", ts, 400_000_000, 5 * MI))
     for ts in range(int(NOW - 3000), int(NOW - 1800), 15):  # a pod that ended
         rows.append(("pod", "default", "batch-7", "", ts, 900_000_000, 40 * MI))
         rows.append(("container", "default", "batch-7", "worker", ts, 900_000_000, 40 * MI))
@@ -341,3 +342,22 @@ def test_each_sparkline_says_its_scale(server: Server, watched: Watched) -> None
     expect(
         page.locator("#nodes-table tbody tr", has_text="node-b").locator(".spark-max")
     ).to_have_text("no history yet")
+
+
+def test_a_namespace_has_its_charts_and_its_pods(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server)
+    page.goto(server.url + "#/namespaces")
+    page.locator("a", has_text="default").first.click()
+    expect(page).to_have_url(server.url + "#/namespaces/default")
+    expect(page.locator("#namespace-name")).to_have_text("default")
+    page.wait_for_function("() => window.KubepulseCharts.instances.size === 2")
+    found = charts(page)
+    assert {y for y in found[0]["ys"] if y is not None} == {400.0}  # millicores
+    assert found[0]["max"] == pytest.approx(NOW, abs=1)
+    names = page.locator("table tbody tr td:nth-child(2) a").all_inner_texts()
+    assert "web-1" in names and all(n != "coredns-7db6d8ff4d-x2x9p" for n in names)
+    page.goto(server.url + "#/namespaces/nowhere")
+    expect(page.locator("#view-error")).to_have_text("no namespace nowhere, and no history of it")
+    watched.errors[:] = [e for e in watched.errors if "status of 404 (Not Found)" not in e]
+    screenshot(page, "namespace-unknown")

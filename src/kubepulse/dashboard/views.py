@@ -266,6 +266,7 @@ class DataHandlers:
             ("/api/pods", self.pods),
             ("/api/pods/{namespace}/{name}", self.pod),
             ("/api/namespaces", self.namespaces),
+            ("/api/namespaces/{namespace}", self.namespace),
         ]
         return [web.get(path, _answering_history_errors(h)) for path, h in routes]
 
@@ -428,6 +429,21 @@ class DataHandlers:
                 "history": self.src.history is not None,
             }
         )
+
+    async def namespace(self, request: web.Request) -> web.Response:
+        """A namespace's totals now and its CPU and memory over the range (the history
+        keeps each namespace's sum)."""
+        namespace = request.match_info["namespace"]
+        label, window = _range(request, self.src.clock())
+        access = access_of(request)
+        totals = self.index.namespace_totals(access)
+        if not access.sees(namespace):
+            raise _not_found(f"no namespace {namespace}")
+        series = await _series(self.src, "namespace", namespace, "", "", window)
+        if namespace not in totals and not series:
+            raise _not_found(f"no namespace {namespace}, and no history of it")
+        row = _namespace_rows({namespace: totals.get(namespace, [0, 0, 0])})[0]
+        return _json({"namespace": row, **_window(label, window), "series": series})
 
     async def _ended_containers(self, namespace: str, name: str, now: float) -> list[str]:
         if self.src.history is None:

@@ -277,6 +277,21 @@
     return tr;
   }
 
+  // A detail view's title and its range links (view.range: the one chosen).
+  function heading(view, frame, parts, params, word, id, name) {
+    view.range = params.get("range") || "1h";
+    frame.append(el("h1", {}, word + " ", el("span", { id, text: name })), rangeLinks(parts, view.range));
+  }
+  // A detail view's body: its facts (view.info), its charts, then a table of its pods.
+  function chartsAndPods(view, frame, headers, heading, download) {
+    view.charts = el("div", { class: "charts" });
+    const t = table(headers);
+    view.table = t;
+    view.tbody = t.tbody;
+    frame.append(view.info, view.charts, el("h2", { text: heading }),
+      downloads(t, download), el("div", { class: "scroll" }, t.table));
+  }
+
   const views = {
     overview: {
       path: () => "overview",
@@ -336,16 +351,9 @@
     node: {
       build(frame, parts, params) {
         this.name = parts[1];
-        this.range = params.get("range") || "1h";
-        frame.append(el("h1", {}, "Node ", el("span", { id: "node-name", text: this.name })),
-          rangeLinks(parts, this.range));
-        this.charts = el("div", { class: "charts" });
+        heading(this, frame, parts, params, "Node", "node-name", this.name);
         this.info = el("div");
-        const t = table(POD_HEADERS.filter((h) => h !== "Node"));
-        this.table = t;
-        this.tbody = t.tbody;
-        frame.append(this.info, this.charts, el("h2", { text: "Pods on this node" }),
-          downloads(t, "pods-on-" + this.name), el("div", { class: "scroll" }, t.table));
+        chartsAndPods(this, frame, POD_HEADERS.filter((h) => h !== "Node"), "Pods on this node", "pods-on-" + this.name);
       },
       restyle() { clear(this.charts); },
       async update() {
@@ -411,9 +419,7 @@
       build(frame, parts, params) {
         this.ns = parts[1];
         this.name = parts[2];
-        this.range = params.get("range") || "1h";
-        frame.append(el("h1", {}, "Pod ", el("span", { id: "pod-name", text: this.ns + "/" + this.name })),
-          rangeLinks(parts, this.range));
+        heading(this, frame, parts, params, "Pod", "pod-name", this.ns + "/" + this.name);
         this.info = el("div");
         this.body = el("div");
         // Built once, not on each refresh, so an open editor or log keeps what it holds.
@@ -459,6 +465,26 @@
       },
       async update() {},
     },
+    namespace: {
+      build(frame, parts, params) {
+        this.ns = parts[1];
+        heading(this, frame, parts, params, "Namespace", "namespace-name", this.ns);
+        this.info = el("p");
+        chartsAndPods(this, frame, POD_HEADERS, "Pods", "pods-in-" + this.ns);
+      },
+      restyle() { clear(this.charts); },
+      async update() {
+        const d = await api("namespaces/" + encodeURIComponent(this.ns) + "?range=" + encodeURIComponent(this.range));
+        const n = d.namespace;
+        this.info.textContent = n.pods + " pods · CPU " + cpu(n.cpu) + " · Memory " + mem(n.memory);
+        chart(this.charts, "cpu", "CPU", "cpu", d, d.series, {});
+        chart(this.charts, "memory", "Memory", "memory", d, d.series, {});
+        const pods = await api("pods?namespace=" + encodeURIComponent(this.ns));
+        clear(this.tbody);
+        pods.items.forEach((p) => this.tbody.append(podRow(p)));
+        resort(this.table);
+      },
+    },
     namespaces: {
       build(frame) {
         frame.append(el("h1", { text: "Namespaces" }));
@@ -475,8 +501,8 @@
   function namespaceTable(items) {
     const t = table(["Namespace", { text: "Pods", num: 1 }, { text: "CPU", num: 1 }, { text: "Memory", num: 1 }]);
     for (const n of items) {
-      const tr = rowLink(el("tr"), href(["pods"], { namespace: n.name }));
-      tr.append(el("td", {}, el("a", { href: href(["pods"], { namespace: n.name }), text: n.name })),
+      const tr = rowLink(el("tr"), href(["namespaces", n.name]));
+      tr.append(el("td", {}, el("a", { href: href(["namespaces", n.name]), text: n.name })),
         el("td", { class: "num", text: n.pods }), el("td", { class: "num", text: cpu(n.cpu) }),
         el("td", { class: "num", text: mem(n.memory) }));
       t.tbody.append(tr);
@@ -519,6 +545,7 @@
     let name = parts[0];
     if (name === "nodes" && parts.length > 1) name = "node";
     if (name === "pods" && parts.length > 2) name = "pod";
+    if (name === "namespaces" && parts.length > 1) name = "namespace";
     if (!views[name]) name = "overview";
     const key = location.hash;
     if (key === state.viewKey && state.view) return;
