@@ -361,3 +361,16 @@ def test_a_namespace_has_its_charts_and_its_pods(server: Server, watched: Watche
     expect(page.locator("#view-error")).to_have_text("no namespace nowhere, and no history of it")
     watched.errors[:] = [e for e in watched.errors if "status of 404 (Not Found)" not in e]
     screenshot(page, "namespace-unknown")
+
+
+def test_the_overview_lists_pods_that_ended_and_links_to_their_history(
+    server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    sign_in(page, server)
+    ended = page.locator("#ended-pods")
+    expect(ended.locator("tbody tr")).to_have_count(1)  # batch-7; live pods are not listed
+    expect(ended.locator("a")).to_have_text("batch-7")
+    ended.locator("a").click()
+    expect(page).to_have_url(server.url + "#/pods/default/batch-7")
+    expect(page.locator("#pod-ended")).to_contain_text("last seen")

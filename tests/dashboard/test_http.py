@@ -403,6 +403,8 @@ async def test_a_pod_that_ended_keeps_its_page_from_the_history(
     assert data["series"] and data["series"][-1][0] <= last
     live = await (await client.get(f"{API}/pods/default/web-1")).json()
     assert live["ended"] is False and live["last_seen"] is None
+    ended = await (await client.get(f"{API}/ended")).json()
+    assert ended["items"] == [{"namespace": "default", "name": "batch-7", "last_seen": last}]
 
 
 @pytest.mark.parametrize(("label", "seconds"), [("15m", 900), ("24h", 86400), ("30d", 2592000)])

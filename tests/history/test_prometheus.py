@@ -116,6 +116,32 @@ async def test_many_nodes_at_once_are_each_what_one_series_gives(prometheus: Run
     assert many["node-z"] == []  # never seen: no points
 
 
+async def test_pods_and_their_containers_are_what_was_exposed(prometheus: Running) -> None:
+    """What the dashboard asks of a pod no longer served: which pods had series, and a
+    pod's containers."""
+    exposed_pods = {
+        (dict(labels)["namespace"], dict(labels)["pod"])
+        for (name, labels) in prometheus.exposed
+        if name == metric_name("pod", "memory")
+    }
+    containers = sorted(
+        dict(labels)["container"]
+        for (name, labels) in prometheus.exposed
+        if name == metric_name("container", "memory")
+        and dict(labels)["namespace"] == "kube-system"
+        and dict(labels)["pod"] == "dns-1"
+    )
+    start, end = prometheus.started - 10, time.time()
+    async with PrometheusHistory(prometheus.url) as history:
+        pods = await history.pods(start, end)
+        found = await history.containers("kube-system", "dns-1", start, end)
+        nothing = await history.containers("kube-system", "never-was", start, end)
+    assert set(pods) == exposed_pods and exposed_pods
+    assert all(last is None for last in pods.values())
+    assert found == containers == ["coredns"]
+    assert nothing == []
+
+
 @pytest.mark.parametrize(
     "names",
     [["node-a"], ["a.b", "a-b"], ["x(1)|y", "[z]", "^w$", "v+*?{2}", "back\\slash"]],

@@ -45,6 +45,8 @@ RANGES: dict[str, tuple[int, int]] = {
     "7d": (7 * 86400, 3600),
     "30d": (30 * 86400, 14400),  # the 15-minute tier's whole retention
 }
+ENDED_RECENT, MAX_ENDED = 86400, 100
+"""The overview lists pods that ended in the last day, at most this many."""
 ENDED_LOOKBACK = 30 * 86400
 """How far back a pod that is no longer served is looked for in the history."""
 DEFAULT_RANGE = "1h"
@@ -267,6 +269,7 @@ class DataHandlers:
             ("/api/pods/{namespace}/{name}", self.pod),
             ("/api/namespaces", self.namespaces),
             ("/api/namespaces/{namespace}", self.namespace),
+            ("/api/ended", self.ended),
         ]
         return [web.get(path, _answering_history_errors(h)) for path, h in routes]
 
@@ -444,6 +447,28 @@ class DataHandlers:
             raise _not_found(f"no namespace {namespace}, and no history of it")
         row = _namespace_rows({namespace: totals.get(namespace, [0, 0, 0])})[0]
         return _json({"namespace": row, **_window(label, window), "series": series})
+
+    async def ended(self, request: web.Request) -> web.Response:
+        """Pods the history saw in the last ENDED_RECENT seconds that are no longer
+        served, newest first: their pages stay (pod())."""
+        now = self.src.clock()
+        if self.src.history is None:
+            return _json({"items": [], "history": False})
+        with _history_errors():
+            seen = await self.src.history.pods(now - ENDED_RECENT, now)
+        access, view = access_of(request), self.index.view()
+        live = view.inventoried.by_key
+        gone = sorted(
+            (
+                (-(last or 0.0), ns, name, last)
+                for (ns, name), last in seen.items()
+                if (ns, name) not in live
+                and self.index.rates((ns, name), None) is None
+                and access.sees(ns)
+            ),
+        )
+        items = [{"namespace": ns, "name": name, "last_seen": last} for _, ns, name, last in gone]
+        return _json({"items": items[:MAX_ENDED], "total": len(items), "history": True})
 
     async def _ended_containers(self, namespace: str, name: str, now: float) -> list[str]:
         if self.src.history is None:

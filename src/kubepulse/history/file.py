@@ -398,6 +398,13 @@ class History:
             conn.execute("COMMIT")
         return history_read.steps(join(found + memory), lo, hi, step_ms)
 
+    def pods_since(self, since: float) -> dict[tuple[str, str], float]:
+        """Pods with samples since `since` (seconds): (namespace, name) -> last seen."""
+        writer = self._ready_writer()
+        with writer.lock:
+            found = writer.pods_since(int(since * 1000))
+        return {key: ms / 1000 for key, ms in found.items()}
+
     def containers_of(self, namespace: str, pod: str, since: float) -> list[str]:
         """The containers of a pod with samples written since `since` (seconds)."""
         writer = self._ready_writer()

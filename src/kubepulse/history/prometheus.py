@@ -164,6 +164,25 @@ class PrometheusHistory:
             raise PrometheusError(f"{self.shown}: a range answer without node labels") from err
         return {n: _points([values.get(n, {}) for values in by_node], step) for n in names}
 
+    async def pods(self, start: float, end: float) -> dict[tuple[str, str], float | None]:
+        """The pods of the pod series in [start, end] (/api/v1/series); when each was last
+        seen is not asked (one more query a pod)."""
+        found = await self._post(
+            "/api/v1/series",
+            {
+                "match[]": metric_name("pod", "memory"),
+                "start": f"{start:.3f}",
+                "end": f"{end:.3f}",
+            },
+        )
+        try:
+            return {
+                (str(labels["namespace"]), str(labels["pod"])): None
+                for labels in found.get("data") or []
+            }
+        except (KeyError, TypeError) as err:
+            raise PrometheusError(f"{self.shown}: series without pod labels") from err
+
     async def containers(self, namespace: str, pod: str, start: float, end: float) -> list[str]:
         """The container label values of the pod's series in [start, end] (/api/v1/series)."""
         found = await self._post(

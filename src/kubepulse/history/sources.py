@@ -42,6 +42,11 @@ class SeriesSource(Protocol):
         """series() of each of these nodes, asked at once."""
         ...
 
+    async def pods(self, start: float, end: float) -> dict[tuple[str, str], float | None]:
+        """Pods with history in [start, end]: (namespace, name) -> when last seen (None
+        where the source cannot say)."""
+        ...
+
     async def containers(self, namespace: str, pod: str, start: float, end: float) -> list[str]:
         """The names of a pod's containers that have history in [start, end] (a pod that
         has ended keeps its page from them), sorted."""
@@ -77,6 +82,9 @@ class SqliteSeries:
             return {n: self.history.query("node", "", n, "", start, end, step) for n in names}
 
         return await asyncio.to_thread(query)
+
+    async def pods(self, start: float, end: float) -> dict[tuple[str, str], float | None]:
+        return dict(await asyncio.to_thread(self.history.pods_since, start))
 
     async def containers(self, namespace: str, pod: str, start: float, end: float) -> list[str]:
         return await asyncio.to_thread(self.history.containers_of, namespace, pod, start)

@@ -383,6 +383,15 @@ class HistoryWriter:
     def series_id(self, key: SeriesKey) -> int | None:
         return self._ids.get(key)
 
+    def pods_since(self, since_ms: int) -> dict[tuple[str, str], int]:
+        """Every pod with a sample since `since_ms`: (namespace, name) -> newest (ms)."""
+        last = self._all_last()
+        return {
+            (ns, name): last[sid]
+            for (kind, ns, name, _), sid in self._ids.items()
+            if kind == "pod" and last.get(sid, 0) >= since_ms
+        }
+
     def containers_of(self, namespace: str, pod: str, since_ms: int) -> set[str]:
         """Containers of a pod that groups in memory hold samples of since `since_ms`."""
         last = self._all_last()

@@ -329,6 +329,19 @@
           b.append(t2.table);
         }
         b.append(el("h2", { text: "Namespaces" }), namespaceTable(d.namespaces));
+        const ended = await api("ended");
+        if (ended.items.length) {
+          const t = table(["Namespace", "Name", "Last seen"]);
+          t.table.id = "ended-pods";
+          for (const p of ended.items) {
+            const to = href(["pods", p.namespace, p.name]);
+            const tr = rowLink(el("tr"), to);
+            tr.append(el("td", { text: p.namespace }), el("td", {}, el("a", { href: to, text: p.name })),
+              el("td", { "data-sort": p.last_seen || 0, text: p.last_seen ? new Date(p.last_seen * 1000).toLocaleString() : "in the last day" }));
+            t.tbody.append(tr);
+          }
+          b.append(el("h2", { text: "Recently ended (last 24 h)" }), el("div", { class: "scroll" }, t.table));
+        }
       },
     },
     nodes: {
