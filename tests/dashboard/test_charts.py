@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -374,3 +375,15 @@ def test_the_overview_lists_pods_that_ended_and_links_to_their_history(
     ended.locator("a").click()
     expect(page).to_have_url(server.url + "#/pods/default/batch-7")
     expect(page.locator("#pod-ended")).to_contain_text("last seen")
+
+
+def test_a_pods_page_says_its_status_age_restarts_and_labels(
+    server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    sign_in(page, server)
+    page.goto(server.url + "#/pods/default/web-1")
+    expect(page.locator("#pod-phase")).to_have_text("Status Running")
+    expect(page.locator("#pod-age")).to_have_text(re.compile(r"^Age \d+d$"))  # created 2021
+    expect(page.locator(".facts")).to_contain_text("Restarts 0")
+    expect(page.locator(".labels .badge").first).to_contain_text("=")

@@ -354,6 +354,11 @@ async def test_pod_detail_has_container_series_and_spec_lines(signed_in: Client)
     assert resp.status == 200
     data = await resp.json()
     assert data["pod"]["cpu"]["used"] == 350.0
+    assert (data["pod"]["created"], data["pod"]["phase"], data["pod"]["restarts"]) == (
+        "2021-11-02T09:15:00Z",
+        "Running",
+        0,
+    )
     assert len(data["series"]) == HISTORY_POINTS
     assert data["series"][0][1:] == [300.0, 3 * MI]
     containers = {c["name"]: c for c in data["containers"]}

@@ -423,7 +423,7 @@ class DataHandlers:
             )
         return _json(
             {
-                "pod": pod_row(pod, key, rates),
+                "pod": pod_row(pod, key, rates) | _pod_facts(pod),
                 **_window(label, window),
                 "ended": ended,
                 "last_seen": await self._last_seen(namespace, name, window[1]) if ended else None,
@@ -494,6 +494,24 @@ class DataHandlers:
 
     async def namespaces(self, request: web.Request) -> web.Response:
         return _json({"items": _namespace_rows(self.index.namespace_totals(access_of(request)))})
+
+
+def _pod_facts(pod: Pod | None) -> dict[str, Any]:
+    """What the pod page says beside usage: when it was created and, where the Pod object
+    is kept whole (up, a cluster), its phase and its containers' restarts."""
+    if pod is None:
+        return {"created": None, "phase": None, "restarts": None}
+    status = pod.raw.get("status") if isinstance(pod.raw, Mapping) else None
+    phase = restarts = None
+    if isinstance(status, Mapping):
+        phase = status.get("phase") if isinstance(status.get("phase"), str) else None
+        counts: list[int] = [
+            c["restartCount"]
+            for c in status.get("containerStatuses") or []
+            if isinstance(c, Mapping) and isinstance(c.get("restartCount"), int)
+        ]
+        restarts = sum(counts) if counts else None
+    return {"created": pod.creation_timestamp, "phase": phase, "restarts": restarts}
 
 
 def _lines(spec: ContainerSpec | None, field: str) -> dict[str, Any]:

@@ -34,6 +34,14 @@
     return m >= 1000 ? text + " cores" : text;
   }
   const mem = Charts.mem;
+  // Age as kubectl get prints it: 45s, 12m, 5h, 3d.
+  function age(created) {
+    const seconds = Math.max(0, (Date.now() - Date.parse(created)) / 1000);
+    if (seconds < 120) return Math.floor(seconds) + "s";
+    if (seconds < 7200) return Math.floor(seconds / 60) + "m";
+    if (seconds < 172800) return Math.floor(seconds / 3600) + "h";
+    return Math.floor(seconds / 86400) + "d";
+  }
   function pct(used, of) {
     if (used === null || used === undefined || !of) return null;
     return (100 * used) / of;
@@ -448,9 +456,16 @@
           const when = d.last_seen ? new Date(d.last_seen * 1000).toLocaleString() : "before this range";
           this.info.append(el("p", { class: "ended", id: "pod-ended", text: "Ended: last seen " + when + ". Showing its history." }));
         }
-        this.info.append(el("p", {}, "Node ",
-          p.node ? el("a", { href: href(["nodes", p.node]), text: p.node }) : "–",
-          " · CPU " + cpu(p.cpu.used) + " · Memory " + mem(p.memory.used)));
+        this.info.append(el("p", { class: "facts" },
+          el("span", {}, "Node ", p.node ? el("a", { href: href(["nodes", p.node]), text: p.node }) : "–"),
+          el("span", { text: "CPU " + cpu(p.cpu.used) }), el("span", { text: "Memory " + mem(p.memory.used) }),
+          p.phase ? el("span", { id: "pod-phase", text: "Status " + p.phase }) : null,
+          p.restarts !== null && p.restarts !== undefined ? el("span", { text: "Restarts " + p.restarts }) : null,
+          p.created ? el("span", { id: "pod-age", title: p.created, text: "Age " + age(p.created) }) : null));
+        const labels = Object.entries(p.labels || {});
+        if (labels.length) {
+          this.info.append(el("p", { class: "labels" }, ...labels.map(([k, v]) => el("span", { class: "badge", text: k + "=" + v }))));
+        }
         const names = ["pod"].concat(d.containers.map((c) => c.name)).join("\n");
         if (this.names !== names) { destroyCharts(); clear(this.body); this.sections = {}; this.names = names; }
         const section = (key, heading) => {
