@@ -9,6 +9,7 @@ import json
 import os
 import re
 import resource
+import select
 import signal
 import socket
 import ssl
@@ -30,6 +31,27 @@ _SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", re.M
 
 class BenchError(Exception):
     """The benchmark could not run, or something answered other than expected."""
+
+
+class Missed(BenchError):
+    """A wait reached its deadline: `condition` says what did not happen in time.
+
+    Every wait of a benchmark has a deadline and raises this when it passes, so that a
+    run on a busy machine ends (exit 2) saying what it waited for, rather than hanging.
+    """
+
+    def __init__(self, condition: str, waited: float, detail: str = "") -> None:
+        self.condition = condition
+        self.waited = waited
+        super().__init__(
+            f"deadline missed: {condition} (waited {waited:.0f}s)"
+            + (f"; {detail}" if detail else "")
+        )
+
+
+def simulator_deadline(nodes: int) -> float:
+    """Seconds the simulator may take to start: certificates and templates per node."""
+    return 60.0 + 0.05 * nodes
 
 
 def raise_fd_limit() -> None:
@@ -85,11 +107,19 @@ class Simulator:
 
 
 def start_simulator(
-    nodes: int, workdir: Path, pod_objects: bool, targets_format: str, port: int | None = None
+    nodes: int,
+    workdir: Path,
+    pod_objects: bool,
+    targets_format: str,
+    port: int | None = None,
+    shape: str = "sim",
+    deadline_s: float | None = None,
 ) -> Simulator:
-    """The kubelet simulator, serving; `port` when another benchmark holds the default."""
+    """The kubelet simulator, serving; `port` when another benchmark holds the default.
+
+    Waits at most deadline_s (simulator_deadline() by default) for it to say READY."""
     log_path = workdir / "sim.log"
-    args = [sys.executable, "-m", "bench.sim.kubelets", f"--nodes={nodes}"]
+    args = [sys.executable, "-m", "bench.sim.kubelets", f"--nodes={nodes}", f"--shape={shape}"]
     if port is not None:
         args.append(f"--port={port}")
     args += [f"--workdir={workdir / 'sim'}", f"--targets-format={targets_format}"]
@@ -98,13 +128,39 @@ def start_simulator(
     with log_path.open("wb") as log:
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
     assert process.stdout is not None
-    # The simulator prints exactly one line, READY <json>, once it serves every node.
-    # readline() blocks; the simulator's own failure closes stdout and ends it.
-    line = process.stdout.readline().decode()
+    # The simulator prints exactly one line, READY <json>, once it serves every node;
+    # its own failure closes stdout. Read with a deadline: it may also hang.
+    limit = simulator_deadline(nodes) if deadline_s is None else deadline_s
+    try:
+        line = read_line(process.stdout, limit).decode()
+    except Missed as err:
+        stop(process)
+        raise Missed(
+            f"the simulator of {nodes} nodes says READY", err.waited, log_tail(log_path)
+        ) from None
     if not line.startswith("READY "):
         stop(process)
         raise BenchError(f"simulator did not start: {line!r}\n{log_tail(log_path)}")
     return Simulator(process, json.loads(line[len("READY ") :]), log_path)
+
+
+def read_line(stream: Any, deadline_s: float) -> bytes:
+    """One line from a child's pipe, or Missed after deadline_s (b"" at end of file)."""
+    fd = stream.fileno()
+    started = time.monotonic()
+    data = b""
+    while not data.endswith(b"\n"):
+        left = deadline_s - (time.monotonic() - started)
+        if left <= 0:
+            raise Missed("a line from the child process", deadline_s)
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 # -- kubepulse server -------------------------------------------------------------------
@@ -178,8 +234,10 @@ async def wait_ready(server: Server, deadline_s: float) -> tuple[float, float]:
             except (OSError, ssl.SSLError, aiohttp.ClientError) as err:
                 last = f"{type(err).__name__}: {err}"
         await asyncio.sleep(0.5)
-    raise BenchError(
-        f"server not ready after {deadline_s:.0f}s ({last}):\n{log_tail(server.log_path)}"
+    raise Missed(
+        "the server answers /readyz with 200",
+        deadline_s,
+        f"last: {last}\n{log_tail(server.log_path)}",
     )
 
 
