@@ -60,7 +60,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,10 @@ from bench.sim.process import (
     Server,
     ServerMetrics,
     Simulator,
+    add_kubelet_port_flag,
     cpu_seconds,
+    family,
+    family_sum,
     parse_server_metrics,
     raise_fd_limit,
     start_server,
@@ -130,22 +133,6 @@ class NoBurst(Exception):
 
 
 # -- sampling ---------------------------------------------------------------------------
-
-
-def family(process: psutil.Process) -> list[psutil.Process]:
-    """The server and its children (the one that parses the targets file at start)."""
-    with contextlib.suppress(psutil.NoSuchProcess):
-        return [process, *process.children(recursive=True)]
-    return [process]
-
-
-def family_sum(process: psutil.Process, measure: Callable[[psutil.Process], float]) -> float:
-    """A measure summed over the server and its children (one may end meanwhile)."""
-    total = 0.0
-    for member in family(process):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += measure(member)
-    return total
 
 
 def family_cpu(process: psutil.Process) -> float:
@@ -440,6 +427,7 @@ async def run_one(
     extra: Sequence[str] = (),
     shape: str = "sim",
     progress: Progress | None = None,
+    kubelet_port: int | None = None,
 ) -> RunResult:
     """One run; every wait in it has a deadline (Missed), and `progress` holds what was
     measured so far when it fails."""
@@ -448,7 +436,9 @@ async def run_one(
         workdir = Path(tmp)
         print(f"[{nodes}] starting the kubelet simulator ({shape})", file=sys.stderr, flush=True)
         progress.wait(f"the simulator of {nodes} nodes says READY")
-        sim = start_simulator(nodes, workdir, pod_objects, targets_format, shape=shape)
+        sim = start_simulator(
+            nodes, workdir, pod_objects, targets_format, port=kubelet_port, shape=shape
+        )
         progress.measured.update(
             sim_setup_s=sim.info["setup_seconds"], answer_bytes=sim.info.get("answer_bytes")
         )
@@ -945,6 +935,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="seconds one run may take in all (default: from its size and resolution)",
     )
+    add_kubelet_port_flag(p)
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     if args.list_repeats is None:
@@ -983,6 +974,7 @@ async def run_sized(
                 args.server_flag,
                 shape,
                 progress,
+                args.kubelet_port,
             )
     except TimeoutError:
         err: BenchError = Missed(f"the whole run within its budget, at: {progress.waiting}", budget)

@@ -4,7 +4,9 @@ several benchmarks need around them (a free port, the descriptor limit, CPU time
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -16,15 +18,16 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import psutil
 
 STOP_TIMEOUT_S = 10.0
+T = TypeVar("T")
 
 _SAMPLE_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)", re.MULTILINE)
 
@@ -92,6 +95,45 @@ def cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+def family(process: psutil.Process) -> list[psutil.Process]:
+    """A process and its children (the server's: the one that parses the targets file
+    at start)."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return [process, *process.children(recursive=True)]
+    return [process]
+
+
+def family_sum(process: psutil.Process, measure: Callable[[psutil.Process], float]) -> float:
+    """A measure summed over a process and its children (one may end meanwhile)."""
+    total = 0.0
+    for member in family(process):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += measure(member)
+    return total
+
+
+def add_kubelet_port_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--kubelet-port",
+        type=int,
+        default=None,
+        help="the simulated kubelets' port (default 10250), when another run holds it",
+    )
+
+
+def run_bounded(main: Callable[[], Coroutine[Any, Any, T]], budget: float, what: str) -> T:
+    """asyncio.run(main()) within `budget` seconds, else Missed naming `what`."""
+
+    async def bounded() -> T:
+        try:
+            async with asyncio.timeout(budget):
+                return await main()
+        except TimeoutError:
+            raise Missed(what, budget) from None
+
+    return asyncio.run(bounded())
+
+
 # -- the kubelet simulator --------------------------------------------------------------
 
 
@@ -144,6 +186,21 @@ def start_simulator(
     return Simulator(process, json.loads(line[len("READY ") :]), log_path)
 
 
+def start_shaped_simulator(args: argparse.Namespace, workdir: Path) -> Simulator:
+    """The simulator of args.nodes, args.shape on args.kubelet_port (JSON targets with
+    Pod objects), said on stderr."""
+    sim = start_simulator(
+        args.nodes, workdir, True, "json", port=args.kubelet_port, shape=args.shape
+    )
+    print(
+        f"simulator: {args.nodes} nodes, shape {sim.info.get('shape')}, answer "
+        f"{sim.info.get('answer_bytes')} bytes",
+        file=sys.stderr,
+        flush=True,
+    )
+    return sim
+
+
 def read_line(stream: Any, deadline_s: float) -> bytes:
     """One line from a child's pipe, or Missed after deadline_s (b"" at end of file)."""
     fd = stream.fileno()
@@ -191,6 +248,8 @@ def server_command(sim: Simulator, workdir: Path, port: int, resolution: float) 
         f"--kubelet-certificate-authority={sim.info['ca']}",
         f"--kubelet-token-file={sim.info['token_file']}",
         f"--token-auth-file={workdir / 'tokens.csv'}",
+        # The simulator's port, when not the kubelet's (another benchmark holds that).
+        *([f"--kubelet-port={sim.info['port']}"] if sim.info.get("port", 10250) != 10250 else []),
     ]
 
 
