@@ -20,7 +20,8 @@ the simulator shares the CPUs with the server under test.
 
 --shape varies what the answers look like (Shape, SHAPES): `kubelet` is a kubelet
 1.30's whole answer (the swap families, start times with their own timestamps), `unique`
-gives every pod its own name prefix, `big` (110 pods, long names, ~200 KB) and `small`
+gives every pod its own name prefix, `big` (30 pods of 6 containers,
+long names, ~200 KB) and `small`
 (20 pods, ~20 KB) change the size; they combine with "+". The byte-for-byte check at
 start-up holds for every shape (reference_render()).
 
@@ -161,7 +162,8 @@ class Shape:
     pods: int = PODS
     containers: int = CONTAINERS
     long_names: bool = False
-    """Namespaces, apps and containers with names of 30-70 characters."""
+    """Namespaces, apps and containers with names of 30-63 characters, pods of
+    110-130 (a Helm release's generated names)."""
 
     @property
     def name(self) -> str:
@@ -173,7 +175,7 @@ class Shape:
             found.append("kubelet")
         if self.unique:
             found.append("unique")
-        if self.long_names and self.pods == SHAPES["big"].pods:
+        if self.long_names and self.containers == SHAPES["big"].containers:
             found.append("big")
         elif self.pods == SHAPES["small"].pods:
             found.append("small")
@@ -184,7 +186,7 @@ SHAPES = {
     "sim": Shape(),
     "kubelet": Shape(kubelet=True),
     "unique": Shape(unique=True),
-    "big": Shape(pods=110, long_names=True),
+    "big": Shape(containers=6, long_names=True),
     "small": Shape(pods=20),
 }
 
@@ -297,8 +299,10 @@ def build_cluster(
             if shape.unique:
                 # A fresh prefix for every pod; the loop below keeps it unique.
                 template_hash = _pod_suffix(rng, 10)
+            # A long pod name: a generated Deployment name of a Helm release (up to 253).
+            prefix = f"{ns}-{app}-deployment" if shape.long_names else app
             while True:
-                pod_name = f"{app}-{template_hash}-{_pod_suffix(rng, 5)}"
+                pod_name = f"{prefix}-{template_hash}-{_pod_suffix(rng, 5)}"
                 if (ns, pod_name) not in used:
                     used.add((ns, pod_name))
                     break
@@ -306,7 +310,7 @@ def build_cluster(
             sidecar = SIDECARS[int(hashlib.sha1(app.encode()).hexdigest(), 16) % len(SIDECARS)]
             if shape.long_names:
                 sidecar = f"{sidecar}-sidecar-for-{app.split('-')[0]}-telemetry"
-            names = [app, sidecar, *(f"{app}-helper-{k}" for k in range(2, containers))]
+            names = [app, sidecar, *(f"{app[:50]}-helper-{k}" for k in range(2, containers))]
             sim_containers = []
             for k, cname in enumerate(names[:containers]):
                 main = k == 0
@@ -1038,8 +1042,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=SHAPES["sim"],
         help="what each answer looks like: sim (default: the agent's render(), ~31 KB), "
         "kubelet (a kubelet 1.30's whole answer: swap families, start-time timestamps), "
-        "unique (no pod name prefix shared by two pods), big (110 pods, long names, "
-        "~200 KB), small (20 pods, ~20 KB); combine with +, e.g. kubelet+unique+big",
+        "unique (no pod name prefix shared by two pods), big (6 containers a pod, long "
+        "names, ~200 KB), small (20 pods, ~20 KB); combine with +, e.g. kubelet+unique+big",
     )
     p.add_argument("--port", type=int, default=KUBELET_PORT)
     p.add_argument("--control-port", type=int, default=0, help="0 picks a free port")
