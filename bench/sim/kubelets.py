@@ -19,7 +19,8 @@ are served by a minimal HTTP/1.1 protocol (keep-alive, answers in order), not ai
 the simulator shares the CPUs with the server under test.
 
 --shape varies what the answers look like (Shape, SHAPES): `kubelet` is a kubelet
-1.30's whole answer (the swap families, start times with their own timestamps), `unique`
+1.30's whole answer (the swap families, start times with their own timestamps, sent
+chunked as Go does), `unique`
 gives every pod its own name prefix, `big` (30 pods of 6 containers,
 long names, ~200 KB) and `small`
 (20 pods, ~20 KB) change the size; they combine with "+". The byte-for-byte check at
@@ -154,8 +155,9 @@ class Shape:
     kubelet: bool = False
     """The whole answer of a kubelet 1.30: the three swap families (zeros, with sample
     timestamps) and container_start_time_seconds with its own timestamp (the start, in
-    ms), as the kubelet's collector writes them (NewLazyMetricWithTimestamp). Without
-    it, the answer is what the agent's render() writes (no swap, no start timestamps)."""
+    ms), as the kubelet's collector writes them (NewLazyMetricWithTimestamp), sent
+    chunked as Go's net/http sends it (GO_CHUNK). Without it, the answer is what the
+    agent's render() writes (no swap, no start timestamps), with a Content-Length."""
     unique: bool = False
     """Every pod its own name prefix: no two pods share a pod-template-hash, so no
     label value repeats across nodes (no replica sets spread over the cluster)."""
@@ -891,7 +893,7 @@ class Simulator:
         self.stats.bytes_sent += len(body)
         if want_gzip:
             self.stats.gzip += 1
-        return _response(200, "OK", body, want_gzip)
+        return _response(200, "OK", body, want_gzip, chunked=self.cluster.shape.kubelet)
 
     async def stats_handler(self, _request: web.Request) -> web.Response:
         s = self.stats
@@ -908,14 +910,28 @@ class Simulator:
         )
 
 
-def _response(status: int, reason: str, body: bytes, gzipped: bool = False) -> bytes:
+GO_CHUNK = 4096
+"""Go's net/http sends a body it was not told the length of in chunks of its 4 KiB
+response buffer (promhttp sets no Content-Length, so a kubelet's answer is chunked)."""
+
+
+def _response(
+    status: int, reason: str, body: bytes, gzipped: bool = False, chunked: bool = False
+) -> bytes:
     encoding = "Content-Encoding: gzip\r\n" if gzipped else ""
     content_type = CONTENT_TYPE if status == 200 else "text/plain; charset=utf-8"
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"
     head = (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{encoding}"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{encoding}{framing}\r\n\r\n"
+    ).encode()
+    if not chunked:
+        return head + body
+    parts = [head]
+    for start in range(0, len(body), GO_CHUNK):
+        piece = body[start : start + GO_CHUNK]
+        parts += (f"{len(piece):x}\r\n".encode(), piece, b"\r\n")
+    parts.append(b"0\r\n\r\n")
+    return b"".join(parts)
 
 
 class KubeletProtocol(asyncio.Protocol):
