@@ -123,8 +123,22 @@ def pymalloc_arenas() -> dict[str, int]:
     return found
 
 
+def cyclic_garbage(top: int = 12) -> dict[str, Any]:
+    """What a full collection finds unreachable now: garbage that only the cycle
+    collector frees (kept meanwhile, with everything it refers to)."""
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        found = gc.collect()
+        kinds = collections.Counter(type(o).__name__ for o in gc.garbage)
+        held = sum(len(o) for o in gc.garbage if isinstance(o, bytes | bytearray | str))
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+    return {"objects": found, "kinds": dict(kinds.most_common(top)), "text_bytes": held}
+
+
 def census(top: int = 12, traced: bool = False) -> dict[str, Any]:
-    gc.collect()
+    garbage = cyclic_garbage(top)
     kinds = collections.Counter(type(o).__name__ for o in gc.get_objects())
     status = proc_status()
     data: dict[str, Any] = {
@@ -133,6 +147,8 @@ def census(top: int = 12, traced: bool = False) -> dict[str, Any]:
         "threads": status.get("Threads"),
         "objects": dict(kinds.most_common(top)),
         "gc_objects": sum(kinds.values()),
+        "cyclic_garbage": garbage,
+        "gc_counts": gc.get_count(),
     }
     info = mallinfo()
     if info:
