@@ -705,6 +705,14 @@ def _range(values: Sequence[float], fmt: str) -> str:
     return f"{format(min(values), fmt)}-{format(max(values), fmt)}"
 
 
+def _list_cell(r: RunResult, after_idle: bool) -> str:
+    """The median and range of one kind of LIST; "-" when none was made."""
+    seconds = [x.seconds for x in r.lists if x.after_idle == after_idle]
+    if not seconds:
+        return "-"
+    return f"{_median(seconds):.2f}s ({_range(seconds, '.2f')})"
+
+
 def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -754,10 +762,8 @@ def report(results: list[RunResult]) -> list[str]:
                 f"{r.vm_hwm / MIB:.0f}M",
                 f"{r.mib_per_node:.3f}",
                 f"{r.steady_rss_mib_per_node:.3f}",
-                f"{r.list_median:.2f}s "
-                f"({_range([x.seconds for x in r.lists if not x.after_idle], '.2f')})",
-                f"{r.idle_list_median:.2f}s "
-                f"({_range([x.seconds for x in r.lists if x.after_idle], '.2f')})",
+                _list_cell(r, after_idle=False),
+                _list_cell(r, after_idle=True),
                 f"{r.sim_cores:.2f}",
             )
         )
