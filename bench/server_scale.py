@@ -27,11 +27,23 @@ How, for each N:
 Only the server's process is measured; the simulator's CPU is reported for context (the
 machine's CPUs are shared by both, and by this script).
 
+Shapes (bench.sim.kubelets --shape): --shape picks what every kubelet answers;
+--shape-matrix runs each of SHAPE_MATRIX at 1,000 nodes (--matrix-nodes), then the shape
+with the most steady RSS per node at 2,000 (--worst-nodes, e.g. 2000,5000), and reports
+the steady RSS (the median over the measured cycles) per node of each run and, per shape
+run at several sizes, the RSS added per added node between them (the slope).
+
+Every wait has a deadline (the server's readiness, the warm-up ticks, each cycle's
+start, each request, a whole cycle before a LIST, the server going idle), and each run
+a budget for all of them (--budget); when one passes, the run stops, says which
+condition was not met and what it measured so far, and the exit status is 2.
+
 Run from the repository root:
     .venv/bin/python -m bench.server_scale              # 100, 1000 and 5000 nodes
     .venv/bin/python -m bench.server_scale --nodes 1000
+    .venv/bin/python -m bench.server_scale --shape-matrix --worst-nodes 2000,5000
 Exit status: 0 when every target is met at 5,000 nodes (or 5,000 was not run), 1 when a
-target is missed there, 2 when the benchmark itself could not run.
+target is missed there, 2 when the benchmark itself could not run or a deadline passed.
 """
 
 from __future__ import annotations
@@ -48,7 +60,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,10 +71,14 @@ import psutil
 
 from bench.sim.process import (
     BenchError,
+    Missed,
     Server,
     ServerMetrics,
     Simulator,
+    add_kubelet_port_flag,
     cpu_seconds,
+    family,
+    family_sum,
     parse_server_metrics,
     raise_fd_limit,
     start_server,
@@ -89,6 +105,27 @@ SAMPLE_INTERVAL_S = 0.5
 SIM_POLL_S = 0.1
 QUIET_BEFORE_LIST_S = 0.5
 MIB = 2**20
+REQUEST_TIMEOUT_S = 120.0
+"""One request to the server or the simulator's control endpoint (the server's own
+/metrics takes 2-7 s of CPU at 5,000 nodes)."""
+IDLE_TIMEOUT_RESOLUTIONS = 2.0
+"""How long, in resolutions, a LIST "once idle" waits for the server's CPU to go quiet."""
+
+
+@dataclass
+class Progress:
+    """What a run has measured so far and what it waits for now: said when it fails."""
+
+    nodes: int
+    shape: str = "sim"
+    waiting: str = "nothing yet"
+    measured: dict[str, Any] = field(default_factory=dict)
+
+    def wait(self, condition: str) -> None:
+        self.waiting = condition
+
+    def summary(self) -> str:
+        return json.dumps(self.measured, default=str)
 
 
 class NoBurst(Exception):
@@ -96,22 +133,6 @@ class NoBurst(Exception):
 
 
 # -- sampling ---------------------------------------------------------------------------
-
-
-def family(process: psutil.Process) -> list[psutil.Process]:
-    """The server and its children (the one that parses the targets file at start)."""
-    with contextlib.suppress(psutil.NoSuchProcess):
-        return [process, *process.children(recursive=True)]
-    return [process]
-
-
-def family_sum(process: psutil.Process, measure: Callable[[psutil.Process], float]) -> float:
-    """A measure summed over the server and its children (one may end meanwhile)."""
-    total = 0.0
-    for member in family(process):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += measure(member)
-    return total
 
 
 def family_cpu(process: psutil.Process) -> float:
@@ -196,20 +217,36 @@ class Clients:
 
     async def get(self, path: str) -> bytes:
         headers = {"Authorization": f"Bearer {self.server.token}"}
-        async with self.session.get(self.server.url + path, headers=headers) as resp:
-            body = await resp.read()
-            if resp.status != 200:
-                raise BenchError(f"GET {path}: HTTP {resp.status}: {body[:300]!r}")
-            return body
+        try:
+            async with (
+                asyncio.timeout(REQUEST_TIMEOUT_S),
+                self.session.get(self.server.url + path, headers=headers) as resp,
+            ):
+                body = await resp.read()
+        except TimeoutError:
+            raise Missed(f"the server answers GET {path}", REQUEST_TIMEOUT_S) from None
+        except (OSError, aiohttp.ClientError) as err:
+            raise BenchError(f"GET {path}: {type(err).__name__}: {err}") from None
+        if resp.status != 200:
+            raise BenchError(f"GET {path}: HTTP {resp.status}: {body[:300]!r}")
+        return body
 
     async def metrics(self) -> ServerMetrics:
         body = await self.get("/metrics")
         return parse_server_metrics(body.decode(), len(body))
 
     async def sim_stats(self) -> dict[str, Any]:
-        async with self.session.get(self.sim.control + "/stats") as resp:
-            data: dict[str, Any] = await resp.json()
-            return data
+        try:
+            async with (
+                asyncio.timeout(REQUEST_TIMEOUT_S),
+                self.session.get(self.sim.control + "/stats") as resp,
+            ):
+                data: dict[str, Any] = await resp.json()
+                return data
+        except TimeoutError:
+            raise Missed("the simulator answers GET /stats", REQUEST_TIMEOUT_S) from None
+        except (OSError, aiohttp.ClientError) as err:
+            raise BenchError(f"simulator /stats: {type(err).__name__}: {err}") from None
 
     async def next_burst_start(self, timeout: float, not_before: float = 0.0) -> float:
         """Wait for the simulator to see the first request of a new scrape cycle.
@@ -232,35 +269,58 @@ class Clients:
     async def wait_for_requests(self, count: int, timeout: float) -> None:
         """Wait until the kubelets have answered `count` requests in all."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and (await self.sim_stats())["requests"] < count:
+        while (seen := (await self.sim_stats())["requests"]) < count:
+            if time.monotonic() > deadline:
+                raise Missed(
+                    f"the kubelets answer {count} requests in all (a whole cycle more)",
+                    timeout,
+                    f"they answered {seen}",
+                )
             await asyncio.sleep(SIM_POLL_S)
 
-    async def wait_quiet(self, quiet: float, timeout: float) -> None:
-        """Wait until the kubelets have had no request for `quiet` seconds."""
+    async def wait_quiet(self, quiet: float, timeout: float) -> bool:
+        """Wait until the kubelets have had no request for `quiet` seconds; False if
+        they had none within `timeout` (cycles that run into each other leave no quiet
+        time: the caller goes on, and marks what it measures as overlapped)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             stats = await self.sim_stats()
             bursts = stats["bursts"]
             if not bursts or stats["time"] - bursts[-1][1] >= quiet:
-                return
+                return True
             await asyncio.sleep(SIM_POLL_S)
-        # Cycles that run into each other leave no quiet time: go on, marked overlapped.
+        return False
 
 
 async def check_kubelet_payload(sim: Simulator, session: aiohttp.ClientSession) -> int:
-    """One node's answer decodes, with kubepulse's decoder, into 30 complete pods."""
+    """One node's answer decodes, with kubepulse's decoder, into its complete pods."""
     ctx = ssl.create_default_context(cafile=sim.info["ca"])
     token = Path(sim.info["token_file"]).read_text().strip()
     url = f"https://{sim.info['last_address']}:{sim.info['port']}/metrics/resource"
-    async with session.get(url, ssl=ctx, headers={"Authorization": f"Bearer {token}"}) as resp:
-        body = await resp.read()
-        if resp.status != 200:
-            raise BenchError(f"simulator answered HTTP {resp.status}")
+    try:
+        async with (
+            asyncio.timeout(REQUEST_TIMEOUT_S),
+            session.get(url, ssl=ctx, headers={"Authorization": f"Bearer {token}"}) as resp,
+        ):
+            body = await resp.read()
+    except TimeoutError:
+        raise Missed(f"a simulated kubelet answers {url}", REQUEST_TIMEOUT_S) from None
+    if resp.status != 200:
+        raise BenchError(f"simulator answered HTTP {resp.status}")
     node, pods = decode_resource_metrics(body, "check", time.time())
     containers = sum(len(p.containers) for p in pods)
-    if node is None or len(pods) != PODS_PER_NODE or containers != PODS_PER_NODE * 2:
+    want_pods, per_pod = pods_per_node(sim), containers_per_pod(sim)
+    if node is None or len(pods) != want_pods or containers != want_pods * per_pod:
         raise BenchError(f"simulator payload decodes to {len(pods)} pods, {containers} containers")
     return len(body)
+
+
+def pods_per_node(sim: Simulator) -> int:
+    return int(sim.info.get("pods_per_node", PODS_PER_NODE))
+
+
+def containers_per_pod(sim: Simulator) -> int:
+    return int(sim.info.get("containers_per_pod", CONTAINERS_PER_POD))
 
 
 # -- one run ----------------------------------------------------------------------------
@@ -311,6 +371,15 @@ class RunResult:
     self_metrics_bytes: int
     self_metrics_cpu: float
     resolution: float
+    shape: str = "sim"
+    pods_per_node: int = PODS_PER_NODE
+    containers_per_pod: int = CONTAINERS_PER_POD
+    rss_steady_median: int = 0
+    """The median of the RSS samples over the measured cycles: the steady RSS."""
+
+    @property
+    def steady_rss_mib_per_node(self) -> float:
+        return self.rss_steady_median / MIB / self.nodes
 
     @property
     def cpu_per_cycle(self) -> float:
@@ -356,13 +425,26 @@ async def run_one(
     pod_objects: bool,
     targets_format: str,
     extra: Sequence[str] = (),
+    shape: str = "sim",
+    progress: Progress | None = None,
+    kubelet_port: int | None = None,
 ) -> RunResult:
+    """One run; every wait in it has a deadline (Missed), and `progress` holds what was
+    measured so far when it fails."""
+    progress = progress or Progress(nodes, shape)
     with tempfile.TemporaryDirectory(prefix=f"kubepulse-scale-{nodes}-") as tmp:
         workdir = Path(tmp)
-        print(f"[{nodes}] starting the kubelet simulator", file=sys.stderr, flush=True)
-        sim = start_simulator(nodes, workdir, pod_objects, targets_format)
+        print(f"[{nodes}] starting the kubelet simulator ({shape})", file=sys.stderr, flush=True)
+        progress.wait(f"the simulator of {nodes} nodes says READY")
+        sim = start_simulator(
+            nodes, workdir, pod_objects, targets_format, port=kubelet_port, shape=shape
+        )
+        progress.measured.update(
+            sim_setup_s=sim.info["setup_seconds"], answer_bytes=sim.info.get("answer_bytes")
+        )
         server: Server | None = None
         sampler_task: asyncio.Task[None] | None = None
+        sampler: Sampler | None = None
         try:
             print(
                 f"[{nodes}] simulator ready in {sim.info['setup_seconds']}s "
@@ -374,15 +456,19 @@ async def run_one(
             sampler = Sampler(psutil.Process(server.process.pid), psutil.Process(sim.process.pid))
             sampler_task = asyncio.create_task(sampler.run())
             # The server loads the targets before it listens: allow for a slow loader.
+            progress.wait("the server answers /readyz with 200")
             try:
                 listening_s, ready_s = await wait_ready(server, 120 + nodes * 0.4)
             except BenchError as err:
                 raise BenchError(f"[{nodes}] {err}{sampler.history()}") from None
             print(f"[{nodes}] server ready after {ready_s:.1f}s", file=sys.stderr, flush=True)
             rss_at_ready = sampler.take().server_rss
+            progress.measured.update(
+                ready_s=round(ready_s, 1), rss_at_ready_mib=round(rss_at_ready / MIB)
+            )
             ctx = ssl.create_default_context(cafile=str(server.ca_file))
             connector = aiohttp.TCPConnector(ssl=ctx, limit=4)
-            timeout = aiohttp.ClientTimeout(total=300)
+            timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
                 clients = Clients(server, sim, session)
                 return await measure(
@@ -395,8 +481,11 @@ async def run_one(
                     listening_s,
                     ready_s,
                     rss_at_ready,
+                    progress,
                 )
         finally:
+            if sampler is not None and sampler.samples:
+                progress.measured["rss_last_mib"] = round(sampler.samples[-1].server_rss / MIB)
             if sampler_task is not None:
                 sampler_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -409,12 +498,18 @@ async def run_one(
 async def wait_idle(process: psutil.Process, timeout: float, window: float = 0.5) -> None:
     """Wait until the process used under a tenth of a CPU over `window` seconds."""
     deadline = time.monotonic() + timeout
+    used = float("nan")
     while time.monotonic() < deadline:
         cpu0 = family_cpu(process)
         await asyncio.sleep(window)
-        if family_cpu(process) - cpu0 < 0.1 * window:
+        used = family_cpu(process) - cpu0
+        if used < 0.1 * window:
             return
-    raise BenchError(f"the server did not go idle within {timeout:g}s")
+    raise Missed(
+        f"the server idle (under 0.1 CPU over {window:g}s)",
+        timeout,
+        f"it used {used / window:.2f} CPU in the last window",
+    )
 
 
 async def measure(
@@ -427,23 +522,32 @@ async def measure(
     listening_s: float,
     ready_s: float,
     rss_at_ready: int,
+    progress: Progress,
 ) -> RunResult:
     server, sim = clients.server, clients.sim
+    measured = progress.measured
+    progress.wait("one simulated kubelet's answer")
     payload_bytes = await check_kubelet_payload(sim, clients.session)
+    per_node, per_pod = pods_per_node(sim), containers_per_pod(sim)
 
     # -- warm-up: WARMUP_TICKS whole ticks, every node and container stored ---------------
     sampler.phase = "warm-up"
     # Polled every half resolution: at 5,000 nodes one /metrics answer costs the server
     # about 2 s of CPU (per-node histograms), which would slow the warm-up down.
+    progress.wait(f"{WARMUP_TICKS} scrape ticks of the server (warm-up)")
     deadline = time.monotonic() + (WARMUP_TICKS + 4) * resolution
     while True:
         m = await clients.metrics()
         if m.tick_count >= WARMUP_TICKS:
             break
         if time.monotonic() > deadline:
-            raise BenchError(f"only {m.tick_count:g} ticks after {WARMUP_TICKS + 4} resolutions")
+            raise Missed(
+                f"{WARMUP_TICKS} scrape ticks of the server (warm-up)",
+                (WARMUP_TICKS + 4) * resolution,
+                f"only {m.tick_count:g} ticks",
+            )
         await asyncio.sleep(resolution / 2)
-    want_containers = nodes * PODS_PER_NODE * CONTAINERS_PER_POD
+    want_containers = nodes * per_node * per_pod
     if m.node_points != nodes or m.container_points != want_containers:
         print(
             f"[{nodes}] WARNING: after warm-up the server stores {m.node_points:g}/{nodes} "
@@ -457,11 +561,13 @@ async def measure(
     # When cycles run into each other there is no silence to mark them; then the
     # boundaries fall back to fixed steps of one resolution (the server is periodic, so
     # any whole resolution holds one cycle's work).
+    measured.update(stored_nodes=m.node_points, stored_containers=m.container_points)
     before = await clients.metrics()
     sampler.phase = "measured"
     boundaries: list[Sample] = []
     fixed_boundaries = 0
-    for _ in range(cycles + 1):
+    for cycle in range(cycles + 1):
+        progress.wait(f"the start of measured cycle {cycle + 1} of {cycles}")
         if fixed_boundaries == 0:
             try:
                 not_before = boundaries[-1].at + resolution / 2 if boundaries else 0.0
@@ -473,7 +579,15 @@ async def measure(
         if fixed_boundaries and boundaries:
             await asyncio.sleep(max(0.0, boundaries[-1].at + resolution - time.time()))
         boundaries.append(sampler.take())
+        if len(boundaries) > 1:
+            a, b = boundaries[-2], boundaries[-1]
+            measured.setdefault("cycle_cpu_s", []).append(round(b.server_cpu - a.server_cpu, 3))
+            measured["rss_steady_mib"] = round(
+                statistics.median(s.server_rss for s in sampler.samples if s.phase == "measured")
+                / MIB
+            )
     after = await clients.metrics()
+    steady = [s.server_rss for s in sampler.samples if s.phase == "measured"]
     sampler.phase = "after"
     stats = await clients.sim_stats()
     first_at = boundaries[0].at - 1.0
@@ -498,24 +612,31 @@ async def measure(
         # They alternate between a LIST made as the cycle's last kubelet answered, when
         # the server may still be decoding the answers, and one made once it is idle.
         after_idle = i % 2 == 1
+        progress.wait(f"a whole cycle of scrapes before LIST {i + 1}")
         await clients.wait_for_requests(last_requests + nodes, resolution * 3)
+        progress.wait(f"the kubelets quiet before LIST {i + 1}")
         await clients.wait_quiet(QUIET_BEFORE_LIST_S, resolution * 2)
         if after_idle:
-            await wait_idle(proc, resolution * 2)
+            progress.wait(f"the server idle before LIST {i + 1}")
+            await wait_idle(proc, resolution * IDLE_TIMEOUT_RESOLUTIONS)
+        progress.wait(f"LIST {i + 1}")
         requests_before = last_requests = (await clients.sim_stats())["requests"]
         cpu0, t0 = family_cpu(proc), time.perf_counter()
         body = await clients.get("/apis/metrics.k8s.io/v1beta1/pods")
         elapsed, cpu1 = time.perf_counter() - t0, family_cpu(proc)
         overlapped = (await clients.sim_stats())["requests"] != requests_before
         items = orjson.loads(body)["items"]
-        partial = sum(1 for item in items if len(item["containers"]) != CONTAINERS_PER_POD)
+        partial = sum(1 for item in items if len(item["containers"]) != per_pod)
         lists.append(
             ListResult(elapsed, cpu1 - cpu0, len(body), len(items), partial, overlapped, after_idle)
         )
+        measured.setdefault("list_s", []).append(round(elapsed, 3))
     sampler.phase = "after"
 
     # -- context: one scrape of the server's own /metrics ---------------------------------
+    progress.wait("the kubelets quiet before the server's own /metrics")
     await clients.wait_quiet(QUIET_BEFORE_LIST_S, resolution * 2)
+    progress.wait("the server's own /metrics")
     cpu0 = family_cpu(proc)
     own = await clients.metrics()
     own_cpu = family_cpu(proc) - cpu0
@@ -552,6 +673,10 @@ async def measure(
         self_metrics_bytes=own.body_bytes,
         self_metrics_cpu=own_cpu,
         resolution=resolution,
+        shape=str(sim.info.get("shape", "sim")),
+        pods_per_node=per_node,
+        containers_per_pod=per_pod,
+        rss_steady_median=int(statistics.median(steady)) if steady else 0,
     )
 
 
@@ -575,7 +700,17 @@ def machine() -> dict[str, str]:
 
 
 def _range(values: Sequence[float], fmt: str) -> str:
+    if not values:
+        return "-"
     return f"{format(min(values), fmt)}-{format(max(values), fmt)}"
+
+
+def _list_cell(r: RunResult, after_idle: bool) -> str:
+    """The median and range of one kind of LIST; "-" when none was made."""
+    seconds = [x.seconds for x in r.lists if x.after_idle == after_idle]
+    if not seconds:
+        return "-"
+    return f"{_median(seconds):.2f}s ({_range(seconds, '.2f')})"
 
 
 def _median(values: Sequence[float]) -> float:
@@ -586,13 +721,14 @@ def report(results: list[RunResult]) -> list[str]:
     """Print the tables; returns the targets missed at TARGET_NODES."""
     m = machine()
     print(
-        f"kubepulse server, {PODS_PER_NODE} pods x {CONTAINERS_PER_POD} containers a node, "
-        f"resolution {results[0].resolution:g}s; {m['cpus']} CPUs ({m['cpu']}), "
-        f"python {m['python']}, kernel {m['kernel']}"
+        f"kubepulse server, resolution {results[0].resolution:g}s; {m['cpus']} CPUs "
+        f"({m['cpu']}), python {m['python']}, kernel {m['kernel']}"
     )
     print("server command:", " ".join(results[0].command))
     header = (
         "nodes",
+        "shape",
+        "answer",
         "ready",
         "cycle CPU (median, range)",
         "m/node",
@@ -603,6 +739,7 @@ def report(results: list[RunResult]) -> list[str]:
         "RSS steady",
         "VmHWM",
         "MiB/node",
+        "steady MiB/node",
         "LIST median (range)",
         "LIST when idle",
         "sim cores",
@@ -612,6 +749,8 @@ def report(results: list[RunResult]) -> list[str]:
         rows.append(
             (
                 f"{r.nodes}",
+                f"{r.shape} ({r.pods_per_node}x{r.containers_per_pod})",
+                f"{r.payload_bytes / 1000:.0f} KB",
                 f"{r.ready_s:.0f}s",
                 f"{r.cpu_per_cycle:.2f}s ({_range(r.cycle_cpu, '.2f')})",
                 f"{'>=' if r.saturated else ''}{r.millicores_per_node:.3f}",
@@ -622,18 +761,21 @@ def report(results: list[RunResult]) -> list[str]:
                 f"{max(r.rss_steady_peak, r.rss_list_peak) / MIB:.0f}M",
                 f"{r.vm_hwm / MIB:.0f}M",
                 f"{r.mib_per_node:.3f}",
-                f"{r.list_median:.2f}s "
-                f"({_range([x.seconds for x in r.lists if not x.after_idle], '.2f')})",
-                f"{r.idle_list_median:.2f}s "
-                f"({_range([x.seconds for x in r.lists if x.after_idle], '.2f')})",
+                f"{r.steady_rss_mib_per_node:.3f}",
+                _list_cell(r, after_idle=False),
+                _list_cell(r, after_idle=True),
                 f"{r.sim_cores:.2f}",
             )
         )
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+    for line in slopes(results):
+        print(line)
     for r in results:
         lists = r.lists
+        if not lists:
+            continue
         print(
             f"[{r.nodes}] targets file {r.targets_format.upper()} {r.targets_bytes / MIB:.1f} "
             f"MiB ({'nodes and pods' if r.pod_objects else 'nodes only'}), server listening "
@@ -663,7 +805,8 @@ def report(results: list[RunResult]) -> list[str]:
     for r in results:
         if r.nodes != TARGET_NODES:
             continue
-        complete = all(x.items == r.nodes * PODS_PER_NODE and x.partial_items == 0 for x in r.lists)
+        want_items = r.nodes * r.pods_per_node
+        complete = all(x.items == want_items and x.partial_items == 0 for x in r.lists)
         checks = [
             (
                 "every cycle < 5 s",
@@ -692,7 +835,7 @@ def report(results: list[RunResult]) -> list[str]:
                 f"a cycle's last kubelet answered, {r.idle_list_median:.2f}s once the server "
                 "was idle after it, "
                 f"items {'/'.join(str(x.items) for x in r.lists)} "
-                f"(want {r.nodes * PODS_PER_NODE}, all with {CONTAINERS_PER_POD} containers)",
+                f"(want {want_items}, all with {r.containers_per_pod} containers)",
             ),
         ]
         for name, ok, detail in checks:
@@ -700,6 +843,29 @@ def report(results: list[RunResult]) -> list[str]:
             if not ok:
                 missed.append(name)
     return missed
+
+
+def slopes(results: list[RunResult]) -> list[str]:
+    """Per shape run at several sizes: the steady RSS added per added node between
+    consecutive sizes (MiB/node). Linear growth keeps it at or below the per-node figure
+    of the smaller size; memory that grows faster than the fleet shows as a larger one."""
+    lines = []
+    by_shape: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_shape.setdefault(r.shape, []).append(r)
+    for shape, runs in by_shape.items():
+        runs = sorted(runs, key=lambda r: r.nodes)
+        for a, b in itertools.pairwise(runs):
+            if b.nodes == a.nodes:
+                continue
+            slope = (b.rss_steady_median - a.rss_steady_median) / MIB / (b.nodes - a.nodes)
+            lines.append(
+                f"slope {shape} {a.nodes}->{b.nodes} nodes: steady RSS "
+                f"{a.rss_steady_median / MIB:.0f} -> {b.rss_steady_median / MIB:.0f} MiB, "
+                f"{slope:.3f} MiB per added node (per node at {a.nodes}: "
+                f"{a.steady_rss_mib_per_node:.3f}, at {b.nodes}: {b.steady_rss_mib_per_node:.3f})"
+            )
+    return lines
 
 
 def result_json(r: RunResult) -> dict[str, Any]:
@@ -713,8 +879,14 @@ def result_json(r: RunResult) -> dict[str, Any]:
         idle_list_median=r.idle_list_median,
         sim_cores=r.sim_cores,
         saturated=r.saturated,
+        steady_rss_mib_per_node=r.steady_rss_mib_per_node,
     )
     return data
+
+
+SHAPE_MATRIX = ("sim", "kubelet", "unique", "small", "big", "kubelet+unique+big")
+"""The shapes --shape-matrix runs at MATRIX_NODES, the worst of them then at --worst-nodes."""
+MATRIX_NODES = 1000
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -724,8 +896,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="100,1000,5000",
         help="comma-separated node counts (default 100,1000,5000)",
     )
+    p.add_argument(
+        "--shape",
+        default="sim",
+        help="the simulator's answer shape (bench.sim.kubelets --shape): sim, kubelet, "
+        "unique, big, small, or joined with +",
+    )
+    p.add_argument(
+        "--shape-matrix",
+        action="store_true",
+        help=f"run every shape of {', '.join(SHAPE_MATRIX)} at --matrix-nodes, then the one "
+        "with the most steady RSS per node at --worst-nodes (instead of --nodes)",
+    )
+    p.add_argument("--matrix-nodes", type=int, default=MATRIX_NODES)
+    p.add_argument(
+        "--worst-nodes", default="2000", help="comma-separated sizes for the worst shape"
+    )
     p.add_argument("--cycles", type=int, default=CYCLES, help="measured scrape cycles")
-    p.add_argument("--list-repeats", type=int, default=LIST_REPEATS)
+    p.add_argument(
+        "--list-repeats", type=int, default=None, help="LIST pairs (default 5; 0 in a matrix)"
+    )
     p.add_argument("--resolution", type=float, default=RESOLUTION_S, help="seconds")
     p.add_argument(
         "--nodes-only-targets",
@@ -745,32 +935,91 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="FLAG",
         help="one more flag for the server, e.g. --server-flag=--kubelet-use-summary-api",
     )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds one run may take in all (default: from its size and resolution)",
+    )
+    add_kubelet_port_flag(p)
     p.add_argument("--json", type=Path, help="also write the results here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.list_repeats is None:
+        args.list_repeats = 0 if args.shape_matrix else LIST_REPEATS
+    return args
 
 
-async def run_all(args: argparse.Namespace) -> tuple[list[RunResult], list[str]]:
-    """Every requested N; a run that fails is reported and the next one still runs."""
-    results: list[RunResult] = []
-    errors: list[str] = []
-    for n in [int(x) for x in args.nodes.split(",") if x.strip()]:
-        try:
+def run_budget(args: argparse.Namespace, nodes: int) -> float:
+    """Seconds one run may take in all: start-up, warm-up, cycles and LISTs with room.
+
+    Each wait has its own deadline; this bounds their sum, which a slow machine could
+    otherwise stretch to many times a run's usual length.
+    """
+    if args.budget is not None:
+        return float(args.budget)
+    res = args.resolution
+    startup = 60 + 0.05 * nodes + 120 + 0.4 * nodes
+    return startup + res * (WARMUP_TICKS + 4 + 2 * args.cycles + 4 * 2 * args.list_repeats) + 120
+
+
+async def run_sized(
+    args: argparse.Namespace, nodes: int, shape: str, results: list[RunResult], errors: list[str]
+) -> RunResult | None:
+    """One run within its budget; a failure is said with what it measured so far."""
+    progress = Progress(nodes, shape)
+    budget = run_budget(args, nodes)
+    try:
+        async with asyncio.timeout(budget):
             result = await run_one(
-                n,
+                nodes,
                 args.resolution,
                 args.cycles,
                 args.list_repeats,
                 not args.nodes_only_targets,
                 args.targets_format,
                 args.server_flag,
+                shape,
+                progress,
+                args.kubelet_port,
             )
-        except BenchError as err:
-            print(f"benchmark error at {n} nodes: {err}", file=sys.stderr, flush=True)
-            errors.append(f"{n} nodes: {err}")
-            continue
+    except TimeoutError:
+        err: BenchError = Missed(f"the whole run within its budget, at: {progress.waiting}", budget)
+    except BenchError as caught:
+        err = caught
+    else:
         results.append(result)
         if args.json is not None:
             args.json.write_text(json.dumps([result_json(r) for r in results], indent=1))
+        return result
+    where = f"{nodes} nodes ({shape})"
+    print(f"benchmark error at {where}: {err}", file=sys.stderr, flush=True)
+    print(f"measured so far at {where}: {progress.summary()}", file=sys.stderr, flush=True)
+    errors.append(f"{where}: {str(err).splitlines()[0]}; measured so far: {progress.summary()}")
+    return None
+
+
+async def run_all(args: argparse.Namespace) -> tuple[list[RunResult], list[str]]:
+    """Every requested N (or the shape matrix); a run that fails is reported with what it
+    measured, and the next one still runs."""
+    results: list[RunResult] = []
+    errors: list[str] = []
+    if not args.shape_matrix:
+        for n in [int(x) for x in args.nodes.split(",") if x.strip()]:
+            await run_sized(args, n, args.shape, results, errors)
+        return results, errors
+    for shape in SHAPE_MATRIX:
+        await run_sized(args, args.matrix_nodes, shape, results, errors)
+    if not results:
+        return results, errors
+    worst = max(results, key=lambda r: r.steady_rss_mib_per_node)
+    print(
+        f"worst shape at {args.matrix_nodes} nodes: {worst.shape} "
+        f"({worst.steady_rss_mib_per_node:.3f} MiB/node steady)",
+        file=sys.stderr,
+        flush=True,
+    )
+    for n in [int(x) for x in args.worst_nodes.split(",") if x.strip()]:
+        await run_sized(args, n, worst.shape, results, errors)
     return results, errors
 
 
@@ -780,7 +1029,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results, errors = asyncio.run(run_all(args))
     missed = report(results) if results else []
     for error in errors:
-        print(f"benchmark error: {error.splitlines()[0]}")
+        print(f"benchmark error: {error}")
     if errors:
         return 2
     return 1 if missed else 0

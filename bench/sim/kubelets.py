@@ -18,6 +18,14 @@ the kubelet's promhttp handler compresses when the client accepts gzip. The kube
 are served by a minimal HTTP/1.1 protocol (keep-alive, answers in order), not aiohttp:
 the simulator shares the CPUs with the server under test.
 
+--shape varies what the answers look like (Shape, SHAPES): `kubelet` is a kubelet
+1.30's whole answer (the swap families, start times with their own timestamps, sent
+chunked as Go does), `unique`
+gives every pod its own name prefix, `big` (30 pods of 6 containers,
+long names, ~200 KB) and `small`
+(20 pods, ~20 KB) change the size; they combine with "+". The byte-for-byte check at
+start-up holds for every shape (reference_render()).
+
 TLS: one CA, and one serving certificate per node naming its node and IP, as kubelet
 serving certificates do (see serving_contexts for why not one shared certificate).
 
@@ -63,6 +71,7 @@ from aiohttp import web
 
 from bench.sim.process import raise_fd_limit
 from kubepulse import pki
+from kubepulse.agent.resource_metrics import _FAMILIES as _AGENT_FAMILIES
 from kubepulse.agent.resource_metrics import CONTENT_TYPE, go_float, render
 from kubepulse.model import ContainerSample, NodeSample, NodeStats, PodSample, Usage
 
@@ -97,9 +106,104 @@ SIDECARS = ("istio-proxy", "log-shipper", "envoy", "otel-agent")
 # Kubernetes' rand.String alphabet (apimachinery/pkg/util/rand): no vowels, no 0/1/3.
 _POD_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
+# Long names for the `big` shape: the lengths Kubernetes allows are 63 for a namespace
+# and a container (DNS labels) and 253 for a pod (a DNS subdomain); real long ones run
+# to 50-120 characters (a Helm release, a chart and a component in one).
+LONG_NAMESPACES = tuple(
+    f"{team}-{env}-{region}"
+    for team in ("payments-platform", "search-relevance", "data-ingestion")
+    for env in ("production", "staging")
+    for region in ("eu-west-1", "us-east-2")
+)
+LONG_APPS = tuple(
+    f"{release}-{chart}-{component}"
+    for release, chart in (
+        ("checkout-service-v2", "microservice-chart"),
+        ("recommendation-engine", "ml-serving"),
+        ("order-events-consumer", "kafka-consumer"),
+        ("customer-profile-api", "microservice-chart"),
+    )
+    for component in ("primary-workload", "background-reconciler", "cache-warmer")
+)
+
 # Node overhead beyond its pods: kubelet, container runtime, system daemons.
 _SYSTEM_CPU_CORES = 0.15
 _SYSTEM_MEMORY = 1_400 * 2**20
+
+
+# -- shapes ---------------------------------------------------------------------------
+
+# The kubelet's HELP texts for the families the agent's render() leaves out (kubelet
+# 1.30, pkg/kubelet/metrics/collectors/resource_metrics.go).
+_SWAP_HELP = {
+    "container_swap_usage_bytes": "[ALPHA] Current amount of the container swap usage in "
+    "bytes. Reported only on non-windows systems",
+    "node_swap_usage_bytes": "[ALPHA] Current swap usage of the node in bytes. Reported only "
+    "on non-windows systems",
+    "pod_swap_usage_bytes": "[ALPHA] Current amount of the pod swap usage in bytes. Reported "
+    "only on non-windows systems",
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What each node's answer looks like: which families, which names, how big.
+
+    Named shapes (SHAPES) combine with "+": `kubelet+unique+big`.
+    """
+
+    kubelet: bool = False
+    """The whole answer of a kubelet 1.30: the three swap families (zeros, with sample
+    timestamps) and container_start_time_seconds with its own timestamp (the start, in
+    ms), as the kubelet's collector writes them (NewLazyMetricWithTimestamp), sent
+    chunked as Go's net/http sends it (GO_CHUNK). Without it, the answer is what the
+    agent's render() writes (no swap, no start timestamps), with a Content-Length."""
+    unique: bool = False
+    """Every pod its own name prefix: no two pods share a pod-template-hash, so no
+    label value repeats across nodes (no replica sets spread over the cluster)."""
+    pods: int = PODS
+    containers: int = CONTAINERS
+    long_names: bool = False
+    """Namespaces, apps and containers with names of 30-63 characters, pods of
+    110-130 (a Helm release's generated names)."""
+
+    @property
+    def name(self) -> str:
+        parts = [n for n, s in SHAPES.items() if n != "sim" and s == self]
+        if parts:
+            return parts[0]
+        found = []
+        if self.kubelet:
+            found.append("kubelet")
+        if self.unique:
+            found.append("unique")
+        if self.long_names and self.containers == SHAPES["big"].containers:
+            found.append("big")
+        elif self.pods == SHAPES["small"].pods:
+            found.append("small")
+        return "+".join(found) or "sim"
+
+
+SHAPES = {
+    "sim": Shape(),
+    "kubelet": Shape(kubelet=True),
+    "unique": Shape(unique=True),
+    "big": Shape(containers=6, long_names=True),
+    "small": Shape(pods=20),
+}
+
+
+def parse_shape(text: str) -> Shape:
+    """`sim`, `kubelet`, `unique`, `big`, `small`, or several joined with "+"."""
+    fields: dict[str, Any] = {}
+    for part in text.split("+"):
+        named = SHAPES.get(part.strip())
+        if named is None:
+            raise ValueError(f"unknown shape {part!r} (known: {', '.join(SHAPES)})")
+        for key, value in vars(named).items():
+            if value != getattr(SHAPES["sim"], key):
+                fields[key] = value
+    return Shape(**fields)
 
 
 # -- the simulated cluster ------------------------------------------------------------
@@ -150,6 +254,7 @@ class Cluster:
     epoch: float
     nodes: list[SimNode]
     by_address: dict[str, SimNode] = field(default_factory=dict)
+    shape: Shape = field(default_factory=Shape)
 
     def __post_init__(self) -> None:
         self.by_address = {n.address: n for n in self.nodes}
@@ -167,15 +272,24 @@ def _pod_suffix(rng: random.Random, length: int) -> str:
 
 
 def build_cluster(
-    nodes: int, pods: int = PODS, containers: int = CONTAINERS, seed: int = 1
+    nodes: int,
+    pods: int | None = None,
+    containers: int | None = None,
+    seed: int = 1,
+    shape: Shape = SHAPES["sim"],
 ) -> Cluster:
-    """The same cluster for the same arguments: names, rates and sizes are seeded."""
+    """The same cluster for the same arguments: names, rates and sizes are seeded.
+
+    pods and containers (per node, per pod) default to the shape's."""
+    pods = shape.pods if pods is None else pods
+    containers = shape.containers if containers is None else containers
     rng = random.Random(seed)
     epoch = time.time()
+    namespaces, apps = (LONG_NAMESPACES, LONG_APPS) if shape.long_names else (NAMESPACES, APPS)
     # Deployments: (namespace, app, pod-template-hash), each with many replicas spread
     # over the nodes, as a real cluster has.
     deployments = [
-        (ns, app, _pod_suffix(rng, 10)) for ns in NAMESPACES for app in APPS if rng.random() < 0.7
+        (ns, app, _pod_suffix(rng, 10)) for ns in namespaces for app in apps if rng.random() < 0.7
     ]
     used: set[tuple[str, str]] = set()
     sim_nodes: list[SimNode] = []
@@ -184,14 +298,21 @@ def build_cluster(
         node_pods: list[SimPod] = []
         for _ in range(pods):
             ns, app, template_hash = rng.choice(deployments)
+            if shape.unique:
+                # A fresh prefix for every pod; the loop below keeps it unique.
+                template_hash = _pod_suffix(rng, 10)
+            # A long pod name: a generated Deployment name of a Helm release (up to 253).
+            prefix = f"{ns}-{app}-deployment" if shape.long_names else app
             while True:
-                pod_name = f"{app}-{template_hash}-{_pod_suffix(rng, 5)}"
+                pod_name = f"{prefix}-{template_hash}-{_pod_suffix(rng, 5)}"
                 if (ns, pod_name) not in used:
                     used.add((ns, pod_name))
                     break
             pod_start = epoch - rng.uniform(3600, 21 * 86400)
             sidecar = SIDECARS[int(hashlib.sha1(app.encode()).hexdigest(), 16) % len(SIDECARS)]
-            names = [app, sidecar, *(f"{app}-helper-{k}" for k in range(2, containers))]
+            if shape.long_names:
+                sidecar = f"{sidecar}-sidecar-for-{app.split('-')[0]}-telemetry"
+            names = [app, sidecar, *(f"{app[:50]}-helper-{k}" for k in range(2, containers))]
             sim_containers = []
             for k, cname in enumerate(names[:containers]):
                 main = k == 0
@@ -234,7 +355,7 @@ def build_cluster(
                 pods=node_pods,
             )
         )
-    return Cluster(epoch, sim_nodes)
+    return Cluster(epoch, sim_nodes, shape=shape)
 
 
 def node_stats(node: SimNode, now: float, epoch: float) -> NodeStats:
@@ -287,6 +408,85 @@ def node_stats(node: SimNode, now: float, epoch: float) -> NodeStats:
     return NodeStats(node_sample, tuple(pod_samples))
 
 
+def _ms(seconds: float) -> str:
+    """A sample timestamp as expfmt writes it: whole milliseconds."""
+    return str(round(seconds * 1000))
+
+
+def _start_ms(seconds: float) -> str:
+    """A start time as a timestamp: Go's t.Unix()*1000 + t.Nanosecond()/1e6 truncates."""
+    return str(math.floor(seconds * 1000))
+
+
+def reference_render(node: SimNode, now: float, epoch: float, shape: Shape) -> str:
+    """The node's answer computed the slow, obvious way, to check fast_render() against.
+
+    Without shape.kubelet, the agent's own render(). With it, an answer built series by
+    series as the kubelet's collector and Prometheus' registry make one: families in
+    name order, series in label order, Go's float formatting, the swap families and the
+    start times with their own timestamps.
+    """
+    stats = node_stats(node, now, epoch)
+    if not shape.kubelet:
+        return render(stats)
+    families: dict[str, list[tuple[tuple[str, ...], str, str]]] = {}
+
+    def add(name: str, labels: tuple[str, ...], value: float, stamp: str) -> None:
+        families.setdefault(name, []).append((labels, go_float(value), stamp))
+
+    for pod in stats.pods:
+        for c in pod.containers:
+            labels = (c.name, pod.namespace, pod.name)
+            stamp = _ms(c.usage.timestamp)
+            add(
+                "container_cpu_usage_seconds_total",
+                labels,
+                c.usage.cpu_usage_core_nanoseconds / 1e9,
+                stamp,
+            )
+            add(
+                "container_memory_working_set_bytes",
+                labels,
+                float(c.usage.working_set_bytes),
+                stamp,
+            )
+            add("container_start_time_seconds", labels, c.start_time, _start_ms(c.start_time))
+            add("container_swap_usage_bytes", labels, 0.0, stamp)
+        assert pod.usage is not None
+        labels, stamp = (pod.namespace, pod.name), _ms(pod.usage.timestamp)
+        add(
+            "pod_cpu_usage_seconds_total", labels, pod.usage.cpu_usage_core_nanoseconds / 1e9, stamp
+        )
+        add("pod_memory_working_set_bytes", labels, float(pod.usage.working_set_bytes), stamp)
+        add("pod_swap_usage_bytes", labels, 0.0, stamp)
+    usage, stamp = stats.node.usage, _ms(stats.node.usage.timestamp)
+    add("node_cpu_usage_seconds_total", (), usage.cpu_usage_core_nanoseconds / 1e9, stamp)
+    add("node_memory_working_set_bytes", (), float(usage.working_set_bytes), stamp)
+    add("node_swap_usage_bytes", (), 0.0, stamp)
+    add("resource_scrape_error", (), 0.0, "")
+    lines = []
+    for name in sorted(families):
+        kind, help_text = _FAMILY_TEXTS[name]
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        label_names = (
+            ("container", "namespace", "pod")
+            if name.startswith("container_")
+            else ("namespace", "pod")
+        )
+        for labels, value, stamp in sorted(families[name]):
+            text = ",".join(f'{k}="{v}"' for k, v in zip(label_names, labels, strict=False))
+            lines.append(f"{name}{{{text}}} {value}" if labels else f"{name} {value}")
+            if stamp:
+                lines[-1] += f" {stamp}"
+    return "\n".join(lines) + "\n"
+
+
+_FAMILY_TEXTS: dict[str, tuple[str, str]] = {
+    **_AGENT_FAMILIES,
+    **{name: ("gauge", text) for name, text in _SWAP_HELP.items()},
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Template:
     """A node's answer with everything that does not change precomputed.
@@ -295,7 +495,7 @@ class Template:
     scraped every 15 s that alone would take a third of a CPU from the machine the
     server is measured on. The template keeps the order, the label sets, the headers
     and the constant container_start_time_seconds family; fast_render() only formats
-    the values. build_templates() checks it against render() byte for byte.
+    the values. build_templates() checks it against reference_render() byte for byte.
     """
 
     containers: tuple[tuple[int, int, str], ...]
@@ -304,10 +504,11 @@ class Template:
     headers: dict[str, str]
     """Family name -> its "# HELP ...\n# TYPE ..." lines."""
     start_block: str
+    kubelet: bool
 
 
-def make_template(node: SimNode, epoch: float) -> Template:
-    reference = render(node_stats(node, epoch, epoch))
+def make_template(node: SimNode, epoch: float, shape: Shape = SHAPES["sim"]) -> Template:
+    reference = reference_render(node, epoch, epoch, shape)
     headers: dict[str, str] = {}
     lines = reference.split("\n")
     for i, line in enumerate(lines):
@@ -329,20 +530,22 @@ def make_template(node: SimNode, epoch: float) -> Template:
         )
     )
     start_name = "container_start_time_seconds"
+
+    def start_line(p: int, k: int, labels: str) -> str:
+        start = node.pods[p].containers[k].start_time
+        stamp = f" {_start_ms(start)}" if shape.kubelet else ""
+        return f"{start_name}{labels} {go_float(start)}{stamp}"
+
     start_block = "\n".join(
-        [headers[start_name]]
-        + [
-            f"{start_name}{labels} {go_float(node.pods[p].containers[k].start_time)}"
-            for p, k, labels in container_rows
-        ]
+        [headers[start_name]] + [start_line(p, k, labels) for p, k, labels in container_rows]
     )
-    return Template(container_rows, pods, headers, start_block)
+    return Template(container_rows, pods, headers, start_block, shape.kubelet)
 
 
 def fast_render(node: SimNode, template: Template, now: float, epoch: float) -> str:
-    """What render(node_stats(node, now, epoch)) returns, computed the same way."""
+    """What reference_render() returns, computed the same way."""
     elapsed = now - epoch
-    ms = f" {round(now * 1000)}"
+    ms = f" {_ms(now)}"
     cpu: list[list[int]] = []
     memory: list[list[int]] = []
     pod_cpu: list[int] = []
@@ -363,6 +566,7 @@ def fast_render(node: SimNode, template: Template, now: float, epoch: float) -> 
         node_cpu += total_cpu
         node_memory += total_memory
     h = template.headers
+    swap = template.kubelet
     name = "container_cpu_usage_seconds_total"
     parts = [h[name]]
     parts += [f"{name}{lbl} {go_float(cpu[p][k] / 1e9)}{ms}" for p, k, lbl in template.containers]
@@ -370,29 +574,41 @@ def fast_render(node: SimNode, template: Template, now: float, epoch: float) -> 
     parts.append(h[name])
     parts += [f"{name}{lbl} {go_float(memory[p][k])}{ms}" for p, k, lbl in template.containers]
     parts.append(template.start_block)
+    if swap:
+        name = "container_swap_usage_bytes"
+        parts.append(h[name])
+        parts += [f"{name}{lbl} 0{ms}" for _p, _k, lbl in template.containers]
     parts.append(h["node_cpu_usage_seconds_total"])
     parts.append(f"node_cpu_usage_seconds_total {go_float(node_cpu / 1e9)}{ms}")
     parts.append(h["node_memory_working_set_bytes"])
     parts.append(f"node_memory_working_set_bytes {go_float(node_memory)}{ms}")
+    if swap:
+        parts.append(h["node_swap_usage_bytes"])
+        parts.append(f"node_swap_usage_bytes 0{ms}")
     name = "pod_cpu_usage_seconds_total"
     parts.append(h[name])
     parts += [f"{name}{lbl} {go_float(pod_cpu[p] / 1e9)}{ms}" for p, lbl in template.pods]
     name = "pod_memory_working_set_bytes"
     parts.append(h[name])
     parts += [f"{name}{lbl} {go_float(pod_memory[p])}{ms}" for p, lbl in template.pods]
+    if swap:
+        name = "pod_swap_usage_bytes"
+        parts.append(h[name])
+        parts += [f"{name}{lbl} 0{ms}" for _p, lbl in template.pods]
     parts.append(h["resource_scrape_error"])
     parts.append("resource_scrape_error 0\n")
     return "\n".join(parts)
 
 
 def build_templates(cluster: Cluster, checked: int = 20) -> None:
-    """A template for every node; the first `checked` must render exactly as render()."""
+    """A template for every node; the first `checked` must render exactly as
+    reference_render() (and so, for the default shape, as the agent's render())."""
     for node in cluster.nodes:
-        node.template = make_template(node, cluster.epoch)
+        node.template = make_template(node, cluster.epoch, cluster.shape)
     now = time.time()
     for node in cluster.nodes[:checked]:
         assert node.template is not None
-        want = render(node_stats(node, now, cluster.epoch))
+        want = reference_render(node, now, cluster.epoch, cluster.shape)
         got = fast_render(node, node.template, now, cluster.epoch)
         if got != want:
             raise RuntimeError(f"template of {node.name} does not render as render() does")
@@ -677,7 +893,7 @@ class Simulator:
         self.stats.bytes_sent += len(body)
         if want_gzip:
             self.stats.gzip += 1
-        return _response(200, "OK", body, want_gzip)
+        return _response(200, "OK", body, want_gzip, chunked=self.cluster.shape.kubelet)
 
     async def stats_handler(self, _request: web.Request) -> web.Response:
         s = self.stats
@@ -694,14 +910,28 @@ class Simulator:
         )
 
 
-def _response(status: int, reason: str, body: bytes, gzipped: bool = False) -> bytes:
+GO_CHUNK = 4096
+"""Go's net/http sends a body it was not told the length of in chunks of its 4 KiB
+response buffer (promhttp sets no Content-Length, so a kubelet's answer is chunked)."""
+
+
+def _response(
+    status: int, reason: str, body: bytes, gzipped: bool = False, chunked: bool = False
+) -> bytes:
     encoding = "Content-Encoding: gzip\r\n" if gzipped else ""
     content_type = CONTENT_TYPE if status == 200 else "text/plain; charset=utf-8"
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"
     head = (
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{encoding}"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{encoding}{framing}\r\n\r\n"
+    ).encode()
+    if not chunked:
+        return head + body
+    parts = [head]
+    for start in range(0, len(body), GO_CHUNK):
+        piece = body[start : start + GO_CHUNK]
+        parts += (f"{len(piece):x}\r\n".encode(), piece, b"\r\n")
+    parts.append(b"0\r\n\r\n")
+    return b"".join(parts)
 
 
 class KubeletProtocol(asyncio.Protocol):
@@ -741,7 +971,10 @@ async def serve(args: argparse.Namespace) -> int:
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    cluster = build_cluster(args.nodes, args.pods, args.containers, args.seed)
+    shape = args.shape
+    cluster = build_cluster(args.nodes, args.pods, args.containers, args.seed, shape)
+    pods = len(cluster.nodes[0].pods) if cluster.nodes else 0
+    containers = len(cluster.nodes[0].pods[0].containers) if pods else 0
     token = secrets.token_hex(16)
     token_file = workdir / "token"
     token_file.write_text(token + "\n")
@@ -782,8 +1015,12 @@ async def serve(args: argparse.Namespace) -> int:
 
     ready = {
         "nodes": args.nodes,
-        "pods": args.nodes * args.pods,
-        "containers": args.nodes * args.pods * args.containers,
+        "pods": args.nodes * pods,
+        "containers": args.nodes * pods * containers,
+        "pods_per_node": pods,
+        "containers_per_pod": containers,
+        "shape": shape.name,
+        "answer_bytes": len(cluster.nodes[0].cached_plain) if cluster.nodes else 0,
         "targets": str(targets),
         "ca": str(ca_file),
         "token_file": str(token_file),
@@ -813,8 +1050,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--nodes", type=int, required=True)
     p.add_argument("--workdir", type=Path, required=True)
-    p.add_argument("--pods", type=int, default=PODS, help="pods per node")
-    p.add_argument("--containers", type=int, default=CONTAINERS, help="containers per pod")
+    p.add_argument("--pods", type=int, help="pods per node (default: the shape's, 30)")
+    p.add_argument("--containers", type=int, help="containers per pod (default: the shape's, 2)")
+    p.add_argument(
+        "--shape",
+        type=parse_shape,
+        default=SHAPES["sim"],
+        help="what each answer looks like: sim (default: the agent's render(), ~31 KB), "
+        "kubelet (a kubelet 1.30's whole answer: swap families, start-time timestamps), "
+        "unique (no pod name prefix shared by two pods), big (6 containers a pod, long "
+        "names, ~200 KB), small (20 pods, ~20 KB); combine with +, e.g. kubelet+unique+big",
+    )
     p.add_argument("--port", type=int, default=KUBELET_PORT)
     p.add_argument("--control-port", type=int, default=0, help="0 picks a free port")
     p.add_argument("--seed", type=int, default=1)

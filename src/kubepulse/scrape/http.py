@@ -64,37 +64,110 @@ class HTTPResponse:
 
 
 class ResponseParser:
-    """Incremental parser of one response; feed() returns True once it is complete."""
+    """Incremental parser of one response; feed() returns True once it is complete.
+
+    The body is kept as the pieces it came in (`parts`), joined once at the end: no
+    buffer grown by appends and copied again, which at thousands of answers in flight
+    left the heap fragmented. Chunk framing is taken off as the bytes arrive.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.buffer = bytearray()
+        """The head until it is complete; then, chunked, an unfinished size line or the
+        trailers."""
         self.head: tuple[int, str, dict[str, str]] | None = None
-        self.body_start = 0
         self.length: int | None = None  # Content-Length, if given
         self.chunked = False
-        self.chunks: list[bytes] = []
-        self.chunk_pos = 0
-        self.chunked_size = 0
+        self.parts: list[bytes] = []
+        self.received = 0
+        """Body bytes in parts (chunked: payload only)."""
+        self.payload_left = 0  # chunked: of the current chunk's payload
+        self.crlf_left = 0  # chunked: of the CRLF after it
+        self.trailers = False  # chunked: the last chunk came, the trailers follow
         self.done = False
 
     def feed(self, data: bytes) -> bool:
-        self.buffer += data
         if self.head is None:
+            self.buffer += data
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buffer) > _MAX_HEAD_BYTES:
                     raise ProtocolError("response header too long")
                 return False
             self._parse_head(bytes(self.buffer[:end]))
-            self.body_start = self.chunk_pos = end + 4
+            data = bytes(self.buffer[end + 4 :])
+            self.buffer = bytearray()
         if self.chunked:
-            self.done = self._parse_chunks()
+            self.done = self._feed_chunked(data)
         elif self.length is not None:
-            self.done = len(self.buffer) - self.body_start >= self.length
-        elif len(self.buffer) - self.body_start > self.limit:
-            raise BodyTooLarge
+            need = self.length - self.received
+            piece = data if len(data) <= need else data[:need]
+            if piece:
+                self.parts.append(piece)
+                self.received += len(piece)
+            self.done = self.received >= self.length
+        else:
+            if data:
+                self.parts.append(data)
+                self.received += len(data)
+            if self.received > self.limit:
+                raise BodyTooLarge
         return self.done
+
+    def _feed_chunked(self, data: bytes) -> bool:
+        """Take chunks (RFC 9112 section 7.1) off `data`; True once the body is whole.
+
+        Payload is copied once (or kept as it came, when a read holds nothing else);
+        the framing around it is read in place."""
+        view = memoryview(data)
+        pos, end = 0, len(data)
+        while pos < end or self.trailers:
+            if self.trailers:
+                # After the last chunk: trailer lines, if any, then an empty line.
+                self.buffer += view[pos:]
+                return self.buffer.find(b"\r\n\r\n") >= 0
+            if self.payload_left:
+                take = min(self.payload_left, end - pos)
+                self.parts.append(data if take == end else bytes(view[pos : pos + take]))
+                self.payload_left -= take
+                self.crlf_left = 0 if self.payload_left else 2
+                pos += take
+                continue
+            if self.crlf_left:
+                take = min(self.crlf_left, end - pos)
+                self.crlf_left -= take
+                pos += take
+                continue
+            if self.buffer:  # a size line begun in an earlier read
+                self.buffer += view[pos:]
+                view = memoryview(bytes(self.buffer))
+                data, pos, end = view.obj, 0, len(view)  # type: ignore[assignment]
+                self.buffer = bytearray()
+            line_end = data.find(b"\r\n", pos)
+            if line_end < 0:
+                if end - pos > _MAX_HEAD_BYTES:
+                    raise ProtocolError("chunk size line too long")
+                self.buffer += view[pos:]
+                return False
+            size_text = bytes(view[pos:line_end]).split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise ProtocolError(f"invalid chunk size {size_text[:20]!r}") from None
+            if size < 0:
+                raise ProtocolError(f"invalid chunk size {size_text[:20]!r}")
+            pos = line_end + 2
+            if size == 0:
+                # The last chunk; from its line's CRLF on, the trailers' end is looked for.
+                self.trailers = True
+                self.buffer += b"\r\n"
+                continue
+            self.received += size
+            if self.received > self.limit:
+                raise BodyTooLarge
+            self.payload_left = size
+        return False
 
     def _parse_head(self, head: bytes) -> None:
         lines = head.decode("latin-1").split("\r\n")
@@ -123,29 +196,6 @@ class ResponseParser:
                 raise BodyTooLarge
         self.keep_alive_default = version == "HTTP/1.1"
 
-    def _parse_chunks(self) -> bool:
-        buffer = self.buffer
-        while True:
-            line_end = buffer.find(b"\r\n", self.chunk_pos)
-            if line_end < 0:
-                return False
-            size_text = bytes(buffer[self.chunk_pos : line_end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise ProtocolError(f"invalid chunk size {size_text[:20]!r}") from None
-            if size == 0:
-                # The last chunk, then trailers if any, then an empty line.
-                return buffer.find(b"\r\n\r\n", line_end) >= 0
-            data_start = line_end + 2
-            if len(buffer) < data_start + size + 2:
-                return False
-            self.chunked_size += size
-            if self.chunked_size > self.limit:
-                raise BodyTooLarge
-            self.chunks.append(bytes(buffer[data_start : data_start + size]))
-            self.chunk_pos = data_start + size + 2
-
     def eof(self) -> bool:
         """The connection closed: True if that completes a read-until-close body."""
         if self.head is not None and not self.chunked and self.length is None:
@@ -155,12 +205,7 @@ class ResponseParser:
     def response(self) -> HTTPResponse:
         assert self.head is not None
         status, reason, headers = self.head
-        if self.chunked:
-            body = b"".join(self.chunks)
-        elif self.length is not None:
-            body = bytes(self.buffer[self.body_start : self.body_start + self.length])
-        else:
-            body = bytes(self.buffer[self.body_start :])
+        body = b"".join(self.parts)
         connection = headers.get("connection", "").lower()
         keep_alive = (
             self.keep_alive_default

@@ -12,6 +12,7 @@ import asyncio.sslproto
 import contextlib
 import gc
 import logging
+import os
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,9 +37,10 @@ from kubepulse.kube.kubeconfig import Credentials
 from kubepulse.scrape.client import KubeletClient
 from kubepulse.scrape.manager import Recorders, ScrapeManager
 from kubepulse.selfmetrics import SelfMetrics
-from kubepulse.server import serving
+from kubepulse.server import malloc, serving
 from kubepulse.server.auth import serving_context
 from kubepulse.server.config import CompletedConfig, ConfigError, HistoryOptions
+from kubepulse.server.connections import share_tls_read_buffers
 from kubepulse.server.kubelets import KubeletDefaults, client_config
 from kubepulse.store.points import MetricsStore
 
@@ -133,6 +135,8 @@ async def start_server(
             HistoryRecorder(store, history) if history is not None else None,
             # The dashboard's pod index, prepared after each cycle while it is watched.
             pod_index(store, inventory) if dashboard else None,
+            # Last: the cycle's freed memory back to the kernel (malloc.py).
+            malloc.TrimAfterCycle() if malloc_tuned() else None,
         ),
     )
     parts = ServerParts(
@@ -183,17 +187,28 @@ async def start_server(
     return running
 
 
+def malloc_tuned() -> bool:
+    """On unless KUBEPULSE_MALLOC_TUNING=0, which only benchmarks set, to compare."""
+    return os.environ.get("KUBEPULSE_MALLOC_TUNING", "1") != "0"
+
+
 def tune_for_many_nodes() -> None:
     """Process settings for a server that keeps thousands of nodes and connections.
 
     - asyncio gives every TLS connection a 256 KiB read buffer (SSLProtocol.max_size);
       at one keep-alive connection per node that is 1.25 GiB for 5,000 nodes, while a
-      kubelet's answer is about 30 KiB, 5 KiB gzipped. 16 KiB holds a full TLS record.
+      kubelet's answer is about 30 KiB, 5 KiB gzipped. 16 KiB holds a full TLS record,
+      and one such buffer per thread serves all its connections
+      (connections.share_tls_read_buffers).
     - The inventory lives as long as the process: freeze it out of the collector's
       walks, and collect young objects less often, since scrape results are freed by
       reference counting and hardly ever form cycles.
+    - glibc's malloc keeps what a cycle freed unless told otherwise (malloc.py).
     """
+    if malloc_tuned():
+        malloc.tune()
     asyncio.sslproto.SSLProtocol.max_size = 16 * 1024
+    share_tls_read_buffers()
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)

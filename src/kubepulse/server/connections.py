@@ -23,6 +23,7 @@ import asyncio.sslproto
 import logging
 import socket
 import ssl
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -37,6 +38,43 @@ log = logging.getLogger("kubepulse.serving")
 READ_BUFFER = 16 * 1024
 """asyncio gives every TLS connection a 256 KiB read buffer (SSLProtocol.max_size):
 5,000 connections would hold 1.25 GiB. A TLS record is at most 16 KiB."""
+
+_THREAD = threading.local()
+
+
+def _shared_read_buffer() -> memoryview:
+    view: memoryview | None = getattr(_THREAD, "tls_read_buffer", None)
+    if view is None:
+        view = _THREAD.tls_read_buffer = memoryview(bytearray(READ_BUFFER))
+    return view
+
+
+_init_ssl_protocol = asyncio.sslproto.SSLProtocol.__init__
+
+
+def _ssl_protocol_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    _init_ssl_protocol(self, *args, **kwargs)
+    view = _shared_read_buffer()
+    self._ssl_buffer, self._ssl_buffer_view = view.obj, view
+
+
+def _ssl_protocol_get_buffer(self: Any, n: int) -> memoryview:
+    return self._ssl_buffer_view  # type: ignore[no-any-return]
+
+
+def share_tls_read_buffers() -> None:
+    """One TLS read buffer per thread instead of one per connection.
+
+    asyncio's SSLProtocol reads the socket into its own buffer (get_buffer) and copies
+    what came in into the connection's incoming BIO at once (buffer_updated), before the
+    event loop does anything else: the buffer never holds data between two calls. So the
+    connections of one event loop can share one, as they share its thread; with a
+    keep-alive connection per node, that is READ_BUFFER (16 KiB) less per node. asyncio
+    itself calls nothing else on it (Python 3.11-3.13 sslproto).
+    """
+    asyncio.sslproto.SSLProtocol.max_size = min(asyncio.sslproto.SSLProtocol.max_size, READ_BUFFER)
+    asyncio.sslproto.SSLProtocol.__init__ = _ssl_protocol_init  # type: ignore[method-assign]
+    asyncio.sslproto.SSLProtocol.get_buffer = _ssl_protocol_get_buffer  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)

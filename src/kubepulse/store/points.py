@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator, Mapping
+from sys import intern
 from types import MappingProxyType
 
 from kubepulse.model import NodeSample, PodSample
@@ -89,18 +90,27 @@ class MetricsStore:
         resolution, fresh_min = self.resolution, FRESH_CONTAINER_MIN_RESOLUTION
         empty: _Containers = {}
         point, new_point = Point, _new_point
+        # Equal timestamps of one scrape share one float (a kubelet stamps many
+        # containers alike), and a container's unchanged start time the stored one:
+        # 32 bytes a point less, at hundreds of thousands of points.
+        stamps: dict[float, float] = {}
+        shared = stamps.setdefault
         for pod in pods:
-            key = (pod.namespace, pod.name)
+            # Namespaces and container names repeat across pods: one string each.
+            key = (intern(pod.namespace), pod.name)
             if key in new_pods:
                 continue  # duplicate pod in one scrape: keep the first, as upstream
             old = old_pods.get(key, empty)
             containers: _Containers = {}
             for c in pod.containers:
-                name = c.name
+                name = intern(c.name)
                 if name in containers:
                     continue
                 u, start = c.usage, c.start_time
-                stamp = u.timestamp
+                stamp = shared(u.timestamp, u.timestamp)
+                stored = old.get(name)
+                if stored is not None and stored[0].start_time == start:
+                    start = stored[0].start_time
                 new = new_point(
                     point, (stamp, start, u.cpu_usage_core_nanoseconds, u.working_set_bytes)
                 )
@@ -108,7 +118,7 @@ class MetricsStore:
                 if start < stamp and fresh_min <= stamp - start < resolution:
                     # Started less than a resolution ago: a synthetic zero at its start.
                     prev = new_point(point, (start, start, 0, u.working_set_bytes))
-                elif (stored := old.get(name)) is not None:
+                elif stored is not None:
                     last, prev_stored = stored
                     if start < last.timestamp:  # else it restarted since the stored point
                         if stamp > last.timestamp:
