@@ -8,6 +8,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -387,3 +388,47 @@ def test_a_pods_page_says_its_status_age_restarts_and_labels(
     expect(page.locator("#pod-age")).to_have_text(re.compile(r"^Age \d+d$"))  # created 2021
     expect(page.locator(".facts")).to_contain_text("Restarts 0")
     expect(page.locator(".labels .badge").first).to_contain_text("=")
+
+
+def test_time_labels_neither_collide_nor_leave_the_chart(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server)
+    for width in (420, 1400):
+        page.set_viewport_size({"width": width, "height": 900})
+        for label in RANGES:
+            open_node(page, server, f"#/nodes/node-a?range={label}")
+            placed = page.evaluate(
+                """() => [...window.KubepulseCharts.instances].map((c) => {
+                    const u = c.plot, axis = u.axes[0];
+                    const left = u.bbox.left / devicePixelRatio;
+                    return axis._splits.map((v, i) => ({
+                        x: left + u.valToPos(v, "x"),
+                        w: window.KubepulseCharts.labelWidth(String(axis._values[i]).split("\\n")),
+                        chart: u.width,
+                    }));
+                })"""
+            )
+            for labels in placed:
+                assert labels, label
+                for a in labels:
+                    assert a["x"] - a["w"] / 2 >= 0 and a["x"] + a["w"] / 2 <= a["chart"], (
+                        label,
+                        a,
+                    )
+                for a, b in pairwise(labels):
+                    assert b["x"] - a["x"] >= (a["w"] + b["w"]) / 2, (label, width, a, b)
+
+
+def test_dark_mode_applies_to_the_charts_at_once(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server)
+    open_node(page, server, "#/nodes/node-a?range=1h")
+    light = page.evaluate("() => [...window.KubepulseCharts.instances].map((c) => c.colors.grid)")
+    page.locator("#theme-toggle").click()
+    dark_line = page.evaluate(
+        "() => getComputedStyle(document.documentElement).getPropertyValue('--line').trim()"
+    )
+    page.wait_for_function("() => window.KubepulseCharts.instances.size === 2")
+    dark = page.evaluate("() => [...window.KubepulseCharts.instances].map((c) => c.colors.grid)")
+    assert dark == [dark_line, dark_line] and dark != light
+    screenshot(page, "node-dark")

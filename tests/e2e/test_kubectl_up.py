@@ -294,10 +294,16 @@ def test_kubectl_auth_asks_kubepulse_who_and_what(up: Up) -> None:
     # Both reviews go out as protobuf; kubepulse reads them and answers in JSON.
     whoami = up.kubectl("auth", "whoami", "-o", "json")
     assert json.loads(whoami.stdout)["status"]["userInfo"]["username"]
-    for asked in (["list", "pods", "-A"], ["delete", "nodes"], ["get", "/metrics"]):
+    for asked in (["list", "pods", "-A"], ["get", "/metrics"]):
         can_i = up.kubectl("auth", "can-i", *asked, check=False)
-        # kubepulse up's own user may do everything: kubectl prints yes and exits 0.
+        # kubepulse up's own user may do what its API serves: kubectl prints yes, exits 0.
         assert (can_i.returncode, can_i.stdout.strip()) == (0, "yes"), can_i.stderr
+    # Its API is read-only: a write is "no", with why, and kubectl exits 1.
+    can_i = up.kubectl("auth", "can-i", "delete", "nodes", check=False)
+    assert (can_i.returncode, can_i.stdout.strip()) == (
+        1,
+        "no - kubepulse serves a read-only API: it cannot delete nodes",
+    ), can_i.stderr
 
 
 def test_wrong_token_is_refused(up: Up) -> None:

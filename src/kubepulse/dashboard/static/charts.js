@@ -102,6 +102,7 @@ window.KubepulseCharts = (function () {
       const fmt = this.kind.fmt;
       const grid = css("--line") || "#dde1e8";
       const fg = css("--fg") || "#1d2330";
+      this.colors = { grid, fg }; // the theme's, when the chart was made
       const used = {
         label: "used", stroke: COLORS.used, width: 2,
         value: (u, v, si, idx) => (idx === null ? summary(u.data[si], fmt) : fmt(v)),
