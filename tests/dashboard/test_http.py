@@ -14,7 +14,7 @@ from kubepulse.dashboard.sessions import COOKIE
 from kubepulse.history.file import History
 from kubepulse.history.prometheus import PrometheusHistory
 from kubepulse.history.read import HistoryPoint
-from kubepulse.history.sources import SeriesSource
+from kubepulse.history.sources import SeriesSource, SqliteSeries
 from tests.api.conftest import COREDNS, KI, MI, TOKEN
 from tests.dashboard.conftest import (
     HISTORY_POINTS,
@@ -546,3 +546,27 @@ async def test_an_unreadable_history_file_is_a_503_with_why(aiohttp_client: Any)
     body = await resp.json()
     assert body["items"] and all(n["spark"] == [] for n in body["items"])
     assert body["history_error"] == "history file: disk I/O error"
+
+
+async def test_recently_ended_pods_are_asked_of_the_history_at_most_every_30_s(
+    aiohttp_client: Any, history: History
+) -> None:
+    """The overview polls every few seconds; the list walks every series: reused."""
+    asked: list[float] = []
+
+    class Counting(SqliteSeries):
+        async def pods(self, start: float, end: float) -> dict[tuple[str, str], float | None]:
+            asked.append(end)
+            return await super().pods(start, end)
+
+    clock = Clock()
+    p = parts(history=None, clock=clock)
+    p.history = Counting(history)
+    client = await aiohttp_client(root_app(p))
+    await sign_in(client)
+    for _ in range(3):
+        assert (await client.get(f"{API}/ended")).status == 200
+    assert asked == [NOW]
+    clock.now = NOW + 31
+    assert (await client.get(f"{API}/ended")).status == 200
+    assert asked == [NOW, NOW + 31]

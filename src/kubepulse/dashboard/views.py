@@ -47,6 +47,8 @@ RANGES: dict[str, tuple[int, int]] = {
 }
 ENDED_RECENT, MAX_ENDED = 86400, 100
 """The overview lists pods that ended in the last day, at most this many."""
+ENDED_EVERY = 30.0
+"""Seconds the history's list of recent pods is reused: it walks every series."""
 ENDED_LOOKBACK = 30 * 86400
 """How far back a pod that is no longer served is looked for in the history."""
 DEFAULT_RANGE = "1h"
@@ -259,6 +261,9 @@ class DataHandlers:
     def __init__(self, src: DataSources) -> None:
         self.src = src
         self.index = pod_index(src.store, src.inventory)
+        self._seen: tuple[float, dict[tuple[str, str], float | None]] | None = None
+        """The pods the history saw in the last day, and when that was asked (data
+        time): asked at most every ENDED_EVERY seconds, not at each overview poll."""
 
     def routes(self) -> list[web.RouteDef]:
         routes: list[tuple[str, Handler]] = [
@@ -454,8 +459,10 @@ class DataHandlers:
         now = self.src.clock()
         if self.src.history is None:
             return _json({"items": [], "history": False})
-        with _history_errors():
-            seen = await self.src.history.pods(now - ENDED_RECENT, now)
+        if self._seen is None or not 0 <= now - self._seen[0] < ENDED_EVERY:
+            with _history_errors():
+                self._seen = (now, await self.src.history.pods(now - ENDED_RECENT, now))
+        seen = self._seen[1]
         access, view = access_of(request), self.index.view()
         live = view.inventoried.by_key
         gone = sorted(
