@@ -144,7 +144,12 @@ def test_keys_sort_the_pods_by_each_column(tmux: Tmux, cluster: Cluster) -> None
     tmux.wait_for_text("web-1", "the pods to appear")
     for key, arrow, expected in POD_SORTS:
         tmux.send(key)
-        screen = tmux.wait_until(lambda s, a=arrow: a in header(s), f"{key}: {arrow}")
+        # The header and the rows are drawn in one refresh, but a capture can fall
+        # between them: wait (with the pane's deadline) for both, not the header alone.
+        screen = tmux.wait_until(
+            lambda s, a=arrow, e=expected: a in header(s) and rows(s) == e,
+            f"{key}: {arrow} over the rows {expected}",
+        )
         assert rows(screen) == expected, key
 
 
@@ -167,7 +172,12 @@ def test_keys_sort_the_nodes_and_totals_show_their_allocatable(
     assert header(screen).split() == ["NAME", "CPUv", "MEMORY", "CPU", "5m"]
     for key, arrow, expected in NODE_SORTS:
         tmux.send(key)
-        screen = tmux.wait_until(lambda s, a=arrow: a in header(s), f"{key}: {arrow}")
+        # The header and the rows are drawn in one refresh, but a capture can fall
+        # between them: wait (with the pane's deadline) for both, not the header alone.
+        screen = tmux.wait_until(
+            lambda s, a=arrow, e=expected: a in header(s) and rows(s) == e,
+            f"{key}: {arrow} over the rows {expected}",
+        )
         assert rows(screen) == expected, key
 
 
