@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -282,6 +283,12 @@ def test_a_program_run_from_a_memfd_is_named_after_its_argv0(
     )
     child = int(tree.line(timeout=30))
     try:
+        # The line is printed before the parent exits: the child is a top-level
+        # tree only once init has adopted it, so wait for that (with a deadline).
+        deadline = time.monotonic() + 30
+        while ProcFS().process(child).ppid != 1:
+            assert time.monotonic() < deadline, "the child was never re-parented to init"
+            time.sleep(0.01)
         process = ProcFS().process(child)
         assert process.comm.isdigit() or process.comm.startswith("memfd")  # what comm says
         first = Readings().read()[1][child]
