@@ -41,6 +41,7 @@ def gapped_history(path: Path) -> History:
             continue
         cpu = 1_500_000_000 + (ts % 300) * 1_000_000  # about 1.5 to 1.8 cores
         rows.append(("node", "", "node-a", "", ts, cpu, 6 * 1024 * MI))
+        rows.append(("cluster", "", "", "", ts, cpu + 250_000_000, 7 * 1024 * MI))
         rows.append(("pod", "default", "web-1", "", ts, 300_000_000, 3 * MI))
         rows.append(("container", "default", "web-1", "nginx", ts, 100_000_000, MI))
         rows.append(("namespace", "default", "", "", ts, 400_000_000, 5 * MI))
@@ -108,6 +109,29 @@ def test_the_x_axis_spans_the_range_asked_for_and_a_gap_stays_a_gap(
     if label in ("1h", "24h"):  # steps finer than the gap: the line breaks there
         assert all(None in c["ys"] for c in found)
     screenshot(page, f"node-{label}")
+
+
+@pytest.mark.parametrize("label", ["1h", "24h"])
+def test_the_overview_draws_the_cluster_trend_over_the_range(
+    server: Server, watched: Watched, label: str
+) -> None:
+    page = watched.page
+    sign_in(page, server)
+    page.goto(server.url + f"#/overview?range={label}")
+    page.wait_for_function("() => window.KubepulseCharts.instances.size === 2")
+    found = {c["title"]: c for c in charts(page)}
+    assert set(found) == {"Cluster CPU", "Cluster memory"}
+    for c in found.values():
+        assert c["max"] == pytest.approx(NOW, abs=1)
+        assert c["min"] == pytest.approx(NOW - RANGES[label], abs=1)
+    cpu = [y for y in found["Cluster CPU"]["ys"] if y is not None]
+    assert cpu and min(cpu) >= 1750 and max(cpu) <= 2050  # node-a's 1.5-1.8 cores + 250m
+    memory = {y for y in found["Cluster memory"]["ys"] if y is not None}
+    assert memory == {7 * 1024 * MI}
+    if label == "1h":
+        assert None in found["Cluster CPU"]["ys"]  # the gap in the history stays a gap
+    expect(page.locator("#total-nodes")).to_be_visible()
+    screenshot(page, f"overview-{label}")
 
 
 @pytest.mark.parametrize("width", [420, 1400, 2560])

@@ -416,10 +416,17 @@ async def test_a_pod_that_ended_keeps_its_page_from_the_history(
 async def test_a_chart_answer_says_the_window_it_spans(
     signed_in: Client, label: str, seconds: int
 ) -> None:
-    data = await (await signed_in.get(f"{API}/nodes/node-a?range={label}")).json()
-    assert data["range"] == label
-    assert data["end"] - data["start"] == seconds
-    assert all(data["start"] <= p[0] <= data["end"] for p in data["series"])
+    for path in ("nodes/node-a", "overview"):
+        data = await (await signed_in.get(f"{API}/{path}?range={label}")).json()
+        assert data["range"] == label
+        assert data["end"] - data["start"] == seconds
+        assert all(data["start"] <= p[0] <= data["end"] for p in data["series"])
+
+
+async def test_the_overview_refuses_an_unknown_range(signed_in: Client) -> None:
+    bad = await signed_in.get(f"{API}/overview", params={"range": "2y"})
+    assert bad.status == 400
+    assert "range must be one of" in (await bad.json())["error"]
 
 
 async def test_namespaces_sum_their_pods(signed_in: Client) -> None:
@@ -466,7 +473,10 @@ async def test_an_unreachable_prometheus_is_a_502_with_why(aiohttp_client: Any) 
         # What does not need the history still answers.
         overview = await client.get(f"{API}/overview")
         assert overview.status == 200
-        assert (await overview.json())["history"] is True
+        body = await overview.json()
+        assert body["history"] is True
+        assert body["series"] == []  # no cluster trend, and why
+        assert body["history_error"].startswith(f"history from Prometheus: {url}: ")
 
 
 async def test_the_nodes_list_shows_without_sparklines_when_prometheus_is_down(

@@ -342,6 +342,28 @@ def test_namespace_totals_forget_nodes_the_store_dropped(history: History) -> No
     assert [p.memory_bytes for p in total] == [2 * 16 * MIB, 16 * MIB]
 
 
+def test_the_cluster_series_is_the_sum_of_the_nodes_it_still_has(history: History) -> None:
+    store = MetricsStore(resolution=15.0)
+    recorder = HistoryRecorder(store, history)
+    cores = {"node-a": 1, "node-b": 3}  # each node's CPU rate, in cores
+    for i, ts in enumerate((T0, T0 + 15, T0 + 30, T0 + 45)):
+        for node, rate in cores.items():
+            if node == "node-b" and i == 3:
+                store.forget(node)
+                continue
+            usage = Usage(ts, i * 15 * rate * 10**9, rate * 100 * MIB)
+            store.store(node, NodeSample(node, T0 - 86400, usage), ())
+            recorder.node_stored(node)
+        recorder.tick_done()
+    assert history.flush(timeout=10)
+    total = history.query("cluster", "", "", "", T0, T0 + 45, 15)
+    assert [(p.timestamp, p.cpu_nanocores, p.memory_bytes) for p in total] == [
+        (T0 + 15, 4e9, 400 * MIB),
+        (T0 + 30, 4e9, 400 * MIB),
+        (T0 + 45, 1e9, 100 * MIB),  # node-b is gone: its last rate no longer counts
+    ]
+
+
 def _pod(namespace: str, name: str, ts: float, i: int, containers: list[str]) -> PodSample:
     """Each container uses 0.2 cores and 16 MiB."""
     return PodSample(

@@ -116,6 +116,19 @@ async def test_many_nodes_at_once_are_each_what_one_series_gives(prometheus: Run
     assert many["node-z"] == []  # never seen: no points
 
 
+async def test_the_cluster_series_is_the_sum_of_every_node(prometheus: Running) -> None:
+    exposed = prometheus.exposed.items()
+    cpu = sum(v for (name, _), v in exposed if name == metric_name("node", "cpu"))
+    mem = sum(v for (name, _), v in exposed if name == metric_name("node", "memory"))
+    assert cpu > 0 and mem > 0
+    async with PrometheusHistory(prometheus.url) as history:
+        points = await history.series(
+            "cluster", "", "", "", prometheus.started - 10, time.time(), step=2
+        )
+    assert points, "Prometheus returned no points"
+    assert {(p.cpu_nanocores, p.memory_bytes) for p in points} == {(cpu, mem)}
+
+
 async def test_pods_and_their_containers_are_what_was_exposed(prometheus: Running) -> None:
     """What the dashboard asks of a pod no longer served: which pods had series, and a
     pod's containers."""

@@ -279,9 +279,20 @@ class DataHandlers:
         return [web.get(path, _answering_history_errors(h)) for path, h in routes]
 
     async def overview(self, request: web.Request) -> web.Response:
+        """The cluster now, and its trend over the range: the history keeps the sum of
+        the nodes' usage at each scrape cycle."""
         access = access_of(request)
+        label, window = _range(request, self.src.clock())
         nodes = _nodes(self.src, self.index, access)
         namespaces = self.index.namespace_totals(access)
+        # The trend sums every node: someone who may not list nodes does not see it.
+        trend: list[list[float]] = []
+        failed = None
+        try:
+            if access.nodes:
+                trend = await _series(self.src, "cluster", "", "", "", window)
+        except HistoryUnavailable as err:
+            failed = err.message  # the rest of the overview does not need the history
 
         def total(resource: str, key: str) -> float:
             return round(sum(n[resource][key] or 0 for n in nodes), 3)
@@ -305,6 +316,9 @@ class DataHandlers:
                 "top_memory": self.index.top(access, "memory"),
                 "namespaces": _namespace_rows(namespaces),
                 "history": self.src.history is not None,
+                **_window(label, window),
+                "series": trend,
+                **({"history_error": failed} if failed is not None else {}),
             }
         )
 

@@ -29,6 +29,7 @@ _LABELS = {
     "pod": ("namespace", "pod", ""),
     "container": ("namespace", "pod", "container"),
     "namespace": ("namespace", "", ""),
+    "cluster": ("", "", ""),  # the sum of every node's series (series() sums them)
 }
 
 
@@ -92,6 +93,8 @@ def selector(kind: str, resource: str, namespace: str, name: str, container: str
         raise ValueError(f"unknown kind {kind!r}: want one of {', '.join(_LABELS)}")
     if kind == "namespace":
         name = namespace  # a namespace series is named by its namespace label alone
+    if kind == "cluster":
+        return metric_name("node", resource)  # every node's: series() sums them
     values = (namespace, name, container)
     matchers = ",".join(
         f"{label}={_quote(v)}" for label, v in zip(_LABELS[kind], values, strict=True) if label
@@ -140,7 +143,11 @@ class PrometheusHistory:
         are: the point labelled t is evaluated at t + step over the step before it.
         """
         results = await self._four(
-            lambda resource: selector(kind, resource, namespace, name, container), start, end, step
+            lambda resource: selector(kind, resource, namespace, name, container),
+            start,
+            end,
+            step,
+            total=kind == "cluster",
         )
         return _points([_values(r[0], self.shown) if r else {} for r in results], step)
 
@@ -200,14 +207,23 @@ class PrometheusHistory:
             raise PrometheusError(f"{self.shown}: series without a container label") from err
 
     async def _four(
-        self, selector_of: Callable[[str], str], start: float, end: float, step: float
+        self,
+        selector_of: Callable[[str], str],
+        start: float,
+        end: float,
+        step: float,
+        total: bool = False,
     ) -> list[list[Any]]:
         """The series the four range queries of a step's average and maximum of CPU and
-        memory return, in _RESOURCES_AND_FNS's order."""
+        memory return, in _RESOURCES_AND_FNS's order; with total, each summed over the
+        series it selects."""
         first, window = _grid(start, step)
+        wrap = "sum({})" if total else "{}"
         return await asyncio.gather(
             *(
-                self._query_range(f"{fn}({selector_of(resource)}{window})", first, end, step)
+                self._query_range(
+                    wrap.format(f"{fn}({selector_of(resource)}{window})"), first, end, step
+                )
                 for resource, fn in _RESOURCES_AND_FNS
             )
         )

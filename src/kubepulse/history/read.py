@@ -17,9 +17,9 @@ from kubepulse.history.chunks import NANOCORES_PER_UNIT, Items
 from kubepulse.history.codec import CorruptChunk
 from kubepulse.history.tiers import Tier
 
-Kind = Literal["node", "pod", "container", "namespace"]
+Kind = Literal["node", "pod", "container", "namespace", "cluster"]
 Metric = Literal["cpu", "memory"]
-KINDS: tuple[Kind, ...] = ("node", "pod", "container", "namespace")
+KINDS: tuple[Kind, ...] = ("node", "pod", "container", "namespace", "cluster")
 
 
 class HistoryPoint(NamedTuple):

@@ -1,7 +1,7 @@
 """What the history records from the store, and how: HistoryRecorder, on the event loop,
 queues each stored node's points and the end of each cycle; Batcher, on the history's
 writer thread, turns them into batches of rates (store.rates, the API's rule): a node,
-its containers, its pods as their sums, and a cycle's namespace totals."""
+its containers, its pods as their sums, and a cycle's namespace and cluster totals."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ class Batcher:
     def __init__(self) -> None:
         # node -> namespace -> [cpu, memory, newest timestamp] of that node's pods
         self._namespaces: dict[str, dict[str, list[float]]] = {}
+        # node -> its latest rate: the cluster's total is their sum, what the overview's
+        # "CPU used" and "Memory used" show (nodes, not pods: the system's own use counts)
+        self._nodes: dict[str, Rate] = {}
         # node -> pod -> (its served containers' names, their series keys, its own key):
         # the same tuples scrape after scrape, so the writer sees the same layout at once.
         self._keys: dict[str, dict[PodKey, _PodKeys]] = {}
@@ -50,6 +53,7 @@ class Batcher:
         cpu: list[int] = []
         mem: list[int] = []
         if r is not None:
+            self._nodes[node_name] = r
             keys.append(("node", "", node_name, ""))
             ts.append(r.timestamp)
             cpu.append(r.cpu_nanocores)
@@ -92,6 +96,7 @@ class Batcher:
         for node in tick.dropped:
             self._namespaces.pop(node, None)
             self._keys.pop(node, None)
+            self._nodes.pop(node, None)
         sums: dict[str, list[float]] = {}
         for per_node in self._namespaces.values():
             for ns, (cpu, mem, ts) in per_node.items():
@@ -99,13 +104,23 @@ class Batcher:
                 total[0] += cpu
                 total[1] += mem
                 total[2] = max(total[2], ts)
-        return batches_of(
-            [
-                ("namespace", ns, "", "", ts, int(cpu), int(mem))
-                for ns, (cpu, mem, ts) in sums.items()
-            ],
-            group="namespaces",
-        )
+        rows = [
+            ("namespace", ns, "", "", ts, int(cpu), int(mem)) for ns, (cpu, mem, ts) in sums.items()
+        ]
+        if self._nodes:
+            rates = self._nodes.values()
+            rows.append(
+                (
+                    "cluster",
+                    "",
+                    "",
+                    "",
+                    max(r.timestamp for r in rates),
+                    sum(r.cpu_nanocores for r in rates),
+                    sum(r.working_set_bytes for r in rates),
+                )
+            )
+        return batches_of(rows, group="namespaces")
 
 
 class _Sink(Protocol):

@@ -303,22 +303,37 @@
   const views = {
     overview: {
       path: () => "overview",
-      build(frame) {
-        frame.append(el("h1", { text: "Cluster overview" }));
+      build(frame, parts, params) {
+        this.range = params.get("range") || "1h";
+        frame.append(el("h1", { text: "Cluster overview" }), rangeLinks(parts, this.range));
+        this.cards = el("div");
+        // The trend's charts stay across refreshes (setData), so a hover or zoom survives.
+        this.charts = el("div", { class: "charts", id: "cluster-trend" });
         this.body = el("div");
-        frame.append(this.body);
+        frame.append(this.cards, this.charts, this.body);
       },
+      restyle() { clear(this.charts); },
       async update() {
-        const d = await api("overview");
+        const d = await api("overview?range=" + encodeURIComponent(this.range));
         const b = this.body;
         clear(b);
+        clear(this.cards);
         const t = d.totals;
-        b.append(el("div", { class: "cards" },
+        this.cards.append(el("div", { class: "cards" },
           el("div", { class: "card" }, el("div", { text: "Nodes" }), el("div", { class: "big", id: "total-nodes", text: t.nodes })),
           el("div", { class: "card" }, el("div", { text: "Pods" }), el("div", { class: "big", id: "total-pods", text: t.pods })),
           el("div", { class: "card" }, el("div", { text: "CPU used" }), usageBar(t.cpu.used, t.cpu.allocatable, cpu)),
           el("div", { class: "card" }, el("div", { text: "Memory used" }), usageBar(t.memory.used, t.memory.allocatable, mem)),
         ));
+        const why = document.getElementById("trend-error");
+        if (why) why.remove();
+        if (d.history_error) {
+          this.charts.before(el("p", { class: "error", id: "trend-error", text: "No cluster trend: " + d.history_error }));
+        } else if (d.history && t.nodes) {
+          // The allocatable totals are drawn as lines, so the trend reads against capacity.
+          chart(this.charts, "cpu", "Cluster CPU", "cpu", d, d.series, { allocatable: t.cpu.allocatable });
+          chart(this.charts, "memory", "Cluster memory", "memory", d, d.series, { allocatable: t.memory.allocatable });
+        }
         b.append(el("h2", { text: "Nodes" }));
         const nodes = table(["Name", "CPU", "Memory", { text: "Pods", num: 1 }]);
         nodes.table.id = "overview-nodes";
