@@ -211,7 +211,16 @@ def test_a_pod_that_ended_shows_its_history(server: Server, watched: Watched) ->
 
 @pytest.mark.parametrize(
     "hash_",
-    ["#/overview", "#/nodes", "#/nodes/node-a", "#/pods", "#/pods/default/web-1", "#/namespaces"],
+    [
+        "#/overview",
+        "#/nodes",
+        "#/nodes/node-a",
+        "#/pods",
+        "#/pods/default/web-1",
+        "#/namespaces",
+        "#/namespaces/default",
+        "#/settings",
+    ],
 )
 def test_no_view_is_wider_than_a_small_screen(server: Server, watched: Watched, hash_: str) -> None:
     page = watched.page
@@ -283,6 +292,43 @@ def test_pods_show_usage_against_requests_and_limits_and_sort_by_it(
     expect(page.locator("#status")).not_to_have_text(status, timeout=5000)
     assert column() == sorted(column(), reverse=True)
     screenshot(page, "pods-requests")
+
+
+def test_badge_thresholds_are_the_users_and_stay_in_the_browser(
+    server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    table = open_pods(page, server)
+    items = page.evaluate("async () => (await (await fetch('api/pods')).json()).items")
+    share = {
+        p["name"]: 100 * p["memory"]["used"] / p["memory"]["limit"]
+        for p in items
+        if p["memory"]["used"] is not None and p["memory"]["limit"]
+    }
+    assert share and min(share.values()) < 90  # a pod the default leaves without a badge
+
+    def near(threshold: float) -> set[str]:
+        return {name for name, pct in share.items() if pct >= threshold}
+
+    def badged() -> set[str]:
+        rows = table.locator("tbody tr", has=page.locator(".badge", has_text="memory near limit"))
+        return {r.locator("td a").first.inner_text() for r in rows.all()}
+
+    assert badged() == near(90)
+    lower = max(1, math.floor(min(share.values())))
+    page.goto(server.url + "#/settings")
+    page.locator("input[name=nearLimit]").fill(str(lower))
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#settings-saved")).to_have_text("Saved in this browser.")
+    page.reload()  # kept in this browser: the form shows it again
+    expect(page.locator("input[name=nearLimit]")).to_have_value(str(lower))
+    page.goto(server.url + "#/pods")
+    table = page.locator("#pods-table")
+    expect(table.locator(".badge", has_text="memory near limit")).to_have_count(len(near(lower)))
+    assert badged() == near(lower) != near(90)
+    page.goto(server.url + "#/settings")
+    page.locator("#settings-reset").click()
+    expect(page.locator("input[name=nearLimit]")).to_have_value("90")
 
 
 def test_a_table_downloads_as_csv_and_json_in_the_order_shown(

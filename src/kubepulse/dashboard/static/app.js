@@ -234,7 +234,22 @@
     t.tbody.append(...rows);
   }
   // Usage against what the pod asks for: percentages, and badges that say what to look at.
-  const NEAR_LIMIT = 90; // % of the memory limit: the OOM killer is near
+  // Their thresholds are the user's (Settings), kept in this browser.
+  const BADGE_DEFAULTS = {
+    nearLimit: 90, // % of the memory limit at which the OOM killer is near
+    overRequest: 100, // % of a request above which a pod uses more than it asked for
+  };
+  const BADGE_KEY = "kubepulse-badges";
+  function thresholds() {
+    let saved = {};
+    try { saved = JSON.parse(localStorage.getItem(BADGE_KEY) || "{}") || {}; } catch (e) { saved = {}; }
+    const found = {};
+    for (const [k, v] of Object.entries(BADGE_DEFAULTS)) {
+      const n = Number(saved[k]);
+      found[k] = Number.isFinite(n) && n > 0 ? n : v;
+    }
+    return found;
+  }
   function percentCell(used, of) {
     const p = pct(used, of);
     return el("td", { class: "num" + (p !== null && p >= 100 ? " over" : ""), "data-sort": p === null ? -1 : p.toFixed(2),
@@ -243,10 +258,13 @@
   }
   function badges(p) {
     const found = [];
+    const t = thresholds();
     const memPct = pct(p.memory.used, p.memory.limit);
-    if (memPct !== null && memPct >= NEAR_LIMIT) found.push(["bad", "memory near limit", "working set at " + Math.round(memPct) + "% of its limit"]);
+    if (memPct !== null && memPct >= t.nearLimit) found.push(["bad", "memory near limit", "working set at " + Math.round(memPct) + "% of its limit (badge from " + t.nearLimit + "%)"]);
     const cpuPct = pct(p.cpu.used, p.cpu.request), memReq = pct(p.memory.used, p.memory.request);
-    if ((cpuPct !== null && cpuPct > 100) || (memReq !== null && memReq > 100)) found.push(["warn", "over request", "uses more than it requests"]);
+    if ((cpuPct !== null && cpuPct > t.overRequest) || (memReq !== null && memReq > t.overRequest)) {
+      found.push(["warn", "over request", "uses more than " + t.overRequest + "% of what it requests"]);
+    }
     if (p.cpu.limit === null && p.memory.limit === null && p.node) found.push(["info", "no limits", "no CPU or memory limit set"]);
     return found.map(([kind, text, why]) => el("span", { class: "badge " + kind, title: why, text }));
   }
@@ -527,6 +545,39 @@
         pods.items.forEach((p) => this.tbody.append(podRow(p)));
         resort(this.table);
       },
+    },
+    settings: {
+      build(frame) {
+        frame.append(el("h1", { text: "Settings" }));
+        const t = thresholds();
+        const form = el("form", { id: "badge-settings" });
+        const fields = [
+          ["nearLimit", "\u201cmemory near limit\u201d from this % of the memory limit"],
+          ["overRequest", "\u201cover request\u201d above this % of the CPU or memory request"],
+        ];
+        for (const [key, text] of fields) {
+          const input = el("input", { type: "number", name: key, min: "1", max: "1000", step: "1", value: String(t[key]), required: "" });
+          form.append(el("p", {}, el("label", {}, text + " ", input)));
+        }
+        const saved = el("span", { id: "settings-saved", role: "status" });
+        form.append(el("p", {}, el("button", { type: "submit", text: "Save" }), " ",
+          el("button", { type: "button", id: "settings-reset", text: "Defaults" }), " ", saved));
+        form.addEventListener("submit", (e) => {
+          e.preventDefault();
+          if (!form.reportValidity()) return;
+          const values = {};
+          for (const [key] of fields) values[key] = Number(form.elements[key].value);
+          localStorage.setItem(BADGE_KEY, JSON.stringify(values));
+          saved.textContent = "Saved in this browser.";
+        });
+        form.querySelector("#settings-reset").addEventListener("click", () => {
+          localStorage.removeItem(BADGE_KEY);
+          for (const [key] of fields) form.elements[key].value = String(BADGE_DEFAULTS[key]);
+          saved.textContent = "Defaults restored.";
+        });
+        frame.append(el("h2", { text: "Badges" }), form);
+      },
+      async update() {},
     },
     namespaces: {
       build(frame) {
