@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from kubepulse.api.selectors import SelectorError, parse_label_selector
+from kubepulse.dashboard import workloads
 from kubepulse.dashboard.pod_index import (
     EVERYTHING,
     Access,
@@ -30,6 +31,7 @@ from kubepulse.dashboard.pod_index import (
 from kubepulse.history.sources import HistoryPoint, SeriesError, SeriesSource
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import ContainerSpec, Node, Pod
+from kubepulse.kube.owners import WORKLOAD_KINDS
 from kubepulse.model import Resources
 from kubepulse.store.rates import PodRates, Rate
 from kubepulse.store.reading import UsageStore
@@ -138,6 +140,7 @@ def pod_row(pod: Pod | None, key: tuple[str, str], rates: PodRates | None) -> di
         "cpu": {"used": cpu, "request": None, "limit": None},
         "memory": {"used": mem, "request": None, "limit": None},
         "timestamp": rates.timestamp if rates else None,
+        "owner": {"kind": pod.owner[0], "name": pod.owner[1]} if pod and pod.owner else None,
     }
     if pod is not None:
         for resource, field in (("cpu", "cpu_millicores"), ("memory", "memory_bytes")):
@@ -275,6 +278,7 @@ class DataHandlers:
             ("/api/namespaces", self.namespaces),
             ("/api/namespaces/{namespace}", self.namespace),
             ("/api/ended", self.ended),
+            ("/api/workloads/{namespace}/{kind}/{name}", self.workload),
         ]
         return [web.get(path, _answering_history_errors(h)) for path, h in routes]
 
@@ -512,6 +516,37 @@ class DataHandlers:
             last = coarse[-1].timestamp
             fine = await history.series("pod", namespace, name, "", last, last + 900, 15)
         return fine[-1].timestamp if fine else last
+
+    async def workload(self, request: web.Request) -> web.Response:
+        """A workload's pods, live and ended, and their usage summed over the range."""
+        namespace, kind, name = (request.match_info[k] for k in ("namespace", "kind", "name"))
+        label, window = _range(request, self.src.clock())
+        if kind not in WORKLOAD_KINDS or not access_of(request).sees(namespace):
+            raise _not_found(f"no {kind} {namespace}/{name}")
+        live = workloads.live_pods(self.index.inventoried().source, namespace, kind, name)
+        ended: list[str] = []
+        if self.src.history is not None:
+            with _history_errors():
+                seen = await self.src.history.pods(window[0], window[1])
+            ended = workloads.ended_pods(seen, {p.name for p in live}, namespace, kind, name)
+        if not live and not ended:
+            raise _not_found(f"no {kind} {namespace}/{name}, and no history of its pods")
+        names = ([p.name for p in live] + ended)[: workloads.MAX_POOLED]
+        each = [await _series(self.src, "pod", namespace, n, "", window) for n in names]
+        rows = [
+            pod_row(p, (namespace, p.name), self.index.rates((namespace, p.name), p)) for p in live
+        ]
+        return _json(
+            {
+                "workload": {"namespace": namespace, "kind": kind, "name": name},
+                "pods": rows,
+                "live": len(live),
+                "ended": ended,
+                "summed": len(names),
+                **_window(label, window),
+                "series": workloads.summed(each),
+            }
+        )
 
     async def namespaces(self, request: web.Request) -> web.Response:
         return _json({"items": _namespace_rows(self.index.namespace_totals(access_of(request)))})

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sys import intern
 from typing import Any
 
+from kubepulse.kube.owners import workload_of
 from kubepulse.model import Resources
 from kubepulse.quantity import parse_quantity
 
@@ -62,6 +63,8 @@ class Pod:
     start_time: str | None = None
     creation_timestamp: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    owner: tuple[str, str] | None = None
+    """(kind, name) of the workload it belongs to (kube/owners.py), None if uncontrolled."""
 
 
 def _resources(values: Mapping[str, Any] | None) -> Resources:
@@ -134,9 +137,12 @@ def pod_from_object(
     except (KeyError, TypeError, ValueError) as err:
         raise ObjectError(f"Pod {name}: {err}") from err
     labels = _str_map(meta.get("labels"))
+    owner = workload_of(meta)
     if shared is not None:
         labels = shared.setdefault(("labels", *labels.items()), labels)
         containers = shared.setdefault(("containers", *containers), containers)
+        if owner is not None:
+            owner = shared.setdefault(("owner", *owner), owner)
     return Pod(
         namespace=intern(str(meta.get("namespace") or "default")),
         name=str(name),
@@ -147,6 +153,7 @@ def pod_from_object(
         start_time=status.get("startTime"),
         creation_timestamp=meta.get("creationTimestamp"),
         raw=obj if keep_raw else _NO_RAW,
+        owner=owner,
     )
 
 

@@ -491,6 +491,7 @@
         }
         this.info.append(el("p", { class: "facts" },
           el("span", {}, "Node ", p.node ? el("a", { href: href(["nodes", p.node]), text: p.node }) : "–"),
+          p.owner ? el("span", {}, p.owner.kind + " ", el("a", { id: "pod-owner", href: href(["workloads", this.ns, p.owner.kind, p.owner.name]), text: p.owner.name })) : null,
           el("span", { text: "CPU " + cpu(p.cpu.used) }), el("span", { text: "Memory " + mem(p.memory.used) }),
           p.phase ? el("span", { id: "pod-phase", text: "Status " + p.phase }) : null,
           p.restarts !== null && p.restarts !== undefined ? el("span", { text: "Restarts " + p.restarts }) : null,
@@ -519,6 +520,39 @@
         }
       },
     },
+    // A workload (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job): its pods, live and
+    // ended, and their usage summed step by step, against the sum of their requests and limits.
+    workload: {
+      build(frame, parts, params) {
+        [, this.ns, this.kind, this.name] = parts;
+        heading(this, frame, parts, params, this.kind, "workload-name", this.ns + "/" + this.name);
+        this.info = el("p", { id: "workload-info" });
+        chartsAndPods(this, frame, POD_HEADERS, "Pods", "pods-of-" + this.name);
+      },
+      restyle() { clear(this.charts); },
+      async update() {
+        const d = await api(["workloads", this.ns, this.kind, this.name].map(encodeURIComponent).join("/") +
+          "?range=" + encodeURIComponent(this.range));
+        const sum = (resource, field) => {
+          const values = d.pods.map((p) => p[resource][field]);
+          return values.length && values.every((v) => v !== null) ? values.reduce((a, b) => a + b, 0) : null;
+        };
+        const used = (resource) => {
+          const known = d.pods.map((p) => p[resource].used).filter((v) => v !== null);
+          return known.length ? known.reduce((a, b) => a + b, 0) : null; // "–": no metrics yet
+        };
+        const pooled = d.live + d.ended.length;
+        this.info.textContent = d.live + " pods running" +
+          (d.ended.length ? ", " + d.ended.length + " ended in this range" : "") +
+          " · CPU " + cpu(used("cpu")) + " · Memory " + mem(used("memory")) +
+          (d.summed < pooled ? " · the charts sum " + d.summed + " of its " + pooled + " pods" : " · the charts sum all of them");
+        chart(this.charts, "cpu", "CPU, all pods", "cpu", d, d.series, { request: sum("cpu", "request"), limit: sum("cpu", "limit") });
+        chart(this.charts, "memory", "Memory, all pods", "memory", d, d.series, { request: sum("memory", "request"), limit: sum("memory", "limit") });
+        clear(this.tbody);
+        d.pods.forEach((p) => this.tbody.append(podRow(p)));
+        resort(this.table);
+      },
+    },
     create: {
       build(frame, parts, params) {
         if (actions) actions.createView(frame, params);
@@ -544,6 +578,35 @@
         clear(this.tbody);
         pods.items.forEach((p) => this.tbody.append(podRow(p)));
         resort(this.table);
+        this.workloads(pods.items);
+      },
+      // The namespace's workloads, from its pods' owners (Kubernetes mode: host pods have none).
+      workloads(items) {
+        const found = new Map();
+        for (const p of items) {
+          if (!p.owner) continue;
+          const key = p.owner.kind + "/" + p.owner.name;
+          const w = found.get(key) || { kind: p.owner.kind, name: p.owner.name, pods: 0, cpu: 0, memory: 0 };
+          w.pods += 1; w.cpu += p.cpu.used || 0; w.memory += p.memory.used || 0;
+          found.set(key, w);
+        }
+        if (!this.workloadTable) {
+          if (!found.size) return;
+          this.workloadTable = table(["Kind", "Name", { text: "Pods", num: 1 }, { text: "CPU", num: 1 }, { text: "Memory", num: 1 }]);
+          this.workloadTable.table.id = "workloads-table";
+          this.table.table.closest(".scroll").after(el("h2", { text: "Workloads" }), el("div", { class: "scroll" }, this.workloadTable.table));
+        }
+        const t = this.workloadTable;
+        clear(t.tbody);
+        for (const w of found.values()) {
+          const to = href(["workloads", this.ns, w.kind, w.name]);
+          const tr = rowLink(el("tr"), to);
+          tr.append(el("td", { text: w.kind }), el("td", {}, el("a", { href: to, text: w.name })),
+            el("td", { class: "num", text: w.pods }), el("td", { class: "num", "data-sort": w.cpu, text: cpu(w.cpu) }),
+            el("td", { class: "num", "data-sort": w.memory, text: mem(w.memory) }));
+          t.tbody.append(tr);
+        }
+        resort(t);
       },
     },
     settings: {
@@ -640,6 +703,7 @@
     if (name === "nodes" && parts.length > 1) name = "node";
     if (name === "pods" && parts.length > 2) name = "pod";
     if (name === "namespaces" && parts.length > 1) name = "namespace";
+    if (name === "workloads") name = parts.length === 4 ? "workload" : "overview";
     if (!views[name]) name = "overview";
     const key = location.hash;
     if (key === state.viewKey && state.view) return;
