@@ -142,7 +142,8 @@ def test_a_namespace_lists_its_workloads_and_a_workload_page_charts_their_sum(
     expect(page.locator("#workload-name")).to_have_text("default/shop")
     page.wait_for_function("() => window.KubepulseCharts.instances.size === 2")
     expect(page.locator("#workload-info")).to_have_text(
-        "2 pods running, 1 ended in this range · CPU \u2013 · Memory \u2013 · the charts sum all of them"
+        "2 pods running, 1 ended in this range · CPU \u2013 · Memory \u2013"
+        " · the charts sum all of them"
     )  # no pod of it has metrics in the store: a dash, not 0
     found = page.evaluate(
         """() => [...window.KubepulseCharts.instances].map((c) => ({
