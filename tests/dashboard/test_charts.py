@@ -91,7 +91,11 @@ def open_pods(page: Any, server: Server) -> Any:
 def open_node(page: Any, server: Server, hash_: str) -> None:
     page.goto(server.url + hash_)
     expect(page.locator("#node-name")).to_have_text("node-a")
-    page.wait_for_function("() => window.KubepulseCharts.instances.size === 2")
+    # The node's own two charts: the overview's two (shown at sign-in) may not be gone yet.
+    page.wait_for_function(
+        """() => [...window.KubepulseCharts.instances].map((c) => c.spec.title).sort().join()
+                 === "CPU,Memory" """
+    )
 
 
 @pytest.mark.parametrize("label", list(RANGES))
@@ -467,6 +471,14 @@ def test_time_labels_neither_collide_nor_leave_the_chart(server: Server, watched
         page.set_viewport_size({"width": width, "height": 900})
         for label in RANGES:
             open_node(page, server, f"#/nodes/node-a?range={label}")
+            # The same two charts stay across a range change: wait until they show the new one,
+            # laid out for this width.
+            page.wait_for_function(
+                """([span, width]) => [...window.KubepulseCharts.instances].every((c) =>
+                    Math.abs(c.plot.scales.x.max - c.plot.scales.x.min - span) <= 2
+                    && c.plot.width <= width)""",
+                arg=[RANGES[label], width],
+            )
             placed = page.evaluate(
                 """() => [...window.KubepulseCharts.instances].map((c) => {
                     const u = c.plot, axis = u.axes[0];

@@ -140,7 +140,11 @@ def test_a_namespace_lists_its_workloads_and_a_workload_page_charts_their_sum(
     expect(workloads.locator("tbody tr")).to_have_count(2)  # shop and shop-api
     workloads.get_by_role("link", name="shop", exact=True).click()
     expect(page.locator("#workload-name")).to_have_text("default/shop")
-    page.wait_for_function("() => window.KubepulseCharts.instances.size === 2")
+    # The workload's own charts: the namespace page's two may not be gone yet.
+    page.wait_for_function(
+        """() => [...window.KubepulseCharts.instances].map((c) => c.spec.title).sort().join()
+                 === "CPU, all pods,Memory, all pods" """
+    )
     expect(page.locator("#workload-info")).to_have_text(
         "2 pods running, 1 ended in this range · CPU \u2013 · Memory \u2013"
         " · the charts sum all of them"
