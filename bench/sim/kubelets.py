@@ -23,7 +23,8 @@ the simulator shares the CPUs with the server under test.
 chunked as Go does), `unique`
 gives every pod its own name prefix, `big` (30 pods of 6 containers,
 long names, ~200 KB) and `small`
-(20 pods, ~20 KB) change the size; they combine with "+". The byte-for-byte check at
+(20 pods, ~20 KB) change the size, `close` closes the connection after each answer
+(a new TLS handshake per scrape); they combine with "+". The byte-for-byte check at
 start-up holds for every shape (reference_render()).
 
 TLS: one CA, and one serving certificate per node naming its node and IP, as kubelet
@@ -166,6 +167,10 @@ class Shape:
     long_names: bool = False
     """Namespaces, apps and containers with names of 30-63 characters, pods of
     110-130 (a Helm release's generated names)."""
+    close: bool = False
+    """`Connection: close` on every answer, and the connection closed (an HTTP/1.0-style
+    server, or a proxy in front of the kubelet): the scraper makes a new TLS connection,
+    with a full handshake, at every scrape of every node."""
 
     @property
     def name(self) -> str:
@@ -181,6 +186,8 @@ class Shape:
             found.append("big")
         elif self.pods == SHAPES["small"].pods:
             found.append("small")
+        if self.close:
+            found.append("close")
         return "+".join(found) or "sim"
 
 
@@ -190,6 +197,7 @@ SHAPES = {
     "unique": Shape(unique=True),
     "big": Shape(containers=6, long_names=True),
     "small": Shape(pods=20),
+    "close": Shape(close=True),
 }
 
 
@@ -893,7 +901,8 @@ class Simulator:
         self.stats.bytes_sent += len(body)
         if want_gzip:
             self.stats.gzip += 1
-        return _response(200, "OK", body, want_gzip, chunked=self.cluster.shape.kubelet)
+        shape = self.cluster.shape
+        return _response(200, "OK", body, want_gzip, chunked=shape.kubelet, close=shape.close)
 
     async def stats_handler(self, _request: web.Request) -> web.Response:
         s = self.stats
@@ -916,9 +925,15 @@ response buffer (promhttp sets no Content-Length, so a kubelet's answer is chunk
 
 
 def _response(
-    status: int, reason: str, body: bytes, gzipped: bool = False, chunked: bool = False
+    status: int,
+    reason: str,
+    body: bytes,
+    gzipped: bool = False,
+    chunked: bool = False,
+    close: bool = False,
 ) -> bytes:
     encoding = "Content-Encoding: gzip\r\n" if gzipped else ""
+    encoding += "Connection: close\r\n" if close else ""
     content_type = CONTENT_TYPE if status == 200 else "text/plain; charset=utf-8"
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {len(body)}"
     head = (
@@ -958,6 +973,9 @@ class KubeletProtocol(asyncio.Protocol):
             head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
             assert self.transport is not None
             self.transport.write(self.sim.answer(self.node, head))
+            if self.sim.cluster.shape.close:
+                self.transport.close()  # after what was written is sent
+                return
             if b"\r\nconnection: close" in head.lower():
                 self.transport.close()
                 return
