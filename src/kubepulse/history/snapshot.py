@@ -54,9 +54,14 @@ class HistorySnapshot:
         }
 
     def newest(self) -> float | None:
-        """Epoch seconds of the newest sample written (None in an empty file)."""
-        row = self._conn.execute("SELECT max(end_ms) FROM chunks").fetchone()
-        return row[0] / 1000 if row and row[0] is not None else None
+        """Epoch seconds of the newest sample written (None in an empty file): the raw
+        tier's newest (a coarse chunk ends where its last bucket would end, ahead of
+        the data), or what the writer saved of it."""
+        row = self._conn.execute("SELECT max(end_ms) - 1 FROM chunks WHERE width = 0").fetchone()
+        raw = row[0] if row and row[0] is not None else None
+        saved = history_db.newest_ms(self._conn)
+        found = max((ms for ms in (raw, saved) if ms is not None), default=None)
+        return found / 1000 if found is not None else None
 
     def containers(self) -> Iterator[tuple[int, str, str, str]]:
         """Every container series: (id, namespace, pod, container)."""

@@ -37,12 +37,13 @@ class UsageSource(Protocol):
 
 
 def finest_reaching(widths: dict[int, float], start: float) -> int:
-    """The tier to read a window from: the finest whose oldest chunk reaches back to its
-    start; when none does, the one that reaches furthest (the longest history)."""
-    reaching = [w for w, oldest in widths.items() if oldest <= start]
-    if reaching:
-        return min(reaching)
-    return min(widths, key=lambda w: (widths[w], w))
+    """The tier to read a window from: the finest that holds all of it that the file
+    holds. Every tier receives every sample and the finer ones forget sooner, so a tier
+    is complete from its oldest chunk on; a coarse chunk starts at its bucket's start,
+    up to one bucket before its first sample, hence the coarsest width of leeway."""
+    leeway = max(widths)
+    needed = max(start, min(widths.values()))
+    return min(w for w, oldest in widths.items() if oldest <= needed + leeway)
 
 
 class FileUsage:
@@ -74,8 +75,16 @@ class FileUsage:
         self, keys: Sequence[ContainerKey], start: float, end: float
     ) -> dict[ContainerKey, list[HistoryPoint]]:
         def read() -> dict[ContainerKey, list[HistoryPoint]]:
+            # Steps are aligned to the epoch (History.query's rule): the first may start
+            # before the window; its points are left out, not counted as the window's.
             return {
-                key: self.snapshot.points(self._ids[key], self._width, start, end, self.step)
+                key: [
+                    p
+                    for p in self.snapshot.points(
+                        self._ids[key], self._width, start, end, self.step
+                    )
+                    if p.timestamp >= start
+                ]
                 for key in keys
                 if key in self._ids
             }
