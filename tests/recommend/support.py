@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -45,3 +47,13 @@ def write_history(path: Path, rows: Sequence[Row]) -> Path:
     finally:
         history.close()
     return path
+
+
+def recommend(*args: str) -> subprocess.CompletedProcess[str]:
+    """`kubepulse recommend ARGS` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "kubepulse", "recommend", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from kubepulse.api.selectors import SelectorError, parse_label_selector
-from tests.recommend.support import MIB, container_rows, write_history
-
-
-def recommend(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubepulse", "recommend", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.recommend.support import MIB, container_rows, recommend, write_history
 
 
 def selector_error(text: str) -> str:

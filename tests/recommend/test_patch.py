@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +12,7 @@ import yaml
 from tests.fakeapi.fixtures import kubectl
 from tests.fakeapi.server import FakeKubeAPI
 from tests.recommend.cluster import NS, history_rows, shop
-from tests.recommend.support import write_history
-
-
-def recommend(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubepulse", "recommend", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.recommend.support import recommend, write_history
 
 
 def containers(obj: dict[str, Any]) -> dict[str, Any]:
