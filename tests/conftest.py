@@ -46,6 +46,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "dashboard/test_prometheus_dashboard.py": ("prometheus",),
     "dashboard/test_dashboard_command.py": ("e2e",),
     "history/test_prometheus.py": ("prometheus",),
+    "recommend/test_patch.py": ("kubectl",),
+    "recommend/test_up.py": ("e2e", "root"),
     "agent/test_agent_real_cgroups.py": ("root",),
     "agent/test_tree_cpu_real.py": ("root",),
     "agent/test_bootstrap.py": ("e2e",),

@@ -55,6 +55,7 @@ COMMANDS = {
     "dashboard": "serve the dashboard for any cluster, polling its metrics API",
     "doctor": "check the metrics pipeline (API, metrics.k8s.io, kubelets) and say how to fix it",
     "manifests": "print the objects that install kubepulse as a cluster's metrics-server",
+    "recommend": "recommend requests and limits from the usage history (KRR's or VPA's rules)",
     "server": "scrape kubelets or agents and serve metrics.k8s.io/v1beta1",
     "top": "show CPU and memory of nodes or pods, as kubectl top does",
     "up": "run kubepulse for this host",

@@ -1,0 +1,122 @@
+"""From a source's history (and, with a cluster, its pods) to the table's rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from kubepulse.kube.objects import pod_from_object
+from kubepulse.recommend import recommend_container
+from kubepulse.recommend.owners import Object, Owners, Workload
+from kubepulse.recommend.rows import ContainerRow, Values, current_values, recommended_values
+from kubepulse.recommend.settings import Settings
+from kubepulse.recommend.source import ContainerKey, UsageSource
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    namespace: str | None
+    """None: all namespaces."""
+    selector: Callable[[Mapping[str, str]], bool] | None = None
+    """Label selector of the pods (Kubernetes mode only)."""
+
+
+def oom_killed(pod: Object, container: str) -> bool:
+    """Whether the kubelet reports the container's last end as an OOM kill
+    (ContainerStateTerminated.reason "OOMKilled")."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") != container:
+            continue
+        for state in (status.get("lastState") or {}, status.get("state") or {}):
+            if (state.get("terminated") or {}).get("reason") == "OOMKilled":
+                return True
+    return False
+
+
+def _newest(pods: Sequence[Object]) -> Object:
+    def created(pod: Object) -> str:
+        return str((pod.get("metadata") or {}).get("creationTimestamp") or "")
+
+    return max(pods, key=created)
+
+
+def _current(pods: Sequence[Object], container: str) -> Values | None:
+    if not pods:
+        return None
+    spec = pod_from_object(_newest(pods), keep_raw=False)
+    found = next((c for c in spec.containers if c.name == container), None)
+    return current_values(found) if found is not None else None
+
+
+def group(
+    keys: Sequence[ContainerKey], owners: Owners, scope: Scope
+) -> dict[tuple[Workload, str], list[ContainerKey]]:
+    """The containers with history, by workload and container name, in scope."""
+    live = owners.live_pods()
+    grouped: dict[tuple[Workload, str], list[ContainerKey]] = {}
+    for key in keys:
+        namespace, pod, container = key
+        if scope.namespace is not None and namespace != scope.namespace:
+            continue
+        workload = owners.workload(namespace, pod)
+        if scope.selector is not None and not any(
+            scope.selector((p.get("metadata") or {}).get("labels") or {})
+            for p in live.get(workload, [])
+        ):
+            continue
+        grouped.setdefault((workload, container), []).append(key)
+    return grouped
+
+
+async def collect(
+    source: UsageSource,
+    owners: Owners,
+    scope: Scope,
+    settings: Settings,
+    end: float,
+) -> list[ContainerRow]:
+    start = end - settings.history_seconds
+    keys = await source.containers(start, end)
+    grouped = group(keys, owners, scope)
+    points = await source.points([k for ks in grouped.values() for k in ks], start, end)
+    live = owners.live_pods()
+    # vpa splits its per-pod minimums over the pod's containers: those of the pod spec
+    # when a pod runs, else those with usage in the window.
+    containers_of: dict[Workload, set[str]] = {}
+    for (workload, container), members in grouped.items():
+        if any(points.get(k) for k in members):
+            containers_of.setdefault(workload, set()).add(container)
+    for workload, pods in live.items():
+        if pods:
+            spec = (_newest(pods).get("spec") or {}).get("containers") or []
+            containers_of[workload] = {str(c.get("name")) for c in spec}
+    rows: list[ContainerRow] = []
+    for (workload, container), members in grouped.items():
+        series = [points[k] for k in members if points.get(k)]
+        if not series:
+            continue  # no usage in the window
+        pods = live.get(workload, [])
+        current = _current(pods, container)
+        killed = any(oom_killed(p, container) for p in pods)
+        rec = recommend_container(
+            series, settings, source.step, containers_in_pod=len(containers_of.get(workload, ()))
+        )
+        rows.append(
+            ContainerRow(
+                workload=workload,
+                container=container,
+                pods=len(series),
+                replicas=len(pods) if pods else 1,
+                current=current,
+                recommendation=rec,
+                recommended=recommended_values(rec, settings.strategy, current, killed),
+                oom_killed=killed,
+            )
+        )
+    rows.sort(key=lambda r: (-r.size_of_change, r.workload, r.container))
+    return rows
+
+
+def no_owners() -> Owners:
+    """Host mode: every pod its own workload."""
+    return Owners.of([], [])

@@ -1,0 +1,157 @@
+"""The VPA recommender's rules (vertical-pod-autoscaler/pkg/recommender), over the
+history's points.
+
+- CPU: every point is a sample of weight 0.1 (minSampleWeight, addCPUSample) in a
+  decaying histogram with a half-life of 24 h (DefaultCPUHistogramDecayHalfLife).
+- Memory: each pod's peak per 24-hour interval (container.go addMemorySample: the
+  window starts at the pod's first sample, the peak is stamped at the window's end,
+  weight 1.0) in a decaying histogram with a half-life of 24 h.
+- target = p90, lower bound = p50, upper bound = p95 of each (config.go defaults),
+  each plus the 15% safety margin (WithCPUMargin, SafetyMarginFraction 0.15).
+- The bounds are scaled by the confidence in the history (estimator.go getConfidence:
+  the lesser of its span in days and its samples / 1440): the upper bound by
+  (1 + 1/confidence), the lower by (1 + 0.001/confidence)^-2 (logic/recommender.go).
+- At least 25m CPU and 250Mi memory per pod, split evenly over its containers
+  (PodMinCPUMillicores, PodMinMemoryMb, GetRecommendedPodResources).
+- Amounts are whole millicores and bytes, truncated (resourceAmountFromFloat).
+
+The target is both request and limit's basis: the VPA sets requests and keeps the
+limit/request ratio, so the limit is left as it is (None here).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from kubepulse.recommend.histogram import (
+    CPU_BUCKETS,
+    HALF_LIFE,
+    MEMORY_BUCKETS,
+    MIN_SAMPLE_WEIGHT,
+    DecayingHistogram,
+    decay_weights,
+    reference_of,
+)
+from kubepulse.recommend.settings import Recommendation, Settings
+from kubepulse.recommend.simple import not_enough
+from kubepulse.recommend.usage import MI, PodUsage, span, summarize
+
+TARGET, LOWER, UPPER = 0.9, 0.5, 0.95
+SAFETY_MARGIN = 0.15
+POD_MIN_CPU_MILLICORES = 25.0
+POD_MIN_MEMORY_BYTES = 250.0 * MI
+MEMORY_INTERVAL = 24 * 3600.0
+"""DefaultMemoryAggregationInterval."""
+CONFIDENCE_INTERVAL = 24 * 3600.0
+"""ConfidenceIntervalCPU and ConfidenceIntervalMemory: a day."""
+
+
+def amount(value: float) -> int:
+    """resourceAmountFromFloat: negative is 0, the rest truncated."""
+    return int(max(value, 0.0))
+
+
+def memory_peaks(pod: PodUsage) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """A pod's peaks, one per interval, and the time each is stamped with (its window's
+    end). The first sample opens the window [t0, t0 + 24h); a later sample at or after
+    the end moves the end on by whole intervals past it (addMemorySample)."""
+    if not len(pod):
+        return np.zeros(0), np.zeros(0)
+    t0 = float(pod.t[0])
+    windows = np.floor((pod.t - t0) / MEMORY_INTERVAL)
+    ends, where = np.unique(t0 + (windows + 1) * MEMORY_INTERVAL, return_inverse=True)
+    peaks = np.zeros(len(ends), np.float64)
+    np.maximum.at(peaks, where, pod.memory_max_bytes)
+    return ends, peaks
+
+
+def confidence(pods: Sequence[PodUsage]) -> float:
+    """getConfidence: min(lifespan in days, samples / minutes in a day)."""
+    first, last = span(pods)
+    if first is None or last is None:
+        return 0.0
+    samples = sum(len(p) for p in pods)
+    return min((last - first) / CONFIDENCE_INTERVAL, samples / (CONFIDENCE_INTERVAL / 60))
+
+
+def scaled(base: int, multiplier: float, exponent: float, confidence_days: float) -> float:
+    """WithCPUConfidenceMultiplier: base * (1 + multiplier/confidence)^exponent (inf or 0
+    with no confidence at all, as Go's float division gives)."""
+    if confidence_days <= 0:
+        return math.inf if exponent > 0 else 0.0
+    return base * float((1.0 + multiplier / confidence_days) ** exponent)
+
+
+def with_margin(value: int) -> int:
+    return value + amount(value * SAFETY_MARGIN)
+
+
+def cpu_histogram(pods: Sequence[PodUsage]) -> DecayingHistogram:
+    histogram = DecayingHistogram(CPU_BUCKETS)
+    t = np.concatenate([p.t for p in pods])
+    # Samples are whole millicores (ContainerUsageSample.Usage is a ResourceAmount).
+    cores = np.concatenate([np.floor(p.cpu_millicores) for p in pods]) / 1000.0
+    reference = reference_of(float(t.min()), HALF_LIFE)
+    histogram.add(cores, decay_weights(t, MIN_SAMPLE_WEIGHT, reference))
+    return histogram
+
+
+def memory_histogram(pods: Sequence[PodUsage]) -> DecayingHistogram:
+    histogram = DecayingHistogram(MEMORY_BUCKETS)
+    found = [memory_peaks(p) for p in pods if len(p)]
+    stamps = np.concatenate([ends for ends, _ in found])
+    peaks = np.floor(np.concatenate([values for _, values in found]))
+    reference = reference_of(float(stamps.min()), HALF_LIFE)
+    histogram.add(peaks, decay_weights(stamps, 1.0, reference))
+    return histogram
+
+
+def recommend(
+    pods: Sequence[PodUsage], settings: Settings, step: float, containers_in_pod: int = 1
+) -> Recommendation:
+    short = not_enough(pods, settings, step)
+    if short is not None:
+        return short
+    cpu, memory = cpu_histogram(pods), memory_histogram(pods)
+    days = confidence(pods)
+    share = 1.0 / max(1, containers_in_pod)
+    min_cpu = amount(POD_MIN_CPU_MILLICORES * share)
+    min_memory = amount(POD_MIN_MEMORY_BYTES * share)
+
+    def cpu_at(fraction: float) -> int:
+        return with_margin(amount(cpu.percentile(fraction) * 1000.0))
+
+    def memory_at(fraction: float) -> int:
+        return with_margin(amount(memory.percentile(fraction)))
+
+    cpu_target = max(cpu_at(TARGET), min_cpu)
+    memory_target = max(memory_at(TARGET), min_memory)
+    return Recommendation(
+        cpu_request_millicores=cpu_target,
+        cpu_limit_millicores=None,
+        memory_request_bytes=memory_target,
+        memory_limit_bytes=None,
+        usage=summarize(pods, step),
+        cpu_percentiles_millicores={
+            "p50": cpu.percentile(LOWER) * 1000.0,
+            "p90": cpu.percentile(TARGET) * 1000.0,
+            "p95": cpu.percentile(UPPER) * 1000.0,
+        },
+        cpu_bounds_millicores=(
+            max(amount(scaled(cpu_at(LOWER), 0.001, -2.0, days)), min_cpu),
+            max(_upper(cpu_at(UPPER), days), float(min_cpu)),
+        ),
+        memory_bounds_bytes=(
+            max(amount(scaled(memory_at(LOWER), 0.001, -2.0, days)), min_memory),
+            max(_upper(memory_at(UPPER), days), float(min_memory)),
+        ),
+    )
+
+
+def _upper(base: int, days: float) -> float:
+    found = scaled(base, 1.0, 1.0, days)
+    return found if math.isinf(found) else float(amount(found))

@@ -1,0 +1,78 @@
+"""Bad input: one line on stderr, exit 1, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kubepulse.api.selectors import SelectorError, parse_label_selector
+from tests.recommend.support import MIB, container_rows, recommend, write_history
+
+
+def selector_error(text: str) -> str:
+    try:
+        parse_label_selector(text)
+    except SelectorError as err:
+        return str(err)
+    raise AssertionError(f"{text!r} parses")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--history-duration", "two weeks"], "invalid --history-duration 'two weeks'"),
+        (["--history-duration", "0s"], "--history-duration must be greater than 0"),
+        (["--cpu-percentile", "0"], "--cpu-percentile must be in (0, 100]"),
+        (["--points-required", "0"], "--points-required must be at least 1"),
+        (["-n", "a", "-A"], "-n and -A cannot be used together"),
+        (["--strategy", "krr"], "argument --strategy: invalid choice: 'krr'"),
+        (["-o", "csv"], "argument -o/--output: invalid choice: 'csv'"),
+        (["-l", "app in (a"], selector_error("app in (a")),
+        (["--history", "h.db", "--prometheus-url", "http://x"], "cannot be used together"),
+    ],
+)
+def test_a_bad_flag_is_refused_in_one_line(args: list[str], words: str, tmp_path: Path) -> None:
+    out = recommend(*args)
+    assert out.returncode == 1
+    assert out.stdout == ""
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    assert words in lines[0], lines
+
+
+def test_a_prometheus_url_that_is_not_http_is_refused() -> None:
+    out = recommend("--prometheus-url", "ftp://x")
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: --prometheus-url: 'ftp://x' is not an http://")
+
+
+def test_a_missing_history_file_is_named(tmp_path: Path) -> None:
+    out = recommend("--history", str(tmp_path / "nowhere.db"))
+    assert (out.returncode, out.stderr) == (1, f"error: no history file at {tmp_path}/nowhere.db\n")
+
+
+def test_a_file_that_is_not_a_history_is_refused(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not sqlite at all" * 100)
+    out = recommend("--history", str(junk))
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"error: {junk}: ") and out.stderr.count("\n") == 1
+
+
+def test_a_selector_without_a_cluster_says_what_it_needs(tmp_path: Path) -> None:
+    path = write_history(
+        tmp_path / "h.db", container_rows("default", "web", "app", [100] * 5, [MIB] * 5)
+    )
+    out = recommend("--history", str(path), "-l", "app=web")
+    assert out.returncode == 1
+    assert out.stderr == "error: -l needs the cluster's pods and their labels: give --kubeconfig\n"
+
+
+def test_a_kubeconfig_asked_for_that_cannot_be_read_is_an_error(tmp_path: Path) -> None:
+    path = write_history(
+        tmp_path / "h.db", container_rows("default", "web", "app", [100] * 5, [MIB] * 5)
+    )
+    out = recommend("--history", str(path), "--kubeconfig", str(tmp_path / "kc"))
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: no kubeconfig found") and out.stderr.count("\n") == 1

@@ -1,0 +1,122 @@
+"""The simple strategy (KRR's) over real history files: expectations computed from its
+rules (per-pod percentile, highest pod; peak + buffer; 1m and 1Mi up; 10m and 100Mi
+at least), never copied from an output."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+
+from kubepulse.recommend.rows import ContainerRow
+from kubepulse.recommend.run import RecommendRequest, recommendations
+from kubepulse.recommend.settings import Settings
+from tests.recommend.support import DAY, MIB, STEP, T0, container_rows, write_history
+
+
+def rows_of(path: Path, **settings: object) -> list[ContainerRow]:
+    request = RecommendRequest(settings=Settings(**settings), history=path)  # type: ignore[arg-type]
+    return asyncio.run(recommendations(request))
+
+
+def one(path: Path, pod: str, container: str, **settings: object) -> ContainerRow:
+    return next(
+        r for r in rows_of(path, **settings) if r.workload.name == pod and r.container == container
+    )
+
+
+def test_cpu_request_is_the_95th_percentile_and_memory_the_peak_plus_15_percent(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(7)
+    cpu = [rng.randrange(50, 400) for _ in range(400)]  # whole millicores, stored exactly
+    memory = [rng.randrange(100, 300) * MIB + rng.randrange(MIB) for _ in range(400)]
+    path = write_history(tmp_path / "h.db", container_rows("default", "web", "app", cpu, memory))
+
+    row = one(path, "web", "app")
+
+    rec = row.recommended
+    assert rec is not None
+    assert rec.cpu_request == math.ceil(np.percentile(cpu, 95))
+    assert rec.cpu_limit is None  # simple sets no CPU limit
+    peak = max(memory) * 1.15
+    assert rec.memory_request == rec.memory_limit == math.ceil(peak / MIB) * MIB
+    assert row.recommendation.usage.points == 400
+    assert row.recommendation.usage.step_seconds == STEP  # the 15-minute tier
+    assert row.recommendation.usage.window_seconds == 400 * STEP
+
+
+def test_the_percentile_and_buffer_are_the_ones_asked_for(tmp_path: Path) -> None:
+    cpu = list(range(1, 201))  # 1m .. 200m
+    memory = [200 * MIB] * 200
+    path = write_history(tmp_path / "h.db", container_rows("default", "web", "app", cpu, memory))
+
+    rec = one(path, "web", "app", cpu_percentile=50.0, memory_buffer_percentage=40.0).recommended
+
+    assert rec is not None
+    assert rec.cpu_request == math.ceil(np.percentile(cpu, 50))  # 100.5m -> 101m
+    assert rec.memory_request == math.ceil(200 * 1.4) * MIB
+
+
+def test_pods_of_one_workload_give_the_highest_of_their_percentiles(tmp_path: Path) -> None:
+    quiet = [10 + i % 20 for i in range(150)]
+    busy = [200 + i % 50 for i in range(150)]
+    path = write_history(
+        tmp_path / "h.db",
+        container_rows("default", "quiet", "app", quiet, [50 * MIB] * 150)
+        + container_rows("default", "busy", "app", busy, [300 * MIB] * 150),
+    )
+
+    rows = {r.workload.name: r for r in rows_of(path)}
+
+    busy_rec = rows["busy"].recommended
+    assert busy_rec is not None and busy_rec.cpu_request == math.ceil(np.percentile(busy, 95))
+    # Each pod is its own workload here (no cluster): the quiet one is not pulled up.
+    quiet_rec = rows["quiet"].recommended
+    assert quiet_rec is not None and quiet_rec.cpu_request == math.ceil(np.percentile(quiet, 95))
+    assert list(rows) == ["busy", "quiet"]  # sorted by the size of the change
+
+
+def test_a_container_with_too_few_points_gets_not_enough_data_not_a_guess(
+    tmp_path: Path,
+) -> None:
+    path = write_history(
+        tmp_path / "h.db",
+        container_rows("default", "new", "app", [100] * 99, [100 * MIB] * 99)
+        + container_rows("default", "old", "app", [100] * 100, [100 * MIB] * 100),
+    )
+
+    rows = {r.workload.name: r for r in rows_of(path)}
+
+    assert rows["new"].recommended is None
+    assert rows["new"].recommendation.reason == "not enough data: 99 points of 100 required"
+    assert rows["old"].recommended is not None
+    assert rows["new"] == rows_of(path)[-1]  # rows without a recommendation come last
+
+
+def test_points_outside_the_history_duration_are_not_used(tmp_path: Path) -> None:
+    # Two days: a busy first day, then a quiet one; a one-day window sees the quiet one.
+    per_day = int(DAY / STEP)
+    cpu = [900] * per_day + [100] * per_day
+    path = write_history(
+        tmp_path / "h.db", container_rows("default", "web", "app", cpu, [100 * MIB] * len(cpu))
+    )
+
+    row = one(path, "web", "app", history_seconds=DAY - 1, points_required=50)
+
+    assert row.recommended is not None and row.recommended.cpu_request == 100
+    assert row.recommendation.usage.points == per_day
+    assert row.recommendation.usage.first == T0 + DAY
+
+
+def test_tiny_usage_gets_krr_minimums_of_10m_and_100mi(tmp_path: Path) -> None:
+    path = write_history(
+        tmp_path / "h.db", container_rows("default", "idle", "app", [1] * 120, [MIB] * 120)
+    )
+
+    rec = one(path, "idle", "app").recommended
+
+    assert rec is not None and (rec.cpu_request, rec.memory_request) == (10, 100 * MIB)
