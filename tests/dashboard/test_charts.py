@@ -45,6 +45,8 @@ def gapped_history(path: Path) -> History:
         rows.append(("pod", "default", "web-1", "", ts, 300_000_000, 3 * MI))
         rows.append(("container", "default", "web-1", "nginx", ts, 100_000_000, MI))
         rows.append(("namespace", "default", "", "", ts, 400_000_000, 5 * MI))
+    for ts in range(int(NOW - 7 * 86400), int(NOW - 3600), 300):  # nginx's week, at 20m
+        rows.append(("container", "default", "web-1", "nginx", ts, 20_000_000, MI))
     for ts in range(int(NOW - 3000), int(NOW - 1800), 15):  # a pod that ended
         rows.append(("pod", "default", "batch-7", "", ts, 900_000_000, 40 * MI))
         rows.append(("container", "default", "batch-7", "worker", ts, 900_000_000, 40 * MI))
@@ -462,6 +464,39 @@ def test_a_pods_page_says_its_status_age_restarts_and_labels(
     expect(page.locator("#pod-age")).to_have_text(re.compile(r"^Age \d+d$"))  # created 2021
     expect(page.locator(".facts")).to_contain_text("Restarts 0")
     expect(page.locator(".labels .badge").first).to_contain_text("=")
+
+
+def test_a_request_far_above_a_weeks_use_gets_a_hint_with_the_suggested_request(
+    server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    sign_in(page, server)
+    page.goto(server.url + "#/pods/default/web-1?range=7d")
+    nginx = page.locator("#pod-rightsize [data-container=nginx]")
+    # A week at 20m (and its last hour at 100m: under 5% of the steps) against a 100m
+    # request; memory's suggestion is recommend's floor, 100Mi, against 70Mi.
+    expect(nginx).to_have_text(
+        "nginx: CPU request 100m, suggested 20m (p95 20m) · "
+        "memory request 70 Mi, suggested 100 Mi (peak 1 Mi + 15%) request far above use"
+    )
+    expect(nginx.locator(".badge")).to_have_attribute(
+        "title", "CPU request at 200% or more of the suggestion (Settings)"
+    )
+    shipper = page.locator("#pod-rightsize [data-container=log-shipper]")
+    expect(shipper).to_contain_text("log-shipper: not enough data: 0 points of 100 required")
+    page.wait_for_function(
+        """() => [...window.KubepulseCharts.instances].filter((c) => c.spec.lines.suggested)
+                 .map((c) => c.spec.lines.suggested).join() === "20,104857600" """
+    )
+    screenshot(page, "pod-rightsize")
+    # The threshold is the user's: from 600% of the suggestion, 100m over 20m is not far.
+    page.goto(server.url + "#/settings")
+    page.locator("input[name=farAbove]").fill("600")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#settings-saved")).to_have_text("Saved in this browser.")
+    page.goto(server.url + "#/pods/default/web-1?range=7d")
+    expect(nginx).to_contain_text("suggested 20m")
+    expect(nginx.locator(".badge")).to_have_count(0)
 
 
 def test_time_labels_neither_collide_nor_leave_the_chart(server: Server, watched: Watched) -> None:

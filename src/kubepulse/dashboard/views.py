@@ -28,6 +28,7 @@ from kubepulse.dashboard.pod_index import (
     pod_index,
     sum_spec,
 )
+from kubepulse.dashboard.rightsize import RightSizer
 from kubepulse.history.sources import HistoryPoint, SeriesError, SeriesSource
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import ContainerSpec, Node, Pod
@@ -264,6 +265,7 @@ class DataHandlers:
     def __init__(self, src: DataSources) -> None:
         self.src = src
         self.index = pod_index(src.store, src.inventory)
+        self.rightsizer = RightSizer(src.history) if src.history is not None else None
         self._seen: tuple[float, dict[tuple[str, str], float | None]] | None = None
         """The pods the history saw in the last day, and when that was asked (data
         time): asked at most every ENDED_EVERY seconds, not at each overview poll."""
@@ -452,9 +454,18 @@ class DataHandlers:
                 "last_seen": await self._last_seen(namespace, name, window[1]) if ended else None,
                 "series": total,
                 "containers": containers,
+                "rightsize": await self._rightsize(namespace, name, names, window[1]),
                 "history": self.src.history is not None,
             }
         )
+
+    async def _rightsize(
+        self, namespace: str, name: str, containers: Sequence[str], now: float
+    ) -> list[dict[str, Any]] | None:
+        if self.rightsizer is None:
+            return None
+        with _history_errors():
+            return await self.rightsizer.hints(namespace, name, containers, now)
 
     async def namespace(self, request: web.Request) -> web.Response:
         """A namespace's totals now and its CPU and memory over the range (the history

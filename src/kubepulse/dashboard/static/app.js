@@ -238,6 +238,7 @@
   const BADGE_DEFAULTS = {
     nearLimit: 90, // % of the memory limit at which the OOM killer is near
     overRequest: 100, // % of a request above which a pod uses more than it asked for
+    farAbove: 200, // % of the 7-day suggestion from which a request is "far above use"
   };
   const BADGE_KEY = "kubepulse-badges";
   function thresholds() {
@@ -267,6 +268,34 @@
     }
     if (p.cpu.limit === null && p.memory.limit === null && p.node) found.push(["info", "no limits", "no CPU or memory limit set"]);
     return found.map(([kind, text, why]) => el("span", { class: "badge " + kind, title: why, text }));
+  }
+  // The pod page's right-sizing hint: each container's requests beside what 7 days of its
+  // use suggest (the rule of `kubepulse recommend`: p95 of CPU; peak working set + 15%).
+  function rightsizing(containers, hints) {
+    const t = thresholds();
+    const box = el("div", { id: "pod-rightsize" }, el("h2", { text: "Right-sizing, last 7 days" }));
+    for (const c of containers) {
+      const h = hints[c.name];
+      if (!h) continue;
+      const line = el("p", { class: "rightsize", "data-container": c.name }, el("strong", { text: c.name + ": " }));
+      if (h.reason) {
+        line.append(h.reason + " (a point is 15 minutes of history)");
+      } else {
+        const far = [];
+        const part = (what, request, suggested, show, why) => {
+          const p = pct(request, suggested);
+          if (p !== null && p >= t.farAbove) far.push(what);
+          return what + " request " + (request === null ? "none set" : show(request)) + ", suggested " + show(suggested) + " (" + why + ")";
+        };
+        line.append(part("CPU", c.cpu.request, h.cpu_request, cpu, "p95 " + cpu(h.cpu_p95)) + " · " +
+          part("memory", c.memory.request, h.memory_request, mem, "peak " + mem(h.memory_max) + " + 15%"));
+        if (far.length) {
+          line.append(" ", el("span", { class: "badge warn", title: far.join(" and ") + " request at " + t.farAbove + "% or more of the suggestion (Settings)", text: "request far above use" }));
+        }
+      }
+      box.append(line);
+    }
+    return box;
   }
   function podRow(p, withNode) {
     const tr = rowLink(el("tr"), href(["pods", p.namespace, p.name]));
@@ -500,6 +529,8 @@
         if (labels.length) {
           this.info.append(el("p", { class: "labels" }, ...labels.map(([k, v]) => el("span", { class: "badge", text: k + "=" + v }))));
         }
+        const hints = Object.fromEntries((d.rightsize || []).map((h) => [h.name, h]));
+        if (d.rightsize && d.rightsize.length) this.info.append(rightsizing(d.containers, hints));
         const names = ["pod"].concat(d.containers.map((c) => c.name)).join("\n");
         if (this.names !== names) { destroyCharts(); clear(this.body); this.sections = {}; this.names = names; }
         const section = (key, heading) => {
@@ -515,8 +546,9 @@
         chart(total, "pod/memory", "Memory", "memory", d, d.series, { request: p.memory.request, limit: p.memory.limit });
         for (const c of d.containers) {
           const charts = section("c/" + c.name, el("h2", {}, "Container ", el("span", { text: c.name })));
-          chart(charts, "c/" + c.name + "/cpu", "CPU", "cpu", d, c.series, { request: c.cpu.request, limit: c.cpu.limit });
-          chart(charts, "c/" + c.name + "/memory", "Memory", "memory", d, c.series, { request: c.memory.request, limit: c.memory.limit });
+          const h = hints[c.name] || {};
+          chart(charts, "c/" + c.name + "/cpu", "CPU", "cpu", d, c.series, { request: c.cpu.request, limit: c.cpu.limit, suggested: h.cpu_request });
+          chart(charts, "c/" + c.name + "/memory", "Memory", "memory", d, c.series, { request: c.memory.request, limit: c.memory.limit, suggested: h.memory_request });
         }
       },
     },
@@ -617,6 +649,7 @@
         const fields = [
           ["nearLimit", "\u201cmemory near limit\u201d from this % of the memory limit"],
           ["overRequest", "\u201cover request\u201d above this % of the CPU or memory request"],
+          ["farAbove", "\u201crequest far above use\u201d from this % of the request suggested by 7 days of use"],
         ];
         for (const [key, text] of fields) {
           const input = el("input", { type: "number", name: key, min: "1", max: "1000", step: "1", value: String(t[key]), required: "" });

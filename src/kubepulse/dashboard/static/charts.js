@@ -5,7 +5,7 @@
 "use strict";
 
 window.KubepulseCharts = (function () {
-  const COLORS = { used: "#2f6fde", request: "#2a9d4b", limit: "#d0342c", allocatable: "#d98b00", capacity: "#8a8f99" };
+  const COLORS = { used: "#2f6fde", request: "#2a9d4b", limit: "#d0342c", allocatable: "#d98b00", capacity: "#8a8f99", suggested: "#8e44ad" };
   const FONT = "12px system-ui, sans-serif";
   // Tick steps: CPU in millicores (1, 2, 2.5, 5 times a power of ten), memory in bytes
   // (powers of two, so that ticks fall on 256 Mi, 1 Gi, 8 Gi ...).
