@@ -48,9 +48,11 @@ import multiprocessing.connection
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -63,6 +65,10 @@ from bench.sim.server_state import build
 from kubepulse.api.authn import Authenticator, User
 from kubepulse.dashboard.app import DashboardOptions, DashboardParts, mount
 from kubepulse.dashboard.pod_index import pod_index
+from kubepulse.history.file import History
+from kubepulse.history.sources import SqliteSeries
+from kubepulse.history.writer import Row
+from kubepulse.kube.inventory import StaticInventory
 from kubepulse.server.assemble import tune_for_many_nodes
 
 NODES = 5000
@@ -75,15 +81,46 @@ PATHS = ("overview", "pods", "nodes")
 CASES = ("first, unprepared", "after a cycle", "unchanged")
 
 
-def serve(conn: multiprocessing.connection.Connection, nodes: int, pods: int) -> None:
+def fill_history(path: Path, inventory: StaticInventory, now: float) -> History:
+    """What a day of `kubepulse server` leaves for the overview to read: the cluster's sum
+    every 15 s for 24 h (the overview's trend), and a point of every node, pod and
+    container (the list of recent pods walks all of their series)."""
+    history = History(path)
+    rows: list[Row] = [
+        ("cluster", "", "", "", ts, 50_000_000_000, 200 << 30)
+        for ts in range(int(now - 86400), int(now), 15)
+    ]
+    point = now - 60
+    rows += [("node", "", n.name, "", point, 5 * 10**8, 1 << 30) for n in inventory.nodes()]
+    for pod in inventory.pods():
+        rows.append(("pod", pod.namespace, pod.name, "", point, 10**7, 50 << 20))
+        rows += [
+            ("container", pod.namespace, pod.name, c.name, point, 5 * 10**6, 25 << 20)
+            for c in pod.containers
+        ]
+    for i in range(0, len(rows), 20_000):
+        history.record(rows[i : i + 20_000])
+        if not history.flush(timeout=600):
+            raise BenchError("the history did not write its rows within 600 s")
+    return history
+
+
+def serve(
+    conn: multiprocessing.connection.Connection, nodes: int, pods: int, history_dir: str | None
+) -> None:
     """The child: build, mount, send (port, build seconds), serve until the pipe closes."""
     started = time.perf_counter()
     scraper, inventory = build(nodes, pods, CONTAINERS)
+    history = (
+        fill_history(Path(history_dir) / "history.db", inventory, time.time())
+        if history_dir
+        else None
+    )
     tune_for_many_nodes()
     parts = DashboardParts(
         store=scraper.store,
         inventory=inventory,
-        history=None,
+        history=SqliteSeries(history) if history else None,
         authenticator=Authenticator({TOKEN: User("bench", "1", ("system:masters",))}),
         options=DashboardOptions(secure_cookies=False),
     )
@@ -146,6 +183,8 @@ def check(path: str, data: dict[str, Any], nodes: int, pods: int) -> None:
             raise BenchError("overview without ten top pods")
         if sum(n["pods"] for n in data["namespaces"]) != want_pods:
             raise BenchError("namespace totals do not add up to every pod")
+        if data["history"] and len(data.get("series") or []) < 100:
+            raise BenchError("overview without the cluster's trend over its hour")
         if any(n["cpu"]["used"] is None for n in data["nodes"]):
             raise BenchError("a node without usage: the store has no rate for it")
     elif path == "pods":
@@ -154,11 +193,15 @@ def check(path: str, data: dict[str, Any], nodes: int, pods: int) -> None:
         cpus = [p["cpu"]["used"] for p in data["items"]]
         if cpus != sorted(cpus, reverse=True):
             raise BenchError("/pods not sorted by CPU")
+    elif path == "ended" and (data["history"] is not True or data["items"]):
+        raise BenchError(f"/ended lists served pods or has no history: {str(data)[:200]}")
     elif path == "nodes" and len(data["items"]) != nodes:
         raise BenchError(f"/nodes has {len(data['items'])} items")
 
 
-async def measure(port: int, server_pid: int, nodes: int, pods: int, repeats: int) -> list[Timing]:
+async def measure(
+    port: int, server_pid: int, nodes: int, pods: int, repeats: int, paths: Sequence[str]
+) -> list[Timing]:
     base = f"http://127.0.0.1:{port}/dashboard"
     proc = psutil.Process(server_pid)
 
@@ -185,7 +228,7 @@ async def measure(port: int, server_pid: int, nodes: int, pods: int, repeats: in
                 return float((await resp.json())["prepare_cpu"])
 
         timings = []
-        for path in PATHS:
+        for path in paths:
             for when in CASES:
                 timing = Timing(path, when, [], [], 0, [])
                 for i in range(repeats + 1):
@@ -251,10 +294,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--nodes", type=int, default=NODES)
     p.add_argument("--pods", type=int, default=PODS, help="pods per node")
     p.add_argument("--repeats", type=int, default=REPEATS, help="timed requests per path")
+    p.add_argument(
+        "--history",
+        action="store_true",
+        help="with a history file: the overview reads the cluster's trend, /api/ended is timed",
+    )
     args = p.parse_args(argv)
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
-    server = ctx.Process(target=serve, args=(child, args.nodes, args.pods), daemon=True)
+    scratch = tempfile.TemporaryDirectory(prefix="kubepulse-overview-")
+    history_dir = scratch.name if args.history else None
+    paths = (*PATHS, "ended") if args.history else PATHS
+    server = ctx.Process(
+        target=serve, args=(child, args.nodes, args.pods, history_dir), daemon=True
+    )
     print(f"building {args.nodes} nodes x {args.pods} pods ...", file=sys.stderr, flush=True)
     server.start()
     child.close()
@@ -263,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise BenchError("the dashboard process did not start within 600 s")
         port, build_s = parent.recv()
         assert server.pid is not None
-        timings = asyncio.run(measure(port, server.pid, args.nodes, args.pods, args.repeats))
+        timings = asyncio.run(measure(port, server.pid, args.nodes, args.pods, args.repeats, paths))
     except (BenchError, EOFError, OSError, aiohttp.ClientError) as err:
         print(f"benchmark error: {err}")
         return 2
@@ -273,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if server.is_alive():
             server.terminate()
             server.join()
+        scratch.cleanup()
     return 0 if report(timings, args.nodes, args.pods, build_s) else 1
 
 
