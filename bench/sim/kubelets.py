@@ -24,7 +24,8 @@ chunked as Go does), `unique`
 gives every pod its own name prefix, `big` (30 pods of 6 containers,
 long names, ~200 KB) and `small`
 (20 pods, ~20 KB) change the size, `close` closes the connection after each answer
-(a new TLS handshake per scrape); they combine with "+". The byte-for-byte check at
+(a new TLS handshake per scrape), `slow` sends each answer in 8 pieces over 4 s; they
+combine with "+". The byte-for-byte check at
 start-up holds for every shape (reference_render()).
 
 TLS: one CA, and one serving certificate per node naming its node and IP, as kubelet
@@ -167,6 +168,9 @@ class Shape:
     long_names: bool = False
     """Namespaces, apps and containers with names of 30-63 characters, pods of
     110-130 (a Helm release's generated names)."""
+    slow: bool = False
+    """Every answer sent in SLOW_PIECES pieces over SLOW_SECONDS (a kubelet busy with its
+    own work, a congested link): the scraper holds every node's partial answer at once."""
     close: bool = False
     """`Connection: close` on every answer, and the connection closed (an HTTP/1.0-style
     server, or a proxy in front of the kubelet): the scraper makes a new TLS connection,
@@ -186,6 +190,8 @@ class Shape:
             found.append("big")
         elif self.pods == SHAPES["small"].pods:
             found.append("small")
+        if self.slow:
+            found.append("slow")
         if self.close:
             found.append("close")
         return "+".join(found) or "sim"
@@ -198,7 +204,9 @@ SHAPES = {
     "big": Shape(containers=6, long_names=True),
     "small": Shape(pods=20),
     "close": Shape(close=True),
+    "slow": Shape(slow=True),
 }
+SLOW_PIECES, SLOW_SECONDS = 8, 4.0
 
 
 def parse_shape(text: str) -> Shape:
@@ -972,8 +980,13 @@ class KubeletProtocol(asyncio.Protocol):
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
             head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
             assert self.transport is not None
-            self.transport.write(self.sim.answer(self.node, head))
-            if self.sim.cluster.shape.close:
+            shape = self.sim.cluster.shape
+            answer = self.sim.answer(self.node, head)
+            if shape.slow:
+                self._dribble(answer, shape.close)
+                return  # a scraper asks again only once it has the whole answer
+            self.transport.write(answer)
+            if shape.close:
                 self.transport.close()  # after what was written is sent
                 return
             if b"\r\nconnection: close" in head.lower():
@@ -982,6 +995,24 @@ class KubeletProtocol(asyncio.Protocol):
         if len(self.buffer) > 65536:
             assert self.transport is not None
             self.transport.close()
+
+    def _dribble(self, answer: bytes, close: bool) -> None:
+        """The answer in SLOW_PIECES pieces, one every SLOW_SECONDS / SLOW_PIECES."""
+        loop = asyncio.get_running_loop()
+        size = -(-len(answer) // SLOW_PIECES)
+        pieces = [answer[i : i + size] for i in range(0, len(answer), size)]
+
+        def send(i: int) -> None:
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                return
+            transport.write(pieces[i])
+            if i + 1 < len(pieces):
+                loop.call_later(SLOW_SECONDS / SLOW_PIECES, send, i + 1)
+            elif close:
+                transport.close()
+
+        send(0)
 
 
 async def serve(args: argparse.Namespace) -> int:
