@@ -18,7 +18,11 @@ from pathlib import Path
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--token-file", type=Path, help="the token to give, read at each run")
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        help="tokens, one a line: each run gives the first and removes it, the last stays",
+    )
     p.add_argument("--cert", type=Path, help="a client certificate (PEM) to give")
     p.add_argument("--key", type=Path, help="its key (PEM)")
     p.add_argument("--expires-in", type=float, help="seconds until the credential expires")
@@ -40,12 +44,15 @@ def main() -> int:
         return 3
     status: dict[str, str] = {}
     if args.token_file is not None:
-        status["token"] = args.token_file.read_text().strip()
+        tokens = args.token_file.read_text().split()
+        status["token"] = tokens[0]
+        if len(tokens) > 1:
+            args.token_file.write_text("\n".join(tokens[1:]) + "\n")
     if args.cert is not None and args.key is not None:
         status["clientCertificateData"] = args.cert.read_text()
         status["clientKeyData"] = args.key.read_text()
     if args.expires_in is not None:
-        at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=args.expires_in)
+        at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=args.expires_in)
         status["expirationTimestamp"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
     api_version = args.api_version or info.get("apiVersion", "client.authentication.k8s.io/v1")
     print(json.dumps({"apiVersion": api_version, "kind": "ExecCredential", "status": status}))
