@@ -55,6 +55,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "fakeapi/test_fakeapi.py": ("kubectl",),
     "fakeapi/test_writable.py": ("kubectl",),
     "kube/test_csr_approver.py": ("e2e",),
+    "kube/test_exec_plugins.py": ("kubectl",),
+    "api/test_impersonation.py": ("kubectl",),
     "test_command.py": ("e2e",),
 }
 

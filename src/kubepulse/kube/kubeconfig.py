@@ -211,6 +211,11 @@ def _proxy_url(cluster: Mapping[str, Any], name: str) -> str | None:
             f'invalid \'proxy-url\' "{proxy}" for cluster "{name}": unsupported scheme '
             f'"{scheme}", must be http, https, or socks5'
         )
+    if scheme == "socks5":
+        raise KubeconfigError(
+            f'\'proxy-url\' "{proxy}" for cluster "{name}": kubepulse speaks to http and '
+            "https proxies only, not socks5"
+        )
     return str(proxy)
 
 
