@@ -59,7 +59,12 @@ class TopRequest:
 def server_error(err: ApiError) -> TopError:
     """kubectl's wording for an error Status: Error from server (Reason): message."""
     if err.code == 401:
-        return TopError(f"You must be logged in to the server ({err.message or 'Unauthorized'})")
+        # kubectl meets a 401 first in its discovery, whose client words it so
+        # (apimachinery's NewGenericServerResponse), whatever the Status says.
+        return TopError(
+            "You must be logged in to the server "
+            "(the server has asked for the client to provide credentials)"
+        )
     return TopError(f"Error from server ({err.reason}): {err.message}", raw=True)
 
 
