@@ -4,6 +4,8 @@ whose user is tests/kube/plugins/fake_plugin.py, against kubepulse's API."""
 from __future__ import annotations
 
 import base64
+import os
+import pty
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,9 @@ from tests.kube.plugins.cluster import (
     kubectl,
     kubepulse,
     plugin_cluster,
+    run,
 )
+from tests.support import KUBEPULSE
 
 
 @pytest.fixture
@@ -237,3 +241,39 @@ def test_a_removed_auth_provider_is_refused_with_kubectl_words_in_one_line(
     theirs = kubectl(config, "top", "nodes")
     assert (ours.returncode, theirs.returncode) == (1, 1)
     assert ours.stderr == "error: " + " ".join(theirs.stderr.removeprefix("error: ").split()) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("mode", "interactive"), [("Never", False), ("IfAvailable", True), ("Always", True)]
+)
+def test_with_a_terminal_on_stdin_the_plugin_gets_it_as_from_kubectl(
+    cluster: PluginCluster, mode: str, interactive: bool
+) -> None:
+    cluster.tokens["plugin-token"] = ADMIN
+    tokens = cluster.tokens_file("plugin-token")
+    config = cluster.kubeconfig(
+        {"exec": cluster.plugin("--token-file", str(tokens), interactiveMode=mode)}
+    )
+    terminal, stdin = pty.openpty()
+    try:
+        ours = kubepulse(config, "top", "nodes", stdin=stdin)
+        theirs = kubectl(config, "top", "nodes", stdin=stdin)
+    finally:
+        os.close(stdin)
+        os.close(terminal)
+    assert (ours.stdout, ours.stderr, ours.returncode) == (
+        theirs.stdout,
+        theirs.stderr,
+        theirs.returncode,
+    )
+    given = [(run["info"]["spec"]["interactive"], run["stdin_tty"]) for run in cluster.runs()]
+    assert given == [(interactive, interactive)] * 2
+
+
+def test_a_plugin_token_is_never_in_the_debug_log(cluster: PluginCluster) -> None:
+    cluster.tokens["secret-plugin-token-4f1d"] = ADMIN
+    tokens = cluster.tokens_file("secret-plugin-token-4f1d")
+    config = cluster.kubeconfig({"exec": cluster.plugin("--token-file", str(tokens))})
+    done = run([*KUBEPULSE, "-v", "9", "top", "nodes", "--kubeconfig", str(config)])
+    assert done.returncode == 0, done.stderr
+    assert "secret-plugin-token-4f1d" not in done.stdout + done.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -114,21 +113,19 @@ def plugin_cluster(tmp: Path) -> Iterator[PluginCluster]:
         yield PluginCluster(f"https://127.0.0.1:{server.port}", ca, tokens, tmp)
 
 
-def run(argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )
+def run(argv: list[str], stdin: int = subprocess.DEVNULL) -> subprocess.CompletedProcess[str]:
+    """argv's stdout, stderr and exit; stdin is /dev/null unless a terminal is given."""
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, stdin=stdin)
 
 
-def kubepulse(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run([*KUBEPULSE, *args[:1], "--kubeconfig", str(config), *args[1:]])
+def kubepulse(
+    config: Path, *args: str, stdin: int = subprocess.DEVNULL
+) -> subprocess.CompletedProcess[str]:
+    return run([*KUBEPULSE, *args[:1], "--kubeconfig", str(config), *args[1:]], stdin)
 
 
-def kubectl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    config: Path, *args: str, stdin: int = subprocess.DEVNULL
+) -> subprocess.CompletedProcess[str]:
     cache = config.parent / "kubectl-cache"
-    return run([KUBECTL, "--kubeconfig", str(config), "--cache-dir", str(cache), *args])
+    return run([KUBECTL, "--kubeconfig", str(config), "--cache-dir", str(cache), *args], stdin)
