@@ -277,3 +277,13 @@ def test_a_plugin_token_is_never_in_the_debug_log(cluster: PluginCluster) -> Non
     done = run([*KUBEPULSE, "-v", "9", "top", "nodes", "--kubeconfig", str(config)])
     assert done.returncode == 0, done.stderr
     assert "secret-plugin-token-4f1d" not in done.stdout + done.stderr
+
+
+def test_the_live_view_runs_the_plugin_before_it_takes_the_terminal(
+    cluster: PluginCluster,
+) -> None:
+    config = cluster.kubeconfig({"exec": cluster.plugin("--fail", "sign in first")})
+    live = kubepulse(config, "top", "nodes", "--watch")
+    assert (live.returncode, live.stdout) == (1, "")
+    assert live.stderr == kubepulse(config, "top", "nodes").stderr
+    assert live.stderr.endswith("failed with exit code 3: sign in first\n")

@@ -88,6 +88,23 @@ def plugin_for(creds: Credentials) -> ExecPlugin | None:
     return exec_plugin.plugin(creds.exec_plugin, cluster)
 
 
+async def sign_in(creds: Credentials) -> None:
+    """Run the user's exec plugin now, if it has one and no kept answer is valid: an
+    interactive plugin then prompts before a full-screen view takes the terminal.
+    Raises Unreachable with kubectl's words when the plugin fails."""
+    plugin = plugin_for(creds)
+    if plugin is not None:
+        try:
+            await plugin.credential()
+        except CredentialPluginError as err:
+            raise _not_signed_in(err) from err
+
+
+def _not_signed_in(err: CredentialPluginError) -> Unreachable:
+    # kubectl's words for a request that could not be sent (a url.Error).
+    return Unreachable(f"Unable to connect to the server: {err}")
+
+
 def impersonation_headers(creds: Credentials) -> list[tuple[str, str]]:
     """client-go's impersonatingRoundTripper: Impersonate-User, one Impersonate-Group per
     group, Impersonate-Uid, Impersonate-Extra-<key, %-escaped> per value."""
@@ -183,8 +200,7 @@ class KubeClient:
             else:
                 found = await self._plugin.unauthorized(after_401)
         except CredentialPluginError as err:
-            # kubectl's words for a request that could not be sent (a url.Error).
-            raise Unreachable(f"Unable to connect to the server: {err}") from err
+            raise _not_signed_in(err) from err
         if found.client_cert_pem and found is not self._session_pair and self._owns_session:
             old, self._session = self._session, self._new_session(found)
             self._session_pair = found
