@@ -1,5 +1,5 @@
 """A cluster's proxy-url: kubepulse and kubectl 1.32 reach the API through an HTTP
-CONNECT proxy on loopback, written here."""
+CONNECT proxy and a SOCKS5 proxy on loopback, written here."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import pytest
 from tests.kube.plugins.cluster import ADMIN, PluginCluster, kubectl, kubepulse, plugin_cluster
 
 
-class ConnectProxy:
-    """Tunnels CONNECT requests to loopback addresses; remembers each target asked for."""
+class LoopbackProxy:
+    """A proxy in its own thread and event loop that tunnels only to loopback addresses
+    and remembers each target asked for; `_handshake` is the protocol's part."""
 
     def __init__(self) -> None:
         self.targets: list[str] = []
@@ -31,20 +32,25 @@ class ConnectProxy:
         self.loop.run_forever()
         server.close()
 
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[str, int] | None:
+        raise NotImplementedError
+
     async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
-        host, _, port = target.rpartition(":")
-        if method != "CONNECT" or host != "127.0.0.1":
-            writer.write(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+        target = await self._handshake(reader, writer)
+        if target is None:
             writer.close()
             return
-        self.targets.append(target)
-        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
-        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        self.targets.append(f"{target[0]}:{target[1]}")
+        upstream_reader, upstream_writer = await asyncio.open_connection(*target)
+        self._established(writer)
         await asyncio.gather(
             self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
         )
+
+    def _established(self, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
 
     @staticmethod
     async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
@@ -57,7 +63,7 @@ class ConnectProxy:
         finally:
             sink.close()
 
-    def __enter__(self) -> ConnectProxy:
+    def __enter__(self) -> LoopbackProxy:
         self.thread.start()
         assert self.started.wait(10), "the proxy did not start"
         return self
@@ -67,17 +73,72 @@ class ConnectProxy:
         self.thread.join(10)
 
 
+class ConnectProxy(LoopbackProxy):
+    """HTTP CONNECT (RFC 9110 9.3.6)."""
+
+    scheme = "http"
+
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[str, int] | None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        host, _, port = target.rpartition(":")
+        if method != "CONNECT" or host != "127.0.0.1":
+            writer.write(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+            return None
+        return host, int(port)
+
+    def _established(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+
+class Socks5Proxy(LoopbackProxy):
+    """SOCKS5 (RFC 1928) without authentication, CONNECT to an IPv4 address or a name."""
+
+    scheme = "socks5"
+
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[str, int] | None:
+        version, count = await reader.readexactly(2)
+        methods = await reader.readexactly(count)
+        if version != 5 or 0 not in methods:
+            writer.write(b"\x05\xff")
+            return None
+        writer.write(b"\x05\x00")
+        _, command, _, kind = await reader.readexactly(4)
+        if kind == 1:
+            host = ".".join(str(b) for b in await reader.readexactly(4))
+        elif kind == 3:
+            host = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+        else:
+            host = ""
+        port = int.from_bytes(await reader.readexactly(2), "big")
+        if command != 1 or host not in ("127.0.0.1", "localhost"):
+            writer.write(b"\x05\x02\x00\x01\x00\x00\x00\x00\x00\x00")  # not allowed
+            return None
+        return host, port
+
+    def _established(self, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[PluginCluster]:
     yield from plugin_cluster(tmp_path)
 
 
-def test_top_goes_through_the_proxy_url_as_kubectl_does(cluster: PluginCluster) -> None:
+@pytest.mark.parametrize("kind", [ConnectProxy, Socks5Proxy])
+def test_top_goes_through_the_proxy_url_as_kubectl_does(
+    cluster: PluginCluster, kind: type[ConnectProxy | Socks5Proxy]
+) -> None:
     cluster.tokens["proxied-token"] = ADMIN
     target = cluster.url.removeprefix("https://")
-    with ConnectProxy() as proxy:
+    with kind() as proxy:
         config = cluster.kubeconfig(
-            {"token": "proxied-token"}, cluster={"proxy-url": f"http://127.0.0.1:{proxy.port}"}
+            {"token": "proxied-token"},
+            cluster={"proxy-url": f"{kind.scheme}://127.0.0.1:{proxy.port}"},
         )
         ours = kubepulse(config, "top", "pods", "-A")
         through_ours = len(proxy.targets)

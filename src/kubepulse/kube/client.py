@@ -100,6 +100,24 @@ async def sign_in(creds: Credentials) -> None:
             raise _not_signed_in(err) from err
 
 
+def http_proxy(creds: Credentials) -> str | None:
+    """proxy-url when it is an http or https proxy, which aiohttp dials itself (CONNECT
+    for the API's TLS); a socks5 one is the connector's (connector())."""
+    if creds.proxy_url is None or creds.proxy_url.startswith("socks5:"):
+        return None
+    return creds.proxy_url
+
+
+def connector(creds: Credentials, ctx: ssl.SSLContext) -> aiohttp.BaseConnector:
+    """Connections to the API server: direct, or through a socks5 proxy-url (kubeconfig
+    checked that aiohttp-socks is there)."""
+    if creds.proxy_url is not None and creds.proxy_url.startswith("socks5:"):
+        from aiohttp_socks import ProxyConnector  # an optional dependency: kubepulse[socks]
+
+        return ProxyConnector.from_url(creds.proxy_url, ssl=ctx)
+    return aiohttp.TCPConnector(ssl=ctx)
+
+
 def _not_signed_in(err: CredentialPluginError) -> Unreachable:
     # kubectl's words for a request that could not be sent (a url.Error).
     return Unreachable(f"Unable to connect to the server: {err}")
@@ -165,7 +183,7 @@ class KubeClient:
         return aiohttp.ClientSession(
             headers={"User-Agent": "kubepulse"},
             auth=auth,
-            connector=aiohttp.TCPConnector(ssl=ssl_context(self.creds, plugin_pair)),
+            connector=connector(self.creds, ssl_context(self.creds, plugin_pair)),
             timeout=aiohttp.ClientTimeout(total=self.timeout or None),
         )
 
@@ -229,7 +247,7 @@ class KubeClient:
                 method,
                 self.creds.server + path,
                 headers=headers,
-                proxy=self.creds.proxy_url,
+                proxy=http_proxy(self.creds),
                 # kubeconfig's tls-server-name: the name the certificate is checked against
                 # when the server is dialled by another name or by IP.
                 server_hostname=self.creds.tls_server_name,

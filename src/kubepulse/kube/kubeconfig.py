@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import importlib.util
 import logging
 import os
 from collections.abc import Mapping
@@ -211,10 +212,10 @@ def _proxy_url(cluster: Mapping[str, Any], name: str) -> str | None:
             f'invalid \'proxy-url\' "{proxy}" for cluster "{name}": unsupported scheme '
             f'"{scheme}", must be http, https, or socks5'
         )
-    if scheme == "socks5":
+    if scheme == "socks5" and importlib.util.find_spec("aiohttp_socks") is None:
         raise KubeconfigError(
-            f'\'proxy-url\' "{proxy}" for cluster "{name}": kubepulse speaks to http and '
-            "https proxies only, not socks5"
+            f'\'proxy-url\' "{proxy}" for cluster "{name}": a socks5 proxy needs the '
+            "aiohttp-socks package (pip install 'kubepulse[socks]')"
         )
     return str(proxy)
 
