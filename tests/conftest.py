@@ -34,6 +34,7 @@ MARKERS = {
 MODULES: dict[str, tuple[str, ...]] = {
     "e2e/test_kubectl_up.py": ("kubectl",),
     "e2e/test_state_dir.py": ("kubectl",),
+    "e2e/test_up_credentials.py": ("kubectl",),
     "server/test_connections.py": ("e2e",),
     "server/test_hostile_kubelets.py": ("e2e",),
     "top/test_kubectl_parity.py": ("kubectl",),

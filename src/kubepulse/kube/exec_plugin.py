@@ -204,8 +204,9 @@ class ExecPlugin:
                 cluster["certificate-authority-data"] = base64.b64encode(c.ca_pem).decode()
             if c.proxy_url:
                 cluster["proxy-url"] = c.proxy_url
-            if self.config.cluster_config is not None:
-                cluster["config"] = json.loads(self.config.cluster_config)
+            # A RawExtension: null without the cluster's exec extension, as client-go sends.
+            config = self.config.cluster_config
+            cluster["config"] = None if config is None else json.loads(config)
             spec["cluster"] = cluster
         return json.dumps(
             {"kind": "ExecCredential", "apiVersion": self.config.api_version, "spec": spec},
