@@ -50,6 +50,8 @@ class FakeKubelets:
 
     def __init__(self, ca: pki.KeyPair, token: str) -> None:
         self.ca, self.token = ca, token
+        self.accepted_tokens = {token}
+        """The bearer tokens every kubelet answers; a test adds and revokes them."""
         self.origin = float(int(time.time()))
         self.nodes: dict[str, Kubelet] = {}
         self._loop = asyncio.new_event_loop()
@@ -109,7 +111,7 @@ class FakeKubelets:
     async def _answer(self, request: web.Request, kubelet: Kubelet) -> web.Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         kubelet.requests += 1
-        if scheme != "Bearer" or token != self.token:
+        if scheme != "Bearer" or token not in self.accepted_tokens:
             return web.Response(status=401, text="Unauthorized")
         kubelet.tokens.add(token)
         text = render(self.stats(kubelet))
