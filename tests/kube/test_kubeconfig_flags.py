@@ -4,13 +4,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from aiohttp import web
 
 from tests.kube.plugins.cluster import ADMIN, PluginCluster, kubectl, kubepulse, plugin_cluster
+from tests.top.conftest import ServerThread, kubeconfig, tls
 
 
 @pytest.fixture
@@ -84,6 +88,30 @@ def test_certificate_authority_flag_and_insecure_skip_tls_verify(
     # kubepulse says what the flag gives up; kubectl says nothing.
     assert "WARNING" in ours.stderr and "NOT verified" in ours.stderr
     assert theirs.stderr == ""
+    # A CA and no verification together are refused, by flags or in the file.
+    _, err = same(
+        config, "top", "nodes", "--insecure-skip-tls-verify", "--certificate-authority", "ca.crt"
+    )
+    assert (
+        err == "error: specifying a root certificates file with the insecure flag is not allowed\n"
+    )
+    doc["clusters"][0]["cluster"]["insecure-skip-tls-verify"] = True
+    config.write_text(yaml.safe_dump(doc))
+    out, _ = same(config, "top", "nodes", "--certificate-authority", "ca.crt")
+    assert "node-a" in out
+    doc["clusters"][0]["cluster"]["certificate-authority"] = "ca.crt"
+    config.write_text(yaml.safe_dump(doc))
+    _, err = same(config, "top", "nodes")
+    assert (
+        err == "error: specifying a root certificates file with the insecure flag is not allowed\n"
+    )
+    # Without a CA the file's setting is honoured, and said as the flag is.
+    del doc["clusters"][0]["cluster"]["certificate-authority"]
+    config.write_text(yaml.safe_dump(doc))
+    ours = kubepulse(config, "top", "nodes")
+    assert "node-a" in ours.stdout
+    assert 'cluster "plugin-cluster" has insecure-skip-tls-verify' in ours.stderr
+    assert "NOT verified" in ours.stderr
 
 
 @pytest.mark.parametrize("timeout", ["5x", "-1"])
@@ -110,3 +138,38 @@ def test_as_group_without_as_is_refused_in_kubectl_words(cluster: PluginCluster)
     assert err == (
         "error: requesting uid, groups or user-extra for plugin-user without impersonating a user\n"
     )
+
+
+def test_a_request_timeout_ends_a_request_the_server_never_answers_as_kubectl(
+    tmp_path: Path,
+) -> None:
+    answer = asyncio.Event()  # set at the end: until then every request hangs
+
+    async def never(request: web.Request) -> web.Response:
+        await answer.wait()
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", never)
+    ca, ctx = tls(tmp_path)
+    with ServerThread(app, ctx) as server:
+        url = f"https://127.0.0.1:{server.port}"
+        config = tmp_path / "kubeconfig"
+        config.write_text(kubeconfig(url, ca.cert_pem(), "some-token"))
+        try:
+            started = time.monotonic()
+            ours = kubepulse(config, "top", "nodes", "--request-timeout", "1s")
+            ours_took = time.monotonic() - started
+            theirs = kubectl(config, "top", "nodes", "--request-timeout", "1s")
+        finally:
+            server.loop.call_soon_threadsafe(answer.set)
+    assert (ours.stdout, ours.returncode) == (theirs.stdout, theirs.returncode) == ("", 1)
+    # kubectl's words vary with where Go's timer fires; the usual ones are ours.
+    assert ours.stderr == (
+        "Unable to connect to the server: net/http: request canceled "
+        "(Client.Timeout exceeded while awaiting headers)\n"
+    )
+    assert theirs.stderr.startswith("Unable to connect to the server: ")
+    assert "Client.Timeout exceeded" in theirs.stderr or "deadline exceeded" in theirs.stderr
+    # Without the flag the client would wait 30 s.
+    assert ours_took < 10

@@ -374,7 +374,14 @@ class KubeClient:
                 f"The connection to the server {err.host}:{err.port} was refused - "
                 "did you specify the right host or port?"
             ) from err
-        except (aiohttp.ClientError, TimeoutError) as err:
+        except TimeoutError as err:
+            # The timeout (--request-timeout) ran out: kubectl's words, from Go's
+            # http.Client.Timeout.
+            raise Unreachable(
+                "Unable to connect to the server: net/http: request canceled "
+                "(Client.Timeout exceeded while awaiting headers)"
+            ) from err
+        except aiohttp.ClientError as err:
             raise Unreachable(
                 f"cannot reach the server {self.creds.server}: {err or type(err).__name__}"
             ) from err

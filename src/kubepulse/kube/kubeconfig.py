@@ -235,6 +235,25 @@ def _refuse_auth_provider(user: Mapping[str, Any]) -> None:
     raise KubeconfigError(f'no Auth Provider found for name "{name}"')
 
 
+def _warn_insecure(cluster_name: str, ca_pem: bytes | None, o: Overrides) -> None:
+    """An unverified API server is said out loud; with a CA too it is refused, in
+    client-go's words (transport.TLSConfigFor: a CA and Insecure together)."""
+    if ca_pem:
+        raise KubeconfigError(
+            "specifying a root certificates file with the insecure flag is not allowed"
+        )
+    said = (
+        "--insecure-skip-tls-verify"
+        if o.insecure_skip_tls_verify
+        else f'cluster "{cluster_name}" has insecure-skip-tls-verify'
+    )
+    log.warning(
+        "%s: the API server's certificate is NOT verified; anyone on the way can read and "
+        "change what is sent, credentials included",
+        said,
+    )
+
+
 def _impersonation(user: Mapping[str, Any], user_name: str, o: Overrides) -> Impersonation | None:
     name = o.as_user or user.get("as") or ""
     groups = o.as_groups or tuple(str(g) for g in user.get("as-groups") or ())
@@ -272,11 +291,6 @@ def load(
     overrides: Overrides | None = None,
 ) -> Credentials:
     o = overrides or Overrides()
-    if o.insecure_skip_tls_verify:
-        log.warning(
-            "--insecure-skip-tls-verify: the API server's certificate is NOT verified; "
-            "anyone on the way can read and change what is sent, credentials included"
-        )
     merged = _merge(_paths(kubeconfig), required=not o.server)
     ctx = _context(merged, context or merged["current-context"], o)
     cluster_name = str(o.cluster or ctx.get("cluster") or "")
@@ -306,10 +320,13 @@ def load(
     ca_pem = _data(
         cluster, "certificate-authority", Path.cwd() if o.certificate_authority else base
     )
+    insecure = bool(cluster.get("insecure-skip-tls-verify"))
+    if insecure:
+        _warn_insecure(cluster_name, ca_pem, o)
     return Credentials(
         server=str(cluster["server"]).rstrip("/"),
         ca_pem=ca_pem,
-        insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        insecure=insecure,
         token=_token(user, base, o),
         client_cert_pem=_data(user, "client-certificate", base),
         client_key_pem=_data(user, "client-key", base),
