@@ -126,3 +126,35 @@ async def test_groups_without_a_user_are_an_internal_error_as_upstream(
     assert resp.status == 500
     assert body["reason"] == "InternalError"
     assert "without impersonating a user" in body["message"]
+
+
+def test_top_sends_as_group_and_as_uid_as_kubectl_does(
+    fake_cluster: FakeKubeAPI, tmp_path: Path
+) -> None:
+    """Each flag reaches the fake API: each is refused until alice may impersonate it."""
+    fake = fake_cluster
+    fake.add_token("alice-token", "alice")
+    config = fake.write_kubeconfig(tmp_path / "kubeconfig", token="alice-token")
+    flags = ("--as", "bob", "--as-group", "devs", "--as-uid", "1042")
+
+    def both() -> tuple[str, str]:
+        ours = kubepulse_at(config, "top", "nodes", *flags)
+        theirs = kubectl_at(config, "top", "nodes", *flags)
+        assert (ours.stdout, ours.returncode) == (theirs.stdout, theirs.returncode) == ("", 1)
+        return ours.stderr, theirs.stderr
+
+    fake.allow("alice", "impersonate", "users")
+    assert both()[0] == (
+        'Error from server (Forbidden): groups "devs" is forbidden: User "alice" cannot '
+        'impersonate resource "groups" in API group "" at the cluster scope\n'
+    )
+    fake.allow("alice", "impersonate", "groups")
+    assert both()[0] == (
+        'Error from server (Forbidden): uids.authentication.k8s.io "1042" is forbidden: User '
+        '"alice" cannot impersonate resource "uids" in API group "authentication.k8s.io" at '
+        "the cluster scope\n"
+    )
+    fake.allow("alice", "impersonate", "uids.authentication.k8s.io")
+    ours, theirs = both()
+    # Now bob of devs is served: the fake API has no metrics API, as kubectl finds.
+    assert ours == theirs == "error: Metrics API not available\n"
