@@ -1,15 +1,19 @@
 """A cluster's proxy-url: kubepulse and kubectl 1.32 reach the API through an HTTP
-CONNECT proxy and a SOCKS5 proxy on loopback, written here."""
+CONNECT proxy (plain, or itself behind TLS: an https proxy-url) and a SOCKS5 proxy on
+loopback, written here."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Iterator
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
 
+from kubepulse import pki
 from tests.kube.plugins.cluster import ADMIN, PluginCluster, kubectl, kubepulse, plugin_cluster
 
 
@@ -17,7 +21,9 @@ class LoopbackProxy:
     """A proxy in its own thread and event loop that tunnels only to loopback addresses
     and remembers each target asked for; `_handshake` is the protocol's part."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        """The proxy's own TLS (an https:// proxy-url), None for plain TCP."""
         self.targets: list[str] = []
         self.loop = asyncio.new_event_loop()
         self.started = threading.Event()
@@ -26,11 +32,19 @@ class LoopbackProxy:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(self._tunnel, "127.0.0.1", 0))
+        server = self.loop.run_until_complete(
+            asyncio.start_server(self._tunnel, "127.0.0.1", 0, ssl=self.tls)
+        )
         self.port = server.sockets[0].getsockname()[1]
         self.started.set()
         self.loop.run_forever()
         server.close()
+        # Tunnels still open are ended here, not left to the garbage collector.
+        tunnels = asyncio.all_tasks(self.loop)
+        for tunnel in tunnels:
+            tunnel.cancel()
+        self.loop.run_until_complete(asyncio.gather(*tunnels, return_exceptions=True))
+        self.loop.close()
 
     async def _handshake(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -76,8 +90,6 @@ class LoopbackProxy:
 class ConnectProxy(LoopbackProxy):
     """HTTP CONNECT (RFC 9110 9.3.6)."""
 
-    scheme = "http"
-
     async def _handshake(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> tuple[str, int] | None:
@@ -95,8 +107,6 @@ class ConnectProxy(LoopbackProxy):
 
 class Socks5Proxy(LoopbackProxy):
     """SOCKS5 (RFC 1928) without authentication, CONNECT to an IPv4 address or a name."""
-
-    scheme = "socks5"
 
     async def _handshake(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -129,19 +139,33 @@ def cluster(tmp_path: Path) -> Iterator[PluginCluster]:
     yield from plugin_cluster(tmp_path)
 
 
-@pytest.mark.parametrize("kind", [ConnectProxy, Socks5Proxy])
+def proxy(scheme: str, cluster: PluginCluster) -> LoopbackProxy:
+    """A proxy for proxy-url's scheme; an https one has a certificate from the cluster's
+    CA, which client-go (and aiohttp) verify the proxy with as they verify the API."""
+    if scheme == "socks5":
+        return Socks5Proxy()
+    if scheme == "http":
+        return ConnectProxy()
+    pair = pki.issue(cluster.ca, "proxy", ips=[ip_address("127.0.0.1")])
+    pair.write(cluster.dir / "proxy.crt", cluster.dir / "proxy.key")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cluster.dir / "proxy.crt", cluster.dir / "proxy.key")
+    return ConnectProxy(tls)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https", "socks5"])
 def test_top_goes_through_the_proxy_url_as_kubectl_does(
-    cluster: PluginCluster, kind: type[ConnectProxy | Socks5Proxy]
+    cluster: PluginCluster, scheme: str
 ) -> None:
     cluster.tokens["proxied-token"] = ADMIN
     target = cluster.url.removeprefix("https://")
-    with kind() as proxy:
+    with proxy(scheme, cluster) as running:
         config = cluster.kubeconfig(
             {"token": "proxied-token"},
-            cluster={"proxy-url": f"{kind.scheme}://127.0.0.1:{proxy.port}"},
+            cluster={"proxy-url": f"{scheme}://127.0.0.1:{running.port}"},
         )
         ours = kubepulse(config, "top", "pods", "-A")
-        through_ours = len(proxy.targets)
+        through_ours = len(running.targets)
         theirs = kubectl(config, "top", "pods", "-A")
     assert ours.returncode == 0, ours.stderr
     assert (ours.stdout, ours.stderr, ours.returncode) == (
@@ -150,8 +174,8 @@ def test_top_goes_through_the_proxy_url_as_kubectl_does(
         theirs.returncode,
     )
     assert through_ours >= 1
-    assert len(proxy.targets) > through_ours
-    assert set(proxy.targets) == {target}
+    assert len(running.targets) > through_ours
+    assert set(running.targets) == {target}
 
 
 def test_a_proxy_url_of_another_scheme_is_refused_in_kubectl_words(cluster: PluginCluster) -> None:
