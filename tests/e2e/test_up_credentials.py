@@ -6,14 +6,20 @@ from __future__ import annotations
 import base64
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from tests.agent.test_bootstrap import within
+from tests.dashboard.test_dashboard_command import get_json, open_browser, sign_in, start_dashboard
 from tests.e2e.test_kubectl_up import HOST, Up, start_up, table
 from tests.kube.plugins.cluster import PLUGIN, kubectl, kubepulse
+from tests.support import wait_for
 
 ADMIN_TOKEN = "up-admin-token-for-plugin-tests-0001"
 VIEWER_TOKEN = "up-viewer-token-for-plugin-tests-0002"
@@ -92,3 +98,36 @@ def test_up_lets_its_admin_impersonate_and_nobody_else(up: Up, tmp_path: Path) -
     assert theirs.stderr.startswith("Error from server (Forbidden)")
     # The viewer reads the metrics as itself.
     assert kubepulse(viewer, "top", "nodes").returncode == 0
+
+
+async def test_the_dashboard_polls_up_with_an_expiring_plugin_token_without_a_restart(
+    up: Up, tmp_path: Path
+) -> None:
+    tokens, log = tmp_path / "tokens", tmp_path / "runs.jsonl"
+    tokens.write_text(ADMIN_TOKEN + "\n")
+    section = {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "command": sys.executable,
+        "args": [str(PLUGIN), "--token-file", str(tokens), "--log", str(log), "--expires-in", "2"],
+        "interactiveMode": "Never",
+    }
+    config = with_user(up, tmp_path, {"exec": section})
+
+    def runs() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    with contextmanager(start_dashboard)(up, tmp_path, "--kubeconfig", str(config)) as dashboard:
+        pid = dashboard.running.proc.pid
+        # Polled each second with a token that lasts two: the plugin runs again and again.
+        wait_for(lambda: runs() >= 3, timeout=30, what="the plugin run after expiries")
+        async with open_browser(dashboard) as browser:
+            assert (await sign_in(browser, ADMIN_TOKEN)).status == 303
+            after = time.time() - 1
+
+            async def fresh_points() -> list[Any] | None:
+                detail = await get_json(browser, f"/dashboard/api/nodes/{HOST}?range=15m")
+                return [p for p in detail["series"] if p[0] >= after] or None
+
+            await within(fresh_points, "points polled after the plugin ran again", timeout=30)
+        assert dashboard.running.proc.pid == pid and dashboard.running.proc.poll() is None
+        assert ADMIN_TOKEN not in dashboard.running.log()
