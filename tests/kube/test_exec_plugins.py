@@ -15,6 +15,7 @@ import pytest
 from kubepulse import pki
 from tests.kube.plugins.cluster import (
     ADMIN,
+    PLUGIN,
     PluginCluster,
     kubectl,
     kubepulse,
@@ -133,6 +134,40 @@ def test_a_failing_plugin_is_one_line_with_its_stderr(cluster: PluginCluster) ->
     assert (theirs.returncode, theirs.stdout) == (1, "")
     assert theirs.stderr.splitlines()[-1] == failed
     assert "the token service said no" in theirs.stderr
+
+
+def test_what_a_working_plugin_says_on_stderr_is_let_through_as_by_kubectl(
+    cluster: PluginCluster,
+) -> None:
+    cluster.tokens["plugin-token"] = ADMIN
+    tokens = cluster.tokens_file("plugin-token")
+    warning = "your sign-in expires in 3 days"
+    config = cluster.kubeconfig(
+        {"exec": cluster.plugin("--token-file", str(tokens), "--warn", warning)}
+    )
+    out, _, _ = same_as_kubectl(cluster, config, "top", "nodes")
+    assert "node-a" in out
+    assert kubepulse(config, "top", "nodes").stderr == warning + "\n"
+
+
+def test_a_command_with_a_path_is_found_beside_the_kubeconfig_as_by_kubectl(
+    cluster: PluginCluster,
+) -> None:
+    """client-go's ResolvePaths: a command holding a separator is relative to the
+    kubeconfig's directory, not to the working directory."""
+    cluster.tokens["plugin-token"] = ADMIN
+    tokens = cluster.tokens_file("plugin-token")
+    login = cluster.dir / "bin" / "login"
+    login.parent.mkdir()
+    login.write_text(f'#!/bin/sh\nexec {sys.executable} {PLUGIN} "$@"\n')
+    login.chmod(0o700)
+    section = cluster.plugin("--token-file", str(tokens), command="./bin/login")
+    section["args"] = section["args"][1:]  # the script names the plugin itself
+    config = cluster.kubeconfig({"exec": section})
+    assert Path.cwd() != cluster.dir
+    out, _, _ = same_as_kubectl(cluster, config, "top", "nodes")
+    assert "node-a" in out
+    assert len(cluster.runs()) == 2
 
 
 def test_a_missing_plugin_is_one_line_with_its_install_hint(cluster: PluginCluster) -> None:

@@ -27,6 +27,7 @@ def main() -> int:
     p.add_argument("--key", type=Path, help="its key (PEM)")
     p.add_argument("--expires-in", type=float, help="seconds until the credential expires")
     p.add_argument("--fail", help="say this on stderr and exit 3")
+    p.add_argument("--warn", help="say this on stderr and give the credential all the same")
     p.add_argument("--log", type=Path, help="append one JSON line per run here")
     p.add_argument("--api-version", help="answer with this apiVersion (default: the one asked)")
     args = p.parse_args()
@@ -42,6 +43,8 @@ def main() -> int:
     if args.fail:
         print(args.fail, file=sys.stderr)
         return 3
+    if args.warn:
+        print(args.warn, file=sys.stderr)
     status: dict[str, str] = {}
     if args.token_file is not None:
         tokens = args.token_file.read_text().split()
