@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubepulse import pki
 from tests.fakeapi.kubelets import FakeKubelets
 from tests.fakeapi.server import FakeKubeAPI
 from tests.kube.plugins.cluster import PLUGIN
@@ -31,10 +32,11 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(api, kubelets)
 
 
-def plugin_kubeconfig(api: FakeKubeAPI, tmp: Path, tokens: Path, *args: str) -> Path:
+def plugin_kubeconfig(api: FakeKubeAPI, tmp: Path, *args: str) -> Path:
+    """A kubeconfig whose user is fake_plugin.py with args (and --log)."""
     config = api.write_kubeconfig(tmp / "server.kubeconfig")
     doc = yaml.safe_load(config.read_text())
-    plugin_args = [str(PLUGIN), "--token-file", str(tokens), "--log", str(tmp / "runs"), *args]
+    plugin_args = [str(PLUGIN), "--log", str(tmp / "runs"), *args]
     doc["users"][0]["user"] = {
         "exec": {
             "apiVersion": "client.authentication.k8s.io/v1beta1",
@@ -62,7 +64,7 @@ def test_a_refused_plugin_token_is_replaced_without_a_restart(
 ) -> None:
     tokens = tmp_path / "tokens"
     tokens.write_text(FIRST + "\n")
-    config = plugin_kubeconfig(cluster.api, tmp_path, tokens)
+    config = plugin_kubeconfig(cluster.api, tmp_path, "--token-file", str(tokens))
     cluster.add_node("node-a", "127.0.0.2")
     with kube_server(tmp_path, cluster.api, config=config, verbosity=9) as server:
         wait_for(lambda: server.node_names() == ["node-a"], what="node-a scraped")
@@ -98,7 +100,9 @@ def test_an_expired_plugin_token_is_replaced_before_it_is_sent_again(
 ) -> None:
     tokens = tmp_path / "tokens"
     tokens.write_text(f"{FIRST}\n{SECOND}\n")  # the plugin gives FIRST once, then SECOND
-    config = plugin_kubeconfig(cluster.api, tmp_path, tokens, "--expires-in", "2")
+    config = plugin_kubeconfig(
+        cluster.api, tmp_path, "--token-file", str(tokens), "--expires-in", "2"
+    )
     cluster.api.add_token(SECOND, SERVER)
     cluster.kubelets.accepted_tokens = {FIRST, SECOND}
     cluster.add_node("node-a", "127.0.0.2")
@@ -110,3 +114,38 @@ def test_an_expired_plugin_token_is_replaced_before_it_is_sent_again(
         wait_for(lambda: SECOND in bearers(cluster.api), what="the watches with the new token")
         assert len(runs(tmp_path)) >= 2
         assert server.running.proc.poll() is None
+
+
+def test_a_plugin_client_certificate_signs_in_to_the_api_and_kubelets_and_rotates(
+    tmp_path: Path,
+) -> None:
+    """No token at all: the plugin's certificate is the server's identity for the API
+    and, as metrics-server copies its rest.Config, for kubelets; a new one the plugin
+    gives after the old expired is presented on new connections."""
+    with FakeKubeAPI() as api, FakeKubelets(api.ca, "no-token-here", client_ca=api.ca) as kubelets:
+        api.add_token(READER, "reader", ("system:masters",))
+        cluster = Cluster(api, kubelets)
+        cert, key = tmp_path / "client.crt", tmp_path / "client.key"
+
+        def give(name: str) -> None:
+            pair = pki.issue(api.ca, name, organizations=["system:masters"], client=True)
+            pair.write(cert, key)
+
+        give("metrics-server-first")
+        config = plugin_kubeconfig(
+            api, tmp_path, "--cert", str(cert), "--key", str(key),
+            "--expires-in", "2",
+        )  # fmt: skip
+        cluster.add_node("node-a", "127.0.0.2")
+        with kube_server(tmp_path, api, config=config) as server:
+            wait_for(lambda: server.node_names() == ["node-a"], what="node-a scraped")
+            kubelet = kubelets.nodes["node-a"]
+            assert kubelet.client_names == {"metrics-server-first"}
+            assert kubelet.tokens == set()
+            give("metrics-server-second")
+            wait_for(
+                lambda: "metrics-server-second" in kubelet.client_names,
+                what="the kubelet scraped with the plugin's new certificate",
+            )
+            assert server.running.proc.poll() is None
+            assert bearers(api) == {""}  # the API was never sent a token

@@ -30,6 +30,7 @@ from cryptography import x509
 from yarl import URL
 
 from kubepulse import __version__
+from kubepulse.kube.client import load_key_pair
 from kubepulse.kube.exec_plugin import CredentialPluginError, ExecPlugin, PluginCredential
 from kubepulse.kube.objects import RESOURCE_METRICS_PATH_ANNOTATION, Node
 from kubepulse.model import NodeSample, PodSample
@@ -131,7 +132,8 @@ class ClientConfig:
     """Read the bearer token from here instead, and again every minute: a projected
     service-account token rotates (client-go's cachingTokenSource re-reads it too)."""
     exec_plugin: ExecPlugin | None = None
-    """The cluster's exec credential plugin, whose token every request carries (the one
+    """The cluster's exec credential plugin, whose token every request carries and whose
+    client certificate every connection presents, unless client_cert is given (the one
     the API client uses, run again on expiry and after a kubelet's 401): metrics-server's
     kubelet client is a copy of its rest.Config, exec provider included."""
     path: str = RESOURCE_METRICS_PATH
@@ -151,11 +153,15 @@ class ClientConfig:
             raise ValueError("the kubelet body limit must be positive")
 
 
-def ssl_context(config: ClientConfig) -> ssl.SSLContext:
-    """The one TLS client context every kubelet connection shares."""
-    context = ssl.create_default_context(
-        cafile=str(config.ca_file) if config.ca_file is not None else None
-    )
+def ssl_context(config: ClientConfig, ca_pem: str | None = None) -> ssl.SSLContext:
+    """The one TLS client context every kubelet connection shares; ca_pem: the CA file's
+    text, read before (the file may be gone by now)."""
+    if ca_pem is not None:
+        context = ssl.create_default_context(cadata=ca_pem)
+    else:
+        context = ssl.create_default_context(
+            cafile=str(config.ca_file) if config.ca_file is not None else None
+        )
     if config.insecure_tls:
         # --kubelet-insecure-tls: no CA or name check ("testing only", MS README).
         context.check_hostname = False
@@ -176,6 +182,11 @@ class KubeletClient:
         self.config = config
         self.decode = decode
         self._pool: ConnectionPool | None = None
+        self._pool_pair: PluginCredential | None = None
+        """The plugin's answer whose client certificate the pool's connections present."""
+        self._ca_pem: str | None = None
+        """The CA, kept for the pools of the plugin's certificates (the server removes the
+        file it wrote for an inline kubeconfig CA once the client has started)."""
         self._headers = ""
         self._token_read_at = 0.0
         # Nodes whose kubelet answered 404 on /metrics/resource (kubelets before 1.18
@@ -186,7 +197,9 @@ class KubeletClient:
         """Build the TLS context and the pool; errors here are configuration errors."""
         if self._pool is not None:
             return
-        context = ssl_context(self.config)  # built once, shared by every connection
+        if self.config.exec_plugin is not None and self.config.ca_file is not None:
+            self._ca_pem = self.config.ca_file.read_text()
+        context = ssl_context(self.config, self._ca_pem)  # shared by every connection
         # Keep-alive connections (Go's Transport keeps idle ones for 90 s, longer than
         # a resolution), so every scrape after the first skips the TLS handshake.
         self._pool = ConnectionPool(context, self.config.max_body_bytes)
@@ -309,6 +322,7 @@ class KubeletClient:
                 self._refresh_token()
             return await self._get_once(url, address, port, accept, self._headers)
         used = await _plugin_answer(plugin.credential(), url)
+        self._present(used)
         try:
             return await self._get_once(url, address, port, accept, _header_lines(used.token))
         except ScrapeError as err:
@@ -317,7 +331,23 @@ class KubeletClient:
             fresh = await _plugin_answer(plugin.unauthorized(used), url)
             if fresh is used:
                 raise
+        self._present(fresh)
         return await self._get_once(url, address, port, accept, _header_lines(fresh.token))
+
+    def _present(self, answer: PluginCredential) -> None:
+        """A client certificate from the plugin that the pool does not present yet: a new
+        pool with it, as client-go closes every connection when the plugin rotates it."""
+        cert, key = answer.client_cert_pem, answer.client_key_pem
+        if cert is None or key is None or self.config.client_cert is not None:
+            return
+        if answer is self._pool_pair:
+            return
+        context = ssl_context(self.config, self._ca_pem)
+        load_key_pair(context, cert, key)
+        old, self._pool = self._pool, ConnectionPool(context, self.config.max_body_bytes)
+        self._pool_pair = answer
+        if old is not None:
+            old.close()
 
     async def _get_once(
         self, url: URL, address: str, port: int, accept: str, headers: str
