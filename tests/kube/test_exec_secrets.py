@@ -113,3 +113,22 @@ async def test_the_plugin_answer_is_kept_but_its_repr_hides_it(
     assert plugin.runs == 1
     for secret in secrets:
         assert secret not in repr(answer)
+
+
+def test_the_kubeconfigs_own_secrets_are_not_in_the_credentials_repr(
+    cluster: PluginCluster, tmp_path: Path
+) -> None:
+    cert, key = pki_pair(cluster, tmp_path)
+    user = {
+        "token": TOKEN,
+        "password": "kubeconfig-password-77",
+        "username": "someone",
+        "client-certificate": str(cert),
+        "client-key": str(key),
+    }
+    creds = kubeconfig.load(str(cluster.kubeconfig(user)))
+    assert creds.token == TOKEN and creds.client_key_pem == key.read_bytes()
+    shown = repr(creds)
+    assert "someone" in shown
+    for secret in (TOKEN, "kubeconfig-password-77", key.read_text().splitlines()[1]):
+        assert secret not in shown

@@ -80,11 +80,12 @@ class Credentials:
     server: str
     ca_pem: bytes | None = None
     insecure: bool = False
-    token: str | None = None
+    # The secrets are left out of repr, so that no log of the object shows them.
+    token: str | None = dataclasses.field(default=None, repr=False)
     client_cert_pem: bytes | None = None
-    client_key_pem: bytes | None = None
+    client_key_pem: bytes | None = dataclasses.field(default=None, repr=False)
     username: str | None = None
-    password: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
     namespace: str = "default"
     tls_server_name: str | None = None
     exec_plugin: ExecConfig | None = None
