@@ -34,6 +34,7 @@ MARKERS = {
 MODULES: dict[str, tuple[str, ...]] = {
     "e2e/test_kubectl_up.py": ("kubectl",),
     "e2e/test_state_dir.py": ("kubectl",),
+    "e2e/test_up_credentials.py": ("kubectl",),
     "server/test_connections.py": ("e2e",),
     "server/test_hostile_kubelets.py": ("e2e",),
     "top/test_kubectl_parity.py": ("kubectl",),
@@ -57,6 +58,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "fakeapi/test_fakeapi.py": ("kubectl",),
     "fakeapi/test_writable.py": ("kubectl",),
     "kube/test_csr_approver.py": ("e2e",),
+    "kube/test_exec_plugins.py": ("kubectl",),
+    "api/test_impersonation.py": ("kubectl",),
     "test_command.py": ("e2e",),
 }
 

@@ -1,6 +1,7 @@
 """Kubelets for a server to scrape: /metrics/resource over TLS on 127.0.0.x, in a thread.
 
-Each node answers only `Authorization: Bearer <token>` (401 otherwise), with the text
+Each node answers only `Authorization: Bearer <token>` or, when the kubelets are given a
+client CA, a client certificate it signed (401 otherwise), with the text
 kubepulse.agent.resource_metrics.render makes. Samples are taken at whole seconds with
 counters that grow at exactly RATE_CORES per second from a fixed origin, so any two
 scrapers compute the same rate, to the nanocore, whenever they scrape: two replicas of
@@ -41,6 +42,8 @@ class Kubelet:
     runner: web.AppRunner
     requests: int = 0
     tokens: set[str] = field(default_factory=set)
+    client_names: set[str] = field(default_factory=set)
+    """Common names of the client certificates it accepted."""
     tamper: Callable[[str], str] | None = None
     """What a hostile or broken kubelet does to its answer."""
 
@@ -48,8 +51,10 @@ class Kubelet:
 class FakeKubelets:
     """`with FakeKubelets(ca, token) as kubelets: port = kubelets.add("node-a", "127.0.0.2")`."""
 
-    def __init__(self, ca: pki.KeyPair, token: str) -> None:
-        self.ca, self.token = ca, token
+    def __init__(self, ca: pki.KeyPair, token: str, client_ca: pki.KeyPair | None = None) -> None:
+        self.ca, self.token, self.client_ca = ca, token, client_ca
+        self.accepted_tokens = {token}
+        """The bearer tokens every kubelet answers; a test adds and revokes them."""
         self.origin = float(int(time.time()))
         self.nodes: dict[str, Kubelet] = {}
         self._loop = asyncio.new_event_loop()
@@ -81,6 +86,9 @@ class FakeKubelets:
         with tempfile.TemporaryDirectory() as tmp:
             serving.write(Path(tmp) / "tls.crt", Path(tmp) / "tls.key")
             ctx.load_cert_chain(Path(tmp) / "tls.crt", Path(tmp) / "tls.key")
+        if self.client_ca is not None:
+            ctx.load_verify_locations(cadata=self.client_ca.cert_pem().decode())
+            ctx.verify_mode = ssl.CERT_OPTIONAL  # a token will do as well
         sock = socket.socket()
         sock.bind((ip, 0))
         sock.listen(64)
@@ -109,9 +117,14 @@ class FakeKubelets:
     async def _answer(self, request: web.Request, kubelet: Kubelet) -> web.Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         kubelet.requests += 1
-        if scheme != "Bearer" or token != self.token:
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        if peer:  # verified against client_ca by the handshake
+            subject = dict(pair[0] for pair in peer["subject"])
+            kubelet.client_names.add(subject["commonName"])
+        elif scheme != "Bearer" or token not in self.accepted_tokens:
             return web.Response(status=401, text="Unauthorized")
-        kubelet.tokens.add(token)
+        else:
+            kubelet.tokens.add(token)
         text = render(self.stats(kubelet))
         return web.Response(text=kubelet.tamper(text) if kubelet.tamper else text)
 

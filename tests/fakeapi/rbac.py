@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubepulse.api.authn import User
+from kubepulse.api.authz import Attributes, Decision
 
 # kubeadm binds cluster-admin to these groups; the fake lets them do anything too.
 ADMIN_GROUPS = frozenset({"system:masters", "kubeadm:cluster-admins"})
@@ -59,6 +60,21 @@ class Grants:
         if ADMIN_GROUPS.intersection(user.groups):
             return True
         return self.allows([user.name, *user.groups], verb, what, namespace)
+
+
+class GrantsAuthorizer:
+    """The grants as the server's Authorizer: what the impersonation filter asks
+    (`impersonate` on users, groups, uids.authentication.k8s.io ...)."""
+
+    def __init__(self, grants: Grants) -> None:
+        self.grants = grants
+
+    async def authorize(self, user: User, attributes: Attributes) -> Decision:
+        what = target(attributes.resource, attributes.api_group, attributes.subresource)
+        if not attributes.resource_request:
+            what = attributes.path
+        allowed = self.grants.allows_user(user, attributes.verb, what, attributes.namespace)
+        return Decision(allowed)
 
 
 def forbidden_message(

@@ -37,6 +37,7 @@ from kubepulse.api import core, tables
 from kubepulse.api.app import authentication, errors_as_status, negotiate
 from kubepulse.api.authn import USER_KEY, Authenticator, User
 from kubepulse.api.discovery import AGGREGATED, wants_aggregated
+from kubepulse.api.impersonation import impersonation
 from kubepulse.api.responses import json_response, not_found
 from kubepulse.api.selectors import parse_field_selector, parse_label_selector
 from kubepulse.api.status import status
@@ -233,6 +234,7 @@ class FakeKubeAPI:
                 self._record_call,
                 errors_as_status,
                 authentication(self._authn),
+                impersonation(rbac.GrantsAuthorizer(self.grants)),
                 negotiate,
             ]
         )

@@ -30,6 +30,7 @@ from kubepulse.kube.csr_approver import Approver
 from tests.fakeapi import objects
 from tests.fakeapi.fixtures import fake_api, until
 from tests.fakeapi.server import FakeKubeAPI
+from tests.kube.test_exec_long_running import exec_kubeconfig
 
 NODE, NODE_IP = "worker-1", "127.0.0.11"
 __all__ = ["fake_api"]  # the fixture
@@ -304,3 +305,15 @@ def test_bad_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["csr-approver", "--kubeconfig", str(config), "--provider-ip-prefixes", "x"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: invalid IP prefix") and err.count("\n") == 1
+
+
+def test_once_with_an_exec_plugin_kubeconfig(cluster: FakeKubeAPI, tmp_path: Path) -> None:
+    cluster.put("certificatesigningrequests", csr_object("plugin", request_pem()))
+    tokens = tmp_path / "tokens"
+    tokens.write_text(cluster.admin_token + "\n")
+    config = exec_kubeconfig(cluster, tmp_path, tokens)
+    assert main(["csr-approver", "--kubeconfig", str(config), "--once"]) == 0
+    assert conditions(cluster, "plugin")[0]["type"] == "Approved"
+    assert {auth for method, _path, auth in cluster.calls if method == "PUT"} == {
+        f"Bearer {cluster.admin_token}"
+    }

@@ -66,10 +66,19 @@ class Server(targets_mode.Server):
 
 
 @contextmanager
-def kube_server(tmp: Path, api: FakeKubeAPI, *extra: str, name: str = "server") -> Iterator[Server]:
-    config = api.write_kubeconfig(tmp / f"{name}.kubeconfig", token=SA_TOKEN)
+def kube_server(
+    tmp: Path,
+    api: FakeKubeAPI,
+    *extra: str,
+    name: str = "server",
+    config: Path | None = None,
+    verbosity: int = 0,
+) -> Iterator[Server]:
+    """The server with config (default: a kubeconfig with the service account's token)."""
+    config = config or api.write_kubeconfig(tmp / f"{name}.kubeconfig", token=SA_TOKEN)
     port = free_port()
     args = [
+        "-v", str(verbosity),
         "server",
         "--kubeconfig", str(config),
         "--bind-address", "127.0.0.1",

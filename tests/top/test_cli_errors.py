@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import KUBEPULSE, free_port
+from tests.support import KUBECTL, KUBEPULSE, free_port
 from tests.top.conftest import Cluster
 
 
@@ -66,7 +66,9 @@ def test_unknown_context(cluster: Cluster) -> None:
     assert line == 'error: context "x" does not exist'
 
 
-def test_credential_plugins_are_refused(tmp_path: Path, cluster: Cluster) -> None:
+def test_an_exec_section_without_interactive_mode_is_refused_as_kubectl_refuses_it(
+    tmp_path: Path, cluster: Cluster
+) -> None:
     text = cluster.kubeconfig.read_text()
     token_line = next(line for line in text.splitlines() if "token:" in line)
     config = tmp_path / "kubeconfig"
@@ -76,7 +78,14 @@ def test_credential_plugins_are_refused(tmp_path: Path, cluster: Cluster) -> Non
         )
     )
     line = one_line_error(top("nodes", "--kubeconfig", str(config)))
-    assert "credential plugin" in line
+    assert line == (
+        "error: interactiveMode must be specified for kubepulse-admin to use exec "
+        "authentication plugin"
+    )
+    kubectl = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(config), "top", "nodes"], capture_output=True, text=True
+    )
+    assert (kubectl.returncode, kubectl.stderr) == (1, line + "\n")
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from kubepulse.api.authn import USER_KEY, RequestAuthenticator
 from kubepulse.api.authz import AlwaysAllow, AlwaysAllowPaths, Authorizer, authorization
 from kubepulse.api.core import CoreAPI
 from kubepulse.api.discovery import Discovery
+from kubepulse.api.impersonation import impersonation
 from kubepulse.api.metrics import MetricsAPI
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.selectors import SelectorError
@@ -207,6 +208,7 @@ def make_app(parts: ServerParts) -> web.Application:
         middlewares=[
             errors_as_status,
             authentication(parts.authenticator, parts.always_allow_paths),
+            impersonation(parts.authorizer),
             authorization(parts.authorizer, parts.always_allow_paths),
             negotiate,
         ]

@@ -347,10 +347,9 @@ class ReviewClient(KubeClient):
         super().__init__(*args, **kwargs)
 
     async def create(self, path: str, body: Mapping[str, Any]) -> Any:
-        session = self._open()
         with self._translate_errors():
-            async with session.post(
-                self.creds.server + path, json=body, headers=self._headers()
+            async with self._request(
+                "POST", path, data=orjson.dumps(body), content_type="application/json"
             ) as resp:
                 data = await resp.read()
                 if resp.status >= 400:

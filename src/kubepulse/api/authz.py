@@ -113,9 +113,13 @@ class Authorizer(Protocol):
 
 
 class AlwaysAllow:
-    """Every authenticated user may do everything: the server without a cluster."""
+    """Every authenticated user may do everything: the server without a cluster. Except
+    impersonating another user, which only members of system:masters may (kubepulse's
+    rule: static tokens carry no permission to become someone else)."""
 
     async def authorize(self, user: User, attributes: Attributes) -> Decision:
+        if attributes.verb == "impersonate" and PRIVILEGED_GROUP not in user.groups:
+            return Decision(False, f"only members of {PRIVILEGED_GROUP} may impersonate")
         return Decision(True)
 
 

@@ -25,6 +25,7 @@ from kubepulse.api.app import errors_as_status
 from kubepulse.api.whoami import SelfSubjectReviewAuthenticator
 from kubepulse.cli import flags
 from kubepulse.cli.errors import CommandError
+from kubepulse.cli.kubeconfig_flags import add_kubeconfig_flags, overrides
 from kubepulse.cli.server import add_history_flags, history_options
 from kubepulse.cli.up import default_state_dir
 from kubepulse.dashboard.app import PREFIX, DashboardOptions, DashboardParts, mount
@@ -46,8 +47,7 @@ log = logging.getLogger("kubepulse.dashboard")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kubeconfig", help="the cluster (default: $KUBECONFIG, ~/.kube/config)")
-    p.add_argument("--context", help="the kubeconfig context to use")
+    add_kubeconfig_flags(p)
     p.add_argument(
         "--interval",
         type=flags.duration,
@@ -108,7 +108,7 @@ def validate(args: argparse.Namespace) -> None:
 
 def cluster(args: argparse.Namespace) -> Credentials:
     try:
-        creds = kubeconfig.load(args.kubeconfig, args.context)
+        creds = kubeconfig.load(args.kubeconfig, args.context, overrides=overrides(args))
     except KubeconfigError as err:
         raise CommandError(str(err)) from err
     if creds.insecure:

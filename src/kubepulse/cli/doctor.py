@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kubepulse.cli import flags
 from kubepulse.cli.errors import CommandError
+from kubepulse.cli.kubeconfig_flags import add_kubeconfig_flags, overrides
 from kubepulse.cli.up import default_state_dir
 from kubepulse.doctor import report
 from kubepulse.doctor.findings import failed
@@ -24,8 +25,7 @@ from kubepulse.kube.kubeconfig import Credentials, KubeconfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kubeconfig", default=None)
-    p.add_argument("--context", default=None)
+    add_kubeconfig_flags(p)
     p.add_argument(
         "--state-dir",
         type=Path,
@@ -75,8 +75,9 @@ def credentials(args: argparse.Namespace) -> tuple[Credentials, Path | None]:
                     f"{state_dir} is not a `kubepulse up` state dir (no kubeconfig in it)"
                 )
             ca = state_dir / "pki" / "ca.crt"
-            return kubeconfig.load(str(config), args.context), ca if ca.exists() else None
-        return kubeconfig.load(args.kubeconfig, args.context), None
+            chosen = kubeconfig.load(str(config), args.context, overrides=overrides(args))
+            return chosen, ca if ca.exists() else None
+        return kubeconfig.load(args.kubeconfig, args.context, overrides=overrides(args)), None
     except KubeconfigError as err:
         raise CommandError(str(err)) from err
 

@@ -9,6 +9,7 @@ import argparse
 
 from kubepulse.api.selectors import SelectorError, parse_field_selector, parse_label_selector
 from kubepulse.cli.errors import CommandError
+from kubepulse.cli.kubeconfig_flags import add_kubeconfig_flags, overrides
 from kubepulse.cli.pflag import Given, unknown
 from kubepulse.top import query
 from kubepulse.top.query import TopRequest
@@ -19,8 +20,7 @@ ALIASES = {"node": "node", "nodes": "node", "no": "node", "pod": "pod", "pods": 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("resource", metavar="node|pod", help="node (nodes, no) or pod (pods, po)")
     p.add_argument("name", nargs="*", help="one node or pod")
-    p.add_argument("--kubeconfig", default=None)
-    p.add_argument("--context", default=None)
+    add_kubeconfig_flags(p)
     p.add_argument("-n", "--namespace", default=None)
     p.add_argument("-A", "--all-namespaces", action=Given, nargs=0, default=False)
     p.add_argument("-l", "--selector", default="")
@@ -86,6 +86,7 @@ def validate(args: argparse.Namespace) -> TopRequest:
         interval=args.interval,
         kubeconfig=args.kubeconfig,
         context=args.context,
+        overrides=overrides(args),
     )
 
 

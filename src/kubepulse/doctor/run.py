@@ -31,11 +31,8 @@ class DoctorConfig:
 class DoctorClient(KubeClient):
     async def text(self, path: str) -> tuple[int, str]:
         """Status and body of a GET, whatever the status: /readyz answers 500 with text."""
-        session = self._open()
         with self._translate_errors():
-            async with session.get(
-                self.creds.server + path, headers=self._headers("text/plain, */*")
-            ) as resp:
+            async with self._request("GET", path, accept="text/plain, */*") as resp:
                 return resp.status, (await resp.read()).decode("utf-8", "replace")
 
 

@@ -6,15 +6,18 @@ import contextlib
 import json
 import os
 import ssl
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+from multidict import CIMultiDict
 
+from kubepulse.kube import exec_plugin
+from kubepulse.kube.exec_plugin import CredentialPluginError, ExecPlugin, PluginCredential
 from kubepulse.kube.kubeconfig import Credentials, KubeconfigError
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -36,7 +39,9 @@ class Unreachable(Exception):
     """The server could not be reached at all."""
 
 
-def ssl_context(creds: Credentials) -> ssl.SSLContext:
+def ssl_context(creds: Credentials, plugin_pair: PluginCredential | None = None) -> ssl.SSLContext:
+    """Trust in the API server, and the client certificate: the kubeconfig's, else the
+    one an exec plugin gave (plugin_pair)."""
     ctx = ssl.create_default_context()
     if creds.insecure:
         ctx.check_hostname = False
@@ -44,14 +49,93 @@ def ssl_context(creds: Credentials) -> ssl.SSLContext:
     elif creds.ca_pem:
         ctx.load_verify_locations(cadata=creds.ca_pem.decode())
     if creds.client_cert_pem and creds.client_key_pem:
-        # ssl only loads key pairs from files: write them owner-only and drop them at once.
-        with tempfile.TemporaryDirectory() as tmp:
-            cert, key = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
-            cert.write_bytes(creds.client_cert_pem)
-            key.touch(mode=0o600)
-            key.write_bytes(creds.client_key_pem)
-            ctx.load_cert_chain(cert, key)
+        load_key_pair(ctx, creds.client_cert_pem, creds.client_key_pem)
+    elif plugin_pair and plugin_pair.client_cert_pem and plugin_pair.client_key_pem:
+        load_key_pair(ctx, plugin_pair.client_cert_pem, plugin_pair.client_key_pem)
     return ctx
+
+
+def load_key_pair(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    """ssl loads key pairs only from files: it is given files in memory (memfd), so a
+    private key never reaches a disk, and they are gone once closed."""
+    fds: list[int] = []
+    try:
+        for name, data in (("tls.crt", cert_pem), ("tls.key", key_pem)):
+            fd = os.memfd_create(name, os.MFD_CLOEXEC)
+            fds.append(fd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        ctx.load_cert_chain(f"/proc/self/fd/{fds[0]}", f"/proc/self/fd/{fds[1]}")
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def plugin_for(creds: Credentials) -> ExecPlugin | None:
+    """The exec plugin to ask, unless the user has a token, password or certificate,
+    which win over it (client-go's exec Authenticator.UpdateTransportConfig)."""
+    if creds.exec_plugin is None or creds.token or creds.username or creds.client_cert_pem:
+        return None
+    cluster = exec_plugin.ClusterInfo(
+        server=creds.server,
+        tls_server_name=creds.tls_server_name,
+        insecure=creds.insecure,
+        ca_pem=creds.ca_pem,
+        proxy_url=creds.proxy_url,
+        config=creds.exec_plugin.cluster_config,
+    )
+    return exec_plugin.plugin(creds.exec_plugin, cluster)
+
+
+async def sign_in(creds: Credentials) -> None:
+    """Run the user's exec plugin now, if it has one and no kept answer is valid: an
+    interactive plugin then prompts before a full-screen view takes the terminal.
+    Raises Unreachable with kubectl's words when the plugin fails."""
+    plugin = plugin_for(creds)
+    if plugin is not None:
+        try:
+            await plugin.credential()
+        except CredentialPluginError as err:
+            raise _not_signed_in(err) from err
+
+
+def http_proxy(creds: Credentials) -> str | None:
+    """proxy-url when it is an http or https proxy, which aiohttp dials itself (CONNECT
+    for the API's TLS); a socks5 one is the connector's (connector())."""
+    if creds.proxy_url is None or creds.proxy_url.startswith("socks5:"):
+        return None
+    return creds.proxy_url
+
+
+def connector(creds: Credentials, ctx: ssl.SSLContext) -> aiohttp.BaseConnector:
+    """Connections to the API server: direct, or through a socks5 proxy-url (kubeconfig
+    checked that aiohttp-socks is there)."""
+    if creds.proxy_url is not None and creds.proxy_url.startswith("socks5:"):
+        from aiohttp_socks import ProxyConnector  # an optional dependency: kubepulse[socks]
+
+        return ProxyConnector.from_url(creds.proxy_url, ssl=ctx)
+    return aiohttp.TCPConnector(ssl=ctx)
+
+
+def _not_signed_in(err: CredentialPluginError) -> Unreachable:
+    # kubectl's words for a request that could not be sent (a url.Error).
+    return Unreachable(f"Unable to connect to the server: {err}")
+
+
+def impersonation_headers(creds: Credentials) -> list[tuple[str, str]]:
+    """client-go's impersonatingRoundTripper: Impersonate-User, one Impersonate-Group per
+    group, Impersonate-Uid, Impersonate-Extra-<key, %-escaped> per value."""
+    who = creds.impersonate
+    if who is None:
+        return []
+    headers = [("Impersonate-User", who.user)]
+    headers += [("Impersonate-Group", group) for group in who.groups]
+    if who.uid:
+        headers.append(("Impersonate-Uid", who.uid))
+    for key, values in who.extra:
+        headers += [(f"Impersonate-Extra-{quote(key, safe='')}", v) for v in values]
+    return headers
 
 
 class KubeClient:
@@ -60,7 +144,13 @@ class KubeClient:
 
     session, when given, is one the caller owns and keeps open (its connector trusts
     creds' CA): many short-lived clients, e.g. one per signed-in user's call, then share
-    its connections. Such a client sends only creds.token, never basic auth."""
+    its connections. Such a client sends only creds.token, never basic auth.
+
+    A user with an exec plugin and nothing else gets the plugin's token or certificate
+    (exec_plugin.py); after a 401 with it the plugin is run again and the request sent
+    once more with the new credentials. A new client certificate from the plugin means a
+    new connection pool, as client-go closes every connection when it rotates.
+    creds.request_timeout (--request-timeout), when set, is every request's timeout."""
 
     def __init__(
         self,
@@ -70,29 +160,32 @@ class KubeClient:
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.creds = creds
-        self.timeout = timeout
+        self.timeout = timeout if creds.request_timeout is None else creds.request_timeout
         self.token_file = token_file
         self._token: str | None = None
         self._token_read = 0.0
         self._session: aiohttp.ClientSession | None = session
         self._owns_session = session is None
+        self._plugin = plugin_for(creds) if session is None and token_file is None else None
+        self._session_pair: PluginCredential | None = None
+        """The plugin's answer whose client certificate the session presents."""
 
     async def __aenter__(self) -> KubeClient:
-        if not self._owns_session:
-            return self
-        headers = {"User-Agent": "kubepulse"}
+        if self._owns_session:
+            self._session = self._new_session(None)
+        return self
+
+    def _new_session(self, plugin_pair: PluginCredential | None) -> aiohttp.ClientSession:
         auth = None
         # A token goes with each request (_headers), so that a re-read token file is used.
         if self.creds.username is not None and not (self.creds.token or self.token_file):
             auth = aiohttp.BasicAuth(self.creds.username, self.creds.password or "")
-        connector = aiohttp.TCPConnector(ssl=ssl_context(self.creds))
-        self._session = aiohttp.ClientSession(
-            headers=headers,
+        return aiohttp.ClientSession(
+            headers={"User-Agent": "kubepulse"},
             auth=auth,
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            connector=connector(self.creds, ssl_context(self.creds, plugin_pair)),
+            timeout=aiohttp.ClientTimeout(total=self.timeout or None),
         )
-        return self
 
     async def __aexit__(
         self,
@@ -103,12 +196,70 @@ class KubeClient:
         if self._session is not None and self._owns_session:
             await self._session.close()
 
-    def _headers(self, accept: str = "application/json") -> dict[str, str]:
-        headers = {"Accept": accept}
-        token = self._current_token()
+    def _headers(
+        self, accept: str = "application/json", plugin: PluginCredential | None = None
+    ) -> CIMultiDict[str]:
+        headers = CIMultiDict([("Accept", accept), *impersonation_headers(self.creds)])
+        token = plugin.token if plugin is not None else self._current_token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    async def _plugin_credential(
+        self, after_401: PluginCredential | None = None
+    ) -> PluginCredential | None:
+        """The exec plugin's credential (None without a plugin), its certificate put in
+        the session; after_401: the one the server refused."""
+        if self._plugin is None:
+            return None
+        try:
+            if after_401 is None:
+                found = await self._plugin.credential()
+            else:
+                found = await self._plugin.unauthorized(after_401)
+        except CredentialPluginError as err:
+            raise _not_signed_in(err) from err
+        if found.client_cert_pem and found is not self._session_pair and self._owns_session:
+            old, self._session = self._session, self._new_session(found)
+            self._session_pair = found
+            if old is not None:
+                await old.close()
+        return found
+
+    @contextlib.asynccontextmanager
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        accept: str = "application/json",
+        content_type: str | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request with the credentials, impersonation and proxy; sent again once
+        when the plugin's credential was refused and the plugin gave a new one."""
+        plugin = await self._plugin_credential()
+        for again in (False, True):
+            headers = self._headers(accept, plugin)
+            if content_type is not None:
+                headers["Content-Type"] = content_type
+            async with self._open().request(
+                method,
+                self.creds.server + path,
+                headers=headers,
+                proxy=http_proxy(self.creds),
+                # kubeconfig's tls-server-name: the name the certificate is checked against
+                # when the server is dialled by another name or by IP.
+                server_hostname=self.creds.tls_server_name,
+                **kwargs,
+            ) as resp:
+                if resp.status == 401 and plugin is not None and not again:
+                    fresh = await self._plugin_credential(after_401=plugin)
+                    if fresh is not plugin:
+                        plugin = fresh
+                        continue
+                yield resp
+                return
 
     def _current_token(self) -> str | None:
         """The bearer token; a token file is read again every minute, as client-go does,
@@ -165,22 +316,15 @@ class KubeClient:
         accept: str = "application/json",
         raw: bool = False,
     ) -> Any:
-        session = self._open()
-        headers = self._headers(accept)
-        data = None
-        if body is not None:
-            headers["Content-Type"] = content_type
-            data = json.dumps(body).encode()
+        data = None if body is None else json.dumps(body).encode()
         with self._translate_errors():
-            async with session.request(
+            async with self._request(
                 method,
-                self.creds.server + path,
+                path,
                 params=params,
                 data=data,
-                headers=headers,
-                # kubeconfig's tls-server-name: the name the certificate is checked against
-                # when the server is dialled by another name or by IP.
-                server_hostname=self.creds.tls_server_name,
+                accept=accept,
+                content_type=None if body is None else content_type,
             ) as resp:
                 answer = await resp.read()
                 if resp.status >= 400:
@@ -197,16 +341,14 @@ class KubeClient:
         Unreachable. timeout bounds the whole request, so a connection that went silent
         without being closed is given up eventually.
         """
-        session = self._open()
         query = {k: v for k, v in params.items() if v}
         query["watch"] = "true"
         with self._translate_errors():
-            async with session.get(
-                self.creds.server + path,
+            async with self._request(
+                "GET",
+                path,
                 params=query,
-                headers=self._headers(),
-                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self.timeout),
-                server_hostname=self.creds.tls_server_name,
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self.timeout or None),
             ) as resp:
                 if resp.status >= 400:
                     raise _api_error(resp.status, await resp.read())
@@ -232,7 +374,14 @@ class KubeClient:
                 f"The connection to the server {err.host}:{err.port} was refused - "
                 "did you specify the right host or port?"
             ) from err
-        except (aiohttp.ClientError, TimeoutError) as err:
+        except TimeoutError as err:
+            # The timeout (--request-timeout) ran out: kubectl's words, from Go's
+            # http.Client.Timeout.
+            raise Unreachable(
+                "Unable to connect to the server: net/http: request canceled "
+                "(Client.Timeout exceeded while awaiting headers)"
+            ) from err
+        except aiohttp.ClientError as err:
             raise Unreachable(
                 f"cannot reach the server {self.creds.server}: {err or type(err).__name__}"
             ) from err

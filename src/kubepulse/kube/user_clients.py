@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from kubepulse.kube.client import KubeClient, ssl_context
+from kubepulse.kube.client import KubeClient, connector, ssl_context
 from kubepulse.kube.kubeconfig import Credentials, without_credentials
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class UserClients:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers={"User-Agent": "kubepulse-dashboard"},
-                connector=aiohttp.TCPConnector(ssl=ssl_context(self.cluster)),
+                connector=connector(self.cluster, ssl_context(self.cluster)),
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             )
         return self._session

@@ -21,15 +21,17 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography import x509
 from yarl import URL
 
 from kubepulse import __version__
+from kubepulse.kube.client import load_key_pair
+from kubepulse.kube.exec_plugin import CredentialPluginError, ExecPlugin, PluginCredential
 from kubepulse.kube.objects import RESOURCE_METRICS_PATH_ANNOTATION, Node
 from kubepulse.model import NodeSample, PodSample
 from kubepulse.scrape.bounds import ScrapeResult, within_node
@@ -129,6 +131,11 @@ class ClientConfig:
     token_file: Path | None = None
     """Read the bearer token from here instead, and again every minute: a projected
     service-account token rotates (client-go's cachingTokenSource re-reads it too)."""
+    exec_plugin: ExecPlugin | None = None
+    """The cluster's exec credential plugin, whose token every request carries and whose
+    client certificate every connection presents, unless client_cert is given (the one
+    the API client uses, run again on expiry and after a kubelet's 401): metrics-server's
+    kubelet client is a copy of its rest.Config, exec provider included."""
     path: str = RESOURCE_METRICS_PATH
     use_summary: bool = False
     """Scrape /stats/summary?only_cpu_and_memory=true instead (metrics-server <= v0.5)."""
@@ -146,11 +153,15 @@ class ClientConfig:
             raise ValueError("the kubelet body limit must be positive")
 
 
-def ssl_context(config: ClientConfig) -> ssl.SSLContext:
-    """The one TLS client context every kubelet connection shares."""
-    context = ssl.create_default_context(
-        cafile=str(config.ca_file) if config.ca_file is not None else None
-    )
+def ssl_context(config: ClientConfig, ca_pem: str | None = None) -> ssl.SSLContext:
+    """The one TLS client context every kubelet connection shares; ca_pem: the CA file's
+    text, read before (the file may be gone by now)."""
+    if ca_pem is not None:
+        context = ssl.create_default_context(cadata=ca_pem)
+    else:
+        context = ssl.create_default_context(
+            cafile=str(config.ca_file) if config.ca_file is not None else None
+        )
     if config.insecure_tls:
         # --kubelet-insecure-tls: no CA or name check ("testing only", MS README).
         context.check_hostname = False
@@ -171,6 +182,11 @@ class KubeletClient:
         self.config = config
         self.decode = decode
         self._pool: ConnectionPool | None = None
+        self._pool_pair: PluginCredential | None = None
+        """The plugin's answer whose client certificate the pool's connections present."""
+        self._ca_pem: str | None = None
+        """The CA, kept for the pools of the plugin's certificates (the server removes the
+        file it wrote for an inline kubeconfig CA once the client has started)."""
         self._headers = ""
         self._token_read_at = 0.0
         # Nodes whose kubelet answered 404 on /metrics/resource (kubelets before 1.18
@@ -181,7 +197,9 @@ class KubeletClient:
         """Build the TLS context and the pool; errors here are configuration errors."""
         if self._pool is not None:
             return
-        context = ssl_context(self.config)  # built once, shared by every connection
+        if self.config.exec_plugin is not None and self.config.ca_file is not None:
+            self._ca_pem = self.config.ca_file.read_text()
+        context = ssl_context(self.config, self._ca_pem)  # shared by every connection
         # Keep-alive connections (Go's Transport keeps idle ones for 90 s, longer than
         # a resolution), so every scrape after the first skips the TLS handshake.
         self._pool = ConnectionPool(context, self.config.max_body_bytes)
@@ -190,10 +208,7 @@ class KubeletClient:
             self._refresh_token(first=True)
 
     def _set_headers(self, token: str | None) -> None:
-        headers = f"User-Agent: kubepulse/{__version__}\r\nAccept-Encoding: gzip\r\n"
-        if token:
-            headers += f"Authorization: Bearer {token}\r\n"
-        self._headers = headers
+        self._headers = _header_lines(token)
 
     def _refresh_token(self, first: bool = False) -> None:
         """Read the token file (again). Unreadable at start is a configuration error;
@@ -298,15 +313,50 @@ class KubeletClient:
         return path if path.startswith("/") else "/" + path
 
     async def _get(self, url: URL, address: str, port: int, accept: str) -> bytes:
-        """The 200 body of a GET within the timeout, or a classified ScrapeError."""
+        """The 200 body of a GET within the timeout, or a classified ScrapeError; with
+        an exec plugin, sent once more with its new token after a 401."""
+        plugin = self.config.exec_plugin
+        if plugin is None:
+            stale = time.monotonic() - self._token_read_at >= TOKEN_REREAD_SECONDS
+            if self.config.token_file is not None and stale:
+                self._refresh_token()
+            return await self._get_once(url, address, port, accept, self._headers)
+        used = await _plugin_answer(plugin.credential(), url)
+        self._present(used)
+        try:
+            return await self._get_once(url, address, port, accept, _header_lines(used.token))
+        except ScrapeError as err:
+            if err.status != 401:
+                raise
+            fresh = await _plugin_answer(plugin.unauthorized(used), url)
+            if fresh is used:
+                raise
+        self._present(fresh)
+        return await self._get_once(url, address, port, accept, _header_lines(fresh.token))
+
+    def _present(self, answer: PluginCredential) -> None:
+        """A client certificate from the plugin that the pool does not present yet: a new
+        pool with it, as client-go closes every connection when the plugin rotates it."""
+        cert, key = answer.client_cert_pem, answer.client_key_pem
+        if cert is None or key is None or self.config.client_cert is not None:
+            return
+        if answer is self._pool_pair:
+            return
+        context = ssl_context(self.config, self._ca_pem)
+        load_key_pair(context, cert, key)
+        old, self._pool = self._pool, ConnectionPool(context, self.config.max_body_bytes)
+        self._pool_pair = answer
+        if old is not None:
+            old.close()
+
+    async def _get_once(
+        self, url: URL, address: str, port: int, accept: str, headers: str
+    ) -> bytes:
         assert self._pool is not None
-        now = time.monotonic()
-        if self.config.token_file is not None and now - self._token_read_at >= TOKEN_REREAD_SECONDS:
-            self._refresh_token()
-        deadline = now + self.config.timeout
+        deadline = time.monotonic() + self.config.timeout
         request = (
             f"GET {url.raw_path_qs} HTTP/1.1\r\nHost: {url.raw_authority}\r\n"
-            f"{self._headers}Accept: {accept}\r\n\r\n"
+            f"{headers}Accept: {accept}\r\n\r\n"
         ).encode()
         try:
             async with asyncio.timeout(self.config.timeout):
@@ -335,6 +385,22 @@ class KubeletClient:
         if response.status != 200:
             raise _status_error(url, response)
         return body
+
+
+def _header_lines(token: str | None) -> str:
+    headers = f"User-Agent: kubepulse/{__version__}\r\nAccept-Encoding: gzip\r\n"
+    if token:
+        headers += f"Authorization: Bearer {token}\r\n"
+    return headers
+
+
+async def _plugin_answer(
+    asked: Coroutine[Any, Any, PluginCredential], url: URL
+) -> PluginCredential:
+    try:
+        return await asked
+    except CredentialPluginError as err:
+        raise ScrapeError("unauthorized", f'Get "{url}": {err}') from err
 
 
 async def _certificate_error(

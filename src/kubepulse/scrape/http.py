@@ -294,6 +294,7 @@ class ConnectionPool:
         self.context = context
         self.limit = limit
         self._idle: dict[tuple[str, int], _Connection] = {}
+        self._closed = False
 
     async def get(self, host: str, port: int, request: bytes) -> HTTPResponse:
         """Send `request` (the whole HTTP/1.1 message) and return the answer.
@@ -330,7 +331,8 @@ class ConnectionPool:
     def _release(
         self, key: tuple[str, int], conn: _Connection, response: HTTPResponse
     ) -> HTTPResponse:
-        if response.keep_alive and not conn.closed:
+        # A closed pool (replaced by one with a new client certificate) keeps nothing.
+        if response.keep_alive and not conn.closed and not self._closed:
             conn.idle_since = time.monotonic()
             old = self._idle.pop(key, None)
             if old is not None:
@@ -341,6 +343,7 @@ class ConnectionPool:
         return response
 
     def close(self) -> None:
+        self._closed = True
         for conn in self._idle.values():
             conn.close()
         self._idle.clear()

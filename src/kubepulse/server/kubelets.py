@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubepulse.kube.client import plugin_for
+from kubepulse.kube.exec_plugin import ExecPlugin
 from kubepulse.kube.kubeconfig import Credentials
 from kubepulse.scrape.client import ClientConfig
 from kubepulse.server.config import ConfigError, KubeletOptions
@@ -27,6 +29,8 @@ class KubeletDefaults:
     client_key: Path | None = None
     token_file: Path | None = None
     """Where `token` came from, when it rotates (the service account's)."""
+    exec_plugin: ExecPlugin | None = None
+    """The kubeconfig user's exec credential plugin, when it has no token of its own."""
 
 
 def read_token(path: Path | None) -> str | None:
@@ -72,6 +76,7 @@ def client_config(
         token=token or defaults.token,
         # The file again every minute: a rotated token must reach the kubelets too.
         token_file=k.token_file or (None if token else defaults.token_file),
+        exec_plugin=None if token or k.token_file else defaults.exec_plugin,
         use_summary=k.use_summary_api,
     )
 
@@ -91,4 +96,6 @@ def kubelet_defaults(
         key.touch(mode=0o600)
         key.write_bytes(creds.client_key_pem)
         cert.write_bytes(creds.client_cert_pem)
-    return KubeletDefaults(creds.token, ca_file, creds.insecure, cert, key, token_file)
+    return KubeletDefaults(
+        creds.token, ca_file, creds.insecure, cert, key, token_file, plugin_for(creds)
+    )

@@ -16,7 +16,7 @@ import locale
 import time
 from typing import Any
 
-from kubepulse.kube.client import ApiError, KubeClient, Unreachable
+from kubepulse.kube.client import ApiError, KubeClient, Unreachable, sign_in
 from kubepulse.kube.kubeconfig import Credentials
 from kubepulse.kube.objects import ObjectError
 from kubepulse.top import query
@@ -109,6 +109,10 @@ async def poll(creds: Credentials, request: TopRequest, view: View) -> None:
 
 async def run(request: TopRequest) -> int:
     creds = query.credentials(request)
+    try:
+        await sign_in(creds)
+    except Unreachable as err:
+        raise query.TopError(str(err), raw=True) from err
     locale.setlocale(locale.LC_ALL, "")
     glyphs = UNICODE if "utf" in locale.getpreferredencoding().lower() else ASCII
     view = View(request.kind, request.interval, sort=request.sort_by or "cpu")

@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -16,6 +16,7 @@ import yaml
 from kubepulse.errors import Failure
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import ApiError, KubeClient, Unreachable
+from kubepulse.kube.kubeconfig import Overrides
 from kubepulse.kube.metrics import MetricsReader
 from kubepulse.kube.objects import ObjectError
 from kubepulse.timefmt import go_duration, parse_rfc3339
@@ -51,12 +52,19 @@ class TopRequest:
     interval: float = 2.0
     kubeconfig: str | None = None
     context: str | None = None
+    overrides: Overrides = field(default_factory=Overrides)
+    """--cluster, --user, --server, --token, --as ... (kube/kubeconfig.py)."""
 
 
 def server_error(err: ApiError) -> TopError:
     """kubectl's wording for an error Status: Error from server (Reason): message."""
     if err.code == 401:
-        return TopError(f"You must be logged in to the server ({err.message or 'Unauthorized'})")
+        # kubectl meets a 401 first in its discovery, whose client words it so
+        # (apimachinery's NewGenericServerResponse), whatever the Status says.
+        return TopError(
+            "You must be logged in to the server "
+            "(the server has asked for the client to provide credentials)"
+        )
     return TopError(f"Error from server ({err.reason}): {err.message}", raw=True)
 
 
@@ -187,7 +195,9 @@ async def top_pods(client: KubeClient, request: TopRequest, namespace: str) -> t
 
 def credentials(request: TopRequest) -> kubeconfig.Credentials:
     try:
-        return kubeconfig.load(request.kubeconfig, request.context, request.namespace)
+        return kubeconfig.load(
+            request.kubeconfig, request.context, request.namespace, request.overrides
+        )
     except kubeconfig.KubeconfigError as err:
         raise TopError(str(err)) from err
 
