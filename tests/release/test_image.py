@@ -1,0 +1,265 @@
+"""The image `make image` builds, unpacked and run as a runtime would run it.
+
+No container runtime works on these machines (`podman run` fails: setrlimit
+RLIMIT_NPROC), so the unpacked root runs under `unshare --mount` + `chroot`, as the
+image's user, with the root bind-mounted read-only and a tmpfs on /tmp, as the
+Deployment from `kubepulse manifests` runs it (readOnlyRootFilesystem, an emptyDir
+on /tmp).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubepulse import __version__, pki
+from kubepulse.kube.manifests import DEFAULT_IMAGE
+from release import image as release_image
+from release import oci, rootfs
+from tests.server.test_server_cli import NODES, SERVER_TOKEN, Agent, targets_file
+from tests.support import KUBECTL, free_port, run_kubepulse, wait_for
+
+MB = 1_000_000
+WORK = "/tmp/work"  # where the test's files are, inside the image
+
+
+@dataclass(frozen=True)
+class Built:
+    archive: Path
+    digest: str
+    seconds: float
+    image: oci.Image
+    root: Path  # the layers unpacked
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    base = tmp_path_factory.mktemp("image")
+    started = time.monotonic()
+    archive, result = release_image.build(base / "dist", None, work=base / "work")
+    seconds = time.monotonic() - started
+    image = oci.read_archive(archive)
+    root = base / "unpacked"
+    oci.unpack(image, root)
+    return Built(archive, result.manifest_digest, seconds, image, root)
+
+
+def user(image: oci.Image) -> str:
+    return str(image.config["config"]["User"])
+
+
+def contained(built: Built, host_dir: Path | None = None) -> list[str]:
+    """The command that runs the image's entrypoint as its user, read-only root."""
+    r = shlex.quote(str(built.root))
+    mounts = [
+        f"mount --bind {r} {r}",
+        f"mount -o remount,bind,ro {r}",
+        f"mount -t tmpfs -o mode=1777 tmpfs {r}/tmp",
+        f"mount --rbind /proc {r}/proc",
+        f"mount --rbind /sys {r}/sys",
+        f"mount --rbind /dev {r}/dev",
+    ]
+    if host_dir is not None:
+        mounts += [f"mkdir {r}{WORK}", f"mount --bind {shlex.quote(str(host_dir))} {r}{WORK}"]
+    entrypoint = built.image.config["config"]["Entrypoint"]
+    script = " && ".join([*mounts, f'exec chroot --userspec={user(built.image)} {r} "$@"'])
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *entrypoint]
+
+
+def run(built: Built, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*contained(built), *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_the_image_is_built_in_minutes_and_is_small(built: Built) -> None:
+    layer_bytes = sum(len(layer) for layer in built.image.layers)
+    unpacked = sum(
+        p.lstat().st_size for p in built.root.rglob("*") if p.is_file() and not p.is_symlink()
+    )
+    print(f"image {built.digest}: built in {built.seconds:.0f} s, layer {layer_bytes / MB:.1f} MB,")
+    print(f"unpacked {unpacked / MB:.1f} MB")
+    assert built.seconds < 600
+    assert layer_bytes < 80 * MB
+    assert unpacked < 200 * MB
+
+
+def test_the_image_is_named_and_labelled_for_this_version(built: Built) -> None:
+    assert built.image.reference == DEFAULT_IMAGE == f"ghcr.io/kubepulse/kubepulse:{__version__}"
+    assert built.archive.name == f"kubepulse-{__version__}.oci.tar"
+    config = built.image.config["config"]
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.version"] == __version__
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert labels["org.opencontainers.image.source"].startswith("https://")
+    assert config["User"] == "65534:65534"
+    assert config["Entrypoint"] == ["/usr/local/bin/kubepulse"]
+
+
+def test_the_image_has_no_shell_compiler_or_package_manager(built: Built) -> None:
+    names = {p.name for p in built.root.rglob("*") if p.is_file() or p.is_symlink()}
+    assert not names & {"sh", "bash", "dash", "gcc", "cc", "apt", "apt-get", "dpkg", "pip", "tar"}
+    assert not (built.root / "var/cache/apt").exists()
+    assert not list(built.root.rglob("*.deb"))
+    # Scanners still see the Debian packages and their versions.
+    python3 = (built.root / "var/lib/dpkg/status.d/python3").read_text()
+    assert "Package: python3\n" in python3 and "Version: " in python3
+    assert "Debian GNU/Linux 12" in (built.root / "usr/lib/os-release").read_text()
+
+
+def test_every_shared_library_in_the_image_finds_what_it_links_against(built: Built) -> None:
+    missing = []
+    for path in sorted(built.root.rglob("*.so*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        inside = "/" + path.relative_to(built.root).as_posix()
+        listed = subprocess.run(
+            ["chroot", built.root, "/lib64/ld-linux-x86-64.so.2", "--list", inside],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        missing += [
+            f"{inside}: {line.strip()}"
+            for line in listed.stdout.splitlines()
+            if "not found" in line
+        ]
+    assert missing == []
+
+
+def test_kubepulse_runs_as_nobody_from_the_read_only_root(built: Built) -> None:
+    version = run(built, "--version")
+    assert (version.returncode, version.stdout, version.stderr) == (
+        0,
+        f"kubepulse {__version__}\n",
+        "",
+    )
+    usage = run(built, "server", "--help")
+    assert usage.returncode == 0, usage.stderr
+    assert "--kubelet-preferred-address-types" in usage.stdout
+    script = "\n".join(
+        [
+            "import os, pathlib",
+            "print(os.getuid(), os.getgid())",
+            "try:",
+            "    pathlib.Path('/usr/x').write_text('x')",
+            "except OSError as e:",
+            "    print(e.strerror)",
+            "pathlib.Path('/tmp/x').write_text('x')",
+        ]
+    )
+    probe = subprocess.run(
+        [*contained(built)[:-1], "/usr/bin/python3", "-c", script],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert probe.stdout.splitlines() == ["65534 65534", "Read-only file system"], probe.stderr
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    """A CA, node-a's serving certificate, the agent's token and the server's tokens,
+    readable by the image's user."""
+    base = tmp_path / "work"
+    base.mkdir()
+    ca = pki.new_ca("kubelet-ca")
+    ca.write(base / "ca.crt", base / "ca.key")
+    ip = NODES["node-a"][0]
+    pki.issue(ca, "node-a", dns_names=["node-a"], ips=[ipaddress.ip_address(ip)]).write(
+        base / "node-a.crt", base / "node-a.key"
+    )
+    (base / "agent-token").write_text(secrets.token_hex(16) + "\n")
+    (base / "tokens.csv").write_text(f'{SERVER_TOKEN},admin,1,"system:masters"\n')
+    for path in [base, *base.iterdir()]:
+        os.chown(path, rootfs.NOBODY, rootfs.NOBODY)
+    return base
+
+
+@pytest.fixture
+def agent_in_image(built: Built, files: Path, tmp_path: Path) -> Iterator[Agent]:
+    ip = NODES["node-a"][0]
+    port = free_port(ip)
+    args = [
+        "agent", "--address", ip, "--port", str(port), "--hostname-override", "node-a",
+        "--tls-cert-file", f"{WORK}/node-a.crt", "--tls-private-key-file", f"{WORK}/node-a.key",
+        "--cert-dir", f"{WORK}/agent-pki", "--token-file", f"{WORK}/agent-token",
+        "--housekeeping-interval", "1s",
+    ]  # fmt: skip
+    with run_kubepulse(args, tmp_path / "agent.log", contained(built, files)) as running:
+        wait_for(
+            lambda: "node-a" in running.log() or running.proc.poll() is not None,
+            what="the agent in the image to start",
+        )
+        yield Agent("node-a", ip, port, running)
+
+
+def test_the_server_in_the_image_scrapes_an_agent_in_the_image_and_kubectl_reads_it(
+    built: Built, files: Path, agent_in_image: Agent, tmp_path: Path
+) -> None:
+    targets_file(files / "targets.yaml", {"node-a": agent_in_image})
+    os.chown(files / "targets.yaml", rootfs.NOBODY, rootfs.NOBODY)
+    port = free_port()
+    args = [
+        "server", "--targets", f"{WORK}/targets.yaml", "--bind-address", "127.0.0.1",
+        "--secure-port", str(port), "--cert-dir", f"{WORK}/server-pki",
+        "--token-auth-file", f"{WORK}/tokens.csv", "--kubelet-token-file", f"{WORK}/agent-token",
+        "--kubelet-certificate-authority", f"{WORK}/ca.crt", "--kubelet-use-node-status-port",
+        "--metric-resolution", "2s",
+    ]  # fmt: skip
+    with ExitStack() as stack:
+        server = stack.enter_context(
+            run_kubepulse(args, tmp_path / "server.log", contained(built, files))
+        )
+
+        def serving() -> bool:
+            if server.proc.poll() is not None or agent_in_image.running.proc.poll() is not None:
+                raise AssertionError(f"exited: {server.log()}{agent_in_image.running.log()}")
+            return f"kubepulse server: https://127.0.0.1:{port}" in server.log()
+
+        wait_for(serving, what="the server in the image to serve")
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {
+                            "name": "image",
+                            "cluster": {
+                                "server": f"https://127.0.0.1:{port}",
+                                "certificate-authority": str(files / "server-pki/ca.crt"),
+                            },
+                        }
+                    ],
+                    "users": [{"name": "admin", "user": {"token": SERVER_TOKEN}}],
+                    "contexts": [
+                        {"name": "image", "context": {"cluster": "image", "user": "admin"}}
+                    ],
+                    "current-context": "image",
+                }
+            )
+        )
+
+        def node_metrics() -> dict[str, object] | None:
+            got = subprocess.run(
+                [KUBECTL, "--kubeconfig", str(kubeconfig), "get", "--raw",
+                 "/apis/metrics.k8s.io/v1beta1/nodes/node-a"],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            return json.loads(got.stdout) if got.returncode == 0 else None
+
+        metrics = wait_for(node_metrics, timeout=60, what="node-a's metrics through kubectl")
+        usage = metrics["usage"]
+        assert isinstance(usage, dict)
+        assert int(usage["cpu"].rstrip("n")) > 0
+        assert usage["memory"].endswith("Ki")
