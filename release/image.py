@@ -2,6 +2,8 @@
 
 python -m release.image build [--out dist] [--reference REF]
 python -m release.image lock    # release/requirements.lock from pyproject's dependencies
+python -m release.image site --root DIR --site-packages PATH --python PATH
+                                # only the Python part, for the Containerfile
 """
 
 from __future__ import annotations
@@ -55,9 +57,12 @@ def project(pyproject: Path = REPO / "pyproject.toml") -> Project:
 
 
 def source_date_epoch() -> int:
-    """SOURCE_DATE_EPOCH, else the last commit's time: the same for every build of it."""
+    """SOURCE_DATE_EPOCH, else the last commit's time: the same for every build of it;
+    1980-01-01, zip's earliest date, where there is no git (a Containerfile's context)."""
     if "SOURCE_DATE_EPOCH" in os.environ:
         return int(os.environ["SOURCE_DATE_EPOCH"])
+    if not (REPO / ".git").exists():
+        return 315_532_800
     out = subprocess.run(
         ["git", "-C", str(REPO), "log", "-1", "--format=%ct"],
         capture_output=True,
@@ -105,6 +110,7 @@ def build(out_dir: Path, reference: str | None, work: Path = WORK) -> tuple[Path
     rootfs.accounts(root)
     wheel = build_wheel(work / "wheel", epoch)
     rootfs.python_packages(root, LOCK, wheel, [sys.executable, "-m", "pip"])
+    rootfs.strip_debug_info(root)
     rootfs.compile_bytecode(root)
     cfg = oci.ImageConfig(
         reference=reference or proj.reference,
@@ -159,11 +165,21 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", type=Path, default=REPO / "dist")
     b.add_argument("--reference", help="the name the image loads as (default: the release's)")
     sub.add_parser("lock", help=f"rewrite {LOCK.name} from pyproject.toml's dependencies")
+    site = sub.add_parser("site", help="install kubepulse and the locked wheels under --root")
+    site.add_argument("--root", type=Path, required=True)
+    site.add_argument("--site-packages", default=rootfs.SITE_PACKAGES, help="under --root")
+    site.add_argument("--python", default=rootfs.INTERPRETER, help="the launcher's interpreter")
     args = parser.parse_args(argv)
     try:
         if args.command == "lock":
             LOCK.write_text(lock(project().dependencies))
             print(f"wrote {LOCK}")
+            return 0
+        if args.command == "site":
+            with tempfile.TemporaryDirectory() as tmp:
+                wheel = build_wheel(Path(tmp), source_date_epoch())
+                pip = [sys.executable, "-m", "pip"]
+                rootfs.python_packages(args.root, LOCK, wheel, pip, args.site_packages, args.python)
             return 0
         started = time.monotonic()
         archive, built = build(args.out, args.reference)

@@ -56,6 +56,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     "fakeapi/test_writable.py": ("kubectl",),
     "kube/test_csr_approver.py": ("e2e",),
     "test_command.py": ("e2e",),
+    "release/test_image.py": ("root",),
+    "release/test_deploy.py": ("kubectl",),
+    "release/test_oci.py": ("e2e",),
 }
 
 HERE = Path(__file__).resolve().parent
