@@ -25,16 +25,19 @@ typecheck: $(STAMP)
 
 # Debian packages the suite drives for real: tmux (the live view's terminal),
 # Prometheus (history kept by a real Prometheus scraping kubepulse), Chromium (the
-# dashboard, driven by Playwright), and mmdebstrap, binutils and skopeo (`make image`
-# builds the image from Debian packages and strips the wheels' debug information; skopeo
-# reads it back as podman would). kubectl (v1.32), the client the end-to-end tests
-# compare against, is not a Debian package: it is expected on PATH.
+# dashboard, driven by Playwright), and mmdebstrap, binutils, skopeo and podman (`make
+# image` builds the image from Debian packages and strips the wheels' debug information;
+# the tests read it back with skopeo and load it with podman). kubectl (v1.32), the
+# client the end-to-end tests compare against, is not a Debian package: it is expected
+# on PATH.
 system-deps:
 	@command -v tmux >/dev/null && command -v prometheus >/dev/null && \
 		command -v chromium >/dev/null && command -v mmdebstrap >/dev/null && \
-		command -v strip >/dev/null && command -v skopeo >/dev/null || \
+		command -v strip >/dev/null && command -v skopeo >/dev/null && \
+		command -v podman >/dev/null || \
 		{ apt-get update -qq && \
-		apt-get install -y -qq tmux prometheus chromium mmdebstrap binutils skopeo; }
+		apt-get install -y -qq tmux prometheus chromium mmdebstrap binutils skopeo \
+		podman; }
 	@command -v kubectl >/dev/null || \
 		{ echo "make test: the end-to-end tests need kubectl v1.32 on PATH" >&2; exit 1; }
 

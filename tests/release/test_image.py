@@ -17,6 +17,7 @@ import secrets
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -135,6 +136,30 @@ def test_skopeo_reads_the_built_archive_as_the_image_it_is(built: Built) -> None
     assert info["Digest"] == built.digest
     assert info["Labels"] == built.image.config["config"]["Labels"]
     assert (info["Os"], info["Architecture"], len(info["Layers"])) == ("linux", "amd64", 1)
+
+
+def test_podman_loads_the_archive_under_the_release_name(built: Built) -> None:
+    """`podman load` works here (only `podman run` does not), into a store of the test's
+    own; its run root must be a short path (podman refuses one over 50 characters)."""
+    with tempfile.TemporaryDirectory(prefix="podman-") as store:
+        podman = [
+            "podman", "--root", f"{store}/root", "--runroot", f"{store}/run",
+            "--storage-driver", "vfs",
+        ]  # fmt: skip
+        loaded = subprocess.run(
+            [*podman, "load", "-i", str(built.archive)],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert loaded.returncode == 0, loaded.stderr
+        assert f"Loaded image: {DEFAULT_IMAGE}" in loaded.stdout
+        inspected = subprocess.run(
+            [*podman, "image", "inspect", DEFAULT_IMAGE],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+    (info,) = json.loads(inspected.stdout)
+    assert info["Digest"] == built.digest
+    assert info["User"] == "65534:65534"
+    assert info["Config"]["Entrypoint"] == ["/usr/local/bin/kubepulse"]
 
 
 def test_the_wheels_shared_objects_carry_no_debug_information(built: Built) -> None:
