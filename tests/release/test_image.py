@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shlex
+import socket
 import subprocess
 import sys
 import tempfile
@@ -369,3 +370,34 @@ def test_the_containerfiles_python_step_installs_what_make_image_does(
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert version.stdout == f"{inside}/kubepulse/__init__.py {__version__}\n", version.stderr
+
+
+def test_kubepulse_up_in_the_image_answers_kubectl_top_nodes(built: Built, tmp_path: Path) -> None:
+    """The agent and server of `kubepulse up`, as the image's user on its read-only root,
+    read this host's cgroups and /proc; the real kubectl reads them with `top nodes`."""
+    work = tmp_path / "work"
+    work.mkdir()
+    os.chown(work, rootfs.NOBODY, rootfs.NOBODY)
+    host = socket.gethostname()
+    args = [
+        "up", "--state-dir", f"{WORK}/state", "--port", str(free_port()),
+        "--agent-port", str(free_port()),
+    ]  # fmt: skip
+    with run_kubepulse(args, tmp_path / "up.log", contained(built, work)) as up:
+
+        def top_nodes() -> str | None:
+            if up.proc.poll() is not None:
+                raise AssertionError(f"kubepulse up exited: {up.log()}")
+            if not (work / "state/kubeconfig").exists():
+                return None
+            top = subprocess.run(
+                [KUBECTL, "--kubeconfig", str(work / "state/kubeconfig"), "top", "nodes"],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            return top.stdout if top.returncode == 0 and host in top.stdout else None
+
+        table = wait_for(top_nodes, timeout=60, what="kubectl top nodes from the image's up")
+    header, row = table.splitlines()[:2]
+    assert header.split()[:3] == ["NAME", "CPU(cores)", "CPU(%)"]
+    assert row.split()[0] == host
+    assert row.split()[1].endswith("m")
