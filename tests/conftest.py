@@ -61,6 +61,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     "kube/test_exec_plugins.py": ("kubectl",),
     "api/test_impersonation.py": ("kubectl",),
     "test_command.py": ("e2e",),
+    "release/test_image.py": ("root",),
+    "release/test_deploy.py": ("kubectl",),
+    "release/test_oci.py": ("e2e",),
 }
 
 HERE = Path(__file__).resolve().parent

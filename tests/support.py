@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,11 +68,16 @@ class Running:
 
 
 @contextmanager
-def run_kubepulse(args: list[str], log_path: Path) -> Iterator[Running]:
-    """Run `kubepulse ARGS` in the background; stop it with SIGTERM afterwards."""
+def run_kubepulse(
+    args: list[str], log_path: Path, command: Sequence[str] = KUBEPULSE
+) -> Iterator[Running]:
+    """Run `kubepulse ARGS` in the background; stop it with SIGTERM afterwards.
+
+    `command` is how kubepulse is started: this checkout's, or the image's (tests/release).
+    """
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [*KUBEPULSE, *args],
+            [*command, *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
