@@ -25,7 +25,6 @@ from kubepulse.recommend.rows import ContainerRow
 from kubepulse.recommend.run import RecommendRequest, recommendations
 from kubepulse.recommend.settings import Settings
 from kubepulse.recommend.source import FileUsage
-from kubepulse.recommend.usage import pod_usage
 from tests.recommend.support import DAY, MIB, STEP, T0, container_rows, write_history
 
 
@@ -55,9 +54,14 @@ NEW = container_rows("default", "web", "app", [300] * 100, [100 * MIB] * 100, st
 def test_a_sample_three_half_lives_newer_weighs_eight_times_as_much(tmp_path: Path) -> None:
     path = write_history(tmp_path / "h.db", OLD + NEW)
     source = FileUsage(path)
-    keys = asyncio.run(source.containers(T0 - DAY, T0 + 5 * DAY))
-    points = asyncio.run(source.points(keys, T0 - DAY, T0 + 5 * DAY))
-    histogram = vpa.cpu_histogram([pod_usage(points[("default", "web", "app")])])
+    state = vpa.VpaPooled(Settings(strategy="vpa"), STEP, anchor=T0 + 5 * DAY)
+
+    async def read() -> None:
+        keys = await source.containers(T0 - DAY, T0 + 5 * DAY)
+        await source.read(keys, T0 - DAY, T0 + 5 * DAY, lambda _key, usage: state.add(usage))
+
+    asyncio.run(read())
+    histogram = state.cpu.done()
 
     weights = histogram.weights[histogram.weights > 0]
     # Each stretch: 0.1 * sum(2^(i*900/86400)) over its 100 points, times 2^3 for the new.
