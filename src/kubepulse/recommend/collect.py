@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from kubepulse.kube.objects import pod_from_object
 from kubepulse.recommend import pooled
 from kubepulse.recommend.owners import Object, Owners, Workload
+from kubepulse.recommend.pressure import NONE, Pressure
 from kubepulse.recommend.rows import ContainerRow, Values, current_values, recommended_values
 from kubepulse.recommend.settings import Recommendation, Settings
 from kubepulse.recommend.source import ContainerKey, UsageSource
@@ -89,6 +90,9 @@ async def collect(
         spec = (_newest(pods).get("spec") or {}).get("containers") or []
         containers_of[workload] = {str(c.get("name")) for c in spec}
     group_of = {k: g for g, members in grouped.items() for k in members}
+    pressure: dict[tuple[Workload, str], Pressure] = {}
+    for key, found in (await source.pressure(list(group_of), start, end)).items():
+        pressure[group_of[key]] = pressure.get(group_of[key], NONE) + found
     left = {g: len(members) for g, members in grouped.items()}
     states: dict[tuple[Workload, str], Pooled] = {}
     pods_of: dict[tuple[Workload, str], int] = {}
@@ -115,6 +119,7 @@ async def collect(
                     live.get(workload, []),
                     settings,
                     state.result(len(containers_of[workload])),
+                    pressure.get(found, NONE),
                 )
             )
 
@@ -130,9 +135,10 @@ def _row(
     pods: Sequence[Object],
     settings: Settings,
     rec: Recommendation,
+    pressure: Pressure,
 ) -> ContainerRow:
     current = _current(pods, container)
-    killed = any(oom_killed(p, container) for p in pods)
+    killed = pressure.oom_events > 0 or any(oom_killed(p, container) for p in pods)
     return ContainerRow(
         workload=workload,
         container=container,
@@ -140,8 +146,11 @@ def _row(
         replicas=len(pods) if pods else 1,
         current=current,
         recommendation=rec,
-        recommended=recommended_values(rec, settings.strategy, current, killed),
+        recommended=recommended_values(
+            rec, settings.strategy, current, killed, pressure.cpu_throttled
+        ),
         oom_killed=killed,
+        pressure=pressure,
     )
 
 

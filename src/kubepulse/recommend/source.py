@@ -13,6 +13,7 @@ from typing import Protocol
 
 from kubepulse.history.prometheus import PrometheusHistory
 from kubepulse.history.snapshot import HistorySnapshot
+from kubepulse.recommend.pressure import Pressure
 from kubepulse.recommend.usage import NO_USAGE, PodUsage, from_columns, pod_usage
 
 ContainerKey = tuple[str, str, str]
@@ -40,6 +41,13 @@ class UsageSource(Protocol):
     async def read(
         self, keys: Sequence[ContainerKey], start: float, end: float, each: Each
     ) -> None: ...
+
+    async def pressure(
+        self, keys: Sequence[ContainerKey], start: float, end: float
+    ) -> dict[ContainerKey, Pressure]:
+        """OOM kills and CPU throttling of the containers over the window, where the
+        source records them."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -108,6 +116,12 @@ class FileUsage:
 
         await asyncio.to_thread(read)
 
+    async def pressure(
+        self, keys: Sequence[ContainerKey], start: float, end: float
+    ) -> dict[ContainerKey, Pressure]:
+        # The history file holds usage only; OOM kills come from the pods' status.
+        return {}
+
     async def close(self) -> None:
         self.snapshot.close()
 
@@ -142,6 +156,39 @@ class PrometheusUsage:
             )
             for key, points in zip(batch, found, strict=True):
                 each(key, since(pod_usage(points), start))
+
+    async def pressure(
+        self, keys: Sequence[ContainerKey], start: float, end: float
+    ) -> dict[ContainerKey, Pressure]:
+        """The cAdvisor counters' increase over the window (Prometheus scraping the
+        kubelets' /metrics/cadvisor, or kubepulse agents'), by container."""
+        window = f"[{max(1, round(end - start))}s]"
+
+        def query(metric: str) -> str:
+            return (
+                f'sum by (namespace, pod, container) (increase({metric}{{container!=""}}{window}))'
+            )
+
+        oom, periods, throttled = await asyncio.gather(
+            *(
+                self.prometheus.by_container(query(metric), end)
+                for metric in (
+                    "container_oom_events_total",
+                    "container_cpu_cfs_periods_total",
+                    "container_cpu_cfs_throttled_periods_total",
+                )
+            )
+        )
+        wanted = set(keys)
+        return {
+            key: Pressure(
+                round(oom.get(key, 0.0)),
+                round(periods.get(key, 0.0)),
+                round(throttled.get(key, 0.0)),
+            )
+            for key in oom.keys() | periods.keys() | throttled.keys()
+            if key in wanted
+        }
 
     async def close(self) -> None:
         await self.prometheus.close()
