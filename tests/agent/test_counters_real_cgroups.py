@@ -17,7 +17,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kubepulse.agent import cgroups
 from tests.agent.conftest import Agent, start_agent
-from tests.agent.test_agent_real_cgroups import BURN, POD_NAME, _rmdir, controller_roots, spawn
+from tests.agent.test_agent_real_cgroups import (
+    BURN,
+    POD_NAME,
+    controller_roots,
+    enter,
+    make_pod_cgroups,
+    remove_cgroups,
+    set_quota,
+    spawn,
+)
 from tests.support import wait_for
 
 QUIET = "import sys\nsys.stdout.write('ready\\n'); sys.stdout.flush()\nsys.stdin.read()\n"
@@ -49,27 +58,15 @@ def pressed_pod() -> Iterator[Pod]:
         pytest.fail("this test makes cgroups and must run as root (CI does)")
     h = cgroups.detect_host()
     rel = f"kubepods/burstable/pod{uuid.uuid4()}"
-    made: list[Path] = []
-    for root in controller_roots(h):
-        for part in ("kubepods", "kubepods/burstable", rel, f"{rel}/throttled", f"{rel}/oom"):
-            d = root / part
-            if not d.exists():
-                d.mkdir()
-                made.append(d)
-    if h.version == 1:
-        (h.cpu / rel / "throttled" / "cpu.cfs_period_us").write_text("100000")
-        (h.cpu / rel / "throttled" / "cpu.cfs_quota_us").write_text("10000")
-    else:
-        for d in (h.cpu / "kubepods", h.cpu / "kubepods/burstable", h.cpu / rel):
-            (d / "cgroup.subtree_control").write_text("+cpu +memory")
-        (h.cpu / rel / "throttled" / "cpu.max").write_text("10000 100000")
+    made = make_pod_cgroups(h, rel, ("throttled", "oom"))
+    set_quota(h, f"{rel}/throttled", 10000)
     _limit_memory(h, h.memory / rel / "oom")
     oom_dirs = [root / rel / "oom" for root in controller_roots(h)]
     burner = spawn(BURN, [root / rel / "throttled" for root in controller_roots(h)])
     quiet = spawn(QUIET, oom_dirs)
     hog = subprocess.run(
         [sys.executable, "-c", HOG],
-        preexec_fn=lambda: [(d / "cgroup.procs").write_text(str(os.getpid())) for d in oom_dirs],
+        preexec_fn=lambda: enter(oom_dirs),
         capture_output=True,
         timeout=60,
     )
@@ -79,8 +76,7 @@ def pressed_pod() -> Iterator[Pod]:
         for proc in (burner, quiet):
             proc.kill()
             proc.wait()
-        for d in sorted(made, key=lambda p: len(p.parts), reverse=True):
-            wait_for(lambda d=d: _rmdir(d), timeout=10, what=f"rmdir {d}")
+        remove_cgroups(made)
 
 
 def counters(agent: Agent) -> dict[tuple[str, str], float]:
