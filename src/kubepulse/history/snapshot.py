@@ -118,12 +118,19 @@ class HistorySnapshot:
             for layout, blob in layouts:
                 ids = np.frombuffer(blob, np.int64)
                 positions = [(i, int(sid)) for i, sid in enumerate(ids.tolist()) if sid in wanted]
-                for (payload,) in self._conn.execute(
-                    "SELECT payload FROM chunks WHERE layout = ? AND width = ? AND end_ms > ?"
-                    " AND start_ms <= ?",
-                    (layout, width, lo, hi),
-                ):
-                    self._split(payload, len(ids), width, positions, parts)
+                payloads = [
+                    payload
+                    for (payload,) in self._conn.execute(
+                        "SELECT payload FROM chunks WHERE layout = ? AND width = ?"
+                        " AND end_ms > ? AND start_ms <= ?",
+                        (layout, width, lo, hi),
+                    )
+                ]
+                if width == 0:
+                    for payload in payloads:
+                        self._split_raw(payload, len(ids), positions, parts)
+                else:
+                    self._split_buckets(payloads, len(ids), positions, parts)
         finally:
             self._conn.execute("COMMIT")
         found: dict[int, StepColumns] = {}
@@ -133,28 +140,53 @@ class HistorySnapshot:
                 found[sid] = columns
         return found
 
-    def _split(
+    def _damaged(self, err: CorruptChunk) -> None:
+        self.damage.chunks += 1
+        self.damage.last = str(err)
+
+    def _split_raw(
         self,
         payload: bytes,
         size: int,
-        width: int,
         positions: list[tuple[int, int]],
         parts: dict[int, list[Items]],
     ) -> None:
-        """A chunk's columns of the wanted series, as decode_raw and decode_buckets
-        give them one at a time."""
+        """A raw chunk's samples of the wanted series, as decode_raw gives them one at a
+        time."""
         try:
-            if width == 0:
-                ts, cpu, mem = chunks.raw_columns(payload, size)
-                for i, sid in positions:
-                    fresh = ts[:, i] > 0
-                    c, m = cpu[fresh, i], mem[fresh, i]
-                    parts[sid].append(Items(ts[fresh, i], np.ones(len(c), np.int64), c, c, m, m))
-            else:
-                starts, fields = chunks.bucket_columns(payload, size)
-                for i, sid in positions:
-                    present = fields[0, :, i] > 0
-                    parts[sid].append(Items(starts[present], *fields[:, present, i]))
+            ts, cpu, mem = chunks.raw_columns(payload, size)
         except CorruptChunk as err:
-            self.damage.chunks += 1
-            self.damage.last = str(err)
+            self._damaged(err)
+            return
+        for i, sid in positions:
+            fresh = ts[:, i] > 0
+            c, m = cpu[fresh, i], mem[fresh, i]
+            parts[sid].append(Items(ts[fresh, i], np.ones(len(c), np.int64), c, c, m, m))
+
+    def _split_buckets(
+        self,
+        payloads: list[bytes],
+        size: int,
+        positions: list[tuple[int, int]],
+        parts: dict[int, list[Items]],
+    ) -> None:
+        """One layout's bucket chunks joined along time, then each wanted series' present
+        buckets taken once (as decode_buckets gives them): per series, one slice of the
+        whole window instead of one a chunk."""
+        decoded = []
+        for payload in payloads:
+            try:
+                decoded.append(chunks.bucket_columns(payload, size))
+            except CorruptChunk as err:
+                self._damaged(err)
+        if not decoded:
+            return
+        starts = np.concatenate([found for found, _ in decoded])
+        # Series first and contiguous: each series' rows read as one block.
+        by_series = np.ascontiguousarray(
+            np.concatenate([fields for _, fields in decoded], axis=1).transpose(2, 0, 1)
+        )
+        for i, sid in positions:
+            mine = by_series[i]
+            present = mine[0] > 0
+            parts[sid].append(Items(starts[present], *mine[:, present]))
