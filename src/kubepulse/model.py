@@ -39,6 +39,16 @@ class Resources(NamedTuple):
 _NONE = Resources()  # immutable, so one instance serves as every default
 
 
+class CgroupCounters(NamedTuple):
+    """A container's counts of having needed more than it had: the cgroup's OOM kills
+    (memory.events oom_kill, memory.oom_control oom_kill on v1) and CFS periods, all and
+    throttled (cpu.stat nr_periods and nr_throttled)."""
+
+    oom_events: int
+    cpu_cfs_periods: int
+    cpu_cfs_throttled_periods: int
+
+
 class ContainerSample(NamedTuple):
     name: str
     start_time: float
@@ -47,6 +57,8 @@ class ContainerSample(NamedTuple):
     """CPU rate over the last housekeeping window, when the reader has two readings."""
     requests: Resources = _NONE
     limits: Resources = _NONE
+    counters: CgroupCounters | None = None
+    """None for a container that is no cgroup of its own (a process tree)."""
 
 
 class PodSample(NamedTuple):

@@ -84,7 +84,7 @@ def test_a_client_cert_from_another_ca_fails_the_handshake(
 
 
 def test_unknown_paths_are_404_status(secured_agent: Agent) -> None:
-    for path in ("/", "/metrics", "/stats/summary/extra", "/pods", "/metrics/cadvisor"):
+    for path in ("/", "/metrics", "/stats/summary/extra", "/pods", "/metrics/probes"):
         status, body = secured_agent.get(path)
         assert status == 404, path
         assert json.loads(body)["reason"] == "NotFound"

@@ -81,21 +81,10 @@ def real_pod() -> Iterator[Pod]:
     h = cgroups.detect_host()
     uid = str(uuid.uuid4())
     rel = f"kubepods/burstable/pod{uid}"
-    made: list[Path] = []
-    for root in controller_roots(h):
-        for part in ("kubepods", "kubepods/burstable", rel, f"{rel}/burner", f"{rel}/holder"):
-            d = root / part
-            if not d.exists():
-                d.mkdir()
-                made.append(d)
+    made = make_pod_cgroups(h, rel, ("burner", "holder"))
+    set_quota(h, f"{rel}/burner", 50000)
     if h.version == 1:
-        (h.cpu / rel / "burner" / "cpu.cfs_period_us").write_text("100000")
-        (h.cpu / rel / "burner" / "cpu.cfs_quota_us").write_text("50000")
         (h.cpu / rel / "burner" / "cpu.shares").write_text("512")
-    else:
-        for d in (h.cpu / "kubepods", h.cpu / "kubepods/burstable", h.cpu / rel):
-            (d / "cgroup.subtree_control").write_text("+cpu +memory")
-        (h.cpu / rel / "burner" / "cpu.max").write_text("50000 100000")
     burner = spawn(BURN, [root / rel / "burner" for root in controller_roots(h)])
     holder = spawn(HOLD, [root / rel / "holder" for root in controller_roots(h)])
     try:
@@ -104,8 +93,38 @@ def real_pod() -> Iterator[Pod]:
         for proc in (burner, holder):
             proc.kill()
             proc.wait()
-        for d in sorted(made, key=lambda p: len(p.parts), reverse=True):
-            wait_for(lambda d=d: _rmdir(d), timeout=10, what=f"rmdir {d}")
+        remove_cgroups(made)
+
+
+def make_pod_cgroups(h: cgroups.Hierarchy, rel: str, containers: tuple[str, ...]) -> list[Path]:
+    """A pod's cgroup and its containers' in every controller, as a kubelet with the
+    cgroupfs driver makes them; the directories made, for remove_cgroups()."""
+    made: list[Path] = []
+    parts = ("kubepods", "kubepods/burstable", rel, *(f"{rel}/{c}" for c in containers))
+    for root in controller_roots(h):
+        for part in parts:
+            d = root / part
+            if not d.exists():
+                d.mkdir()
+                made.append(d)
+    if h.version == 2:
+        for d in (h.cpu / "kubepods", h.cpu / "kubepods/burstable", h.cpu / rel):
+            (d / "cgroup.subtree_control").write_text("+cpu +memory")
+    return made
+
+
+def set_quota(h: cgroups.Hierarchy, cgroup: str, quota_us: int) -> None:
+    """A CFS quota of quota_us in each 100 ms period."""
+    if h.version == 1:
+        (h.cpu / cgroup / "cpu.cfs_period_us").write_text("100000")
+        (h.cpu / cgroup / "cpu.cfs_quota_us").write_text(str(quota_us))
+    else:
+        (h.cpu / cgroup / "cpu.max").write_text(f"{quota_us} 100000")
+
+
+def remove_cgroups(made: list[Path]) -> None:
+    for d in sorted(made, key=lambda p: len(p.parts), reverse=True):
+        wait_for(lambda d=d: _rmdir(d), timeout=10, what=f"rmdir {d}")
 
 
 def _rmdir(d: Path) -> bool:

@@ -85,6 +85,14 @@ class PrometheusProcess:
             self.proc.wait()
 
 
+def start_logged(args: list[str], url: str, log_path: Path) -> PrometheusProcess:
+    """A server (Prometheus, or anything speaking its API) started with its output in
+    log_path."""
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    return PrometheusProcess(url, proc, log_path)
+
+
 @contextmanager
 def run_prometheus(
     binary: str, workdir: Path, job: str, port: int | None = None
@@ -97,19 +105,16 @@ def run_prometheus(
         f"scrape_configs:\n{job}"
     )
     port = port or free_port()
-    log_path = workdir / "prometheus.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    running = PrometheusProcess(f"http://127.0.0.1:{port}", proc, log_path)
+    running = start_logged(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        f"http://127.0.0.1:{port}",
+        workdir / "prometheus.log",
+    )
     try:
         yield running
     finally:

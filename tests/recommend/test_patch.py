@@ -1,5 +1,6 @@
-"""-o patch is taken as it is by the real kubectl (1.32): `kubectl patch --local
---type strategic` and a kustomize `patches:` entry (kubectl kustomize)."""
+"""-o patch is taken as it is by the real kubectl (1.32): `kubectl patch --local --type
+strategic`, `kubectl patch --dry-run=client` against the cluster (the fake API), and a
+kustomize `patches:` entry (kubectl kustomize)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def containers(obj: dict[str, Any]) -> dict[str, Any]:
     return {c["name"]: c.get("resources") for c in spec["containers"]}
 
 
-def test_patches_apply_with_kubectl_patch_and_kustomize_as_printed(
+def test_patches_apply_with_kubectl_patch_local_and_dry_run_and_kustomize_as_printed(
     tmp_path: Path, fake_api: FakeKubeAPI, fake_kubeconfig: Path
 ) -> None:
     deployment = shop(fake_api)
@@ -59,6 +60,35 @@ def test_patches_apply_with_kubectl_patch_and_kustomize_as_printed(
     assert resources["requests"] == want
     # simple: memory limit = request, and the CPU limit the Deployment had is removed.
     assert resources["limits"] == {"memory": want["memory"]}
+
+    # Against the cluster (the fake API): kubectl reads the object and patches it client-side.
+    (tmp_path / "db.json").write_text(json.dumps(patches["StatefulSet"]))
+    (tmp_path / "web.json").write_text(json.dumps(patches["Deployment"]))
+    dry: dict[str, dict[str, Any]] = {}
+    for kind, name, patch_file in (
+        ("deployment", "web", tmp_path / "web.json"),
+        ("statefulset", "db", tmp_path / "db.json"),
+    ):
+        out_dry = kubectl(
+            fake_kubeconfig,
+            "patch",
+            kind,
+            name,
+            "-n",
+            NS,
+            "--type",
+            "strategic",
+            "--patch-file",
+            str(patch_file),
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        )
+        assert out_dry.returncode == 0, out_dry.stderr
+        dry[kind] = yaml.safe_load(out_dry.stdout)
+    assert containers(dry["deployment"])["app"] == resources
+    db = next(i for i in json.loads(found.stdout)["items"] if i["workload"]["name"] == "db")
+    assert containers(dry["statefulset"])["postgres"]["requests"] == db["recommended"]["requests"]
 
     # The same patch as a kustomize `patches:` entry.
     (tmp_path / "kustomization.yaml").write_text(

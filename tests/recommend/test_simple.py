@@ -120,3 +120,69 @@ def test_tiny_usage_gets_krr_minimums_of_10m_and_100mi(tmp_path: Path) -> None:
     rec = one(path, "idle", "app").recommended
 
     assert rec is not None and (rec.cpu_request, rec.memory_request) == (10, 100 * MIB)
+
+
+PER_DAY = int(DAY / STEP)  # 96 points a day
+# name -> (CPU millicores, memory bytes) of each point, and the expected CPU request and
+# memory request = limit, worked out by hand from the rules above.
+SCENARIOS: dict[str, tuple[list[float], list[int], int, int]] = {
+    # 200m and 300Mi throughout: 200m; 300Mi * 1.15 = 345Mi.
+    "steady": ([200] * 200, [300 * MIB] * 200, 200, 345 * MIB),
+    # 50m with a 1000m burst every 20th point (10 of 200): sorted, ranks 0..189 are 50m,
+    # p95's rank 0.95 * 199 = 189.05 lies 5% of the way to 1000m: 97.5m -> 98m.
+    # Memory bursts to 400Mi with them: 460Mi.
+    "bursty": (
+        [1000 if i % 20 == 19 else 50 for i in range(200)],
+        [400 * MIB if i % 20 == 19 else 100 * MIB for i in range(200)],
+        98,
+        460 * MIB,
+    ),
+    # 8 busy hours a day at 800m and 600Mi, 16 quiet at 100m and 200Mi, for 4 days: a
+    # third of the points are busy, so p95 is 800m; 600Mi * 1.15 = 690Mi.
+    "diurnal": (
+        [800 if i % PER_DAY < PER_DAY // 3 else 100 for i in range(4 * PER_DAY)],
+        [600 * MIB if i % PER_DAY < PER_DAY // 3 else 200 * MIB for i in range(4 * PER_DAY)],
+        800,
+        690 * MIB,
+    ),
+    # A leak: 100Mi growing by 1Mi a point to 499Mi; the peak is the last: 573.85Mi -> 574Mi.
+    "leak": ([100] * 400, [(100 + i) * MIB for i in range(400)], 100, 574 * MIB),
+    # Restarted after 150 points: 700Mi before, 50Mi..199Mi after; the peak before the
+    # restart still counts: 805Mi. CPU 0 while it restarted (5 points) is among the lowest.
+    "restarted": (
+        [0 if 150 <= i < 155 else 300 for i in range(300)],
+        [700 * MIB if i < 150 else (50 + i - 150) * MIB for i in range(300)],
+        300,
+        805 * MIB,
+    ),
+}
+
+
+def test_each_usage_shape_gets_the_requests_its_rules_give(tmp_path: Path) -> None:
+    rows = [
+        r
+        for name, (cpu, memory, _, _) in SCENARIOS.items()
+        for r in container_rows("default", name, "app", cpu, memory)
+    ]
+    found = {r.workload.name: r for r in rows_of(write_history(tmp_path / "h.db", rows))}
+
+    for name, (_, _, cpu_request, memory_request) in SCENARIOS.items():
+        rec = found[name].recommended
+        assert rec is not None, name
+        assert (rec.cpu_request, rec.memory_request) == (cpu_request, memory_request), name
+        assert rec.memory_limit == memory_request and rec.cpu_limit is None
+
+
+def test_rows_are_sorted_by_the_size_of_their_change(tmp_path: Path) -> None:
+    # Host mode: what is set now is unknown, so the whole recommendation is the change;
+    # cores and GiB weigh the same.
+    rows = container_rows("default", "small", "app", [100] * 150, [100 * MIB] * 150)
+    rows += container_rows("default", "cpu-heavy", "app", [1500] * 150, [100 * MIB] * 150)
+    rows += container_rows("default", "memory-heavy", "app", [100] * 150, [2048 * MIB] * 150)
+    rows += container_rows("default", "new", "app", [100] * 5, [100 * MIB] * 5)
+
+    order = [r.workload.name for r in rows_of(write_history(tmp_path / "h.db", rows))]
+
+    # memory-heavy: 2355.2Mi -> 2.3 GiB; cpu-heavy: 1.5 cores; small: 0.1 cores;
+    # new: not enough data, last.
+    assert order == ["memory-heavy", "cpu-heavy", "small", "new"]

@@ -25,7 +25,6 @@ from kubepulse.recommend.rows import ContainerRow
 from kubepulse.recommend.run import RecommendRequest, recommendations
 from kubepulse.recommend.settings import Settings
 from kubepulse.recommend.source import FileUsage
-from kubepulse.recommend.usage import pod_usage
 from tests.recommend.support import DAY, MIB, STEP, T0, container_rows, write_history
 
 
@@ -55,9 +54,14 @@ NEW = container_rows("default", "web", "app", [300] * 100, [100 * MIB] * 100, st
 def test_a_sample_three_half_lives_newer_weighs_eight_times_as_much(tmp_path: Path) -> None:
     path = write_history(tmp_path / "h.db", OLD + NEW)
     source = FileUsage(path)
-    keys = asyncio.run(source.containers(T0 - DAY, T0 + 5 * DAY))
-    points = asyncio.run(source.points(keys, T0 - DAY, T0 + 5 * DAY))
-    histogram = vpa.cpu_histogram([pod_usage(points[("default", "web", "app")])])
+    state = vpa.VpaPooled(Settings(strategy="vpa"), STEP, anchor=T0 + 5 * DAY)
+
+    async def read() -> None:
+        keys = await source.containers(T0 - DAY, T0 + 5 * DAY)
+        await source.read(keys, T0 - DAY, T0 + 5 * DAY, lambda _key, usage: state.add(usage))
+
+    asyncio.run(read())
+    histogram = state.cpu.done()
 
     weights = histogram.weights[histogram.weights > 0]
     # Each stretch: 0.1 * sum(2^(i*900/86400)) over its 100 points, times 2^3 for the new.
@@ -135,3 +139,51 @@ def test_vpa_also_refuses_to_guess_from_too_few_points(tmp_path: Path) -> None:
 
     assert row.recommended is None
     assert row.recommendation.reason == "not enough data: 10 points of 100 required"
+
+
+PER_DAY = int(DAY / STEP)  # 96 points a day
+CPU_FIRST, MEMORY_FIRST = 0.01, 1e7
+# name -> (CPU millicores, memory MiB of each point, and the values whose buckets hold
+# the target (p90): worked out from the weights above, in the comments.
+SHAPES: dict[str, tuple[list[float], list[int], float, float]] = {
+    # One bucket holds all the weight.
+    "steady": ([200] * 200, [300] * 200, 200, 300),
+    # Bursts of 1000m in 10 of 200 points (a little over 5% of the weight, the later
+    # points weighing more): p90 stays in 50m's bucket. Memory peaks a day are 400Mi.
+    "bursty": (
+        [1000 if i % 20 == 19 else 50 for i in range(200)],
+        [400 if i % 20 == 19 else 100 for i in range(200)],
+        50,
+        400,
+    ),
+    # A third of each day at 800m: over 10% of the weight, so p90 is 800m's bucket.
+    "diurnal": (
+        [800 if i % PER_DAY < PER_DAY // 3 else 100 for i in range(4 * PER_DAY)],
+        [600 if i % PER_DAY < PER_DAY // 3 else 200 for i in range(4 * PER_DAY)],
+        800,
+        600,
+    ),
+    # A leak over 4 days: daily peaks 195, 291, 387 and 483Mi weigh 1, 2, 4 and 8; p90
+    # (13.5 of 15) is reached in the last one's bucket.
+    "leak": ([100] * (4 * PER_DAY), [100 + i for i in range(4 * PER_DAY)], 100, 483),
+    # 700Mi until a restart at point 150, then 50Mi growing 1Mi a point: daily peaks
+    # 700, 700, 187 and 199Mi weigh 1, 2, 4, 8; the two recent ones hold 12 of 15, so
+    # p90 (13.5) still reaches the 700Mi before the restart.
+    "restarted": ([300] * 300, [700 if i < 150 else 50 + i - 150 for i in range(300)], 300, 700),
+}
+
+
+def test_each_usage_shape_gets_the_target_of_its_decayed_buckets(tmp_path: Path) -> None:
+    rows = [
+        r
+        for name, (cpu, memory, _, _) in SHAPES.items()
+        for r in container_rows("default", name, "app", cpu, [m * MIB for m in memory])
+    ]
+    found = vpa_rows(write_history(tmp_path / "h.db", rows))
+
+    for name, (_, _, cpu_at, memory_at) in SHAPES.items():
+        rec = found[(name, "app")].recommended
+        assert rec is not None, name
+        cpu = plus_margin(bucket_end(cpu_at / 1000, CPU_FIRST) * 1000)
+        memory = plus_margin(bucket_end(memory_at * MIB, MEMORY_FIRST))
+        assert (rec.cpu_request, rec.memory_request) == (max(cpu, 25), max(memory, 250 * MIB)), name

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubepulse.model import Resources, Usage
+from kubepulse.model import CgroupCounters, Resources, Usage
 
 # cAdvisor treats a memory limit above 2^62 as "no limit" (kubelet stats helper.go).
 UNLIMITED = 1 << 62
@@ -134,6 +134,25 @@ def read_limits(h: Hierarchy, cgroup: str) -> Resources:
     return Resources(
         cpu_millicores=quota * 1000 // period if quota > 0 and period > 0 else None,
         memory_bytes=memory if 0 < memory < UNLIMITED else None,
+    )
+
+
+def read_counters(h: Hierarchy, cgroup: str) -> CgroupCounters | None:
+    """OOM kills and CFS throttling, as cAdvisor reads them for container_oom_events_total
+    and container_cpu_cfs_(throttled_)periods_total; None when the files cannot be read
+    (a kernel before 4.13 counts no oom_kill: 0)."""
+    try:
+        if h.version == 1:
+            oom = _read_stat(h.dir(h.memory, cgroup) / "memory.oom_control")
+        else:
+            oom = _read_stat(h.dir(h.memory, cgroup) / "memory.events")
+        cpu = _read_stat(h.dir(h.cpu, cgroup) / "cpu.stat")
+    except (OSError, ValueError):
+        return None
+    return CgroupCounters(
+        oom_events=oom.get("oom_kill", 0),
+        cpu_cfs_periods=cpu.get("nr_periods", 0),
+        cpu_cfs_throttled_periods=cpu.get("nr_throttled", 0),
     )
 
 

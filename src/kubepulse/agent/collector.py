@@ -132,6 +132,11 @@ class Collector:
                     cpu_usage_nanocores=self._rate(key, usage),
                     requests=Resources(cpu_millicores=request),
                     limits=limits,
+                    counters=(
+                        cgroups.read_counters(self.h, container.cgroup)
+                        if container.cgroup
+                        else None
+                    ),
                 )
             )
         if not containers:

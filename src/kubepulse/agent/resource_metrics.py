@@ -94,7 +94,7 @@ def escape_label(value: str) -> str:
 # Label sets outlive readings (a container keeps its names for its life), so each is
 # escaped and formatted once; the bound keeps a node with churning pods from growing it.
 @functools.lru_cache(maxsize=4096)
-def _container_labels(container: str, namespace: str, pod: str) -> str:
+def container_labels(container: str, namespace: str, pod: str) -> str:
     return (
         f'{{container="{escape_label(container)}",namespace="{escape_label(namespace)}",'
         f'pod="{escape_label(pod)}"}}'
@@ -137,7 +137,7 @@ def render(stats: NodeStats, scrape_error: bool = False) -> str:
     )
     # One row per series: its labels, its CPU and memory samples, its start time.
     rows = [
-        (_container_labels(name, ns, pod), *_series(c.usage), _start_time(c.start_time))
+        (container_labels(name, ns, pod), *_series(c.usage), _start_time(c.start_time))
         for name, ns, pod, c in containers
     ]
     family("container_cpu_usage_seconds_total", [f"{r[0]} {r[1]}" for r in rows])

@@ -13,7 +13,7 @@ from aiohttp import web
 from cryptography import x509
 
 from kubepulse import pki, tlsauth
-from kubepulse.agent import resource_metrics, summary
+from kubepulse.agent import cadvisor_metrics, resource_metrics, summary
 from kubepulse.agent.collector import Collector
 from kubepulse.api.authn import Authenticator
 from kubepulse.api.status import status_response
@@ -65,6 +65,8 @@ class AgentState:
                 text = resource_metrics.render(
                     self.latest, scrape_error=self.last_error is not None
                 )
+            elif form == "cadvisor":
+                text = cadvisor_metrics.render(self.latest)
             else:
                 text = summary.render(self.latest, only_cpu_and_memory=form == "summary-cpu-memory")
             body = self._rendered[form] = text.encode()
@@ -98,6 +100,11 @@ async def metrics_resource(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": resource_metrics.CONTENT_TYPE})
 
 
+async def metrics_cadvisor(request: web.Request) -> web.Response:
+    body = request.app[STATE].rendered("cadvisor")
+    return web.Response(body=body, headers={"Content-Type": resource_metrics.CONTENT_TYPE})
+
+
 async def stats_summary(request: web.Request) -> web.Response:
     # Exactly one value, exactly "true", as the kubelet's handleSummary checks
     # (pkg/kubelet/server/stats/handler.go); anything else gets the full summary.
@@ -119,6 +126,7 @@ def make_app(state: AgentState, authenticator: Authenticator) -> web.Application
     app[STATE] = state
     app[AUTHENTICATOR] = authenticator
     app.router.add_get("/metrics/resource", metrics_resource)
+    app.router.add_get("/metrics/cadvisor", metrics_cadvisor)
     app.router.add_get("/stats/summary", stats_summary)
     app.router.add_get("/healthz", healthz)
     app.router.add_route("*", "/{tail:.*}", not_found)

@@ -206,6 +206,25 @@ class PrometheusHistory:
         except (KeyError, TypeError) as err:
             raise PrometheusError(f"{self.shown}: series without a container label") from err
 
+    async def by_container(self, query: str, at: float) -> dict[tuple[str, str, str], float]:
+        """An instant query's values at `at`, by their namespace, pod and container labels
+        (series without all three are left out)."""
+        body = await self._post("/api/v1/query", {"query": query, "time": f"{at:.3f}"})
+        data = body.get("data")
+        result = data.get("result") if isinstance(data, dict) else None
+        if not isinstance(result, list):
+            raise PrometheusError(f"{self.shown}: an instant answer without a result list")
+        found: dict[tuple[str, str, str], float] = {}
+        try:
+            for series in result:
+                labels = series["metric"]
+                if all(labels.get(k) for k in ("namespace", "pod", "container")):
+                    key = (str(labels["namespace"]), str(labels["pod"]), str(labels["container"]))
+                    found[key] = float(series["value"][1])
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise PrometheusError(f"{self.shown}: an instant answer without values") from err
+        return found
+
     async def _four(
         self,
         selector_of: Callable[[str], str],

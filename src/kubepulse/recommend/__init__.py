@@ -13,11 +13,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kubepulse.history.read import HistoryPoint
-from kubepulse.recommend import simple, vpa
 from kubepulse.recommend.settings import Recommendation, Settings, UsageSummary
-from kubepulse.recommend.usage import pod_usage
+from kubepulse.recommend.simple import SimplePooled
+from kubepulse.recommend.usage import Pooled, pod_usage
+from kubepulse.recommend.vpa import VpaPooled
 
-__all__ = ["Recommendation", "Settings", "UsageSummary", "recommend_container"]
+__all__ = ["Recommendation", "Settings", "UsageSummary", "pooled", "recommend_container"]
+
+
+def pooled(settings: Settings, step: float, anchor: float) -> Pooled:
+    """The chosen strategy's state for one container of a workload, to add its pods'
+    usage to one at a time. `anchor`: a time near the window (the window's end)."""
+    if settings.strategy == "vpa":
+        return VpaPooled(settings, step, anchor)
+    return SimplePooled(settings, step)
 
 
 def recommend_container(
@@ -31,7 +40,8 @@ def recommend_container(
     `step`: the seconds each point stands for (the tier's width, for -o wide's window);
     `containers_in_pod`: how many containers share the pod (vpa splits its per-pod
     minimums over them)."""
-    usage = [pod_usage(points) for points in pods]
-    if settings.strategy == "vpa":
-        return vpa.recommend(usage, settings, step, containers_in_pod)
-    return simple.recommend(usage, settings, step)
+    usage = [pod_usage(points) for points in pods if points]
+    state = pooled(settings, step, anchor=max((float(u.t[-1]) for u in usage), default=0.0))
+    for pod in usage:
+        state.add(pod)
+    return state.result(containers_in_pod)

@@ -6,11 +6,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from kubepulse.kube.objects import pod_from_object
-from kubepulse.recommend import recommend_container
+from kubepulse.recommend import pooled
 from kubepulse.recommend.owners import Object, Owners, Workload
+from kubepulse.recommend.pressure import NONE, Pressure
 from kubepulse.recommend.rows import ContainerRow, Values, current_values, recommended_values
-from kubepulse.recommend.settings import Settings
+from kubepulse.recommend.settings import Recommendation, Settings
 from kubepulse.recommend.source import ContainerKey, UsageSource
+from kubepulse.recommend.usage import PodUsage, Pooled
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,43 +80,78 @@ async def collect(
     start = end - settings.history_seconds
     keys = await source.containers(start, end)
     grouped = group(keys, owners, scope)
-    points = await source.points([k for ks in grouped.values() for k in ks], start, end)
     live = owners.live_pods()
     # vpa splits its per-pod minimums over the pod's containers: those of the pod spec
-    # when a pod runs, else those with usage in the window.
+    # when a pod runs, else those with history.
     containers_of: dict[Workload, set[str]] = {}
-    for (workload, container), members in grouped.items():
-        if any(points.get(k) for k in members):
-            containers_of.setdefault(workload, set()).add(container)
+    for workload, container in grouped:
+        containers_of.setdefault(workload, set()).add(container)
     for workload, pods in live.items():
-        if pods:
-            spec = (_newest(pods).get("spec") or {}).get("containers") or []
-            containers_of[workload] = {str(c.get("name")) for c in spec}
+        spec = (_newest(pods).get("spec") or {}).get("containers") or []
+        containers_of[workload] = {str(c.get("name")) for c in spec}
+    group_of = {k: g for g, members in grouped.items() for k in members}
+    pressure: dict[tuple[Workload, str], Pressure] = {}
+    for key, found in (await source.pressure(list(group_of), start, end)).items():
+        pressure[group_of[key]] = pressure.get(group_of[key], NONE) + found
+    left = {g: len(members) for g, members in grouped.items()}
+    states: dict[tuple[Workload, str], Pooled] = {}
+    pods_of: dict[tuple[Workload, str], int] = {}
     rows: list[ContainerRow] = []
-    for (workload, container), members in grouped.items():
-        series = [points[k] for k in members if points.get(k)]
-        if not series:
-            continue  # no usage in the window
-        pods = live.get(workload, [])
-        current = _current(pods, container)
-        killed = any(oom_killed(p, container) for p in pods)
-        rec = recommend_container(
-            series, settings, source.step, containers_in_pod=len(containers_of.get(workload, ()))
-        )
-        rows.append(
-            ContainerRow(
-                workload=workload,
-                container=container,
-                pods=len(series),
-                replicas=len(pods) if pods else 1,
-                current=current,
-                recommendation=rec,
-                recommended=recommended_values(rec, settings.strategy, current, killed),
-                oom_killed=killed,
+
+    def each(key: ContainerKey, usage: PodUsage) -> None:
+        found = group_of[key]
+        if len(usage):
+            if found not in states:
+                states[found] = pooled(settings, source.step, end)
+            states[found].add(usage)
+            pods_of[found] = pods_of.get(found, 0) + 1
+        left[found] -= 1
+        # A group is answered as soon as all its pods are read: its state (vpa's
+        # histograms) is not kept for the rest of the file.
+        if left[found] == 0 and found in states:
+            workload, container = found
+            state = states.pop(found)
+            rows.append(
+                _row(
+                    workload,
+                    container,
+                    pods_of[found],
+                    live.get(workload, []),
+                    settings,
+                    state.result(len(containers_of[workload])),
+                    pressure.get(found, NONE),
+                )
             )
-        )
+
+    await source.read(list(group_of), start, end, each)
     rows.sort(key=lambda r: (-r.size_of_change, r.workload, r.container))
     return rows
+
+
+def _row(
+    workload: Workload,
+    container: str,
+    count: int,
+    pods: Sequence[Object],
+    settings: Settings,
+    rec: Recommendation,
+    pressure: Pressure,
+) -> ContainerRow:
+    current = _current(pods, container)
+    killed = pressure.oom_events > 0 or any(oom_killed(p, container) for p in pods)
+    return ContainerRow(
+        workload=workload,
+        container=container,
+        pods=count,
+        replicas=len(pods) if pods else 1,
+        current=current,
+        recommendation=rec,
+        recommended=recommended_values(
+            rec, settings.strategy, current, killed, pressure.cpu_throttled
+        ),
+        oom_killed=killed,
+        pressure=pressure,
+    )
 
 
 def no_owners() -> Owners:

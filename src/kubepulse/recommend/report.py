@@ -67,6 +67,9 @@ def note(row: ContainerRow) -> str:
         notes.append(row.recommendation.reason)
     if row.oom_killed:
         notes.append("OOMKilled: memory not lowered")
+    share = row.pressure.throttled_share
+    if row.cpu_throttled and share is not None:
+        notes.append(f"CPU throttled {share:.0%} of periods: CPU not lowered")
     return "; ".join(notes)
 
 
@@ -201,6 +204,9 @@ def item(row: ContainerRow) -> dict[str, Any]:
         "cpuChangeMillicores": row.cpu_change,
         "memoryChangeBytes": row.memory_change,
         "oomKilled": row.oom_killed,
+        "oomEvents": row.pressure.oom_events,
+        "cpuThrottled": row.cpu_throttled,
+        "cpuThrottledShare": row.pressure.throttled_share,
         "reason": rec.reason,
         "usage": {
             "points": rec.usage.points,

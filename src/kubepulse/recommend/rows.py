@@ -2,9 +2,9 @@
 
 The strategy's numbers (Recommendation) become the values to set here, where what the
 container has now is known: vpa keeps each limit's ratio to its request (the VPA
-updater's rule, pkg/utils/vpa/limit_and_request_scaling.go), and a container the
-kernel killed for memory (lastState.terminated.reason OOMKilled) is never given less
-memory than it has.
+updater's rule, pkg/utils/vpa/limit_and_request_scaling.go); a container the kernel
+killed for memory (lastState.terminated.reason OOMKilled, or OOM events counted) is
+never given less memory than it has, nor a CPU-throttled one less CPU (pressure.py).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from kubepulse.kube.objects import ContainerSpec
 from kubepulse.recommend.owners import Workload
+from kubepulse.recommend.pressure import NONE, Pressure
 from kubepulse.recommend.settings import Recommendation, Strategy
 
 GIB = float(1 << 30)
@@ -43,6 +44,12 @@ class ContainerRow:
     recommended: Values | None
     """None: not enough data."""
     oom_killed: bool = False
+    pressure: Pressure = NONE
+    """OOM events and CPU throttling counted over the window, where the source has them."""
+
+    @property
+    def cpu_throttled(self) -> bool:
+        return self.pressure.cpu_throttled
 
     @property
     def cpu_change(self) -> int | None:
@@ -98,7 +105,11 @@ def _scaled_limit(limit: int | None, request: int | None, new_request: int) -> i
 
 
 def recommended_values(
-    rec: Recommendation, strategy: Strategy, current: Values | None, oom_killed: bool
+    rec: Recommendation,
+    strategy: Strategy,
+    current: Values | None,
+    oom_killed: bool,
+    cpu_throttled: bool = False,
 ) -> Values | None:
     if rec.cpu_request_millicores is None or rec.memory_request_bytes is None:
         return None
@@ -113,4 +124,8 @@ def recommended_values(
         memory = max(memory, current.memory_request or 0)
         if memory_limit is not None:
             memory_limit = max(memory_limit, current.memory_limit or 0, memory)
+    if cpu_throttled and current is not None:
+        cpu = max(cpu, current.cpu_request or 0)
+        if cpu_limit is not None:
+            cpu_limit = max(cpu_limit, current.cpu_limit or 0, cpu)
     return Values(cpu, cpu_limit, memory, memory_limit)

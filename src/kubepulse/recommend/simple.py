@@ -14,58 +14,51 @@ quantile_over_time interpolates linearly between ranks, as numpy's default does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from kubepulse.recommend.settings import Recommendation, Settings
-from kubepulse.recommend.usage import MI, PodUsage, ceil_mebibytes, ceil_millicores, summarize
+from kubepulse.recommend.usage import MI, PodUsage, Tally, ceil_mebibytes, ceil_millicores
 
 MIN_CPU_MILLICORES = 10
 MIN_MEMORY_BYTES = 100 * MI
 SHOWN_PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 
 
-def cpu_percentile(pods: Sequence[PodUsage], percentile: float) -> float:
-    """The percentile of each pod's CPU, the highest of them (millicores)."""
-    return max(
-        (float(np.percentile(p.cpu_millicores, percentile)) for p in pods if len(p)), default=0.0
-    )
-
-
 def percentile_label(percentile: float) -> str:
     return f"p{percentile:g}"
 
 
-def not_enough(pods: Sequence[PodUsage], settings: Settings, step: float) -> Recommendation | None:
-    """The answer for too few points, or None when there are enough."""
-    usage = summarize(pods, step)
-    if usage.points >= settings.points_required:
-        return None
-    return Recommendation(
-        None,
-        None,
-        None,
-        None,
-        usage=usage,
-        reason=f"not enough data: {usage.points} points of {settings.points_required} required",
-    )
+class SimplePooled:
+    """Of each pod: its percentiles; of all: the highest of each, and the tally."""
 
+    def __init__(self, settings: Settings, step: float) -> None:
+        self.settings, self.step = settings, step
+        self.percentiles = sorted({*SHOWN_PERCENTILES, settings.cpu_percentile})
+        self.highest = np.zeros(len(self.percentiles))
+        self.tally = Tally()
 
-def recommend(pods: Sequence[PodUsage], settings: Settings, step: float) -> Recommendation:
-    short = not_enough(pods, settings, step)
-    if short is not None:
-        return short
-    cpu = cpu_percentile(pods, settings.cpu_percentile)
-    usage = summarize(pods, step)
-    memory = usage.memory_max_bytes * (1 + settings.memory_buffer_percentage / 100)
-    memory_bytes = max(ceil_mebibytes(memory), MIN_MEMORY_BYTES)
-    shown = sorted({*SHOWN_PERCENTILES, settings.cpu_percentile})
-    return Recommendation(
-        cpu_request_millicores=max(ceil_millicores(cpu), MIN_CPU_MILLICORES),
-        cpu_limit_millicores=None,
-        memory_request_bytes=memory_bytes,
-        memory_limit_bytes=memory_bytes,
-        usage=usage,
-        cpu_percentiles_millicores={percentile_label(q): cpu_percentile(pods, q) for q in shown},
-    )
+    def add(self, pod: PodUsage) -> None:
+        if not len(pod):
+            return
+        self.tally.add(pod)
+        found = np.percentile(pod.cpu_millicores, self.percentiles)
+        self.highest = np.maximum(self.highest, found)
+
+    def result(self, containers_in_pod: int) -> Recommendation:
+        short = self.tally.not_enough(self.step, self.settings.points_required)
+        if short is not None:
+            return short
+        shown = dict(
+            zip(map(percentile_label, self.percentiles), self.highest.tolist(), strict=True)
+        )
+        cpu = shown[percentile_label(self.settings.cpu_percentile)]
+        memory = self.tally.memory_max * (1 + self.settings.memory_buffer_percentage / 100)
+        memory_bytes = max(ceil_mebibytes(memory), MIN_MEMORY_BYTES)
+        return Recommendation(
+            cpu_request_millicores=max(ceil_millicores(cpu), MIN_CPU_MILLICORES),
+            cpu_limit_millicores=None,
+            memory_request_bytes=memory_bytes,
+            memory_limit_bytes=memory_bytes,
+            usage=self.tally.summary(self.step),
+            cpu_percentiles_millicores=shown,
+        )

@@ -7,13 +7,14 @@ points of some of them over the window, at the finest step that covers it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from kubepulse.history.prometheus import PrometheusHistory
-from kubepulse.history.read import HistoryPoint
 from kubepulse.history.snapshot import HistorySnapshot
+from kubepulse.recommend.pressure import Pressure
+from kubepulse.recommend.usage import NO_USAGE, PodUsage, from_columns, pod_usage
 
 ContainerKey = tuple[str, str, str]
 """(namespace, pod, container)."""
@@ -23,17 +24,43 @@ PROMETHEUS_MAX_POINTS = 10_000
 PROMETHEUS_MIN_STEP = 60.0
 
 
+Each = Callable[[ContainerKey, PodUsage], None]
+"""What a source calls with each container's usage in the window, one at a time."""
+
+BATCH = 200
+"""Series read at once from the file: ~13 MB of 15-minute buckets over 14 days (each held
+twice while split). Larger batches only cost memory; a layout (a node's chunks) split by
+a batch's edge is decoded once more."""
+PROMETHEUS_AT_ONCE = 16
+
+
 class UsageSource(Protocol):
     step: float
     """Seconds each point stands for (set once the window is known)."""
 
     async def containers(self, start: float, end: float) -> list[ContainerKey]: ...
 
-    async def points(
+    async def read(
+        self, keys: Sequence[ContainerKey], start: float, end: float, each: Each
+    ) -> None: ...
+
+    async def pressure(
         self, keys: Sequence[ContainerKey], start: float, end: float
-    ) -> dict[ContainerKey, list[HistoryPoint]]: ...
+    ) -> dict[ContainerKey, Pressure]:
+        """OOM kills and CPU throttling of the containers over the window, where the
+        source records them."""
+        ...
 
     async def close(self) -> None: ...
+
+
+def since(usage: PodUsage, start: float) -> PodUsage:
+    """Steps are aligned to the epoch (History.query's rule): the first may start before
+    the window; its points are left out, not counted as the window's."""
+    keep = usage.t >= start
+    if keep.all():
+        return usage
+    return PodUsage(usage.t[keep], usage.cpu_millicores[keep], usage.memory_max_bytes[keep])
 
 
 def finest_reaching(widths: dict[int, float], start: float) -> int:
@@ -71,25 +98,31 @@ class FileUsage:
         self.step = float(self._width) if self._width else 0.001
         return found
 
-    async def points(
-        self, keys: Sequence[ContainerKey], start: float, end: float
-    ) -> dict[ContainerKey, list[HistoryPoint]]:
-        def read() -> dict[ContainerKey, list[HistoryPoint]]:
-            # Steps are aligned to the epoch (History.query's rule): the first may start
-            # before the window; its points are left out, not counted as the window's.
-            return {
-                key: [
-                    p
-                    for p in self.snapshot.points(
-                        self._ids[key], self._width, start, end, self.step
-                    )
-                    if p.timestamp >= start
-                ]
-                for key in keys
-                if key in self._ids
-            }
+    async def read(
+        self, keys: Sequence[ContainerKey], start: float, end: float, each: Each
+    ) -> None:
+        def read() -> None:
+            # A node's series together: each chunk is decoded once for its batch.
+            first_layout = self.snapshot.layouts()
+            ids = sorted(
+                (self._ids[k] for k in keys if k in self._ids),
+                key=lambda sid: (first_layout.get(sid, 0), sid),
+            )
+            key_of = {self._ids[k]: k for k in keys if k in self._ids}
+            for i in range(0, len(ids), BATCH):
+                found = self.snapshot.many(ids[i : i + BATCH], self._width, start, end, self.step)
+                for sid in ids[i : i + BATCH]:
+                    columns = found.get(sid)
+                    usage = since(from_columns(columns), start) if columns is not None else NO_USAGE
+                    each(key_of[sid], usage)
 
-        return await asyncio.to_thread(read)
+        await asyncio.to_thread(read)
+
+    async def pressure(
+        self, keys: Sequence[ContainerKey], start: float, end: float
+    ) -> dict[ContainerKey, Pressure]:
+        # The history file holds usage only; OOM kills come from the pods' status.
+        return {}
 
     async def close(self) -> None:
         self.snapshot.close()
@@ -112,16 +145,52 @@ class PrometheusUsage:
             (ns, pod, c) for (ns, pod), names in zip(pods, found, strict=True) for c in names
         )
 
-    async def points(
+    async def read(
+        self, keys: Sequence[ContainerKey], start: float, end: float, each: Each
+    ) -> None:
+        for i in range(0, len(keys), PROMETHEUS_AT_ONCE):
+            batch = keys[i : i + PROMETHEUS_AT_ONCE]
+            found = await asyncio.gather(
+                *(
+                    self.prometheus.series("container", ns, pod, c, start, end, self.step)
+                    for ns, pod, c in batch
+                )
+            )
+            for key, points in zip(batch, found, strict=True):
+                each(key, since(pod_usage(points), start))
+
+    async def pressure(
         self, keys: Sequence[ContainerKey], start: float, end: float
-    ) -> dict[ContainerKey, list[HistoryPoint]]:
-        found = await asyncio.gather(
+    ) -> dict[ContainerKey, Pressure]:
+        """The cAdvisor counters' increase over the window (Prometheus scraping the
+        kubelets' /metrics/cadvisor, or kubepulse agents'), by container."""
+        window = f"[{max(1, round(end - start))}s]"
+
+        def query(metric: str) -> str:
+            return (
+                f'sum by (namespace, pod, container) (increase({metric}{{container!=""}}{window}))'
+            )
+
+        oom, periods, throttled = await asyncio.gather(
             *(
-                self.prometheus.series("container", ns, pod, c, start, end, self.step)
-                for ns, pod, c in keys
+                self.prometheus.by_container(query(metric), end)
+                for metric in (
+                    "container_oom_events_total",
+                    "container_cpu_cfs_periods_total",
+                    "container_cpu_cfs_throttled_periods_total",
+                )
             )
         )
-        return dict(zip(keys, found, strict=True))
+        wanted = set(keys)
+        return {
+            key: Pressure(
+                round(oom.get(key, 0.0)),
+                round(periods.get(key, 0.0)),
+                round(throttled.get(key, 0.0)),
+            )
+            for key in oom.keys() | periods.keys() | throttled.keys()
+            if key in wanted
+        }
 
     async def close(self) -> None:
         await self.prometheus.close()

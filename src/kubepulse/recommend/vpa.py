@@ -22,7 +22,6 @@ limit/request ratio, so the limit is left as it is (None here).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -32,13 +31,13 @@ from kubepulse.recommend.histogram import (
     HALF_LIFE,
     MEMORY_BUCKETS,
     MIN_SAMPLE_WEIGHT,
+    Buckets,
     DecayingHistogram,
     decay_weights,
     reference_of,
 )
 from kubepulse.recommend.settings import Recommendation, Settings
-from kubepulse.recommend.simple import not_enough
-from kubepulse.recommend.usage import MI, PodUsage, span, summarize
+from kubepulse.recommend.usage import MI, PodUsage, Tally
 
 TARGET, LOWER, UPPER = 0.9, 0.5, 0.95
 SAFETY_MARGIN = 0.15
@@ -69,15 +68,6 @@ def memory_peaks(pod: PodUsage) -> tuple[npt.NDArray[np.float64], npt.NDArray[np
     return ends, peaks
 
 
-def confidence(pods: Sequence[PodUsage]) -> float:
-    """getConfidence: min(lifespan in days, samples / minutes in a day)."""
-    first, last = span(pods)
-    if first is None or last is None:
-        return 0.0
-    samples = sum(len(p) for p in pods)
-    return min((last - first) / CONFIDENCE_INTERVAL, samples / (CONFIDENCE_INTERVAL / 60))
-
-
 def scaled(base: int, multiplier: float, exponent: float, confidence_days: float) -> float:
     """WithCPUConfidenceMultiplier: base * (1 + multiplier/confidence)^exponent (inf or 0
     with no confidence at all, as Go's float division gives)."""
@@ -90,66 +80,94 @@ def with_margin(value: int) -> int:
     return value + amount(value * SAFETY_MARGIN)
 
 
-def cpu_histogram(pods: Sequence[PodUsage]) -> DecayingHistogram:
-    histogram = DecayingHistogram(CPU_BUCKETS)
-    t = np.concatenate([p.t for p in pods])
-    # Samples are whole millicores (ContainerUsageSample.Usage is a ResourceAmount).
-    cores = np.concatenate([np.floor(p.cpu_millicores) for p in pods]) / 1000.0
-    reference = reference_of(float(t.min()), HALF_LIFE)
-    histogram.add(cores, decay_weights(t, MIN_SAMPLE_WEIGHT, reference))
-    return histogram
+class Decaying:
+    """A decaying histogram filled pod by pod: weights are kept relative to a fixed
+    anchor and moved to the histogram's own reference (its first sample's, rounded to
+    the half-life) at the end, which is what shiftReferenceTimestamp does."""
+
+    def __init__(self, buckets: Buckets, anchor: float) -> None:
+        self.histogram = DecayingHistogram(buckets)
+        self.anchor = anchor
+        self.first: float | None = None
+
+    def add(
+        self, values: npt.NDArray[np.float64], t: npt.NDArray[np.float64], weight: float
+    ) -> None:
+        if not len(t):
+            return
+        self.histogram.add(values, decay_weights(t, weight, self.anchor))
+        first = float(t.min())
+        self.first = first if self.first is None else min(self.first, first)
+
+    def done(self) -> DecayingHistogram:
+        if self.first is not None:
+            self.histogram.weights *= 2.0 ** ((self.anchor - reference_of(self.first)) / HALF_LIFE)
+            self.first = None
+        return self.histogram
 
 
-def memory_histogram(pods: Sequence[PodUsage]) -> DecayingHistogram:
-    histogram = DecayingHistogram(MEMORY_BUCKETS)
-    found = [memory_peaks(p) for p in pods if len(p)]
-    stamps = np.concatenate([ends for ends, _ in found])
-    peaks = np.floor(np.concatenate([values for _, values in found]))
-    reference = reference_of(float(stamps.min()), HALF_LIFE)
-    histogram.add(peaks, decay_weights(stamps, 1.0, reference))
-    return histogram
+class VpaPooled:
+    def __init__(self, settings: Settings, step: float, anchor: float) -> None:
+        """anchor: any time near the window (the weights' scale until result())."""
+        self.settings, self.step = settings, step
+        self.cpu = Decaying(CPU_BUCKETS, reference_of(anchor))
+        self.memory = Decaying(MEMORY_BUCKETS, reference_of(anchor))
+        self.tally = Tally()
 
+    def add(self, pod: PodUsage) -> None:
+        if not len(pod):
+            return
+        self.tally.add(pod)
+        # Samples are whole millicores (ContainerUsageSample.Usage is a ResourceAmount).
+        self.cpu.add(np.floor(pod.cpu_millicores) / 1000.0, pod.t, MIN_SAMPLE_WEIGHT)
+        stamps, peaks = memory_peaks(pod)
+        self.memory.add(np.floor(peaks), stamps, 1.0)
 
-def recommend(
-    pods: Sequence[PodUsage], settings: Settings, step: float, containers_in_pod: int = 1
-) -> Recommendation:
-    short = not_enough(pods, settings, step)
-    if short is not None:
-        return short
-    cpu, memory = cpu_histogram(pods), memory_histogram(pods)
-    days = confidence(pods)
-    share = 1.0 / max(1, containers_in_pod)
-    min_cpu = amount(POD_MIN_CPU_MILLICORES * share)
-    min_memory = amount(POD_MIN_MEMORY_BYTES * share)
+    def confidence(self) -> float:
+        """getConfidence: min(lifespan in days, samples / minutes in a day)."""
+        first, last = self.tally.first, self.tally.last
+        if first is None or last is None:
+            return 0.0
+        return min(
+            (last - first) / CONFIDENCE_INTERVAL, self.tally.points / (CONFIDENCE_INTERVAL / 60)
+        )
 
-    def cpu_at(fraction: float) -> int:
-        return with_margin(amount(cpu.percentile(fraction) * 1000.0))
+    def result(self, containers_in_pod: int) -> Recommendation:
+        short = self.tally.not_enough(self.step, self.settings.points_required)
+        if short is not None:
+            return short
+        cpu, memory = self.cpu.done(), self.memory.done()
+        days = self.confidence()
+        share = 1.0 / max(1, containers_in_pod)
+        min_cpu = amount(POD_MIN_CPU_MILLICORES * share)
+        min_memory = amount(POD_MIN_MEMORY_BYTES * share)
 
-    def memory_at(fraction: float) -> int:
-        return with_margin(amount(memory.percentile(fraction)))
+        def cpu_at(fraction: float) -> int:
+            return with_margin(amount(cpu.percentile(fraction) * 1000.0))
 
-    cpu_target = max(cpu_at(TARGET), min_cpu)
-    memory_target = max(memory_at(TARGET), min_memory)
-    return Recommendation(
-        cpu_request_millicores=cpu_target,
-        cpu_limit_millicores=None,
-        memory_request_bytes=memory_target,
-        memory_limit_bytes=None,
-        usage=summarize(pods, step),
-        cpu_percentiles_millicores={
-            "p50": cpu.percentile(LOWER) * 1000.0,
-            "p90": cpu.percentile(TARGET) * 1000.0,
-            "p95": cpu.percentile(UPPER) * 1000.0,
-        },
-        cpu_bounds_millicores=(
-            max(amount(scaled(cpu_at(LOWER), 0.001, -2.0, days)), min_cpu),
-            max(_upper(cpu_at(UPPER), days), float(min_cpu)),
-        ),
-        memory_bounds_bytes=(
-            max(amount(scaled(memory_at(LOWER), 0.001, -2.0, days)), min_memory),
-            max(_upper(memory_at(UPPER), days), float(min_memory)),
-        ),
-    )
+        def memory_at(fraction: float) -> int:
+            return with_margin(amount(memory.percentile(fraction)))
+
+        return Recommendation(
+            cpu_request_millicores=max(cpu_at(TARGET), min_cpu),
+            cpu_limit_millicores=None,
+            memory_request_bytes=max(memory_at(TARGET), min_memory),
+            memory_limit_bytes=None,
+            usage=self.tally.summary(self.step),
+            cpu_percentiles_millicores={
+                "p50": cpu.percentile(LOWER) * 1000.0,
+                "p90": cpu.percentile(TARGET) * 1000.0,
+                "p95": cpu.percentile(UPPER) * 1000.0,
+            },
+            cpu_bounds_millicores=(
+                max(amount(scaled(cpu_at(LOWER), 0.001, -2.0, days)), min_cpu),
+                max(_upper(cpu_at(UPPER), days), float(min_cpu)),
+            ),
+            memory_bounds_bytes=(
+                max(amount(scaled(memory_at(LOWER), 0.001, -2.0, days)), min_memory),
+                max(_upper(memory_at(UPPER), days), float(min_memory)),
+            ),
+        )
 
 
 def _upper(base: int, days: float) -> float:
