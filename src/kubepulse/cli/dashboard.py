@@ -179,7 +179,7 @@ async def run(args: argparse.Namespace) -> int:
             chart_source(charts_url, history, closers),
             auth,
             cluster=without_credentials(creds),
-            options=DashboardOptions(secure_cookies=ctx is not None),
+            options=DashboardOptions(secure_cookies=ctx is not None, live_updates=True),
         )
         recorder = Recorders(
             HistoryRecorder(store, history) if history is not None else None,

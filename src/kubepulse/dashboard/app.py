@@ -52,7 +52,11 @@ class DashboardOptions:
     secure_cookies: bool = True
     """Off only for plain HTTP on the loopback interface: browsers drop Secure cookies there."""
     poll_interval: float = 5.0
-    """Seconds between the page's refreshes."""
+    """Seconds between the page's refreshes when it polls."""
+    live_updates: bool = False
+    """The store is fed in cycles that end in the pod index's tick_done() (the scrape
+    manager's, the metrics API poller's): the page refreshes as each one is ready
+    (/api/cycles) instead of polling."""
     clock: Callable[[], float] = time.time
     token_hint: str = ""
     """Where to find a token, said on the sign-in page (up: its kubeconfig)."""
@@ -239,6 +243,7 @@ class _Dashboard:
                 "csrf_token": session.csrf_token,
                 "expires": session.expires,
                 "poll_interval": self.options.poll_interval,
+                "live_updates": self.options.live_updates,
                 "cluster": self.calls is not None,
             }
         )
@@ -274,7 +279,9 @@ def make_dashboard(parts: DashboardParts) -> web.Application:
     app.router.add_post("/logout", dashboard.logout, name="logout")
     app.router.add_get("/api/session", dashboard.session_info, name="session")
     src = DataSources(parts.store, parts.inventory, parts.history, parts.options.clock)
-    data_routes = DataHandlers(src).routes()
+    handlers = DataHandlers(src)
+    data_routes = handlers.routes()
+    app.on_shutdown.append(handlers.close_streams)
     dashboard.data_handlers = {route.handler for route in data_routes}
     app.router.add_routes(data_routes)
     if dashboard.calls is not None:

@@ -212,6 +212,10 @@ class PodIndex:
         self._stale_view = False
         self._asked = -math.inf
         self._preparing: asyncio.Task[None] | None = None
+        self.cycles_ready = 0
+        """Scrape (or poll) cycles whose usage the views can serve: the page's live
+        updates follow it (cycle_after)."""
+        self._waiting: list[asyncio.Future[int]] = []
 
     def inventoried(self) -> Inventoried:
         pods = self.inventory.pods()
@@ -280,9 +284,30 @@ class PodIndex:
         """Start prepare() if a request asked in the last two resolutions; nothing while
         nobody watches (the first poll then digests what it needs itself)."""
         if time.monotonic() - self._asked > 2 * self.store.resolution:
+            self._ready()
             return
         if self._preparing is None or self._preparing.done():
             self._preparing = asyncio.get_running_loop().create_task(self.prepare())
+        self._preparing.add_done_callback(lambda _: self._ready())
+
+    def _ready(self) -> None:
+        self.cycles_ready += 1
+        waiting, self._waiting = self._waiting, []
+        for future in waiting:
+            if not future.done():
+                future.set_result(self.cycles_ready)
+
+    async def cycle_after(self, seen: int, timeout: float) -> int:
+        """The number of the first cycle after `seen` whose usage is ready to serve, once
+        it is; `seen` when none is within `timeout` seconds."""
+        if self.cycles_ready > seen:
+            return self.cycles_ready
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return seen
 
     async def prepared(self) -> None:
         """Wait for the prepare() that tick_done() started, if any."""

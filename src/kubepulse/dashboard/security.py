@@ -47,17 +47,17 @@ async def headers_middleware(request: web.Request, handler: Handler) -> web.Stre
         if err.status >= 400 and err.content_type != "application/json":
             err.body = orjson.dumps({"error": err.reason, "code": err.status})
             err.content_type = "application/json"
-        _add_headers(request, err.headers, static=False)
+        add_headers(request, err.headers, static=False)
         raise
     if response.status >= 400 and response.content_type not in ("application/json", "text/html"):
         # The static files' 403 and 404 come back as empty bodies of no type.
         body = {"error": response.reason, "code": response.status}
         response = web.json_response(body, status=response.status)
-    _add_headers(request, response.headers, static="/static/" in request.path)
+    add_headers(request, response.headers, static="/static/" in request.path)
     return response
 
 
-def _add_headers(request: web.Request, headers: Any, static: bool) -> None:
+def add_headers(request: web.Request, headers: Any, static: bool) -> None:
     for key, value in HEADERS.items():
         if key == "Cache-Control" and static:
             continue

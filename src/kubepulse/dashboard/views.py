@@ -8,8 +8,10 @@ built only for what is sent: the top ten, the first MAX_PODS of the sorted pods.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from kubepulse.dashboard.pod_index import (
     sum_spec,
 )
 from kubepulse.dashboard.rightsize import RightSizer
+from kubepulse.dashboard.security import add_headers
 from kubepulse.history.sources import HistoryPoint, SeriesError, SeriesSource
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import ContainerSpec, Node, Pod
@@ -58,6 +61,8 @@ DEFAULT_RANGE = "1h"
 SPARK_SECONDS, SPARK_STEP = 1800, 60
 MAX_SPARKLINES = 500
 MAX_PODS = 1000
+KEEPALIVE_SECONDS, STREAM_SECONDS = 15.0, 600.0
+"""The live-update stream (/api/cycles): a comment this often, and closed after this."""
 
 
 ACCESS_KEY: web.RequestKey[Access] = web.RequestKey("kubepulse.dashboard.access", Access)
@@ -266,6 +271,8 @@ class DataHandlers:
         self.src = src
         self.index = pod_index(src.store, src.inventory)
         self.rightsizer = RightSizer(src.history) if src.history is not None else None
+        self._streams: set[asyncio.Task[Any]] = set()
+        self._closing = False
         self._seen: tuple[float, dict[tuple[str, str], float | None]] | None = None
         """The pods the history saw in the last day, and when that was asked (data
         time): asked at most every ENDED_EVERY seconds, not at each overview poll."""
@@ -280,9 +287,51 @@ class DataHandlers:
             ("/api/namespaces", self.namespaces),
             ("/api/namespaces/{namespace}", self.namespace),
             ("/api/ended", self.ended),
+            ("/api/cycles", self.cycles),
             ("/api/workloads/{namespace}/{kind}/{name}", self.workload),
         ]
         return [web.get(path, _answering_history_errors(h)) for path, h in routes]
+
+    async def cycles(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: `cycle` each time a scrape (or poll) cycle's usage is ready
+        to serve, so that the page refreshes then rather than on a timer. A comment line
+        every KEEPALIVE_SECONDS keeps proxies from closing it; the stream ends after
+        STREAM_SECONDS and the browser's EventSource opens it again, signed in anew."""
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
+        )
+        add_headers(request, response.headers, static=False)
+        await response.prepare(request)
+        task = asyncio.current_task()
+        if task is not None:
+            self._streams.add(task)
+        seen = self.index.cycles_ready
+        ends = time.monotonic() + STREAM_SECONDS
+        try:
+            await response.write(b"retry: 5000\n\n")
+            while (left := ends - time.monotonic()) > 0:
+                found = await self.index.cycle_after(seen, min(KEEPALIVE_SECONDS, left))
+                if found == seen:
+                    await response.write(b": waiting for the next cycle\n\n")
+                    continue
+                seen = found
+                await response.write(f"event: cycle\ndata: {seen}\n\n".encode())
+        except ConnectionResetError:
+            return response  # the page went away
+        except asyncio.CancelledError:
+            if not self._closing or task is None:
+                raise
+            task.uncancel()  # shutting down: the answer ends whole, as at STREAM_SECONDS
+        finally:
+            if task is not None:
+                self._streams.discard(task)
+        return response
+
+    async def close_streams(self, _app: web.Application) -> None:
+        """At shutdown: end the live-update streams, which would otherwise hold it up."""
+        self._closing = True
+        for task in list(self._streams):
+            task.cancel()  # each ends its answer as a whole one: see cycles()
 
     async def overview(self, request: web.Request) -> web.Response:
         """The cluster now, and its trend over the range: the history keeps the sum of

@@ -158,7 +158,7 @@ async def start_server(
     closers: list[Closer] = []
     if dashboard:
         series = chart_source(completed.charts_url, history, closers)
-        options = DashboardOptions(token_hint=config.dashboard_token_hint)
+        options = DashboardOptions(token_hint=config.dashboard_token_hint, live_updates=True)
         mount_dashboard(
             app, DashboardParts(store, inventory, series, auth, cluster=cluster, options=options)
         )

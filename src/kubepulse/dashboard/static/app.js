@@ -813,7 +813,24 @@
     window.addEventListener("hashchange", route);
     shortcuts();
     route();
-    state.timer = setInterval(refresh, state.pollMs);
+    if (session.live_updates && window.EventSource) live(); else poll();
+  }
+  function poll() {
+    if (!state.timer) state.timer = setInterval(refresh, state.pollMs);
+    document.body.dataset.updates = "polling";
+  }
+  // Live updates: the server says when a scrape cycle's usage is ready to serve (server-
+  // sent events) and the page refreshes then; while that stream is down, it polls.
+  function live() {
+    poll();
+    const events = new EventSource("api/cycles");
+    events.addEventListener("open", () => {
+      clearInterval(state.timer);
+      state.timer = null;
+      document.body.dataset.updates = "live";
+    });
+    events.addEventListener("cycle", () => refresh());
+    events.addEventListener("error", poll); // the browser opens it again by itself
   }
   start().catch(fail);
 })();
