@@ -202,6 +202,18 @@ class Probes:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def with_trailing_slashes(routes: list[web.RouteDef]) -> list[web.RouteDef]:
+    """Each route also under its path with a trailing slash, answered the same: the API
+    server's mux serves both (`/api/`, `/apis/metrics.k8s.io/v1beta1/`), and clients
+    such as the official Python one ask discovery with the slash."""
+    slashed = [
+        web.RouteDef(r.method, r.path + "/", r.handler, r.kwargs)
+        for r in routes
+        if not r.path.endswith("/")
+    ]
+    return [*routes, *slashed]
+
+
 def make_app(parts: ServerParts) -> web.Application:
     app = web.Application(
         middlewares=[
@@ -211,15 +223,16 @@ def make_app(parts: ServerParts) -> web.Application:
             negotiate,
         ]
     )
-    app.add_routes(Probes(parts).routes())
-    app.add_routes(Discovery(core=parts.serve_core_api).routes())
-    app.add_routes(
-        MetricsAPI(parts.store, parts.inventory, parts.node_selector, parts.pod_list).routes()
-    )
-    # `kubectl auth whoami`: who the authenticated caller is (authentication.k8s.io/v1).
-    app.add_routes(whoami.routes())
-    # What the caller may do (authorization.k8s.io/v1), decided by the server's authorizer.
-    app.add_routes(can_i.AccessReviews(parts.authorizer, core=parts.serve_core_api).routes())
+    routes = [
+        *Probes(parts).routes(),
+        *Discovery(core=parts.serve_core_api).routes(),
+        *MetricsAPI(parts.store, parts.inventory, parts.node_selector, parts.pod_list).routes(),
+        # `kubectl auth whoami`: who the authenticated caller is (authentication.k8s.io/v1).
+        *whoami.routes(),
+        # What the caller may do (authorization.k8s.io/v1), decided by the server's authorizer.
+        *can_i.AccessReviews(parts.authorizer, core=parts.serve_core_api).routes(),
+    ]
     if parts.serve_core_api:
-        app.add_routes(CoreAPI(parts.inventory).routes())
+        routes += CoreAPI(parts.inventory).routes()
+    app.add_routes(with_trailing_slashes(routes))
     return app
