@@ -29,8 +29,8 @@ typecheck: $(STAMP)
 # compare against, is not a Debian package: it is expected on PATH.
 system-deps:
 	@command -v tmux >/dev/null && command -v prometheus >/dev/null && \
-		command -v chromium >/dev/null || \
-		{ apt-get update -qq && apt-get install -y -qq tmux prometheus chromium; }
+		command -v chromium >/dev/null && command -v victoria-metrics >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq tmux prometheus chromium victoria-metrics; }
 	@command -v kubectl >/dev/null || \
 		{ echo "make test: the end-to-end tests need kubectl v1.32 on PATH" >&2; exit 1; }
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client, config, watch
+from urllib3.exceptions import ProtocolError
 
+from tests.e2e import host_process
 from tests.e2e.test_kubectl_up import HOST, Up, start_up
 
 
@@ -54,3 +60,35 @@ def test_custom_objects_reads_both_metrics_kinds(api: client.ApiClient) -> None:
     one = pods["items"][0]["metadata"]["name"]
     got = custom.get_namespaced_custom_object("metrics.k8s.io", "v1beta1", "host", "pods", one)
     assert got["kind"] == "PodMetrics" and got["containers"]
+
+
+def test_a_pod_watch_sees_a_host_process_start_and_end(api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    events: queue.Queue[tuple[str, str]] = queue.Queue()
+    stream = watch.Watch()
+
+    def consume() -> None:
+        with contextlib.suppress(ProtocolError):  # `up` stops at the module's end
+            for event in stream.stream(core.list_namespaced_pod, "host", timeout_seconds=60):
+                events.put((event["type"], event["object"].metadata.name))
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    try:
+        with host_process.host_process("py-watched") as pid:
+            pod = f"py-watched-{pid}"
+            expect(events, ("ADDED", pod))
+        expect(events, ("DELETED", pod))
+    finally:
+        stream.stop()
+
+
+def expect(events: queue.Queue[tuple[str, str]], wanted: tuple[str, str]) -> None:
+    deadline = time.monotonic() + 20
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            if events.get(timeout=left) == wanted:
+                return
+        except queue.Empty:
+            break
+    raise AssertionError(f"no {wanted} event within 20 s")

@@ -22,6 +22,8 @@ from kubepulse.api.metrics import MetricsAPI
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.selectors import SelectorError
 from kubepulse.api.status import status_response
+from kubepulse.api.watch import WatchError
+from kubepulse.kube.feed import ObjectFeed
 from kubepulse.kube.inventory import Inventory
 from kubepulse.store.reading import UsageStore
 
@@ -55,6 +57,8 @@ class ServerParts:
     always_allow_paths: AlwaysAllowPaths = OPEN_PATHS
     pod_list: RenderedPods | None = None
     """The rendered PodMetricsList, shared with the scrape manager that prerenders it."""
+    feed: ObjectFeed | None = None
+    """The core API's versioned objects and their changes (`up`), for watches."""
 
 
 @web.middleware
@@ -64,7 +68,7 @@ async def errors_as_status(request: web.Request, handler: Handler) -> web.Stream
     it is, its message kept."""
     try:
         return await handler(request)
-    except SelectorError as err:
+    except (SelectorError, WatchError) as err:
         return status_response(400, str(err))
     except web.HTTPRedirection:
         raise  # not an error: the Location and any cookies go out as they are
@@ -225,7 +229,7 @@ def make_app(parts: ServerParts) -> web.Application:
     )
     routes = [
         *Probes(parts).routes(),
-        *Discovery(core=parts.serve_core_api).routes(),
+        *Discovery(core=parts.serve_core_api, core_watch=parts.feed is not None).routes(),
         *MetricsAPI(parts.store, parts.inventory, parts.node_selector, parts.pod_list).routes(),
         # `kubectl auth whoami`: who the authenticated caller is (authentication.k8s.io/v1).
         *whoami.routes(),
@@ -233,6 +237,13 @@ def make_app(parts: ServerParts) -> web.Application:
         *can_i.AccessReviews(parts.authorizer, core=parts.serve_core_api).routes(),
     ]
     if parts.serve_core_api:
-        routes += CoreAPI(parts.inventory).routes()
+        routes += CoreAPI(parts.inventory, parts.feed).routes()
     app.add_routes(with_trailing_slashes(routes))
+    if parts.feed is not None:
+        feed = parts.feed
+
+        async def end_watches(_app: web.Application) -> None:
+            feed.close()
+
+        app.on_shutdown.append(end_watches)
     return app

@@ -32,6 +32,7 @@ from kubepulse.history.prometheus import PrometheusHistory
 from kubepulse.history.recorder import HistoryRecorder
 from kubepulse.history.sources import SeriesSource, SqliteSeries
 from kubepulse.history.tiers import Tier
+from kubepulse.kube.feed import ObjectFeed
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.kubeconfig import Credentials
 from kubepulse.scrape.client import KubeletClient
@@ -109,9 +110,11 @@ async def start_server(
     authorizer: Authorizer | None = None,
     kubelet_defaults: KubeletDefaults | None = None,
     cluster: Credentials | None = None,
+    feed: ObjectFeed | None = None,
 ) -> RunningServer:
     """cluster, for the dashboard's Kubernetes mode: the API server it calls with each
-    user's own token; None (--targets) leaves it in local mode, without actions."""
+    user's own token; None (--targets) leaves it in local mode, without actions.
+    feed, for the core API (`up`): its objects' versions and changes, which it watches."""
     config = completed.config
     resolution, dashboard = config.metric_resolution, config.dashboard
     store = MetricsStore(resolution)
@@ -153,6 +156,7 @@ async def start_server(
             [*config.auth.always_allow_paths, *(DASHBOARD_PATHS if dashboard else ())]
         ),
         pod_list=pod_list,
+        feed=feed,
     )
     app = make_app(parts)
     closers: list[Closer] = []
