@@ -19,6 +19,7 @@ from kubepulse.api.authz import AlwaysAllow, AlwaysAllowPaths, Authorizer, autho
 from kubepulse.api.core import CoreAPI
 from kubepulse.api.discovery import Discovery
 from kubepulse.api.metrics import MetricsAPI
+from kubepulse.api.openapi import OpenAPI
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.selectors import SelectorError
 from kubepulse.api.status import status_response
@@ -230,6 +231,8 @@ def make_app(parts: ServerParts) -> web.Application:
     routes = [
         *Probes(parts).routes(),
         *Discovery(core=parts.serve_core_api, core_watch=parts.feed is not None).routes(),
+        # The schemas of what is served, for kubectl explain and the aggregator.
+        *OpenAPI(core=parts.serve_core_api).routes(),
         *MetricsAPI(parts.store, parts.inventory, parts.node_selector, parts.pod_list).routes(),
         # `kubectl auth whoami`: who the authenticated caller is (authentication.k8s.io/v1).
         *whoami.routes(),

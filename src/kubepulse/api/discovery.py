@@ -78,7 +78,7 @@ def _discovery_group(
                         "resource": res,
                         "responseKind": {"group": group, "version": version, "kind": kind},
                         "scope": "Namespaced" if namespaced else "Cluster",
-                        "singularResource": singular or res.rstrip("s"),
+                        "singularResource": singular or kind.lower(),
                         "verbs": list(verbs),
                         **({"shortNames": short} if short else {}),
                         **({"categories": cats} if cats else {}),

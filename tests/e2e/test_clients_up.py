@@ -1,5 +1,6 @@
-"""Clients that list and then watch, against `kubepulse up`: kubectl get -w and the
-Kubernetes service discovery of a Prometheus-style scraper (Debian's victoria-metrics)."""
+"""Clients beyond kubectl get and top, against `kubepulse up`: those that list and then
+watch (kubectl get -w, the Kubernetes service discovery of a Prometheus-style scraper,
+Debian's victoria-metrics) and those that read the OpenAPI schemas (kubectl explain)."""
 
 from __future__ import annotations
 
@@ -155,3 +156,24 @@ def test_victoria_metrics_kubernetes_sd_sees_a_pod_that_starts_later(
             vm.terminate()
             vm.wait(timeout=20)
             log.close()
+
+
+@pytest.mark.parametrize(
+    ("what", "expected"),
+    [
+        ("nodes", ["KIND:       Node", "VERSION:    v1", "status\t<NodeStatus>"]),
+        ("pods.spec.containers", ["FIELD: containers <[]Container>", "resources\t<"]),
+        ("nodemetrics", ["GROUP:      metrics.k8s.io", "KIND:       NodeMetrics", "usage\t<"]),
+    ],
+)
+def test_kubectl_explain_reads_the_openapi_schemas(up: Up, what: str, expected: list[str]) -> None:
+    out = up.kubectl("explain", what).stdout
+    assert all(line in out for line in expected), out
+
+
+def test_kubectl_get_raw_openapi_v3_lists_the_group_versions(up: Up) -> None:
+    paths = json.loads(up.kubectl("get", "--raw", "/openapi/v3").stdout)["paths"]
+    assert sorted(paths) == ["api/v1", "apis/metrics.k8s.io/v1beta1"]
+    document = json.loads(up.kubectl("get", "--raw", paths["api/v1"]["serverRelativeURL"]).stdout)
+    assert document["openapi"].startswith("3.")
+    assert "io.k8s.api.core.v1.Pod" in document["components"]["schemas"]
