@@ -19,6 +19,7 @@ from kubepulse.api.authz import AlwaysAllow, AlwaysAllowPaths, Authorizer, autho
 from kubepulse.api.core import CoreAPI
 from kubepulse.api.discovery import Discovery
 from kubepulse.api.metrics import MetricsAPI
+from kubepulse.api.metrics_watch import MetricsWatchers
 from kubepulse.api.openapi import OpenAPI
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.selectors import SelectorError
@@ -60,6 +61,8 @@ class ServerParts:
     """The rendered PodMetricsList, shared with the scrape manager that prerenders it."""
     feed: ObjectFeed | None = None
     """The core API's versioned objects and their changes (`up`), for watches."""
+    metrics_watch: MetricsWatchers | None = None
+    """The watches of NodeMetrics and PodMetrics, fed by the scrape manager."""
 
 
 @web.middleware
@@ -230,10 +233,16 @@ def make_app(parts: ServerParts) -> web.Application:
     )
     routes = [
         *Probes(parts).routes(),
-        *Discovery(core=parts.serve_core_api, core_watch=parts.feed is not None).routes(),
+        *Discovery(
+            core=parts.serve_core_api,
+            core_watch=parts.feed is not None,
+            metrics_watch=parts.metrics_watch is not None,
+        ).routes(),
         # The schemas of what is served, for kubectl explain and the aggregator.
         *OpenAPI(core=parts.serve_core_api).routes(),
-        *MetricsAPI(parts.store, parts.inventory, parts.node_selector, parts.pod_list).routes(),
+        *MetricsAPI(
+            parts.store, parts.inventory, parts.node_selector, parts.pod_list, parts.metrics_watch
+        ).routes(),
         # `kubectl auth whoami`: who the authenticated caller is (authentication.k8s.io/v1).
         *whoami.routes(),
         # What the caller may do (authorization.k8s.io/v1), decided by the server's authorizer.
@@ -242,11 +251,11 @@ def make_app(parts: ServerParts) -> web.Application:
     if parts.serve_core_api:
         routes += CoreAPI(parts.inventory, parts.feed).routes()
     app.add_routes(with_trailing_slashes(routes))
-    if parts.feed is not None:
-        feed = parts.feed
+    watched = [w for w in (parts.feed, parts.metrics_watch) if w is not None]
 
-        async def end_watches(_app: web.Application) -> None:
-            feed.close()
+    async def end_watches(_app: web.Application) -> None:
+        for w in watched:
+            w.close()
 
-        app.on_shutdown.append(end_watches)
+    app.on_shutdown.append(end_watches)
     return app

@@ -23,6 +23,7 @@ from kubepulse.api.app import ServerParts, make_app
 from kubepulse.api.authn import RequestAuthenticator
 from kubepulse.api.authz import AlwaysAllow, AlwaysAllowPaths, Authorizer
 from kubepulse.api.exposition import prometheus_handler
+from kubepulse.api.metrics_watch import MetricsWatchers
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.dashboard.app import DashboardOptions, DashboardParts
 from kubepulse.dashboard.app import mount as mount_dashboard
@@ -126,6 +127,7 @@ async def start_server(
     if history is not None:
         metrics.watch_history(history)
     pod_list = RenderedPods(store)
+    metrics_watch = MetricsWatchers(store, inventory, completed.node_selector)
     manager = ScrapeManager(
         client,
         store,
@@ -138,6 +140,8 @@ async def start_server(
             HistoryRecorder(store, history) if history is not None else None,
             # The dashboard's pod index, prepared after each cycle while it is watched.
             pod_index(store, inventory) if dashboard else None,
+            # Each stored scrape as events for the metric watches open then.
+            metrics_watch,
             # Last: the cycle's freed memory back to the kernel (malloc.py).
             malloc.TrimAfterCycle() if malloc_tuned() else None,
         ),
@@ -157,6 +161,7 @@ async def start_server(
         ),
         pod_list=pod_list,
         feed=feed,
+        metrics_watch=metrics_watch,
     )
     app = make_app(parts)
     closers: list[Closer] = []
