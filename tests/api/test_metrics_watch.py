@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -102,15 +105,40 @@ async def test_a_pod_watch_is_filtered_by_namespace_and_labels_and_sees_a_pod_go
 async def test_a_slow_consumer_is_closed_once_its_buffer_is_full(
     api: TestClient[Any, Any], store: MetricsStore, watchers: MetricsWatchers
 ) -> None:
-    response = await watch(
-        api, f"{PREFIX}/nodes?watch=1&resourceVersion={watchers.resource_version}"
-    )
-    # Scrapes stored while its handler never gets to run: nothing is sent in between.
-    for n in range(1, SLOW_CONSUMER_EVENTS + 2):
-        scrape_node_b(store, watchers, n, web=True)
-    body = await asyncio.wait_for(response.content.read(), 10)
-    assert body == b""  # closed without the events it could not take
-    assert not watchers.watches
+    version = watchers.resource_version
+    unread = await watch(api, f"{PREFIX}/nodes?watch=1&resourceVersion={version}")
+    read = await watch(api, f"{PREFIX}/nodes?watch=1&resourceVersion={version}")
+    received = 0
+
+    async def reader() -> None:
+        nonlocal received
+        with contextlib.suppress(aiohttp.ClientConnectionError):  # at the test's end
+            while await read.content.readline():
+                received += 1
+
+    reading = asyncio.create_task(reader())
+    # Scrapes stored, the loop turning between them, until the client that never reads
+    # has filled the socket's buffers and then its 1,000 events (with a bound).
+    stored = 0
+    while len(watchers.watches) == 2 and stored < 200_000:
+        stored += 1
+        scrape_node_b(store, watchers, stored, web=True)
+        await asyncio.sleep(0)  # the handlers' turn: they write as they would in a server
+    assert len(watchers.watches) == 1, f"still open after {stored} scrapes"
+    # The client that reads has every event so far; the other's stream has ended.
+    await asyncio.wait_for(_until(lambda: received == stored), 10)
+    # The other's connection was cut: what it had not read of the stream is all it gets.
+    body = b""
+    with contextlib.suppress(aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+        async for chunk in unread.content.iter_any():
+            body += chunk
+    assert 0 < body.count(b"\n") < stored - SLOW_CONSUMER_EVENTS
+    reading.cancel()
+
+
+async def _until(done: Callable[[], bool]) -> None:
+    while not done():
+        await asyncio.sleep(0.01)  # polled, bounded by the caller's wait_for
 
 
 async def test_a_watch_from_an_older_version_gets_410(

@@ -5,12 +5,16 @@ this recorder turns that node's new usage into events for the watches open at th
 moment: MODIFIED (ADDED the first time) for the node and each of its pods, DELETED for
 a pod its scrape no longer has. Nothing is built while nobody watches.
 
-Each watch has its own queue of events. One that is not read as fast as scrapes are
-stored is closed once SLOW_CONSUMER_EVENTS wait for it, as the API server's cacher
-closes a watcher whose buffer is full; its client watches again. No history is kept,
-so a watch from an older resourceVersion gets 410 Expired; with none (or "0") it starts
-with an ADDED for every object stored, then a BOOKMARK marking the initial events'
-end when bookmarks are allowed (WatchList, sendInitialEvents=true).
+Each watch has its own queue of events. One whose client does not read as fast as
+scrapes are stored is closed once SLOW_CONSUMER_EVENTS wait for it while its connection
+takes no more (its handler waits for the client to drain what was written), as the API
+server's cacher closes a watcher whose buffer is full; its client watches again. Events
+that wait only for the handler's turn on the event loop do not count: one loop turn
+can store hundreds of scrapes (30 pods each), which a reading client takes at once.
+
+No history is kept, so a watch from an older resourceVersion gets 410 Expired; with
+none (or "0") it starts with an ADDED for every object stored, then a BOOKMARK marking
+the initial events' end when bookmarks are allowed (WatchList, sendInitialEvents=true).
 """
 
 from __future__ import annotations
@@ -56,16 +60,29 @@ class _Watch:
     events: deque[Event] = field(default_factory=deque)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     overflowed: bool = False
+    blocked: bool = False
+    transport: asyncio.Transport | None = None
+    """Its handler waits for the client to take what was written (the send buffer is full)."""
 
     def put(self, event: Event) -> None:
         if self.overflowed:
             return
-        if len(self.events) >= SLOW_CONSUMER_EVENTS:
+        self.events.append(event)
+        if self.blocked and len(self.events) > SLOW_CONSUMER_EVENTS:
             self.overflowed = True
             self.events.clear()
-        else:
-            self.events.append(event)
+            # Its handler waits on a client that does not read: the connection is cut,
+            # so that the wait ends and nothing more is held for it.
+            if self.transport is not None:
+                self.transport.abort()
         self.ready.set()
+
+    async def write(self, response: web.StreamResponse, data: bytes) -> None:
+        self.blocked = True
+        try:
+            await response.write(data)
+        finally:
+            self.blocked = False
 
 
 class MetricsWatchers:
@@ -212,7 +229,7 @@ class MetricsWatchers:
             return response
         # Watching from here on: what is stored while the head and the initial events
         # are written is queued for it, not lost.
-        watch = _Watch(pods, namespace, chosen)
+        watch = _Watch(pods, namespace, chosen, transport=request.transport)
         self.watches.add(watch)
         try:
             await response.prepare(request)
@@ -233,7 +250,7 @@ class MetricsWatchers:
                 if options.bookmarks:
                     mark = bookmark(kind, GROUP_VERSION, version, end=True)
                     initial.append(event_line(BOOKMARK, mark))
-                await response.write(b"".join(initial))
+                await watch.write(response, b"".join(initial))
             await self._stream(request, response, watch, options.timeout, options.bookmarks)
         except ConnectionError:
             pass
@@ -265,14 +282,14 @@ class MetricsWatchers:
             watch.events.clear()
             watch.ready.clear()
             if lines:
-                await response.write(b"".join(lines))
+                await watch.write(response, b"".join(lines))
             now = loop.time()
             transport = request.transport
             if now >= deadline or transport is None or transport.is_closing():
                 return
             if bookmarks and now - last_bookmark >= BOOKMARK_INTERVAL:
                 mark = bookmark(kind, GROUP_VERSION, self.resource_version)
-                await response.write(event_line(BOOKMARK, mark))
+                await watch.write(response, event_line(BOOKMARK, mark))
                 last_bookmark = now
             try:
                 await asyncio.wait_for(watch.ready.wait(), min(deadline - now, LIVENESS_CHECK))
