@@ -57,14 +57,15 @@ class _Watch:
     namespace: str | None
     chosen: Callable[[str, str, Mapping[str, str]], bool]
     """(namespace, name, labels) -> whether this watch wants the object."""
-    events: deque[Event] = field(default_factory=deque)
+    events: deque[bytes] = field(default_factory=deque)
+    """Event lines, each serialised once for every watch that takes it."""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     overflowed: bool = False
     blocked: bool = False
     transport: asyncio.Transport | None = None
     """Its handler waits for the client to take what was written (the send buffer is full)."""
 
-    def put(self, event: Event) -> None:
+    def put(self, event: bytes) -> None:
         if self.overflowed:
             return
         self.events.append(event)
@@ -149,9 +150,11 @@ class MetricsWatchers:
     def _send(self, pods: bool, event: Event) -> None:
         meta = event[1]["metadata"]
         namespace, name, labels = meta.get("namespace", ""), meta["name"], meta.get("labels", {})
+        line = b""
         for w in self.watches:
             if w.pods == pods and w.chosen(namespace, name, labels):
-                w.put(event)
+                line = line or event_line(*event)
+                w.put(line)
 
     def _node_event(self, name: str, version: str) -> Event | None:
         rate = self.store.node(name)
@@ -278,11 +281,11 @@ class MetricsWatchers:
         while not self.closed:
             if watch.overflowed:
                 return  # a slow consumer: closed, and its client watches again
-            lines = [event_line(*event) for event in watch.events]
+            lines = b"".join(watch.events)
             watch.events.clear()
             watch.ready.clear()
             if lines:
-                await watch.write(response, b"".join(lines))
+                await watch.write(response, lines)
             now = loop.time()
             transport = request.transport
             if now >= deadline or transport is None or transport.is_closing():
