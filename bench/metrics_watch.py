@@ -55,6 +55,8 @@ from bench.sim.process import (
 )
 
 PODS_PER_NODE = 30
+SYNC_S = 300.0
+"""How long the initial events of both watches may take (150,000 pods at 5,000 nodes)."""
 METRICS = "/apis/metrics.k8s.io/v1beta1"
 INITIAL = "sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
 
@@ -152,9 +154,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     asyncio.create_task(follow(session, server, f"{METRICS}/pods", pods)),
                 ]
                 try:
-                    await asyncio.wait_for(
-                        asyncio.gather(nodes.synced.wait(), pods.synced.wait()), 120
-                    )
+                    try:
+                        await asyncio.wait_for(
+                            asyncio.gather(nodes.synced.wait(), pods.synced.wait()), SYNC_S
+                        )
+                    except TimeoutError:
+                        ended = f"nodes: {nodes.ended or 'open'}, pods: {pods.ended or 'open'}"
+                        raise Missed("both watches' initial events", SYNC_S, ended) from None
                     nodes.counting = pods.counting = True
                     print(f"measuring {window:g}s with watches", file=sys.stderr, flush=True)
                     cpu_with = await cpu_over(process, window)

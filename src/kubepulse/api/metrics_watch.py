@@ -48,6 +48,7 @@ from kubepulse.store.reading import UsageStore
 from kubepulse.timefmt import rfc3339
 
 SLOW_CONSUMER_EVENTS = 1000
+INITIAL_EVENTS_PER_WRITE = 4096
 Event = tuple[str, dict[str, Any]]
 
 
@@ -253,7 +254,11 @@ class MetricsWatchers:
                 if options.bookmarks:
                     mark = bookmark(kind, GROUP_VERSION, version, end=True)
                     initial.append(event_line(BOOKMARK, mark))
-                await watch.write(response, b"".join(initial))
+                # Written as a LIST is, in chunks, and not under the slow-consumer rule:
+                # while a client takes 150,000 initial events, the scrapes stored
+                # meanwhile wait for it whatever their number.
+                for i in range(0, len(initial), INITIAL_EVENTS_PER_WRITE):
+                    await response.write(b"".join(initial[i : i + INITIAL_EVENTS_PER_WRITE]))
             await self._stream(request, response, watch, options.timeout, options.bookmarks)
         except ConnectionError:
             pass
