@@ -128,6 +128,10 @@ class Follower:
                     self.usage, fresh = fresh, None
                     self.changed.set()
                 continue
+            if fresh is not None and kind != "ADDED":
+                # A server without the initial-events-end bookmark: the first change
+                # after its ADDED events ends them.
+                self.usage, fresh = fresh, None
             key = (meta.get("namespace", ""), meta.get("name", ""))
             target = fresh if fresh is not None else self.usage
             if kind == "DELETED":
@@ -137,7 +141,7 @@ class Follower:
             if fresh is None:
                 self.changed.set()
         if fresh is not None:
-            # A server that sent no initial-events-end bookmark: what came is what is stored.
+            # The watch ended before any change: what came is what is stored.
             self.usage = fresh
             self.changed.set()
 
