@@ -28,17 +28,19 @@ typecheck: $(STAMP)
 # dashboard, driven by Playwright), and mmdebstrap, binutils, skopeo and podman (`make
 # image` builds the image from Debian packages and strips the wheels' debug information;
 # the tests read it back with skopeo and load it with podman), strace (a credential
-# plugin's secrets are shown never to reach a file). kubectl (v1.32), the
+# plugin's secrets are shown never to reach a file), VictoriaMetrics (Kubernetes service
+# discovery of up's watch, recommend over a Prometheus API). kubectl (v1.32), the
 # client the end-to-end tests compare against, is not a Debian package: it is expected
 # on PATH.
 system-deps:
 	@command -v tmux >/dev/null && command -v prometheus >/dev/null && \
 		command -v chromium >/dev/null && command -v mmdebstrap >/dev/null && \
 		command -v strip >/dev/null && command -v skopeo >/dev/null && \
-		command -v podman >/dev/null && command -v strace >/dev/null || \
+		command -v podman >/dev/null && command -v strace >/dev/null && \
+		command -v victoria-metrics >/dev/null || \
 		{ apt-get update -qq && \
 		apt-get install -y -qq tmux prometheus chromium mmdebstrap binutils skopeo \
-		podman strace; }
+		podman strace victoria-metrics; }
 	@command -v kubectl >/dev/null || \
 		{ echo "make test: the end-to-end tests need kubectl v1.32 on PATH" >&2; exit 1; }
 

@@ -12,6 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from kubepulse.api.app import ServerParts, make_app
 from kubepulse.api.authn import Authenticator, User
+from kubepulse.api.metrics_watch import MetricsWatchers
+from kubepulse.kube.feed import ObjectFeed
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.kube.objects import node_from_object, pod_from_object
 from kubepulse.model import ContainerSample, NodeSample, PodSample, Usage
@@ -227,6 +229,8 @@ def make_client(aiohttp_client: Any) -> MakeClient:
         serve_core_api: bool = False,
         node_selector: Callable[[Mapping[str, str]], bool] | None = None,
         pods_and_nodes: StaticInventory | None = None,
+        feed: ObjectFeed | None = None,
+        metrics_watch: MetricsWatchers | None = None,
     ) -> TestClient[Any, Any]:
         store = store if store is not None else filled_store()
         parts = ServerParts(
@@ -236,6 +240,8 @@ def make_client(aiohttp_client: Any) -> MakeClient:
             authenticator=Authenticator({TOKEN: User("admin", "1", ("system:masters",))}),
             registry=self_metrics(store).registry,
             serve_core_api=serve_core_api,
+            feed=feed,
+            metrics_watch=metrics_watch,
         )
         if node_selector is not None:
             parts.node_selector = node_selector

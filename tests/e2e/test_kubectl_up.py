@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from kubepulse.history.file import History
+from tests.e2e import host_process
 from tests.support import KUBECTL, KUBEPULSE, Running, free_port, run_kubepulse, wait_for
 
 HOST = os.environ.get("KUBEPULSE_NODE_NAME") or socket.gethostname()
@@ -126,28 +127,13 @@ def burner() -> Iterator[int]:
     """A busy process of its own, detached (double fork) so that it is a top-level
     process tree and so a pod of its own, whatever the tree that runs the tests does.
     It names itself (its comm) BURNER, so its pod is BURNER-<pid>."""
-    code = (
-        "import os, sys\n"
-        "pid = os.fork()\n"
-        "if pid:\n"
-        "    print(pid, flush=True)\n"
-        "    os._exit(0)\n"
-        "os.setsid()\n"
-        "with open('/proc/self/comm', 'w') as comm:\n"
-        f"    comm.write({BURNER!r})\n"
-        "null = os.open(os.devnull, os.O_RDWR)\n"
-        "for fd in (0, 1, 2):\n"
-        "    os.dup2(null, fd)\n"
+    burn = (
         "block = bytearray(b'\\x01' * (32 << 20))\n"
         "while True:\n"
         "    block[0] = (block[0] + 1) % 256\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
-    pid = int(out.stdout.strip())
-    try:
+    with host_process.host_process(BURNER, burn) as pid:
         yield pid
-    finally:
-        os.kill(pid, signal.SIGKILL)
 
 
 def test_top_pods_all_namespaces_shows_the_busy_burner_pod(up: Up, burner: int) -> None:

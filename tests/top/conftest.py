@@ -16,6 +16,7 @@ from aiohttp import web
 from kubepulse import pki
 from kubepulse.api.app import ServerParts, make_app
 from kubepulse.api.authn import Authenticator, User
+from kubepulse.api.metrics_watch import MetricsWatchers
 from kubepulse.cli.up import kubeconfig
 from kubepulse.kube.inventory import StaticInventory
 from kubepulse.store.points import MetricsStore
@@ -77,7 +78,11 @@ def serve(tmp: Path, app: web.Application) -> Iterator[Cluster]:
         yield Cluster(config, server.port)
 
 
-def cluster_app(store: MetricsStore, inv: StaticInventory | None = None) -> web.Application:
+def cluster_app(
+    store: MetricsStore,
+    inv: StaticInventory | None = None,
+    metrics_watch: MetricsWatchers | None = None,
+) -> web.Application:
     parts = ServerParts(
         store=store,
         inventory=inv or inventory(),
@@ -85,6 +90,7 @@ def cluster_app(store: MetricsStore, inv: StaticInventory | None = None) -> web.
         authenticator=Authenticator({TOKEN: User("admin", "1", ("system:masters",))}),
         registry=self_metrics(store).registry,
         serve_core_api=True,
+        metrics_watch=metrics_watch,
     )
     return make_app(parts)
 

@@ -38,6 +38,8 @@ class AgentState:
         self.latest: NodeStats | None = None
         self.last_error: str | None = None
         self._rendered: dict[str, bytes] = {}
+        self.listeners: list[Callable[[NodeStats], None]] = []
+        """Called on the event loop with each new reading (`up`'s change feed)."""
 
     def refresh(self) -> NodeStats:
         try:
@@ -76,9 +78,11 @@ class AgentState:
         while True:
             await asyncio.sleep(interval)
             try:
-                await asyncio.to_thread(self.refresh)
+                latest = await asyncio.to_thread(self.refresh)
             except RuntimeError:
                 continue
+            for listener in self.listeners:
+                listener(latest)
 
 
 STATE: web.AppKey[AgentState] = web.AppKey("state", AgentState)

@@ -20,9 +20,13 @@ from kubepulse.api.core import CoreAPI
 from kubepulse.api.discovery import Discovery
 from kubepulse.api.impersonation import impersonation
 from kubepulse.api.metrics import MetricsAPI
+from kubepulse.api.metrics_watch import MetricsWatchers
+from kubepulse.api.openapi import OpenAPI
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.selectors import SelectorError
 from kubepulse.api.status import status_response
+from kubepulse.api.watch import WatchError
+from kubepulse.kube.feed import ObjectFeed
 from kubepulse.kube.inventory import Inventory
 from kubepulse.store.reading import UsageStore
 
@@ -56,6 +60,10 @@ class ServerParts:
     always_allow_paths: AlwaysAllowPaths = OPEN_PATHS
     pod_list: RenderedPods | None = None
     """The rendered PodMetricsList, shared with the scrape manager that prerenders it."""
+    feed: ObjectFeed | None = None
+    """The core API's versioned objects and their changes (`up`), for watches."""
+    metrics_watch: MetricsWatchers | None = None
+    """The watches of NodeMetrics and PodMetrics, fed by the scrape manager."""
 
 
 @web.middleware
@@ -65,7 +73,7 @@ async def errors_as_status(request: web.Request, handler: Handler) -> web.Stream
     it is, its message kept."""
     try:
         return await handler(request)
-    except SelectorError as err:
+    except (SelectorError, WatchError) as err:
         return status_response(400, str(err))
     except web.HTTPRedirection:
         raise  # not an error: the Location and any cookies go out as they are
@@ -203,6 +211,18 @@ class Probes:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def with_trailing_slashes(routes: list[web.RouteDef]) -> list[web.RouteDef]:
+    """Each route also under its path with a trailing slash, answered the same: the API
+    server's mux serves both (`/api/`, `/apis/metrics.k8s.io/v1beta1/`), and clients
+    such as the official Python one ask discovery with the slash."""
+    slashed = [
+        web.RouteDef(r.method, r.path + "/", r.handler, r.kwargs)
+        for r in routes
+        if not r.path.endswith("/")
+    ]
+    return [*routes, *slashed]
+
+
 def make_app(parts: ServerParts) -> web.Application:
     app = web.Application(
         middlewares=[
@@ -213,15 +233,31 @@ def make_app(parts: ServerParts) -> web.Application:
             negotiate,
         ]
     )
-    app.add_routes(Probes(parts).routes())
-    app.add_routes(Discovery(core=parts.serve_core_api).routes())
-    app.add_routes(
-        MetricsAPI(parts.store, parts.inventory, parts.node_selector, parts.pod_list).routes()
-    )
-    # `kubectl auth whoami`: who the authenticated caller is (authentication.k8s.io/v1).
-    app.add_routes(whoami.routes())
-    # What the caller may do (authorization.k8s.io/v1), decided by the server's authorizer.
-    app.add_routes(can_i.AccessReviews(parts.authorizer, core=parts.serve_core_api).routes())
+    routes = [
+        *Probes(parts).routes(),
+        *Discovery(
+            core=parts.serve_core_api,
+            core_watch=parts.feed is not None,
+            metrics_watch=parts.metrics_watch is not None,
+        ).routes(),
+        # The schemas of what is served, for kubectl explain and the aggregator.
+        *OpenAPI(core=parts.serve_core_api).routes(),
+        *MetricsAPI(
+            parts.store, parts.inventory, parts.node_selector, parts.pod_list, parts.metrics_watch
+        ).routes(),
+        # `kubectl auth whoami`: who the authenticated caller is (authentication.k8s.io/v1).
+        *whoami.routes(),
+        # What the caller may do (authorization.k8s.io/v1), decided by the server's authorizer.
+        *can_i.AccessReviews(parts.authorizer, core=parts.serve_core_api).routes(),
+    ]
     if parts.serve_core_api:
-        app.add_routes(CoreAPI(parts.inventory).routes())
+        routes += CoreAPI(parts.inventory, parts.feed).routes()
+    app.add_routes(with_trailing_slashes(routes))
+    watched = [w for w in (parts.feed, parts.metrics_watch) if w is not None]
+
+    async def end_watches(_app: web.Application) -> None:
+        for w in watched:
+            w.close()
+
+    app.on_shutdown.append(end_watches)
     return app

@@ -14,8 +14,11 @@ from typing import Any
 from aiohttp import web
 
 from kubepulse.api import tables
-from kubepulse.api.responses import json_response, not_found, refuse_watch
+from kubepulse.api.responses import json_response, not_found
 from kubepulse.api.selectors import parse_field_selector, parse_label_selector
+from kubepulse.api.status import status_response
+from kubepulse.api.watch import Render, Watched, serve_watch, wants_watch
+from kubepulse.kube.feed import ObjectFeed
 from kubepulse.kube.inventory import Inventory, namespaces
 from kubepulse.timefmt import human_duration, parse_rfc3339
 
@@ -133,11 +136,30 @@ _POD_FIELDS = ("metadata.name", "metadata.namespace", "spec.nodeName", "status.p
 _META_FIELDS = ("metadata.name",)
 
 Row = Callable[[Mapping[str, Any], float], list[Any]]
+_RESOURCES = {"NodeList": "nodes", "PodList": "pods", "NamespaceList": "namespaces"}
+
+
+def _render(request: web.Request, columns: list[dict[str, Any]], row: Row) -> Render:
+    """Events carry the object, or for kubectl get -w a Table of its one row, the
+    column definitions in the first event only (as the API server sends them)."""
+    if not tables.wants_table(request):
+        return lambda obj, _first: obj
+
+    def as_table(obj: Mapping[str, Any], first: bool) -> Mapping[str, Any]:
+        version = obj["metadata"].get("resourceVersion", "")
+        body = tables.table(request, columns, [(row(obj, time.time()), obj)], version)
+        if not first:
+            body["columnDefinitions"] = []
+        return body
+
+    return as_table
 
 
 class CoreAPI:
-    def __init__(self, inventory: Inventory) -> None:
-        self.inventory = inventory
+    """With a feed (`up`), objects carry resource versions and can be watched."""
+
+    def __init__(self, inventory: Inventory, feed: ObjectFeed | None = None) -> None:
+        self.inventory, self.feed = inventory, feed
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -150,21 +172,40 @@ class CoreAPI:
             web.get("/api/v1/namespaces/{namespace}/pods/{name}", self.get_pod),
         ]
 
+    def _fed(self, resource: str) -> list[Mapping[str, Any]]:
+        assert self.feed is not None
+        return sorted(
+            self.feed.objects(resource),
+            key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]),
+        )
+
     def _nodes(self) -> list[Mapping[str, Any]]:
+        if self.feed is not None:
+            return self._fed("nodes")
         return [n.raw for n in sorted(self.inventory.nodes(), key=lambda n: n.name)]
 
     def _pods(self) -> list[Mapping[str, Any]]:
+        if self.feed is not None:
+            return self._fed("pods")
         pods = sorted(self.inventory.pods(), key=lambda p: (p.namespace, p.name))
         return [p.raw for p in pods]
 
-    async def list_nodes(self, request: web.Request) -> web.Response:
-        return self._list(
+    def _namespaces(self) -> list[Mapping[str, Any]]:
+        if self.feed is not None:
+            return self._fed("namespaces")
+        return namespaces(self.inventory)
+
+    def _version(self) -> str:
+        return str(self.feed.resource_version) if self.feed is not None else "1"
+
+    async def list_nodes(self, request: web.Request) -> web.StreamResponse:
+        return await self._list(
             request, "NodeList", self._nodes(), _NODE_COLUMNS, _node_row, _META_FIELDS, _meta_fields
         )
 
-    async def list_namespaces(self, request: web.Request) -> web.Response:
-        items = namespaces(self.inventory)
-        return self._list(
+    async def list_namespaces(self, request: web.Request) -> web.StreamResponse:
+        items = self._namespaces()
+        return await self._list(
             request,
             "NamespaceList",
             items,
@@ -174,14 +215,9 @@ class CoreAPI:
             _meta_fields,
         )
 
-    async def list_pods(self, request: web.Request) -> web.Response:
-        namespace = request.match_info.get("namespace")
-        items = [
-            p
-            for p in self._pods()
-            if namespace is None or p["metadata"].get("namespace") == namespace
-        ]
-        return self._list(
+    async def list_pods(self, request: web.Request) -> web.StreamResponse:
+        items = self._pods()
+        return await self._list(
             request, "PodList", items, _POD_COLUMNS, _pod_row, _POD_FIELDS, _pod_fields
         )
 
@@ -190,7 +226,7 @@ class CoreAPI:
 
     async def get_namespace(self, request: web.Request) -> web.Response:
         return self._get(
-            request, "namespaces", namespaces(self.inventory), _NAMESPACE_COLUMNS, _namespace_row
+            request, "namespaces", self._namespaces(), _NAMESPACE_COLUMNS, _namespace_row
         )
 
     async def get_pod(self, request: web.Request) -> web.Response:
@@ -198,7 +234,7 @@ class CoreAPI:
         items = [p for p in self._pods() if p["metadata"].get("namespace") == namespace]
         return self._get(request, "pods", items, _POD_COLUMNS, _pod_row)
 
-    def _list(
+    async def _list(
         self,
         request: web.Request,
         kind: str,
@@ -207,16 +243,34 @@ class CoreAPI:
         row: Row,
         supported_fields: tuple[str, ...],
         fields_of: Callable[[Mapping[str, Any]], dict[str, str]],
-    ) -> web.Response:
-        if refused := refuse_watch(request):
-            return refused
+    ) -> web.StreamResponse:
         labels = parse_label_selector(request.query.get("labelSelector", ""))
         fields = parse_field_selector(request.query.get("fieldSelector", ""), supported_fields)
-        chosen = [i for i in items if labels(_labels(i)) and fields(fields_of(i))]
+        namespace = request.match_info.get("namespace")
+
+        def selected(i: Mapping[str, Any]) -> bool:
+            in_namespace = namespace is None or i["metadata"].get("namespace") == namespace
+            return in_namespace and labels(_labels(i)) and fields(fields_of(i))
+
+        if wants_watch(request):
+            if self.feed is None:
+                return status_response(405, "the server does not allow watch on this resource")
+            return await serve_watch(
+                request,
+                Watched(
+                    self.feed,
+                    _RESOURCES[kind],
+                    kind.removesuffix("List"),
+                    "v1",
+                    selected,
+                    _render(request, columns, row),
+                ),
+            )
+        chosen = [i for i in items if selected(i)]
         if tables.wants_table(request):
             now = time.time()
             return json_response(
-                tables.table(request, columns, [(row(i, now), i) for i in chosen], "1"),
+                tables.table(request, columns, [(row(i, now), i) for i in chosen], self._version()),
                 tables.TABLE_CONTENT_TYPE,
             )
         # Items of a typed list carry no kind or apiVersion, as the API server sends them.
@@ -225,7 +279,7 @@ class CoreAPI:
             {
                 "kind": kind,
                 "apiVersion": "v1",
-                "metadata": {"resourceVersion": "1"},
+                "metadata": {"resourceVersion": self._version()},
                 "items": stripped,
             }
         )
@@ -243,6 +297,8 @@ class CoreAPI:
         if found is None:
             return not_found(resource, name)
         if tables.wants_table(request):
-            body = tables.table(request, columns, [(row(found, time.time()), found)], "1")
+            body = tables.table(
+                request, columns, [(row(found, time.time()), found)], self._version()
+            )
             return json_response(body, tables.TABLE_CONTENT_TYPE)
         return json_response(found)

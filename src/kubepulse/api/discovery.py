@@ -38,7 +38,13 @@ def wants_aggregated(request: web.Request) -> bool:
     )
 
 
-def _resource_list(group_version: str, resources: list[Any]) -> dict[str, Any]:
+READ = ("get", "list")
+READ_AND_WATCH = ("get", "list", "watch")
+
+
+def _resource_list(
+    group_version: str, resources: list[Any], verbs: tuple[str, ...] = READ
+) -> dict[str, Any]:
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -49,7 +55,7 @@ def _resource_list(group_version: str, resources: list[Any]) -> dict[str, Any]:
                 "singularName": singular,
                 "namespaced": namespaced,
                 "kind": kind,
-                "verbs": ["get", "list"],
+                "verbs": list(verbs),
                 **({"shortNames": short} if short else {}),
                 **({"categories": cats} if cats else {}),
             }
@@ -58,7 +64,9 @@ def _resource_list(group_version: str, resources: list[Any]) -> dict[str, Any]:
     }
 
 
-def _discovery_group(name: str, version: str, resources: list[Any]) -> dict[str, Any]:
+def _discovery_group(
+    name: str, version: str, resources: list[Any], verbs: tuple[str, ...] = READ
+) -> dict[str, Any]:
     group = name
     return {
         "metadata": {"name": name, "creationTimestamp": None},
@@ -70,8 +78,8 @@ def _discovery_group(name: str, version: str, resources: list[Any]) -> dict[str,
                         "resource": res,
                         "responseKind": {"group": group, "version": version, "kind": kind},
                         "scope": "Namespaced" if namespaced else "Cluster",
-                        "singularResource": singular or res.rstrip("s"),
-                        "verbs": ["get", "list"],
+                        "singularResource": singular or kind.lower(),
+                        "verbs": list(verbs),
                         **({"shortNames": short} if short else {}),
                         **({"categories": cats} if cats else {}),
                     }
@@ -94,8 +102,10 @@ def _aggregated(groups: list[dict[str, Any]]) -> web.Response:
 
 
 class Discovery:
-    def __init__(self, core: bool) -> None:
+    def __init__(self, core: bool, core_watch: bool = False, metrics_watch: bool = False) -> None:
         self.core = core
+        self.core_verbs = READ_AND_WATCH if core_watch else READ
+        self.metrics_verbs = READ_AND_WATCH if metrics_watch else READ
 
     def routes(self) -> list[web.RouteDef]:
         routes = [
@@ -128,7 +138,7 @@ class Discovery:
 
     async def api(self, request: web.Request) -> web.Response:
         if wants_aggregated(request):
-            return _aggregated([_discovery_group("", "v1", CORE_RESOURCES)])
+            return _aggregated([_discovery_group("", "v1", CORE_RESOURCES, self.core_verbs)])
         host = request.host
         return json_response(
             {
@@ -141,7 +151,11 @@ class Discovery:
     async def apis(self, request: web.Request) -> web.Response:
         if wants_aggregated(request):
             return _aggregated(
-                [_discovery_group(metrics.GROUP, metrics.VERSION, METRICS_RESOURCES)]
+                [
+                    _discovery_group(
+                        metrics.GROUP, metrics.VERSION, METRICS_RESOURCES, self.metrics_verbs
+                    )
+                ]
             )
         return json_response(
             {"kind": "APIGroupList", "apiVersion": "v1", "groups": [self._group()]}
@@ -156,7 +170,9 @@ class Discovery:
         return json_response({"kind": "APIGroup", "apiVersion": "v1", **self._group()})
 
     async def metrics_resources(self, _request: web.Request) -> web.Response:
-        return json_response(_resource_list(metrics.GROUP_VERSION, METRICS_RESOURCES))
+        return json_response(
+            _resource_list(metrics.GROUP_VERSION, METRICS_RESOURCES, self.metrics_verbs)
+        )
 
     async def core_resources(self, _request: web.Request) -> web.Response:
-        return json_response(_resource_list("v1", CORE_RESOURCES))
+        return json_response(_resource_list("v1", CORE_RESOURCES, self.core_verbs))

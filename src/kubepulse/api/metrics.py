@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -19,12 +19,16 @@ from kubepulse.api import tables
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.responses import JSON, json_response, not_found, refuse_watch
 from kubepulse.api.selectors import parse_field_selector, parse_label_selector
+from kubepulse.api.watch import wants_watch
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import Node, Pod
 from kubepulse.quantity import format_bytes, format_nanocores
 from kubepulse.store.rates import PodRates, Rate
 from kubepulse.store.reading import UsageStore
 from kubepulse.timefmt import go_duration, rfc3339
+
+if TYPE_CHECKING:  # metrics_watch builds its objects with this module's functions
+    from kubepulse.api.metrics_watch import MetricsWatchers
 
 GROUP = "metrics.k8s.io"
 VERSION = "v1beta1"
@@ -96,8 +100,10 @@ class MetricsAPI:
         inventory: Inventory,
         node_selector: Callable[[Mapping[str, str]], bool] = lambda _labels: True,
         rendered: RenderedPods | None = None,
+        watchers: MetricsWatchers | None = None,
     ) -> None:
         self.store, self.inventory, self.node_selector = store, inventory, node_selector
+        self.watchers = watchers
         self.rendered = rendered if rendered is not None else RenderedPods(store)
         self._sorted: tuple[list[Pod], list[Pod]] = ([], [])
 
@@ -125,7 +131,9 @@ class MetricsAPI:
                 found.append((node, r))
         return found
 
-    async def list_nodes(self, request: web.Request) -> web.Response:
+    async def list_nodes(self, request: web.Request) -> web.StreamResponse:
+        if wants_watch(request) and self.watchers is not None:
+            return await self.watchers.serve(request, pods=False)
         if refused := refuse_watch(request):
             return refused
         created = rfc3339(time.time())
@@ -204,6 +212,8 @@ class MetricsAPI:
         return found
 
     async def list_pods(self, request: web.Request) -> web.StreamResponse:
+        if wants_watch(request) and self.watchers is not None:
+            return await self.watchers.serve(request, pods=True)
         if refused := refuse_watch(request):
             return refused
         created = rfc3339(time.time())

@@ -33,7 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--use-protocol-buffers", default="true", help=argparse.SUPPRESS)
     p.add_argument("-o", "--output", default="", choices=["", "json", "yaml", "wide"])
     p.add_argument("-w", "--watch", action="store_true", help="a live view, refreshed")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        help="seconds between refreshes when the server offers no watch of the metrics",
+    )
     p.set_defaults(run=run)
 
 

@@ -149,7 +149,10 @@ async def serve(
         inventory = LocalInventory(
             lambda: running_agent.state.latest, "127.0.0.1", running_agent.port
         )
-        running = await start_server(completed, inventory, agent_token, authenticator(config.auth))
+        running_agent.state.listeners.append(inventory.publish)
+        running = await start_server(
+            completed, inventory, agent_token, authenticator(config.auth), feed=inventory.feed
+        )
     except BaseException:
         await running_agent.stop()
         raise

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from kubepulse import __version__
+from kubepulse.kube.feed import Object, ObjectFeed
+from kubepulse.kube.inventory import namespaces
 from kubepulse.kube.objects import Node, Pod, node_from_object, pod_from_object
 from kubepulse.model import NodeStats, PodSample, Resources
 from kubepulse.quantity import format_bytes
@@ -178,13 +180,40 @@ def qos_class(pod: PodSample) -> str:
     return "Burstable"
 
 
+def same_node(old: Object, new: Object) -> bool:
+    """Equal but for the Ready condition's heartbeat: a kubelet whose node status did
+    not change reports it only every nodeStatusReportFrequency (5 min), so a watch of
+    nodes hears of real changes, not of every reading."""
+    return _without_heartbeat(old) == _without_heartbeat(new)
+
+
+def _without_heartbeat(node: Object) -> Object:
+    status = node.get("status") or {}
+    conditions = [
+        {k: v for k, v in c.items() if k != "lastHeartbeatTime"}
+        for c in status.get("conditions") or []
+    ]
+    return {**node, "status": {**status, "conditions": conditions}}
+
+
 class LocalInventory:
-    """This host as a one-node cluster, refreshed from the agent's newest reading."""
+    """This host as a one-node cluster, refreshed from the agent's newest reading.
+
+    Each new reading is also published to `feed`, the versioned objects and recent
+    changes that the core API lists and watches."""
 
     def __init__(self, latest: Callable[[], NodeStats | None], address: str, port: int) -> None:
         self._latest = latest
         self.address, self.port = address, port
         self._cache: tuple[NodeStats, list[Node], list[Pod]] | None = None
+        self.feed = ObjectFeed()
+        self.publish()
+
+    def publish(self, _stats: NodeStats | None = None) -> None:
+        nodes, pods = self._build()
+        self.feed.replace("nodes", [n.raw for n in nodes], same_node)
+        self.feed.replace("pods", [p.raw for p in pods])
+        self.feed.replace("namespaces", namespaces(self))
 
     def _build(self) -> tuple[list[Node], list[Pod]]:
         stats = self._latest()

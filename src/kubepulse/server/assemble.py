@@ -23,6 +23,7 @@ from kubepulse.api.app import ServerParts, make_app
 from kubepulse.api.authn import RequestAuthenticator
 from kubepulse.api.authz import AlwaysAllow, AlwaysAllowPaths, Authorizer
 from kubepulse.api.exposition import prometheus_handler
+from kubepulse.api.metrics_watch import MetricsWatchers
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.dashboard.app import DashboardOptions, DashboardParts
 from kubepulse.dashboard.app import mount as mount_dashboard
@@ -32,6 +33,7 @@ from kubepulse.history.prometheus import PrometheusHistory
 from kubepulse.history.recorder import HistoryRecorder
 from kubepulse.history.sources import SeriesSource, SqliteSeries
 from kubepulse.history.tiers import Tier
+from kubepulse.kube.feed import ObjectFeed
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.kubeconfig import Credentials
 from kubepulse.scrape.client import KubeletClient
@@ -109,9 +111,11 @@ async def start_server(
     authorizer: Authorizer | None = None,
     kubelet_defaults: KubeletDefaults | None = None,
     cluster: Credentials | None = None,
+    feed: ObjectFeed | None = None,
 ) -> RunningServer:
     """cluster, for the dashboard's Kubernetes mode: the API server it calls with each
-    user's own token; None (--targets) leaves it in local mode, without actions."""
+    user's own token; None (--targets) leaves it in local mode, without actions.
+    feed, for the core API (`up`): its objects' versions and changes, which it watches."""
     config = completed.config
     resolution, dashboard = config.metric_resolution, config.dashboard
     store = MetricsStore(resolution)
@@ -123,6 +127,7 @@ async def start_server(
     if history is not None:
         metrics.watch_history(history)
     pod_list = RenderedPods(store)
+    metrics_watch = MetricsWatchers(store, inventory, completed.node_selector)
     manager = ScrapeManager(
         client,
         store,
@@ -135,6 +140,8 @@ async def start_server(
             HistoryRecorder(store, history) if history is not None else None,
             # The dashboard's pod index, prepared after each cycle while it is watched.
             pod_index(store, inventory) if dashboard else None,
+            # Each stored scrape as events for the metric watches open then.
+            metrics_watch,
             # Last: the cycle's freed memory back to the kernel (malloc.py).
             malloc.TrimAfterCycle() if malloc_tuned() else None,
         ),
@@ -153,6 +160,8 @@ async def start_server(
             [*config.auth.always_allow_paths, *(DASHBOARD_PATHS if dashboard else ())]
         ),
         pod_list=pod_list,
+        feed=feed,
+        metrics_watch=metrics_watch,
     )
     app = make_app(parts)
     closers: list[Closer] = []

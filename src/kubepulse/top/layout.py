@@ -95,6 +95,7 @@ class View:
     editing: bool = False
     status: str = "connecting..."
     updated: float = 0.0  # wall clock, for the title
+    watching: bool = False  # fed by the metrics API's watch, not polled every interval
 
     @property
     def window(self) -> float:
@@ -182,7 +183,7 @@ def lines(view: View, width: int, height: int, glyphs: Glyphs, now: float) -> li
     clock = time.strftime("%H:%M:%S", time.localtime(view.updated)) if view.updated else "--:--:--"
     title = (
         f"kubepulse top {view.kind}s  {len(shown)} of {len(view.rows)} shown  "
-        f"every {view.interval:g}s  {clock}"
+        f"{'as scraped' if view.watching else f'every {view.interval:g}s'}  {clock}"
     )
     heads = {"namespace": "NAMESPACE", "name": "NAME", "cpu": "CPU", "memory": "MEMORY"}
     heads[view.sort] += "^" if view.reverse else "v"

@@ -4,7 +4,9 @@ curses draws only what changed (erase, then one doupdate), so the view does not
 flicker, and it works over SSH. Keys: c, m, n, s sort by CPU, memory, name, namespace
 (again to reverse); / filters by name; Esc clears the filter; q or Ctrl-C quits and
 leaves the terminal as it was. When the server goes away, or answers something
-unexpected, the view says so and retries. What is drawn comes from live_layout.
+unexpected, the view says so and retries. What is drawn comes from live_layout; the
+numbers come from the metrics API's watch where the server offers one (follow.py),
+else from a LIST every --interval.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from kubepulse.kube.client import ApiError, KubeClient, Unreachable, sign_in
 from kubepulse.kube.kubeconfig import Credentials
 from kubepulse.kube.objects import ObjectError
 from kubepulse.top import query
+from kubepulse.top.follow import allocatable, follow
 from kubepulse.top.layout import ASCII, UNICODE, Glyphs, Style, View, lines
-from kubepulse.top.printer import CpuMemory, milli, pod_usage, value
+from kubepulse.top.printer import CpuMemory, pod_usage
 from kubepulse.top.query import TopError, TopRequest
 
 SORT_KEYS = {ord("c"): "cpu", ord("m"): "memory", ord("n"): "name", ord("s"): "namespace"}
@@ -75,13 +78,8 @@ async def fetch(
 ) -> tuple[list[tuple[str, str, CpuMemory]], CpuMemory]:
     if request.kind == "node":
         metrics, nodes = await query.node_data(client, request)
-        capacity = CpuMemory(0, 0)
-        for n in nodes:
-            alloc = (n.get("status") or {}).get("allocatable") or {}
-            capacity = capacity + CpuMemory(
-                milli(alloc.get("cpu", "0")), value(alloc.get("memory", "0"))
-            )
-        return [("", m["metadata"]["name"], CpuMemory.of(m["usage"])) for m in metrics], capacity
+        rows = [("", m["metadata"]["name"], CpuMemory.of(m["usage"])) for m in metrics]
+        return rows, allocatable(nodes)
     items = await query.pod_metrics(client, request, namespace)
     rows = [
         (m["metadata"].get("namespace", ""), m["metadata"]["name"], pod_usage(m)) for m in items
@@ -107,6 +105,12 @@ async def poll(creds: Credentials, request: TopRequest, view: View) -> None:
         await asyncio.sleep(request.interval)
 
 
+async def feed(creds: Credentials, request: TopRequest, view: View) -> None:
+    """The metrics API's watch where the server offers one, else polling every interval."""
+    await follow(creds, request, view)
+    await poll(creds, request, view)
+
+
 async def run(request: TopRequest) -> int:
     creds = query.credentials(request)
     try:
@@ -126,7 +130,7 @@ async def run(request: TopRequest) -> int:
         screen.nodelay(True)
         with contextlib.suppress(curses.error):
             curses.curs_set(0)
-        poller = asyncio.create_task(poll(creds, request, view))
+        poller = asyncio.create_task(feed(creds, request, view))
         try:
             running = True
             while running:

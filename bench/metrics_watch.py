@@ -1,0 +1,247 @@
+"""Benchmark: a watch of the metrics API over many simulated nodes keeps up with every
+scrape.
+
+    .venv/bin/python -m bench.metrics_watch                 # 5,000 nodes, 150,000 pods
+    .venv/bin/python -m bench.metrics_watch --nodes 1000 --cycles 2
+
+bench.sim.kubelets serves N nodes of 30 pods x 2 containers over TLS, and the real
+`kubepulse server` scrapes them every --resolution seconds (both separate processes,
+as in bench.server_scale). Once the server holds every node, its CPU is measured over
+--cycles resolutions without watches; then one watch of NodeMetrics and one of
+PodMetrics (all namespaces) are opened, read here as fast as they come, and the CPU is
+measured over as many resolutions again.
+
+Kept up means: neither watch was closed by the server (it closes a consumer 1,000
+events behind), and no stored scrape was missed. The server's resourceVersion grows by
+one for each node's stored scrape, and every event of that scrape carries it, so the
+versions a watch sees must follow each other without a gap (a gap of k is k scrapes it
+never got). Reported: events per cycle of each watch against what N nodes make, the
+gaps, and the server's CPU per cycle with and without the watches.
+
+Exit status: 0 when both watches kept up, 1 when one did not, 2 when the benchmark
+could not run or a deadline passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ssl
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import psutil
+
+from bench.server_scale import family_cpu, machine
+from bench.sim.process import (
+    BenchError,
+    Missed,
+    Server,
+    add_kubelet_port_flag,
+    raise_fd_limit,
+    run_bounded,
+    start_server,
+    start_simulator,
+    stop,
+    wait_ready,
+)
+
+PODS_PER_NODE = 30
+SYNC_S = 300.0
+"""How long the initial events of both watches may take (150,000 pods at 5,000 nodes)."""
+METRICS = "/apis/metrics.k8s.io/v1beta1"
+INITIAL = "sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+
+
+@dataclass
+class WatchStats:
+    """What one watch brought: versions in order, events, and whether it ended early."""
+
+    name: str
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    counting: bool = False
+    events: int = 0
+    versions: list[int] = field(default_factory=list)
+    ended: str = ""
+
+    def gaps(self) -> int:
+        """Scrapes stored while it was measured that it never got."""
+        return sum(b - a - 1 for a, b in zip(self.versions, self.versions[1:], strict=False))
+
+    def take(self, event: dict[str, Any]) -> None:
+        meta = event["object"]["metadata"]
+        if event["type"] == "BOOKMARK":
+            if "k8s.io/initial-events-end" in (meta.get("annotations") or {}):
+                self.synced.set()
+            return
+        if not self.counting:
+            return
+        # Every kind counts for the versions: a node the server dropped is DELETED with
+        # a version of its own.
+        self.events += 1
+        version = int(meta["resourceVersion"])
+        if not self.versions or self.versions[-1] != version:
+            self.versions.append(version)
+
+
+async def follow(session: aiohttp.ClientSession, server: Server, path: str, w: WatchStats) -> None:
+    url = f"{server.url}{path}?watch=1&{INITIAL}&timeoutSeconds=3600"
+    headers = {"Authorization": f"Bearer {server.token}"}
+    try:
+        async with session.get(url, headers=headers) as resp:
+            if resp.status != 200:
+                w.ended = f"HTTP {resp.status}: {(await resp.read())[:200]!r}"
+                return
+            buffer = b""
+            async for chunk in resp.content.iter_any():
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    w.take(orjson.loads(line))
+        w.ended = "the server ended the watch"
+    except (aiohttp.ClientError, OSError) as err:
+        w.ended = f"{type(err).__name__}: {err}"
+
+
+async def count_nodes(session: aiohttp.ClientSession, server: Server) -> int:
+    headers = {"Authorization": f"Bearer {server.token}"}
+    async with session.get(f"{server.url}{METRICS}/nodes", headers=headers) as resp:
+        return len(orjson.loads(await resp.read()).get("items") or []) if resp.ok else 0
+
+
+async def cpu_over(process: psutil.Process, seconds: float) -> float:
+    before = family_cpu(process)
+    await asyncio.sleep(seconds)  # the measured window itself, not a synchronisation
+    return family_cpu(process) - before
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="kubepulse-watch-bench-") as tmp:
+        workdir = Path(tmp)
+        sim = start_simulator(args.nodes, workdir, True, "json", port=args.kubelet_port)
+        server: Server | None = None
+        try:
+            server = start_server(sim, workdir, args.resolution)
+            await wait_ready(server, 120 + args.nodes * 0.4)
+            process = psutil.Process(server.process.pid)
+            ctx = ssl.create_default_context(cafile=str(server.ca_file))
+            connector = aiohttp.TCPConnector(ssl=ctx, limit=0)
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
+            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+                # Every node served, or as many as a busy machine lets the server keep
+                # (a node whose scrape timed out is left out that cycle): the versions,
+                # not the count, say whether a watch missed a stored scrape.
+                deadline = time.monotonic() + 8 * args.resolution
+                served = await count_nodes(session, server)
+                while served < args.nodes and time.monotonic() < deadline:
+                    await asyncio.sleep(1.0)
+                    served = await count_nodes(session, server)
+                if served == 0:
+                    raise Missed("the server serving nodes", 8 * args.resolution)
+                window = args.cycles * args.resolution
+                print(f"measuring {window:g}s without watches", file=sys.stderr, flush=True)
+                cpu_without = await cpu_over(process, window)
+                nodes, pods = WatchStats("NodeMetrics"), WatchStats("PodMetrics")
+                readers = [
+                    asyncio.create_task(follow(session, server, f"{METRICS}/nodes", nodes)),
+                    asyncio.create_task(follow(session, server, f"{METRICS}/pods", pods)),
+                ]
+                try:
+                    try:
+                        await asyncio.wait_for(
+                            asyncio.gather(nodes.synced.wait(), pods.synced.wait()), SYNC_S
+                        )
+                    except TimeoutError:
+                        ended = f"nodes: {nodes.ended or 'open'}, pods: {pods.ended or 'open'}"
+                        raise Missed("both watches' initial events", SYNC_S, ended) from None
+                    nodes.counting = pods.counting = True
+                    print(f"measuring {window:g}s with watches", file=sys.stderr, flush=True)
+                    cpu_with = await cpu_over(process, window)
+                    nodes.counting = pods.counting = False
+                finally:
+                    for task in readers:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
+        finally:
+            if server is not None:
+                stop(server.process)
+            stop(sim.process)
+    return {
+        "nodes": args.nodes,
+        "nodes_served_before": served,
+        "resolution_s": args.resolution,
+        "cycles": args.cycles,
+        "node_events_per_cycle": nodes.events / args.cycles,
+        "pod_events_per_cycle": pods.events / args.cycles,
+        "expected_node_events_per_cycle": args.nodes,
+        "expected_pod_events_per_cycle": args.nodes * PODS_PER_NODE,
+        "node_watch_gaps": nodes.gaps(),
+        "pod_watch_gaps": pods.gaps(),
+        "node_watch_ended": nodes.ended,
+        "pod_watch_ended": pods.ended,
+        "cpu_per_cycle_without_s": cpu_without / args.cycles,
+        "cpu_per_cycle_with_s": cpu_with / args.cycles,
+        "machine": machine(),
+    }
+
+
+def report(r: dict[str, Any]) -> str:
+    added = r["cpu_per_cycle_with_s"] - r["cpu_per_cycle_without_s"]
+    return "\n".join(
+        [
+            f"{r['nodes']} nodes ({r['nodes_served_before']} served when measuring began), "
+            f"{r['resolution_s']:g} s resolution, {r['cycles']} cycles",
+            f"NodeMetrics watch: {r['node_events_per_cycle']:.0f} events/cycle "
+            f"(of {r['expected_node_events_per_cycle']}), gaps {r['node_watch_gaps']}, "
+            f"ended: {r['node_watch_ended'] or 'no'}",
+            f"PodMetrics watch: {r['pod_events_per_cycle']:.0f} events/cycle "
+            f"(of {r['expected_pod_events_per_cycle']}), gaps {r['pod_watch_gaps']}, "
+            f"ended: {r['pod_watch_ended'] or 'no'}",
+            f"server CPU per cycle: {r['cpu_per_cycle_without_s']:.2f} s without watches, "
+            f"{r['cpu_per_cycle_with_s']:.2f} s with ({added:+.2f} s, "
+            f"{added * 1000 / r['resolution_s'] / r['nodes']:+.4f} m/node)",
+        ]
+    )
+
+
+def kept_up(r: dict[str, Any]) -> bool:
+    # An ended watch was closed mid-window: a reader cancelled at the end never says so.
+    ended = r["node_watch_ended"] or r["pod_watch_ended"]
+    return not ended and r["node_watch_gaps"] == 0 and r["pod_watch_gaps"] == 0
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench.metrics_watch", description=__doc__.split("\n")[0])
+    p.add_argument("--nodes", type=int, default=5000)
+    p.add_argument("--cycles", type=int, default=4, help="measured resolutions, each phase")
+    p.add_argument("--resolution", type=float, default=15.0, help="seconds")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    add_kubelet_port_flag(p)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    raise_fd_limit()
+    budget = 300 + args.nodes * 0.5 + 2 * args.cycles * args.resolution
+    try:
+        result = run_bounded(lambda: run(args), budget, "the whole benchmark")
+    except BenchError as err:
+        print(f"benchmark failed: {err}", file=sys.stderr)
+        return 2
+    print(report(result))
+    if args.json:
+        args.json.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return 0 if kept_up(result) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
