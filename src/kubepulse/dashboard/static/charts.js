@@ -88,6 +88,16 @@ window.KubepulseCharts = (function () {
       this.table.className = "points";
       box.append(this.plotBox, this.table);
       this.plot = new uPlot(this.options(spec), this.data(spec), this.plotBox);
+      // A time label whole or not at all: uPlot may put a tick so near an edge that its
+      // label would be cut, and that one label is left out.
+      const x = this.plot.axes[0], timeLabels = x.values;
+      x.values = (u, splits, ...rest) => timeLabels(u, splits, ...rest).map((label, i) => {
+        if (label === null || label === undefined) return label;
+        const half = labelWidth(String(label).split("\n")) / 2;
+        const at = u.bbox.left / devicePixelRatio + u.valToPos(splits[i], "x");
+        return at - half < 0 || at + half > u.width ? null : label;
+      });
+      this.plot.redraw(false, true);
       this.plotBox.addEventListener("dblclick", () => {
         this.unzoom();
         if (this.spec.onZoom) this.spec.onZoom(null, null);
