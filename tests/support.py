@@ -85,6 +85,17 @@ def run_kubepulse(args: list[str], log_path: Path) -> Iterator[Running]:
         stop_process(proc)
 
 
+def wait_serving(running: Running, port: int, command: str = "server") -> None:
+    """Wait for `kubepulse COMMAND: https://127.0.0.1:PORT`; fail with its log if it exits."""
+
+    def serving() -> bool:
+        if running.proc.poll() is not None:
+            raise AssertionError(f"{command} exited: {running.log()}")
+        return f"kubepulse {command}: https://127.0.0.1:{port}" in running.log()
+
+    wait_for(serving, what=f"kubepulse {command} to serve")
+
+
 def stop_process(proc: subprocess.Popen[Any]) -> None:
     """SIGTERM, and SIGKILL if it has not ended within 10 s."""
     if proc.poll() is None:

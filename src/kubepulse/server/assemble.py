@@ -168,7 +168,12 @@ async def start_server(
     try:
         ctx = serving_context(config.serving, auth)
         runner, port = await serving.start(
-            app, bind, config.serving.secure_port, ctx, config.serving.limits()
+            app,
+            bind,
+            config.serving.secure_port,
+            ctx,
+            config.serving.limits(),
+            reuse_port=config.serving.permit_port_sharing,
         )
     except BaseException:
         await client.close()

@@ -8,6 +8,7 @@ with; `kubepulse up` and `kubepulse dashboard` build theirs directly.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,9 @@ from kubepulse.errors import Failure
 from kubepulse.history.prometheus import check_url
 from kubepulse.history.tiers import Tier, parse_tiers
 from kubepulse.scrape.endpoint import DEFAULT_PREFERRED_ADDRESS_TYPES
+from kubepulse.server import tlsoptions
 from kubepulse.server.connections import Limits
+from kubepulse.server.tlsoptions import NamedCertKey
 
 log = logging.getLogger("kubepulse.server")
 
@@ -54,6 +57,34 @@ class ServingOptions:
     cert_dir: Path = Path("apiserver.local.config/certificates")
     max_connections: int = Limits.max_connections
     """Connections open at once, beyond which new ones are closed (server/connections.py)."""
+    tls_min_version: str = ""
+    """Go's name (VersionTLS12); empty is TLS 1.2."""
+    tls_cipher_suites: tuple[str, ...] = ()
+    """Go's names; empty keeps OpenSSL's defaults (tlsoptions.py)."""
+    tls_sni_cert_keys: tuple[NamedCertKey, ...] = ()
+    permit_address_sharing: bool = False
+    """SO_REUSEADDR on the listening socket."""
+    permit_port_sharing: bool = False
+    """SO_REUSEPORT: several processes may listen on one address and port."""
+
+    def check_tls(self) -> None:
+        try:
+            version = tlsoptions.min_version(self.tls_min_version)
+            tlsoptions.openssl_ciphers(self.tls_cipher_suites)
+        except tlsoptions.TLSOptionError as err:
+            raise ConfigError(str(err)) from err
+        if version < ssl.TLSVersion.TLSv1_2:
+            log.warning(
+                "--tls-min-version=%s lets clients use TLS 1.0 and 1.1, which are "
+                "deprecated (RFC 8996)",
+                self.tls_min_version,
+            )
+        for name in tlsoptions.insecure(self.tls_cipher_suites):
+            log.warning("--tls-cipher-suites: %s is insecure; prefer the ECDHE AEAD suites", name)
+        for pair in self.tls_sni_cert_keys:
+            for path in (pair.cert_file, pair.key_file):
+                if not path.is_file():
+                    raise ConfigError(f"--tls-sni-cert-key: no such file: {path}")
 
     def limits(self) -> Limits:
         return Limits(max_connections=self.max_connections)
@@ -74,6 +105,14 @@ class AuthOptions:
     authorized_cache_ttl: float = 10.0
     unauthorized_cache_ttl: float = 10.0
     always_allow_paths: tuple[str, ...] = DEFAULT_ALWAYS_ALLOW_PATHS
+    authentication_kubeconfig: Path | None = None
+    """Where TokenReviews go (and the client CAs are looked up); default: the cluster's."""
+    authorization_kubeconfig: Path | None = None
+    """Where SubjectAccessReviews go; default: the cluster's."""
+    skip_lookup: bool = False
+    """Do not read kube-system/extension-apiserver-authentication for missing CAs."""
+    tolerate_lookup_failure: bool = False
+    """Start even when that ConfigMap cannot be read."""
 
 
 DEFAULT_TIERS = "raw=1h,1m=24h,15m=30d"
@@ -137,6 +176,8 @@ class ServerConfig:
     kubeconfig: Path | None = None
     context: str | None = None
     cache_sync_timeout: float = 60.0
+    ignored_flags: tuple[tuple[str, str], ...] = ()
+    """Flags given that mean nothing here, each with why: warned of at start."""
 
     def complete(self) -> CompletedConfig:
         """Check the options as metrics-server does, and parse what is text."""
@@ -158,7 +199,10 @@ class ServerConfig:
             raise ConfigError(
                 "--kubelet-client-certificate and --kubelet-client-key must be given together"
             )
+        for flag, why in self.ignored_flags:
+            log.warning("%s is accepted and has no effect: %s", flag, why)
         s = self.serving
+        s.check_tls()
         if bool(s.tls_cert_file) != bool(s.tls_private_key_file):
             raise ConfigError("--tls-cert-file and --tls-private-key-file must be given together")
         if self.targets is not None and (self.kubeconfig is not None or self.context):
