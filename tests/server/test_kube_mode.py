@@ -23,7 +23,7 @@ from kubepulse import pki
 from tests.fakeapi import objects
 from tests.fakeapi.kubelets import FakeKubelets
 from tests.fakeapi.server import FakeKubeAPI
-from tests.server import test_server_cli as targets_mode
+from tests.server import fleet
 from tests.server.test_server_cli import scrape_errors
 from tests.support import KUBECTL, free_port, run_kubepulse, wait_for, wait_serving
 
@@ -54,7 +54,7 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(api, kubelets)
 
 
-class Server(targets_mode.Server):
+class Server(fleet.Server):
     """The targets-mode tests' client, with the reader's token and /readyz's status."""
 
     def get(self, path: str, token: str | None = READER) -> tuple[int, bytes]:

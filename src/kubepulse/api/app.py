@@ -18,6 +18,7 @@ from kubepulse.api.authn import USER_KEY, RequestAuthenticator
 from kubepulse.api.authz import AlwaysAllow, AlwaysAllowPaths, Authorizer, authorization
 from kubepulse.api.core import CoreAPI
 from kubepulse.api.discovery import Discovery
+from kubepulse.api.httplog import request_log
 from kubepulse.api.metrics import MetricsAPI
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.selectors import SelectorError
@@ -205,6 +206,7 @@ class Probes:
 def make_app(parts: ServerParts) -> web.Application:
     app = web.Application(
         middlewares=[
+            request_log,
             errors_as_status,
             authentication(parts.authenticator, parts.always_allow_paths),
             authorization(parts.authorizer, parts.always_allow_paths),
