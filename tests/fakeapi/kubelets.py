@@ -43,6 +43,10 @@ class Kubelet:
     tokens: set[str] = field(default_factory=set)
     tamper: Callable[[str], str] | None = None
     """What a hostile or broken kubelet does to its answer."""
+    plain: bool = False
+    """Plain HTTP, answering anyone (the kubelet's old read-only port)."""
+    authorizations: list[str] = field(default_factory=list)
+    """Every Authorization header it was sent."""
 
 
 class FakeKubelets:
@@ -73,9 +77,11 @@ class FakeKubelets:
         pods: Sequence[tuple[str, str]] = (),
         ca: pki.KeyPair | None = None,
         tamper: Callable[[str], str] | None = None,
+        plain: bool = False,
     ) -> int:
         """Start a kubelet for node name on ip; its serving certificate names both and is
-        signed by ca (the kubelets' CA by default). Returns its port."""
+        signed by ca (the kubelets' CA by default); plain: HTTP, without authentication.
+        Returns its port."""
         serving = pki.issue(ca or self.ca, name, dns_names=[name], ips=[ip_address(ip)])
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         with tempfile.TemporaryDirectory() as tmp:
@@ -87,7 +93,7 @@ class FakeKubelets:
         port = int(sock.getsockname()[1])
         app = web.Application()
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        kubelet = Kubelet(name, ip, port, pods, runner, tamper=tamper)
+        kubelet = Kubelet(name, ip, port, pods, runner, tamper=tamper, plain=plain)
 
         async def answer(request: web.Request) -> web.Response:
             return await self._answer(request, kubelet)
@@ -96,7 +102,7 @@ class FakeKubelets:
 
         async def start() -> None:
             await runner.setup()
-            await web.SockSite(runner, sock, ssl_context=ctx).start()
+            await web.SockSite(runner, sock, ssl_context=None if plain else ctx).start()
 
         asyncio.run_coroutine_threadsafe(start(), self._loop).result(20)
         self.nodes[name] = kubelet
@@ -109,7 +115,9 @@ class FakeKubelets:
     async def _answer(self, request: web.Request, kubelet: Kubelet) -> web.Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         kubelet.requests += 1
-        if scheme != "Bearer" or token != self.token:
+        if "Authorization" in request.headers:
+            kubelet.authorizations.append(request.headers["Authorization"])
+        if not kubelet.plain and (scheme != "Bearer" or token != self.token):
             return web.Response(status=401, text="Unauthorized")
         kubelet.tokens.add(token)
         text = render(self.stats(kubelet))

@@ -94,6 +94,8 @@ def kubelet_options(args: argparse.Namespace) -> KubeletOptions:
         use_node_status_port=args.kubelet_use_node_status_port,
         request_timeout=args.kubelet_request_timeout,
         certificate_authority=args.kubelet_certificate_authority,
+        certificate_authority_text=args.kubelet_certificate_authority_text or "",
+        completely_insecure=args.deprecated_kubelet_completely_insecure,
         insecure_tls=args.kubelet_insecure_tls,
         client_certificate=args.kubelet_client_certificate,
         client_key=args.kubelet_client_key,

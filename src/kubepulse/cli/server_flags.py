@@ -121,15 +121,7 @@ IGNORED: dict[str, list[tuple[str, str, Any, str]]] = {
             "no Strict-Transport-Security header is sent",
         ),
     ],
-    "Kubelet client flags": [
-        (
-            "--deprecated-kubelet-completely-insecure",
-            "bool",
-            None,
-            "kubelets are always reached over HTTPS; use --kubelet-insecure-tls to skip "
-            "verifying them",
-        ),
-    ],
+    "Kubelet client flags": [],
     "Apiserver secure serving flags": [
         ("--http2-max-streams-per-connection", "int", 0, NO_HTTP2),
         (
@@ -212,6 +204,14 @@ def _metrics_server(g: argparse._ArgumentGroup) -> None:
 
 
 def _kubelet_client(g: argparse._ArgumentGroup) -> None:
+    add(g, "--kubelet-certificate-authority-text", "string", "the same CA as PEM text")
+    add(
+        g,
+        "--deprecated-kubelet-completely-insecure",
+        "bool",
+        "plain HTTP to kubelets, sending no credentials (logs a warning: anyone on the "
+        "path can read and forge metrics)",
+    )
     add(
         g,
         "--kubelet-certificate-authority",

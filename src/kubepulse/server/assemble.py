@@ -117,8 +117,11 @@ async def start_server(
     store = MetricsStore(resolution)
     metrics = SelfMetrics(store, resolution)
     defaults = kubelet_defaults or KubeletDefaults()
-    client = KubeletClient(client_config(config.kubelet, kubelet_token, defaults))
-    await client.start()
+    try:
+        client = KubeletClient(client_config(config.kubelet, kubelet_token, defaults))
+        await client.start()
+    except ValueError as err:  # the kubelet client's files or settings
+        raise ConfigError(str(err)) from err
     history = open_history(config.history, completed.tiers)
     if history is not None:
         metrics.watch_history(history)

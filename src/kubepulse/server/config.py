@@ -39,7 +39,11 @@ class KubeletOptions:
     use_node_status_port: bool = False
     request_timeout: float = 10.0
     certificate_authority: Path | None = None
+    certificate_authority_text: str = ""
+    """The CA as PEM text, for an install that has it in a ConfigMap or a value."""
     insecure_tls: bool = False
+    completely_insecure: bool = False
+    """Plain HTTP to kubelets, no credentials (--deprecated-kubelet-completely-insecure)."""
     client_certificate: Path | None = None
     client_key: Path | None = None
     token_file: Path | None = None
@@ -191,14 +195,7 @@ class ServerConfig:
                 "metric-resolution should be larger than kubelet-request-timeout "
                 "(metric-resolution * 0.9 >= kubelet-request-timeout)"
             )
-        if k.insecure_tls and k.certificate_authority:
-            raise ConfigError(
-                "cannot use both --kubelet-certificate-authority and --kubelet-insecure-tls"
-            )
-        if bool(k.client_certificate) != bool(k.client_key):
-            raise ConfigError(
-                "--kubelet-client-certificate and --kubelet-client-key must be given together"
-            )
+        _check_kubelet(k)
         for flag, why in self.ignored_flags:
             log.warning("%s is accepted and has no effect: %s", flag, why)
         s = self.serving
@@ -217,6 +214,41 @@ class ServerConfig:
             raise ConfigError(f"invalid --node-selector: {err}") from err
         tiers, charts_url = self.history.complete(self.dashboard)
         return CompletedConfig(self, selector, tiers, charts_url)
+
+
+# The pairs metrics-server's KubeletClientOptions.Validate refuses, with its messages
+# (cmd/metrics-server/app/options/kubelet_client.go). --kubelet-token-file is kubepulse's:
+# plain HTTP leaks a token as it would a client key, so it is refused there too.
+EXCLUSIVE_KUBELET_FLAGS = (
+    ("--kubelet-certificate-authority", "--kubelet-certificate-authority-text"),
+    ("--kubelet-certificate-authority-text", "--kubelet-insecure-tls"),
+    ("--kubelet-certificate-authority", "--kubelet-insecure-tls"),
+    ("--kubelet-client-key", "--deprecated-kubelet-completely-insecure"),
+    ("--kubelet-client-certificate", "--deprecated-kubelet-completely-insecure"),
+    ("--kubelet-token-file", "--deprecated-kubelet-completely-insecure"),
+    ("--kubelet-insecure-tls", "--deprecated-kubelet-completely-insecure"),
+    ("--kubelet-certificate-authority-text", "--deprecated-kubelet-completely-insecure"),
+    ("--kubelet-certificate-authority", "--deprecated-kubelet-completely-insecure"),
+)
+
+
+def _check_kubelet(k: KubeletOptions) -> None:
+    given = {
+        "--kubelet-certificate-authority": k.certificate_authority is not None,
+        "--kubelet-certificate-authority-text": bool(k.certificate_authority_text),
+        "--kubelet-insecure-tls": k.insecure_tls,
+        "--kubelet-client-key": k.client_key is not None,
+        "--kubelet-client-certificate": k.client_certificate is not None,
+        "--kubelet-token-file": k.token_file is not None,
+        "--deprecated-kubelet-completely-insecure": k.completely_insecure,
+    }
+    for first, second in EXCLUSIVE_KUBELET_FLAGS:
+        if given[first] and given[second]:
+            raise ConfigError(f"cannot use both {first} and {second}")
+    if given["--kubelet-client-certificate"] != given["--kubelet-client-key"]:
+        raise ConfigError(
+            "--kubelet-client-certificate and --kubelet-client-key must be given together"
+        )
 
 
 @dataclass(frozen=True)
