@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,15 @@ import yaml
 
 from kubepulse import pki
 from kubepulse.server.config import ServerConfig, ServingOptions
-from tests.support import KUBEPULSE, Running, free_port, run_kubepulse, wait_serving
+from tests.support import (
+    KUBEPULSE,
+    Running,
+    free_port,
+    negotiated,
+    run_kubepulse,
+    s_client,
+    wait_serving,
+)
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")
 
@@ -76,26 +83,6 @@ def server(
     with run_kubepulse(args, tmp / f"server-{port}-{len(list(tmp.iterdir()))}.log") as running:
         wait_serving(running, port)
         yield port, running
-
-
-def s_client(port: int, *options: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-brief", *options],
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-
-
-def negotiated(done: subprocess.CompletedProcess[str]) -> dict[str, str]:
-    """Protocol, cipher and peer CN of a handshake that succeeded; {} otherwise."""
-    text = done.stdout + done.stderr
-    if "CONNECTION ESTABLISHED" not in text:
-        return {}
-    found = dict(re.findall(r"^(Protocol version|Ciphersuite): (\S+)", text, re.M))
-    cn = re.search(r"^Peer certificate: .*CN\s*=\s*([\w.-]+)", text, re.M)
-    return {**found, "CN": cn.group(1) if cn else ""}
 
 
 def test_under_tls13_a_client_offering_only_tls12_is_refused(certs: Path, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ with; `kubepulse up` and `kubepulse dashboard` build theirs directly.
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,18 +72,9 @@ class ServingOptions:
 
     def check_tls(self) -> None:
         try:
-            version = tlsoptions.min_version(self.tls_min_version)
-            tlsoptions.openssl_ciphers(self.tls_cipher_suites)
+            tlsoptions.checked(self.tls_min_version, self.tls_cipher_suites)
         except tlsoptions.TLSOptionError as err:
             raise ConfigError(str(err)) from err
-        if version < ssl.TLSVersion.TLSv1_2:
-            log.warning(
-                "--tls-min-version=%s lets clients use TLS 1.0 and 1.1, which are "
-                "deprecated (RFC 8996)",
-                self.tls_min_version,
-            )
-        for name in tlsoptions.insecure(self.tls_cipher_suites):
-            log.warning("--tls-cipher-suites: %s is insecure; prefer the ECDHE AEAD suites", name)
         for pair in self.tls_sni_cert_keys:
             for path in (pair.cert_file, pair.key_file):
                 if not path.is_file():

@@ -10,6 +10,7 @@ set_ciphers() reaches only TLS 1.2 and below.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+
+log = logging.getLogger("kubepulse.tls")
 
 
 class TLSOptionError(ValueError):
@@ -105,6 +108,22 @@ def openssl_ciphers(go_names: Sequence[str]) -> str:
 def insecure(go_names: Sequence[str]) -> list[str]:
     """The names among go_names that Go lists as insecure."""
     return [name for name in go_names if name in INSECURE_SUITES]
+
+
+def checked(version_name: str, suites: Sequence[str]) -> ssl.TLSVersion:
+    """--tls-min-version, after checking it and --tls-cipher-suites (TLSOptionError);
+    what Go allows but warns of is one WARNING each: TLS 1.0 and 1.1, insecure suites."""
+    version = min_version(version_name)
+    openssl_ciphers(suites)
+    if version < ssl.TLSVersion.TLSv1_2:
+        log.warning(
+            "--tls-min-version=%s lets clients use TLS 1.0 and 1.1, which are "
+            "deprecated (RFC 8996)",
+            version_name,
+        )
+    for name in insecure(suites):
+        log.warning("--tls-cipher-suites: %s is insecure; prefer the ECDHE AEAD suites", name)
+    return version
 
 
 def restrict(ctx: ssl.SSLContext, version: ssl.TLSVersion, suites: Sequence[str]) -> None:
