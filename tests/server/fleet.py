@@ -133,3 +133,26 @@ def start_server(
         wait_for(serving, what="kubepulse server to serve")
         ctx = ssl.create_default_context(cafile=str(tmp / "server-pki" / "ca.crt"))
         yield Server(port, running, ctx)
+
+
+def node(name: str, ip: str, port: int) -> dict[str, object]:
+    """A Node whose kubelet is at ip:port (for --kubelet-use-node-status-port)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": ip}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+        },
+    }
+
+
+def server_args(tmp: Path, port: int) -> list[str]:
+    """`server` on loopback, scraping tmp/targets.yaml, with one admin token."""
+    (tmp / "tokens.csv").write_text(f'{SERVER_TOKEN},admin,1,"system:masters"\n')
+    return [
+        "server", "--targets", str(tmp / "targets.yaml"), "--token-auth-file",
+        str(tmp / "tokens.csv"), "--bind-address", "127.0.0.1", "--secure-port", str(port),
+        "--cert-dir", str(tmp / "pki"),
+    ]  # fmt: skip

@@ -16,32 +16,10 @@ import yaml
 
 from kubepulse import pki
 from tests.fakeapi.kubelets import FakeKubelets
-from tests.server.fleet import SERVER_TOKEN, M
+from tests.server.fleet import SERVER_TOKEN, M, node, server_args
 from tests.support import KUBEPULSE, Running, free_port, run_kubepulse, wait_for, wait_serving
 
 KUBELET_TOKEN = "kubelet-token-5c1f"
-
-
-def node(name: str, ip: str, port: int) -> dict[str, object]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name},
-        "status": {
-            "addresses": [{"type": "InternalIP", "address": ip}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-        },
-    }
-
-
-def server_args(tmp: Path, port: int) -> list[str]:
-    """`server` on loopback, scraping tmp/targets.yaml, with one admin token."""
-    (tmp / "tokens.csv").write_text(f'{SERVER_TOKEN},admin,1,"system:masters"\n')
-    return [
-        "server", "--targets", str(tmp / "targets.yaml"), "--token-auth-file",
-        str(tmp / "tokens.csv"), "--bind-address", "127.0.0.1", "--secure-port", str(port),
-        "--cert-dir", str(tmp / "pki"),
-    ]  # fmt: skip
 
 
 @contextmanager
