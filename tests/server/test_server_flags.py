@@ -113,6 +113,36 @@ def test_help_lists_every_flag_in_metrics_servers_group() -> None:
     assert titles[: len(upstream_titles)] == upstream_titles
 
 
+def help_defaults(text: str) -> dict[str, str]:
+    """flag -> its default as --help prints it ("(default 1m0s)"); "" for none. pflag's
+    zero values ("[default=false]", "[]") count as none."""
+    found: dict[str, str] = {}
+    flag = ""
+    for line in text.splitlines():
+        if match := FLAG_LINE.match(line):
+            flag = match.group(1)
+            found[flag] = ""
+        if flag and (default := re.search(r"\(default (.*)\)$", line.rstrip())):
+            found[flag] = "" if default.group(1) in ("[]", "false") else default.group(1)
+    return found
+
+
+def test_the_readme_lists_every_default_that_differs_from_metrics_servers() -> None:
+    out = subprocess.run(
+        [*KUBEPULSE, "server", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    ours, theirs = help_defaults(out), help_defaults(UPSTREAM.read_text())
+    # Header names are case-insensitive: X-Remote-User is x-remote-user.
+    differ = {flag for flag, value in theirs.items() if value.lower() != ours[flag].lower()}
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("Defaults that differ from metrics-server's binary", 1)[1]
+    rows = re.findall(r"^\| `(--[\w-]+)` \| `([^`]*)` \| `([^`]*)` \|", table, re.M)
+    assert {flag for flag, _, _ in rows} == differ
+    for flag, upstream, kubepulse in rows:
+        assert theirs[flag] in (upstream, f"[{upstream}]")
+        assert ours[flag] in (kubepulse, f"[{kubepulse}]")
+
+
 def test_version_prints_the_version_and_exits() -> None:
     done = subprocess.run([*KUBEPULSE, "server", "--version"], capture_output=True, text=True)
     assert done.returncode == 0
