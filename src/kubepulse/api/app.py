@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from kubepulse.api import can_i, whoami
+from kubepulse.api.auditkeys import send_audit_id
 from kubepulse.api.authn import USER_KEY, RequestAuthenticator
 from kubepulse.api.authz import AlwaysAllow, AlwaysAllowPaths, Authorizer, authorization
 from kubepulse.api.core import CoreAPI
@@ -56,6 +57,8 @@ class ServerParts:
     always_allow_paths: AlwaysAllowPaths = OPEN_PATHS
     pod_list: RenderedPods | None = None
     """The rendered PodMetricsList, shared with the scrape manager that prerenders it."""
+    audit: Middleware | None = None
+    """The audit filter (kubepulse.audit), outside everything that may answer."""
 
 
 @web.middleware
@@ -207,12 +210,15 @@ def make_app(parts: ServerParts) -> web.Application:
     app = web.Application(
         middlewares=[
             request_log,
+            *([parts.audit] if parts.audit is not None else []),
             errors_as_status,
             authentication(parts.authenticator, parts.always_allow_paths),
             authorization(parts.authorizer, parts.always_allow_paths),
             negotiate,
         ]
     )
+    if parts.audit is not None:
+        app.on_response_prepare.append(send_audit_id)
     app.add_routes(Probes(parts).routes())
     app.add_routes(Discovery(core=parts.serve_core_api).routes())
     app.add_routes(

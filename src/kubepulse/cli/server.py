@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kubepulse.audit.backends import BatchOptions
 from kubepulse.cli import flags, server_flags
 from kubepulse.server import run as server_run
 from kubepulse.server.config import (
     DEFAULT_MAX_SIZE,
+    AuditOptions,
     AuthOptions,
     HistoryOptions,
     KubeletOptions,
@@ -104,6 +106,15 @@ def kubelet_options(args: argparse.Namespace) -> KubeletOptions:
     )
 
 
+def batch_options(args: argparse.Namespace, backend: str) -> BatchOptions:
+    """--audit-BACKEND-batch-*."""
+    return BatchOptions(
+        buffer_size=getattr(args, f"audit_{backend}_batch_buffer_size"),
+        max_size=getattr(args, f"audit_{backend}_batch_max_size"),
+        max_wait=getattr(args, f"audit_{backend}_batch_max_wait"),
+    )
+
+
 def history_options(args: argparse.Namespace) -> HistoryOptions:
     """What add_history_flags (and --prometheus-url, where given) read."""
     max_size = args.history_max_size
@@ -151,6 +162,23 @@ def config(args: argparse.Namespace) -> ServerConfig:
             tolerate_lookup_failure=args.authentication_tolerate_lookup_failure,
         ),
         history=history_options(args),
+        audit=AuditOptions(
+            policy_file=args.audit_policy_file,
+            log_path=args.audit_log_path or "",
+            log_format=args.audit_log_format,
+            log_max_age_days=args.audit_log_maxage,
+            log_max_backups=args.audit_log_maxbackup,
+            log_max_size_mb=args.audit_log_maxsize,
+            log_compress=args.audit_log_compress,
+            log_mode=args.audit_log_mode,
+            log_batch=batch_options(args, "log"),
+            log_version=args.audit_log_version,
+            webhook_config_file=args.audit_webhook_config_file,
+            webhook_mode=args.audit_webhook_mode,
+            webhook_batch=batch_options(args, "webhook"),
+            webhook_initial_backoff=args.audit_webhook_initial_backoff,
+            webhook_version=args.audit_webhook_version,
+        ),
         dashboard=args.dashboard,
         targets=args.targets,
         kubeconfig=args.kubeconfig,

@@ -25,41 +25,53 @@ ONE_VERSION = "kubepulse serves one version of each API it has"
 NO_HTTP2 = "kubepulse serves HTTP/1.1 with keep-alive, never HTTP/2"
 NO_WATCH = "the metrics API has no watch requests"
 NO_PPROF = "Go's pprof has no Python equivalent here; nothing is served at /debug/pprof"
-NO_AUDIT = "kubepulse writes no audit log"
 
-# The audit flags and their defaults.
-AUDIT: list[tuple[str, str, Any]] = [
-    ("--audit-log-batch-buffer-size", "int", 10000),
-    ("--audit-log-batch-max-size", "int", 1),
-    ("--audit-log-batch-max-wait", "duration", 0.0),
-    ("--audit-log-batch-throttle-burst", "int", 0),
-    ("--audit-log-batch-throttle-enable", "bool", None),
-    ("--audit-log-batch-throttle-qps", "float32", 0.0),
-    ("--audit-log-compress", "bool", None),
-    ("--audit-log-format", "string", "json"),
-    ("--audit-log-maxage", "int", 366),
-    ("--audit-log-maxbackup", "int", 100),
-    ("--audit-log-maxsize", "int", 100),
-    ("--audit-log-mode", "string", "blocking"),
-    ("--audit-log-path", "string", None),
-    ("--audit-log-truncate-enabled", "bool", None),
-    ("--audit-log-truncate-max-batch-size", "int", 10485760),
-    ("--audit-log-truncate-max-event-size", "int", 102400),
-    ("--audit-log-version", "string", "audit.k8s.io/v1"),
-    ("--audit-policy-file", "string", None),
-    ("--audit-webhook-batch-buffer-size", "int", 10000),
-    ("--audit-webhook-batch-max-size", "int", 400),
-    ("--audit-webhook-batch-max-wait", "duration", 30.0),
-    ("--audit-webhook-batch-throttle-burst", "int", 15),
-    ("--audit-webhook-batch-throttle-enable", "bool", True),
-    ("--audit-webhook-batch-throttle-qps", "float32", 10.0),
-    ("--audit-webhook-config-file", "string", None),
-    ("--audit-webhook-initial-backoff", "duration", 10.0),
-    ("--audit-webhook-mode", "string", "batch"),
-    ("--audit-webhook-truncate-enabled", "bool", None),
-    ("--audit-webhook-truncate-max-batch-size", "int", 10485760),
-    ("--audit-webhook-truncate-max-event-size", "int", 102400),
-    ("--audit-webhook-version", "string", "audit.k8s.io/v1"),
+# The audit flags kubepulse carries out: (flag, pflag type, default, help).
+AUDIT: list[tuple[str, str, Any, str]] = [
+    ("--audit-log-batch-buffer-size", "int", 10000, "events queued in batch mode"),
+    ("--audit-log-batch-max-size", "int", 1, "events written at once in batch mode"),
+    ("--audit-log-batch-max-wait", "duration", 0.0, "longest wait for a batch to fill"),
+    ("--audit-log-compress", "bool", None, "gzip the rotated files"),
+    ("--audit-log-format", "string", "json", 'json (audit.k8s.io/v1 Events) or "legacy" lines'),
+    ("--audit-log-maxage", "int", 366, "days rotated files are kept, by the time in their name"),
+    ("--audit-log-maxbackup", "int", 100, "rotated files kept (0: all)"),
+    ("--audit-log-maxsize", "int", 100, "megabytes before the file is rotated (0: never)"),
+    ("--audit-log-mode", "string", "blocking", "blocking, blocking-strict or batch"),
+    ("--audit-log-path", "string", None, "audit log file; '-' is standard output"),
+    ("--audit-log-version", "string", "audit.k8s.io/v1", "the only version written"),
+    ("--audit-policy-file", "string", None, "audit.k8s.io/v1 Policy: what is recorded, how"),
+    ("--audit-webhook-batch-buffer-size", "int", 10000, "events queued in batch mode"),
+    ("--audit-webhook-batch-max-size", "int", 400, "events sent at once in batch mode"),
+    ("--audit-webhook-batch-max-wait", "duration", 30.0, "longest wait for a batch to fill"),
+    (
+        "--audit-webhook-config-file",
+        "string",
+        None,
+        "kubeconfig naming the webhook that gets EventLists",
+    ),
+    (
+        "--audit-webhook-initial-backoff",
+        "duration",
+        10.0,
+        "wait before a failed batch is sent again (then 1.5 times longer, 5 tries)",
+    ),
+    ("--audit-webhook-mode", "string", "batch", "blocking, blocking-strict or batch"),
+    ("--audit-webhook-version", "string", "audit.k8s.io/v1", "the only version sent"),
+]
+NO_THROTTLE = "batches go out as they fill, without a rate limit"
+NO_TRUNCATE = "events are never truncated: metrics answers are small"
+# The ones it does not: (flag, pflag type, default).
+AUDIT_IGNORED: list[tuple[str, str, Any, str]] = [
+    (f"--audit-{backend}-{name}", kind, default, why)
+    for backend, throttle in (("log", (0, None, 0.0)), ("webhook", (15, True, 10.0)))
+    for name, kind, default, why in (
+        ("batch-throttle-burst", "int", throttle[0], NO_THROTTLE),
+        ("batch-throttle-enable", "bool", throttle[1], NO_THROTTLE),
+        ("batch-throttle-qps", "float32", throttle[2], NO_THROTTLE),
+        ("truncate-enabled", "bool", None, NO_TRUNCATE),
+        ("truncate-max-batch-size", "int", 10485760, NO_TRUNCATE),
+        ("truncate-max-event-size", "int", 102400, NO_TRUNCATE),
+    )
 ]
 
 # (flag, pflag type, upstream default, why it means nothing here), by group.
@@ -141,7 +153,7 @@ IGNORED: dict[str, list[tuple[str, str, Any, str]]] = {
         ),
     ],
     "Apiserver authorization flags": [],
-    "Apiserver audit log flags": [(flag, kind, default, NO_AUDIT) for flag, kind, default in AUDIT],
+    "Apiserver audit log flags": AUDIT_IGNORED,
     "Features flags": [
         ("--contention-profiling", "bool", None, NO_PPROF),
         ("--debug-socket-path", "string", None, NO_PPROF),
@@ -171,6 +183,9 @@ def add_server_flags(p: argparse.ArgumentParser) -> dict[str, argparse._Argument
     _secure_serving(groups["Apiserver secure serving flags"])
     _authentication(groups["Apiserver authentication flags"])
     _authorization(groups["Apiserver authorization flags"])
+    for flag, value_type, default, help_text in AUDIT:
+        path = {"type": Path} if flag.endswith(("-policy-file", "-config-file")) else {}
+        add(groups["Apiserver audit log flags"], flag, value_type, help_text, default, **path)
     flags.add_logging_flags(groups["Logging flags"])
     for title, rows in IGNORED.items():
         for flag, value_type, default, why in rows:

@@ -38,6 +38,7 @@ from kubepulse.scrape.client import KubeletClient
 from kubepulse.scrape.manager import Recorders, ScrapeManager
 from kubepulse.selfmetrics import SelfMetrics
 from kubepulse.server import malloc, serving
+from kubepulse.server.auditing import audit_filter
 from kubepulse.server.auth import serving_context
 from kubepulse.server.config import CompletedConfig, ConfigError, HistoryOptions
 from kubepulse.server.connections import share_tls_read_buffers
@@ -114,6 +115,8 @@ async def start_server(
     user's own token; None (--targets) leaves it in local mode, without actions."""
     config = completed.config
     resolution, dashboard = config.metric_resolution, config.dashboard
+    closers: list[Closer] = []
+    audit = audit_filter(config.audit, completed.audit_policy, closers)
     store = MetricsStore(resolution)
     metrics = SelfMetrics(store, resolution)
     defaults = kubelet_defaults or KubeletDefaults()
@@ -156,9 +159,9 @@ async def start_server(
             [*config.auth.always_allow_paths, *(DASHBOARD_PATHS if dashboard else ())]
         ),
         pod_list=pod_list,
+        audit=audit,
     )
     app = make_app(parts)
-    closers: list[Closer] = []
     if dashboard:
         series = chart_source(completed.charts_url, history, closers)
         options = DashboardOptions(token_hint=config.dashboard_token_hint)

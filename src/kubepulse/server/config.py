@@ -14,6 +14,10 @@ from pathlib import Path
 
 from kubepulse.api.authz import DEFAULT_ALWAYS_ALLOW_PATHS
 from kubepulse.api.selectors import SelectorError, parse_label_selector
+from kubepulse.audit import policy as audit_policy
+from kubepulse.audit.backends import BatchOptions
+from kubepulse.audit.event import API_VERSION
+from kubepulse.audit.policy import Policy
 from kubepulse.errors import Failure
 from kubepulse.history.prometheus import check_url
 from kubepulse.history.tiers import Tier, parse_tiers
@@ -82,6 +86,58 @@ class ServingOptions:
 
     def limits(self) -> Limits:
         return Limits(max_connections=self.max_connections)
+
+
+AUDIT_MODES = ("batch", "blocking", "blocking-strict")
+AUDIT_FORMATS = ("json", "legacy")
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """The audit log and webhook (kube-apiserver's --audit-* flags, its defaults)."""
+
+    policy_file: Path | None = None
+    log_path: str = ""
+    """"-" is standard output."""
+    log_format: str = "json"
+    log_max_age_days: int = 366
+    log_max_backups: int = 100
+    log_max_size_mb: int = 100
+    log_compress: bool = False
+    log_mode: str = "blocking"
+    log_batch: BatchOptions = field(default_factory=lambda: BatchOptions(10000, 1, 0.0))
+    log_version: str = API_VERSION
+    webhook_config_file: Path | None = None
+    webhook_mode: str = "batch"
+    webhook_batch: BatchOptions = field(default_factory=lambda: BatchOptions(10000, 400, 30.0))
+    webhook_initial_backoff: float = 10.0
+    webhook_version: str = API_VERSION
+
+    def policy(self) -> Policy | None:
+        """The policy, when events have somewhere to go; checks the rest."""
+        for flag, mode in (("log", self.log_mode), ("webhook", self.webhook_mode)):
+            if mode not in AUDIT_MODES:
+                raise ConfigError(
+                    f"--audit-{flag}-mode: unknown mode {mode!r}; known: {', '.join(AUDIT_MODES)}"
+                )
+        if self.log_format not in AUDIT_FORMATS:
+            raise ConfigError(
+                f"--audit-log-format: unknown format {self.log_format!r}; known: legacy,json"
+            )
+        for flag, version in (("log", self.log_version), ("webhook", self.webhook_version)):
+            if version != API_VERSION:
+                raise ConfigError(f"--audit-{flag}-version: only {API_VERSION} is known")
+        outputs = bool(self.log_path) or self.webhook_config_file is not None
+        if self.policy_file is None:
+            if outputs:
+                # kube-apiserver too records nothing without a policy.
+                log.warning("no --audit-policy-file: no audit events are recorded")
+            return None
+        try:
+            policy = audit_policy.load(self.policy_file)
+        except audit_policy.PolicyError as err:
+            raise ConfigError(str(err)) from err
+        return policy if outputs else None
 
 
 @dataclass(frozen=True)
@@ -160,6 +216,7 @@ class ServerConfig:
     serving: ServingOptions = field(default_factory=ServingOptions)
     auth: AuthOptions = field(default_factory=AuthOptions)
     history: HistoryOptions = field(default_factory=HistoryOptions)
+    audit: AuditOptions = field(default_factory=AuditOptions)
     dashboard: bool = False
     dashboard_token_hint: str = ""
     """Where the sign-in page says a token is (up: its kubeconfig)."""
@@ -203,7 +260,7 @@ class ServerConfig:
         except SelectorError as err:
             raise ConfigError(f"invalid --node-selector: {err}") from err
         tiers, charts_url = self.history.complete(self.dashboard)
-        return CompletedConfig(self, selector, tiers, charts_url)
+        return CompletedConfig(self, selector, tiers, charts_url, self.audit.policy())
 
 
 # The pairs metrics-server's KubeletClientOptions.Validate refuses, with its messages
@@ -249,3 +306,5 @@ class CompletedConfig:
     node_selector: Callable[[Mapping[str, str]], bool]
     tiers: tuple[Tier, ...]
     charts_url: str | None
+    audit_policy: Policy | None = None
+    """None: no audit events are recorded."""

@@ -1,0 +1,119 @@
+"""Where events go, and when: --audit-*-mode blocking (each request waits for its events
+to be written or sent) or batch (a queue of --audit-*-batch-buffer-size, emptied in
+batches of up to --audit-*-batch-max-size at least every --audit-*-batch-max-wait; a
+full queue drops events, as k8s.io/apiserver/plugin/pkg/audit/buffered does)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kubepulse.audit.event import legacy_line
+from kubepulse.audit.logfile import LogFile
+
+log = logging.getLogger("kubepulse.audit")
+
+Event = dict[str, Any]
+Deliver = Callable[[list[Event]], Awaitable[None]]
+
+
+class Backend(Protocol):
+    async def process(self, events: list[Event]) -> None: ...
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    buffer_size: int = 10000
+    max_size: int = 1
+    max_wait: float = 0.0
+
+
+class Blocking:
+    def __init__(self, deliver: Deliver, name: str) -> None:
+        self.deliver, self.name = deliver, name
+
+    async def process(self, events: list[Event]) -> None:
+        try:
+            await self.deliver(events)
+        except Exception as err:  # an audit failure must not fail the request
+            log.error("audit %s: %d event(s) lost: %s", self.name, len(events), err)
+
+    async def close(self) -> None:
+        return None
+
+
+class Batching:
+    def __init__(self, deliver: Deliver, name: str, options: BatchOptions) -> None:
+        self.deliver, self.name, self.options = deliver, name, options
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(options.buffer_size)
+        self._task: asyncio.Task[None] | None = None
+        self._dropped_logged_at = 0.0
+
+    async def process(self, events: list[Event]) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+        for ev in events:
+            try:
+                self._queue.put_nowait(ev)
+            except asyncio.QueueFull:
+                now = time.monotonic()
+                if now - self._dropped_logged_at > 60:  # once a minute, not per event
+                    self._dropped_logged_at = now
+                    log.error("audit %s: the buffer is full; events are dropped", self.name)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            deadline = time.monotonic() + self.options.max_wait
+            while len(batch) < self.options.max_size:
+                left = deadline - time.monotonic()
+                try:
+                    batch.append(
+                        self._queue.get_nowait()
+                        if left <= 0
+                        else await asyncio.wait_for(self._queue.get(), left)
+                    )
+                except (asyncio.QueueEmpty, TimeoutError):
+                    break
+            await self._send(batch)
+
+    async def _send(self, batch: list[Event]) -> None:
+        try:
+            await self.deliver(batch)
+        except Exception as err:
+            log.error("audit %s: %d event(s) lost: %s", self.name, len(batch), err)
+
+    async def close(self) -> None:
+        """What is queued goes out before the server stops."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        left: list[Event] = []
+        while not self._queue.empty():
+            left.append(self._queue.get_nowait())
+        for start in range(0, len(left), max(self.options.max_size, 1)):
+            await self._send(left[start : start + self.options.max_size])
+
+
+def log_deliver(file: LogFile, legacy: bool) -> Deliver:
+    async def deliver(events: list[Event]) -> None:
+        lines = (
+            legacy_line(ev) if legacy else json.dumps(ev, separators=(",", ":")) for ev in events
+        )
+        file.write("".join(line + "\n" for line in lines))
+
+    return deliver
+
+
+def backend(deliver: Deliver, name: str, mode: str, options: BatchOptions) -> Backend:
+    if mode == "batch":
+        return Batching(deliver, name, options)
+    return Blocking(deliver, name)  # blocking, blocking-strict
