@@ -25,7 +25,7 @@ from kubepulse.cli.up import kubeconfig
 from tests.fakeapi import objects
 from tests.fakeapi.kubelets import FakeKubelets
 from tests.server.fleet import SERVER_TOKEN, M, node, server_args
-from tests.support import KUBECTL, free_port, run_kubepulse, wait_for, wait_serving
+from tests.support import KUBECTL, KUBEPULSE, free_port, run_kubepulse, wait_for, wait_serving
 
 KUBELET_TOKEN = "kubelet-token-77aa"
 WEBHOOK_TOKEN = "webhook-token-3b9e"
@@ -241,3 +241,34 @@ def test_a_webhook_gets_the_events_in_batches_after_a_backoff(tmp_path: Path) ->
         assert set(authorizations) == {f"Bearer {WEBHOOK_TOKEN}"}
         assert len({e["auditID"] for e in items}) == len(items)
         assert SERVER_TOKEN not in json.dumps(batches)
+
+
+def test_a_bad_policy_or_mode_is_one_error_line(tmp_path: Path) -> None:
+    (tmp_path / "targets.yaml").write_text(
+        yaml.safe_dump({"kind": "List", "items": [node("a", "127.0.0.9", 1)]})
+    )
+    (tmp_path / "policy.yaml").write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: []\n")
+    base = [*server_args(tmp_path, free_port()), "--audit-log-path", "-"]
+    for extra, said in (
+        (["--audit-policy-file", str(tmp_path / "policy.yaml")], "the policy has no rules"),
+        (["--audit-log-mode", "sometimes"], "--audit-log-mode: unknown mode 'sometimes'"),
+        (["--audit-log-version", "audit.k8s.io/v1beta1"], "only audit.k8s.io/v1 is known"),
+    ):
+        done = subprocess.run(
+            [*KUBEPULSE, *base, *extra], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 1
+        assert done.stderr.startswith("error: ") and said in done.stderr
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_dash_writes_the_events_to_standard_output(tmp_path: Path) -> None:
+    with audited_server(tmp_path, "--audit-log-path", "-") as (_, config):
+        assert kubectl(config, "get", "--raw", f"{M}/nodes").returncode == 0
+        log = tmp_path / "server.log"
+
+        def event_line() -> str | None:
+            lines = [line for line in log.read_text().splitlines() if '"kind":"Event"' in line]
+            return lines[0] if lines else None
+
+        assert json.loads(wait_for(event_line, what="an event on stdout"))["verb"] == "list"
