@@ -10,6 +10,7 @@ import re
 import ssl
 import subprocess
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from aiohttp import web
 
@@ -29,6 +31,7 @@ from tests.support import KUBECTL, KUBEPULSE, free_port, run_kubepulse, wait_for
 
 KUBELET_TOKEN = "kubelet-token-77aa"
 WEBHOOK_TOKEN = "webhook-token-3b9e"
+BAD = "not-a-token-5d2c"
 MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 POLICY = {
     "apiVersion": "audit.k8s.io/v1",
@@ -107,9 +110,21 @@ def test_kubectl_requests_are_recorded_at_the_levels_the_policy_gives(tmp_path: 
         ctx = ssl.create_default_context(cafile=str(tmp_path / "pki" / "ca.crt"))
         with urllib.request.urlopen(f"https://127.0.0.1:{port}/livez", context=ctx) as resp:
             assert resp.headers["Audit-Id"]  # every answer names its audit ID
-        events = [json.loads(line) for line in log_path.read_text().splitlines()]
+        wrong = urllib.request.Request(
+            f"https://127.0.0.1:{port}{M}/nodes", headers={"Authorization": f"Bearer {BAD}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(wrong, context=ctx)
+        assert refused.value.code == 401
+        lines = log_path.read_text().splitlines()
+        events = [json.loads(line) for line in lines]
     text = log_path.read_text()
-    assert SERVER_TOKEN not in text and "Authorization" not in text
+    assert SERVER_TOKEN not in text and BAD not in text and "Authorization" not in text
+    # A failed authentication is recorded without a user, with the Status it got.
+    (unauthorized,) = [e for e in events if e.get("responseStatus", {}).get("code") == 401]
+    assert unauthorized["user"] == {} and unauthorized["level"] == "Metadata"
+    assert unauthorized["responseStatus"]["reason"] == "Unauthorized"
+    events = [e for e in events if e is not unauthorized]
     assert log_path.stat().st_mode & 0o777 == 0o600
     assert not [e for e in events if e["requestURI"].startswith("/livez")]  # level None
     for e in events:
