@@ -58,6 +58,7 @@ POLICY = {
 def audited_server(tmp: Path, *audit: str) -> Iterator[tuple[int, Path]]:
     """A server scraping one kubelet with one pod, its audit policy POLICY; yields its
     port and a kubeconfig for kubectl with the admin's token."""
+    tmp.mkdir(exist_ok=True)
     ca = pki.new_ca("kubelet-ca")
     with FakeKubelets(ca, KUBELET_TOKEN) as kubelets:
         kubelet_port = kubelets.add("node-a", "127.0.0.2", pods=[("default", "web-1")])
@@ -287,3 +288,19 @@ def test_dash_writes_the_events_to_standard_output(tmp_path: Path) -> None:
             return lines[0] if lines else None
 
         assert json.loads(wait_for(event_line, what="an event on stdout"))["verb"] == "list"
+
+
+def test_blocking_strict_fails_a_request_whose_events_cannot_be_sent(tmp_path: Path) -> None:
+    with webhook_receiver(tmp_path, fail_first=1000) as (hook, batches, authorizations):
+        for mode, code in (("blocking", 0), ("blocking-strict", 1)):
+            with audited_server(
+                tmp_path / mode,
+                "--audit-webhook-config-file", str(hook),
+                "--audit-webhook-mode", mode,
+                "--audit-webhook-initial-backoff", "10ms",
+            ) as (_, config):  # fmt: skip
+                done = kubectl(config, "get", "--raw", f"{M}/nodes")
+                assert done.returncode == code, done.stderr
+                if code:
+                    assert "Internal error occurred: audit webhook" in done.stderr
+        assert batches == [] and len(authorizations) >= 10  # five tries per request

@@ -35,15 +35,21 @@ class BatchOptions:
     max_wait: float = 0.0
 
 
+class AuditFailure(Exception):
+    """blocking-strict: a request whose events could not be recorded fails too."""
+
+
 class Blocking:
-    def __init__(self, deliver: Deliver, name: str) -> None:
-        self.deliver, self.name = deliver, name
+    def __init__(self, deliver: Deliver, name: str, strict: bool = False) -> None:
+        self.deliver, self.name, self.strict = deliver, name, strict
 
     async def process(self, events: list[Event]) -> None:
         try:
             await self.deliver(events)
-        except Exception as err:  # an audit failure must not fail the request
+        except Exception as err:
             log.error("audit %s: %d event(s) lost: %s", self.name, len(events), err)
+            if self.strict:
+                raise AuditFailure(f"audit {self.name}: {err}") from err
 
     async def close(self) -> None:
         return None
@@ -116,4 +122,4 @@ def log_deliver(file: LogFile, legacy: bool) -> Deliver:
 def backend(deliver: Deliver, name: str, mode: str, options: BatchOptions) -> Backend:
     if mode == "batch":
         return Batching(deliver, name, options)
-    return Blocking(deliver, name)  # blocking, blocking-strict
+    return Blocking(deliver, name, strict=mode == "blocking-strict")

@@ -20,7 +20,8 @@ from aiohttp.typedefs import Handler, Middleware
 from kubepulse.api.auditkeys import AUDIT_ID_KEY, WHOLE_BODY_KEY
 from kubepulse.api.authn import USER_KEY, user_info
 from kubepulse.api.authz import request_attributes
-from kubepulse.audit.backends import Backend
+from kubepulse.api.status import status_response
+from kubepulse.audit.backends import AuditFailure, Backend
 from kubepulse.audit.event import Record, response_status
 from kubepulse.audit.policy import Policy
 
@@ -64,7 +65,13 @@ def audit(policy: Policy, backends: Sequence[Backend]) -> Middleware:
             stage = "Panic"
             raise
         finally:
-            await _emit(request, policy, backends, audit_id, received, stage, status, response)
+            try:
+                await _emit(request, policy, backends, audit_id, received, stage, status, response)
+            except AuditFailure as err:
+                # blocking-strict: an answer not yet sent is replaced by the failure.
+                if response is not None and not response.prepared:
+                    response = status_response(500, f"Internal error occurred: {err}")
+        assert response is not None
         return response
 
     return record
