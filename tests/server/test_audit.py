@@ -10,10 +10,12 @@ import re
 import ssl
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,12 @@ def kubectl(config: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [KUBECTL, "--kubeconfig", str(config), *argv], capture_output=True, text=True, timeout=60
     )
+
+
+def list_nodes(config: Path, times: int) -> None:
+    for _ in range(times):
+        done = kubectl(config, "get", "--raw", f"{M}/nodes")
+        assert done.returncode == 0, done.stderr
 
 
 def top_pods(config: Path) -> str:
@@ -185,10 +193,20 @@ def test_the_legacy_format_is_one_line_per_stage(tmp_path: Path) -> None:
     ), line
 
 
+@dataclass
+class Receiver:
+    kubeconfig: Path
+    batches: list[Any]
+    """The EventLists it took."""
+    authorizations: list[str]
+    """The Authorization header of every POST."""
+    arrivals: list[float]
+    """When each POST came (time.monotonic())."""
+
+
 @contextmanager
-def webhook_receiver(tmp: Path, fail_first: int) -> Iterator[tuple[Path, list[Any], list[str]]]:
-    """An HTTPS receiver on loopback; its first fail_first POSTs get a 503. Yields the
-    kubeconfig naming it, the EventLists it took, and every Authorization it was sent."""
+def webhook_receiver(tmp: Path, fail_first: int) -> Iterator[Receiver]:
+    """An HTTPS receiver on loopback; its first fail_first POSTs get a 503."""
     ca = pki.new_ca("webhook-ca")
     serving = pki.issue(ca, "127.0.0.1", ips=[ip_address("127.0.0.1")])
     serving.write(tmp / "webhook.crt", tmp / "webhook.key")
@@ -196,9 +214,11 @@ def webhook_receiver(tmp: Path, fail_first: int) -> Iterator[tuple[Path, list[An
     ctx.load_cert_chain(tmp / "webhook.crt", tmp / "webhook.key")
     batches: list[Any] = []
     authorizations: list[str] = []
+    arrivals: list[float] = []
     posts = [0]
 
     async def take(request: web.Request) -> web.Response:
+        arrivals.append(time.monotonic())
         authorizations.append(request.headers.get("Authorization", ""))
         posts[0] += 1
         if posts[0] <= fail_first:
@@ -222,7 +242,7 @@ def webhook_receiver(tmp: Path, fail_first: int) -> Iterator[tuple[Path, list[An
     config = tmp / "webhook.kubeconfig"
     config.write_text(kubeconfig(f"https://127.0.0.1:{port}/audit", ca.cert_pem(), WEBHOOK_TOKEN))
     try:
-        yield config, batches, authorizations
+        yield Receiver(config, batches, authorizations, arrivals)
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(20)
         loop.call_soon_threadsafe(loop.stop)
@@ -230,16 +250,18 @@ def webhook_receiver(tmp: Path, fail_first: int) -> Iterator[tuple[Path, list[An
 
 
 def test_a_webhook_gets_the_events_in_batches_after_a_backoff(tmp_path: Path) -> None:
-    with webhook_receiver(tmp_path, fail_first=1) as (hook, batches, authorizations):
+    with webhook_receiver(tmp_path, fail_first=1) as receiver:
+        hook, batches, authorizations = (
+            receiver.kubeconfig,
+            receiver.batches,
+            receiver.authorizations,
+        )
+        batching = ("--audit-webhook-batch-max-size=3", "--audit-webhook-batch-max-wait=500ms")
         with audited_server(
-            tmp_path,
-            "--audit-webhook-config-file", str(hook),
-            "--audit-webhook-batch-max-size", "3",
-            "--audit-webhook-batch-max-wait", "500ms",
+            tmp_path, *batching, "--audit-webhook-config-file", str(hook),
             "--audit-webhook-initial-backoff", "200ms",
         ) as (_, config):  # fmt: skip
-            for _ in range(4):
-                assert kubectl(config, "get", "--raw", f"{M}/nodes").returncode == 0
+            list_nodes(config, 4)
 
             def delivered() -> list[dict[str, Any]] | None:
                 items = [e for b in batches for e in b["items"]]
@@ -291,7 +313,12 @@ def test_dash_writes_the_events_to_standard_output(tmp_path: Path) -> None:
 
 
 def test_blocking_strict_fails_a_request_whose_events_cannot_be_sent(tmp_path: Path) -> None:
-    with webhook_receiver(tmp_path, fail_first=1000) as (hook, batches, authorizations):
+    with webhook_receiver(tmp_path, fail_first=1000) as receiver:
+        hook, batches, authorizations = (
+            receiver.kubeconfig,
+            receiver.batches,
+            receiver.authorizations,
+        )
         for mode, code in (("blocking", 0), ("blocking-strict", 1)):
             with audited_server(
                 tmp_path / mode,
@@ -304,3 +331,18 @@ def test_blocking_strict_fails_a_request_whose_events_cannot_be_sent(tmp_path: P
                 if code:
                     assert "Internal error occurred: audit webhook" in done.stderr
         assert batches == [] and len(authorizations) >= 10  # five tries per request
+
+
+def test_throttled_batches_go_out_at_most_qps_a_second(tmp_path: Path) -> None:
+    throttled = ("--audit-webhook-batch-throttle-qps=4", "--audit-webhook-batch-throttle-burst=1")
+    with webhook_receiver(tmp_path, fail_first=0) as receiver, audited_server(
+        tmp_path, *throttled, "--audit-webhook-config-file", str(receiver.kubeconfig),
+        "--audit-webhook-batch-max-size=1", "--audit-webhook-batch-max-wait=0s",
+    ) as (_, config):  # fmt: skip
+        list_nodes(config, 4)
+        wait_for(lambda: len(receiver.batches) >= 4, what="four batches")
+    gaps = [b - a for a, b in zip(receiver.arrivals, receiver.arrivals[1:], strict=False)]
+    assert all(len(b["items"]) == 1 for b in receiver.batches)
+    # One batch at once (burst 1), then one every 1/4 s: never two within 0.2 s once the
+    # connection is up (the first batch also waited for the TLS handshake).
+    assert len(gaps) >= 3 and min(gaps[1:]) >= 0.2, gaps

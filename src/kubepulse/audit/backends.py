@@ -1,7 +1,8 @@
 """Where events go, and when: --audit-*-mode blocking (each request waits for its events
 to be written or sent) or batch (a queue of --audit-*-batch-buffer-size, emptied in
-batches of up to --audit-*-batch-max-size at least every --audit-*-batch-max-wait; a
-full queue drops events, as k8s.io/apiserver/plugin/pkg/audit/buffered does)."""
+batches of up to --audit-*-batch-max-size at least every --audit-*-batch-max-wait, at
+most --audit-*-batch-throttle-qps batches a second when throttled; a full queue drops
+events, as k8s.io/apiserver/plugin/pkg/audit/buffered does)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,26 @@ class BatchOptions:
     buffer_size: int = 10000
     max_size: int = 1
     max_wait: float = 0.0
+    throttle_enable: bool = False
+    throttle_qps: float = 0.0
+    throttle_burst: int = 0
+
+
+class TokenBucket:
+    """client-go's token bucket rate limiter: burst batches at once, then qps a second."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self.qps, self.burst = qps, max(burst, 1)
+        self._tokens, self._at = float(self.burst), time.monotonic()
+
+    async def take(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.qps)
+        self._at = now
+        if self._tokens < 1:
+            await asyncio.sleep((1 - self._tokens) / self.qps)  # the rate limit itself
+            self._tokens, self._at = 1.0, time.monotonic()
+        self._tokens -= 1
 
 
 class AuditFailure(Exception):
@@ -61,6 +82,11 @@ class Batching:
         self._queue: asyncio.Queue[Event] = asyncio.Queue(options.buffer_size)
         self._task: asyncio.Task[None] | None = None
         self._dropped_logged_at = 0.0
+        self._bucket = (
+            TokenBucket(options.throttle_qps, options.throttle_burst)
+            if options.throttle_enable
+            else None
+        )
 
     async def process(self, events: list[Event]) -> None:
         if self._task is None:
@@ -88,6 +114,8 @@ class Batching:
                     )
                 except (asyncio.QueueEmpty, TimeoutError):
                     break
+            if self._bucket is not None:
+                await self._bucket.take()
             await self._send(batch)
 
     async def _send(self, batch: list[Event]) -> None:

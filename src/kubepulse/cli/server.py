@@ -112,6 +112,9 @@ def batch_options(args: argparse.Namespace, backend: str) -> BatchOptions:
         buffer_size=getattr(args, f"audit_{backend}_batch_buffer_size"),
         max_size=getattr(args, f"audit_{backend}_batch_max_size"),
         max_wait=getattr(args, f"audit_{backend}_batch_max_wait"),
+        throttle_enable=getattr(args, f"audit_{backend}_batch_throttle_enable"),
+        throttle_qps=getattr(args, f"audit_{backend}_batch_throttle_qps"),
+        throttle_burst=getattr(args, f"audit_{backend}_batch_throttle_burst"),
     )
 
 

@@ -58,19 +58,24 @@ AUDIT: list[tuple[str, str, Any, str]] = [
     ("--audit-webhook-mode", "string", "batch", "blocking, blocking-strict or batch"),
     ("--audit-webhook-version", "string", "audit.k8s.io/v1", "the only version sent"),
 ]
-NO_THROTTLE = "batches go out as they fill, without a rate limit"
+AUDIT += [
+    (f"--audit-{backend}-batch-throttle-{name}", kind, default, text)
+    for backend, defaults in (("log", (0, None, 0.0)), ("webhook", (15, True, 10.0)))
+    for name, kind, default, text in (
+        ("burst", "int", defaults[0], "batches sent at once before the rate limit applies"),
+        ("enable", "bool", defaults[1], "rate-limit the batches (batch mode)"),
+        ("qps", "float32", defaults[2], "batches a second at most when rate-limited"),
+    )
+]
 NO_TRUNCATE = "events are never truncated: metrics answers are small"
-# The ones it does not: (flag, pflag type, default).
+# The ones it does not: (flag, pflag type, default, why).
 AUDIT_IGNORED: list[tuple[str, str, Any, str]] = [
-    (f"--audit-{backend}-{name}", kind, default, why)
-    for backend, throttle in (("log", (0, None, 0.0)), ("webhook", (15, True, 10.0)))
-    for name, kind, default, why in (
-        ("batch-throttle-burst", "int", throttle[0], NO_THROTTLE),
-        ("batch-throttle-enable", "bool", throttle[1], NO_THROTTLE),
-        ("batch-throttle-qps", "float32", throttle[2], NO_THROTTLE),
-        ("truncate-enabled", "bool", None, NO_TRUNCATE),
-        ("truncate-max-batch-size", "int", 10485760, NO_TRUNCATE),
-        ("truncate-max-event-size", "int", 102400, NO_TRUNCATE),
+    (f"--audit-{backend}-{name}", kind, default, NO_TRUNCATE)
+    for backend in ("log", "webhook")
+    for name, kind, default in (
+        ("truncate-enabled", "bool", None),
+        ("truncate-max-batch-size", "int", 10485760),
+        ("truncate-max-event-size", "int", 102400),
     )
 ]
 

@@ -109,7 +109,9 @@ class AuditOptions:
     log_version: str = API_VERSION
     webhook_config_file: Path | None = None
     webhook_mode: str = "batch"
-    webhook_batch: BatchOptions = field(default_factory=lambda: BatchOptions(10000, 400, 30.0))
+    webhook_batch: BatchOptions = field(
+        default_factory=lambda: BatchOptions(10000, 400, 30.0, True, 10.0, 15)
+    )
     webhook_initial_backoff: float = 10.0
     webhook_version: str = API_VERSION
 
@@ -124,6 +126,17 @@ class AuditOptions:
             raise ConfigError(
                 f"--audit-log-format: unknown format {self.log_format!r}; known: legacy,json"
             )
+        for flag, batch in (("log", self.log_batch), ("webhook", self.webhook_batch)):
+            # k8s.io/apiserver's BatchConfig validation.
+            if batch.throttle_enable and (batch.throttle_qps <= 0 or batch.throttle_burst <= 0):
+                raise ConfigError(
+                    f"--audit-{flag}-batch-throttle-qps and -burst must be greater than 0 "
+                    "when throttling is enabled"
+                )
+            if batch.buffer_size <= 0 or batch.max_size <= 0:
+                raise ConfigError(
+                    f"--audit-{flag}-batch-buffer-size and -max-size must be greater than 0"
+                )
         for flag, version in (("log", self.log_version), ("webhook", self.webhook_version)):
             if version != API_VERSION:
                 raise ConfigError(f"--audit-{flag}-version: only {API_VERSION} is known")
