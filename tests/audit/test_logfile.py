@@ -1,12 +1,17 @@
-"""--audit-log-path's rotation (lumberjack's rules) and the legacy line format."""
+"""--audit-log-path's rotation (lumberjack's rules), the legacy line format, and the
+--audit-*-truncate-* rules."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
+from kubepulse.audit.backends import TruncateOptions, truncating
 from kubepulse.audit.event import legacy_line
 from kubepulse.audit.logfile import LogFile
 
@@ -73,3 +78,26 @@ def test_the_legacy_line_is_the_apiservers_event_string() -> None:
     received = {**event, "stage": "RequestReceived"}
     del received["responseStatus"]
     assert legacy_line(received).endswith('response="<deferred>"')
+
+
+def test_truncation_slims_big_events_drops_huge_ones_and_splits_batches() -> None:
+    sent: list[list[dict[str, Any]]] = []
+
+    async def deliver(events: list[dict[str, Any]]) -> None:
+        sent.append(events)
+
+    def event(n: int, body: str = "", uri: str = "/x") -> dict[str, Any]:
+        return {"auditID": str(n), "requestURI": uri, "responseObject": {"b": body}}
+
+    options = TruncateOptions(enabled=True, max_event_size=200, max_batch_size=150)
+    events = [event(1), event(2, "y" * 500), event(3, uri="/" + "z" * 300), event(4)]
+    asyncio.run(truncating(deliver, "log", options)(events))
+    delivered = [e for batch in sent for e in batch]
+    assert [e["auditID"] for e in delivered] == ["1", "2", "4"]  # 3 is too big even slim
+    assert delivered[1] == {
+        "auditID": "2",
+        "requestURI": "/x",
+        "annotations": {"audit.k8s.io/truncated": "true"},
+    }
+    assert "annotations" not in delivered[0] and "annotations" not in delivered[2]
+    assert len(sent) >= 2 and all(len(json.dumps(b)) <= 150 + 10 for b in sent)

@@ -152,14 +152,14 @@ def test_version_prints_the_version_and_exits() -> None:
 def test_a_flag_that_means_nothing_here_logs_one_warning_saying_why(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    config = parse("--profiling", "--audit-log-truncate-enabled", "--goaway-chance", "0.01")
+    config = parse("--profiling", "--max-requests-inflight=10", "--goaway-chance", "0.01")
     with caplog.at_level(logging.WARNING):
         config.complete()
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 3, warned
     assert any(m.startswith("--profiling ") and "pprof" in m for m in warned)
-    assert any(m.startswith("--audit-log-truncate-enabled ") for m in warned)
-    given = ("--profiling", "--audit-log-truncate-enabled", "--goaway-chance")
+    assert any(m.startswith("--max-requests-inflight ") for m in warned)
+    given = ("--profiling", "--max-requests-inflight", "--goaway-chance")
     assert all(flag in IGNORED_REASONS for flag in given)
 
 

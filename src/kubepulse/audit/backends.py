@@ -137,6 +137,54 @@ class Batching:
             await self._send(left[start : start + self.options.max_size])
 
 
+@dataclass(frozen=True)
+class TruncateOptions:
+    enabled: bool = False
+    max_event_size: int = 102400
+    max_batch_size: int = 10485760
+
+
+TRUNCATED = "audit.k8s.io/truncated"
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+def truncating(deliver: Deliver, name: str, options: TruncateOptions) -> Deliver:
+    """--audit-*-truncate-*, as k8s.io/apiserver/plugin/pkg/audit/truncate: an event
+    above max-event-size loses its request and response objects (and says so in an
+    annotation), and is dropped if still too big; a batch above max-batch-size goes out
+    in several."""
+    if not options.enabled:
+        return deliver
+
+    def fitted(ev: Event) -> Event | None:
+        if _size(ev) <= options.max_event_size:
+            return ev
+        slim = {k: v for k, v in ev.items() if k not in ("requestObject", "responseObject")}
+        slim["annotations"] = {**ev.get("annotations", {}), TRUNCATED: "true"}
+        if _size(slim) <= options.max_event_size:
+            return slim
+        log.error("audit %s: event %s dropped: too large even truncated", name, ev["auditID"])
+        return None
+
+    async def deliver_truncated(events: list[Event]) -> None:
+        batch: list[Event] = []
+        size = 0
+        for ev in filter(None, map(fitted, events)):
+            ev_size = _size(ev)
+            if batch and size + ev_size > options.max_batch_size:
+                await deliver(batch)
+                batch, size = [], 0
+            batch.append(ev)
+            size += ev_size
+        if batch:
+            await deliver(batch)
+
+    return deliver_truncated
+
+
 def log_deliver(file: LogFile, legacy: bool) -> Deliver:
     async def deliver(events: list[Event]) -> None:
         lines = (

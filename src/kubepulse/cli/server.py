@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kubepulse.audit.backends import BatchOptions
+from kubepulse.audit.backends import BatchOptions, TruncateOptions
 from kubepulse.cli import flags, server_flags
 from kubepulse.server import run as server_run
 from kubepulse.server.config import (
@@ -118,6 +118,15 @@ def batch_options(args: argparse.Namespace, backend: str) -> BatchOptions:
     )
 
 
+def truncate_options(args: argparse.Namespace, backend: str) -> TruncateOptions:
+    """--audit-BACKEND-truncate-*."""
+    return TruncateOptions(
+        enabled=getattr(args, f"audit_{backend}_truncate_enabled"),
+        max_event_size=getattr(args, f"audit_{backend}_truncate_max_event_size"),
+        max_batch_size=getattr(args, f"audit_{backend}_truncate_max_batch_size"),
+    )
+
+
 def history_options(args: argparse.Namespace) -> HistoryOptions:
     """What add_history_flags (and --prometheus-url, where given) read."""
     max_size = args.history_max_size
@@ -175,11 +184,13 @@ def config(args: argparse.Namespace) -> ServerConfig:
             log_compress=args.audit_log_compress,
             log_mode=args.audit_log_mode,
             log_batch=batch_options(args, "log"),
+            log_truncate=truncate_options(args, "log"),
             log_version=args.audit_log_version,
             webhook_config_file=args.audit_webhook_config_file,
             webhook_mode=args.audit_webhook_mode,
             webhook_batch=batch_options(args, "webhook"),
             webhook_initial_backoff=args.audit_webhook_initial_backoff,
+            webhook_truncate=truncate_options(args, "webhook"),
             webhook_version=args.audit_webhook_version,
         ),
         dashboard=args.dashboard,

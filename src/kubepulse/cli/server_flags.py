@@ -67,15 +67,18 @@ AUDIT += [
         ("qps", "float32", defaults[2], "batches a second at most when rate-limited"),
     )
 ]
-NO_TRUNCATE = "events are never truncated: metrics answers are small"
-# The ones it does not: (flag, pflag type, default, why).
-AUDIT_IGNORED: list[tuple[str, str, Any, str]] = [
-    (f"--audit-{backend}-{name}", kind, default, NO_TRUNCATE)
+AUDIT += [
+    (f"--audit-{backend}-truncate-{name}", kind, default, text)
     for backend in ("log", "webhook")
-    for name, kind, default in (
-        ("truncate-enabled", "bool", None),
-        ("truncate-max-batch-size", "int", 10485760),
-        ("truncate-max-event-size", "int", 102400),
+    for name, kind, default, text in (
+        ("enabled", "bool", None, "slim or drop events, split batches, above the sizes below"),
+        ("max-batch-size", "int", 10485760, "bytes of a batch, beyond which it is split"),
+        (
+            "max-event-size",
+            "int",
+            102400,
+            "bytes of an event, beyond which its objects are dropped",
+        ),
     )
 ]
 
@@ -158,7 +161,7 @@ IGNORED: dict[str, list[tuple[str, str, Any, str]]] = {
         ),
     ],
     "Apiserver authorization flags": [],
-    "Apiserver audit log flags": AUDIT_IGNORED,
+    "Apiserver audit log flags": [],
     "Features flags": [
         ("--contention-profiling", "bool", None, NO_PPROF),
         ("--debug-socket-path", "string", None, NO_PPROF),

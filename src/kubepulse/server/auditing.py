@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp.typedefs import Middleware
 
-from kubepulse.audit.backends import Backend, backend, log_deliver
+from kubepulse.audit.backends import Backend, backend, log_deliver, truncating
 from kubepulse.audit.logfile import LogFile
 from kubepulse.audit.middleware import audit
 from kubepulse.audit.policy import Policy
@@ -38,7 +38,9 @@ def audit_filter(
             file.open()
         except OSError as err:
             raise ConfigError(f"cannot open --audit-log-path {options.log_path}: {err}") from err
-        deliver = log_deliver(file, legacy=options.log_format == "legacy")
+        deliver = truncating(
+            log_deliver(file, legacy=options.log_format == "legacy"), "log", options.log_truncate
+        )
         backends.append(backend(deliver, "log", options.log_mode, options.log_batch))
 
         async def close_file() -> None:
@@ -52,7 +54,12 @@ def audit_filter(
             raise ConfigError(f"--audit-webhook-config-file: {err}") from err
         webhook = Webhook(creds, options.webhook_initial_backoff)
         backends.append(
-            backend(webhook.deliver, "webhook", options.webhook_mode, options.webhook_batch)
+            backend(
+                truncating(webhook.deliver, "webhook", options.webhook_truncate),
+                "webhook",
+                options.webhook_mode,
+                options.webhook_batch,
+            )
         )
         closers.append(webhook.close)
     # Flushed first (closers run last to first), then the file and the session closed.

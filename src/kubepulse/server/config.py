@@ -15,7 +15,7 @@ from pathlib import Path
 from kubepulse.api.authz import DEFAULT_ALWAYS_ALLOW_PATHS
 from kubepulse.api.selectors import SelectorError, parse_label_selector
 from kubepulse.audit import policy as audit_policy
-from kubepulse.audit.backends import BatchOptions
+from kubepulse.audit.backends import BatchOptions, TruncateOptions
 from kubepulse.audit.event import API_VERSION
 from kubepulse.audit.policy import Policy
 from kubepulse.errors import Failure
@@ -106,6 +106,7 @@ class AuditOptions:
     log_compress: bool = False
     log_mode: str = "blocking"
     log_batch: BatchOptions = field(default_factory=lambda: BatchOptions(10000, 1, 0.0))
+    log_truncate: TruncateOptions = field(default_factory=TruncateOptions)
     log_version: str = API_VERSION
     webhook_config_file: Path | None = None
     webhook_mode: str = "batch"
@@ -113,6 +114,7 @@ class AuditOptions:
         default_factory=lambda: BatchOptions(10000, 400, 30.0, True, 10.0, 15)
     )
     webhook_initial_backoff: float = 10.0
+    webhook_truncate: TruncateOptions = field(default_factory=TruncateOptions)
     webhook_version: str = API_VERSION
 
     def policy(self) -> Policy | None:
