@@ -172,6 +172,20 @@ def test_flags_left_at_their_defaults_or_turned_off_log_nothing(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+def test_a_boolean_that_defaults_to_true_is_turned_off_by_its_false_spelling() -> None:
+    def throttled(*argv: str) -> bool:
+        return parse(*argv).audit.webhook_batch.throttle_enable
+
+    assert throttled()  # upstream's default for the webhook
+    assert not throttled("--audit-webhook-batch-throttle-enable=false")
+    assert not throttled(
+        "--audit-webhook-batch-throttle-enable", "--audit-webhook-batch-throttle-enable=0"
+    )
+    assert throttled(
+        "--audit-webhook-batch-throttle-enable=false", "--audit-webhook-batch-throttle-enable"
+    )
+
+
 def test_list_flags_repeat_and_add_up_as_pflag_string_slices() -> None:
     config = parse(
         "--kubelet-preferred-address-types=InternalIP",

@@ -35,6 +35,10 @@ class Parser(argparse.ArgumentParser):
         except ValueError as err:
             self.error(str(err))
         parsed, rest = super().parse_known_args(argv, namespace)
+        off = pflag.spelt_false(self.argv, booleans)
+        for action in self._actions:
+            if off.intersection(action.option_strings):
+                setattr(parsed, action.dest, False)
         # pflag's Changed: the flags given (a boolean given as =false is not), by their
         # long name, for the flags that only warn when given.
         given = {token.split("=", 1)[0] for token in argv if token.startswith("-")}

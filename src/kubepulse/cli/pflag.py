@@ -69,6 +69,19 @@ def booleans_spelt_out(argv: Sequence[str], flags: dict[str, str]) -> list[str]:
     return out
 
 
+def spelt_false(argv: Sequence[str], flags: dict[str, str]) -> set[str]:
+    """The boolean flags whose last spelling in argv is --flag=false: a flag whose
+    default is true (--profiling, --audit-webhook-batch-throttle-enable) is then off."""
+    last: dict[str, bool] = {}
+    for token in argv:
+        if token == "--":
+            break
+        name, eq, value = token.partition("=")
+        if name in flags:
+            last[name] = bool(eq) and value in _FALSE
+    return {name for name, false in last.items() if false}
+
+
 class Given(argparse.Action):
     """A flag that also notes the option string it was given as, in args.given.
 
