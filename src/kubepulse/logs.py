@@ -104,13 +104,17 @@ def _handler(
     stream: TextIO, formatter: logging.Formatter, keep: VerbosityFilter
 ) -> logging.Handler:
     handler = logging.StreamHandler(stream)
+    handler.kubepulse = True  # type: ignore[attr-defined]  # one of configure()'s
     handler.setFormatter(formatter)
     handler.addFilter(keep)
     return handler
 
 
 def configure(options: LoggingOptions) -> None:
-    """Set up the root logger for the process (a second call replaces the first)."""
+    """Set up the root logger for the process (a second call replaces the first). Where
+    something else already handles the root logger (a program that runs main() in
+    process, pytest), its handlers are kept and only the level is set, as
+    logging.basicConfig leaves them."""
     formatter: logging.Formatter = (
         JSONFormatter() if options.format == "json" else logging.Formatter(TEXT_FORMAT)
     )
@@ -125,8 +129,10 @@ def configure(options: LoggingOptions) -> None:
         handlers = [_handler(sys.stderr, formatter, keep)]
     most = max([options.verbosity, *(level for _, level in options.vmodule)])
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    for handler in handlers:
-        root.addHandler(handler)
+    ours = [h for h in root.handlers if getattr(h, "kubepulse", False)]
+    if len(ours) == len(root.handlers):
+        for old in ours:
+            root.removeHandler(old)
+        for handler in handlers:
+            root.addHandler(handler)
     root.setLevel(v(most))
