@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -90,6 +91,17 @@ def run_kubepulse(
         stop_process(proc)
 
 
+def wait_serving(running: Running, port: int, command: str = "server") -> None:
+    """Wait for `kubepulse COMMAND: https://127.0.0.1:PORT`; fail with its log if it exits."""
+
+    def serving() -> bool:
+        if running.proc.poll() is not None:
+            raise AssertionError(f"{command} exited: {running.log()}")
+        return f"kubepulse {command}: https://127.0.0.1:{port}" in running.log()
+
+    wait_for(serving, what=f"kubepulse {command} to serve")
+
+
 def stop_process(proc: subprocess.Popen[Any]) -> None:
     """SIGTERM, and SIGKILL if it has not ended within 10 s."""
     if proc.poll() is None:
@@ -128,3 +140,23 @@ def small_disk(mount: Path, size: str = "20m") -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def s_client(port: int, *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-brief", *options],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+
+
+def negotiated(done: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    """Protocol, cipher and peer CN of a handshake that succeeded; {} otherwise."""
+    text = done.stdout + done.stderr
+    if "CONNECTION ESTABLISHED" not in text:
+        return {}
+    found = dict(re.findall(r"^(Protocol version|Ciphersuite): (\S+)", text, re.M))
+    cn = re.search(r"^Peer certificate: .*CN\s*=\s*([\w.-]+)", text, re.M)
+    return {**found, "CN": cn.group(1) if cn else ""}

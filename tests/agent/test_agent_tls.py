@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from kubepulse import pki
 from tests.agent.conftest import Agent, start_agent
+from tests.support import KUBEPULSE, negotiated, s_client
 
 
 def served_certificate(agent: Agent, server_hostname: str) -> x509.Certificate:
@@ -62,3 +64,37 @@ def test_a_client_checking_another_name_is_refused(tmp_path: Path) -> None:
             assert "node-8.example.test" in str(err)
         else:
             raise AssertionError("a certificate for node-7 verified as node-8")
+
+
+def test_the_kubelets_tls_min_version_refuses_an_older_client(tmp_path: Path) -> None:
+    for agent in start_agent(tmp_path, "--tls-min-version=VersionTLS13"):
+        port = urlsplit(agent.url).port
+        assert port is not None
+        assert negotiated(s_client(port, "-tls1_2")) == {}
+        assert negotiated(s_client(port, "-tls1_3"))["Protocol version"] == "TLSv1.3"
+
+
+def test_the_kubelets_cipher_suites_are_the_only_ones_negotiated(tmp_path: Path) -> None:
+    # The agent makes an ECDSA certificate: an ECDHE_ECDSA suite is one it can serve.
+    suites = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_AES_256_GCM_SHA384"
+    for agent in start_agent(tmp_path, f"--tls-cipher-suites={suites}"):
+        port = urlsplit(agent.url).port
+        assert port is not None
+        assert negotiated(s_client(port, "-tls1_2"))["Ciphersuite"] == (
+            "ECDHE-ECDSA-AES256-GCM-SHA384"
+        )
+        other = s_client(port, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256")
+        assert negotiated(other) == {}
+
+
+def test_an_unknown_suite_stops_the_agent_with_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*KUBEPULSE, "agent", "--address", "127.0.0.1", "--port", "0",
+         "--cert-dir", str(tmp_path / "pki"), "--authentication-skip",
+         "--tls-cipher-suites=TLS_MADE_UP"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: Cipher suite TLS_MADE_UP not supported or doesn't exist"
+    ]

@@ -28,7 +28,8 @@ from tests.history.prometheus_run import (
     run_prometheus,
     scrape_job,
 )
-from tests.server.test_server_cli import SERVER_TOKEN, Agent, Files, agents, files, start_server
+from tests.server.conftest import agents, files
+from tests.server.fleet import SERVER_TOKEN, Agent, Files, start_server
 from tests.support import KUBEPULSE, free_port, run_kubepulse, wait_for
 
 __all__ = ["agents", "files"]  # fixtures, used by name

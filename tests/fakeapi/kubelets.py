@@ -46,6 +46,10 @@ class Kubelet:
     """Common names of the client certificates it accepted."""
     tamper: Callable[[str], str] | None = None
     """What a hostile or broken kubelet does to its answer."""
+    plain: bool = False
+    """Plain HTTP, answering anyone (the kubelet's old read-only port)."""
+    authorizations: list[str] = field(default_factory=list)
+    """Every Authorization header it was sent."""
 
 
 class FakeKubelets:
@@ -78,9 +82,11 @@ class FakeKubelets:
         pods: Sequence[tuple[str, str]] = (),
         ca: pki.KeyPair | None = None,
         tamper: Callable[[str], str] | None = None,
+        plain: bool = False,
     ) -> int:
         """Start a kubelet for node name on ip; its serving certificate names both and is
-        signed by ca (the kubelets' CA by default). Returns its port."""
+        signed by ca (the kubelets' CA by default); plain: HTTP, without authentication.
+        Returns its port."""
         serving = pki.issue(ca or self.ca, name, dns_names=[name], ips=[ip_address(ip)])
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +101,7 @@ class FakeKubelets:
         port = int(sock.getsockname()[1])
         app = web.Application()
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        kubelet = Kubelet(name, ip, port, pods, runner, tamper=tamper)
+        kubelet = Kubelet(name, ip, port, pods, runner, tamper=tamper, plain=plain)
 
         async def answer(request: web.Request) -> web.Response:
             return await self._answer(request, kubelet)
@@ -104,7 +110,7 @@ class FakeKubelets:
 
         async def start() -> None:
             await runner.setup()
-            await web.SockSite(runner, sock, ssl_context=ctx).start()
+            await web.SockSite(runner, sock, ssl_context=None if plain else ctx).start()
 
         asyncio.run_coroutine_threadsafe(start(), self._loop).result(20)
         self.nodes[name] = kubelet
@@ -117,11 +123,13 @@ class FakeKubelets:
     async def _answer(self, request: web.Request, kubelet: Kubelet) -> web.Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         kubelet.requests += 1
+        if "Authorization" in request.headers:
+            kubelet.authorizations.append(request.headers["Authorization"])
         peer = request.transport.get_extra_info("peercert") if request.transport else None
         if peer:  # verified against client_ca by the handshake
             subject = dict(pair[0] for pair in peer["subject"])
             kubelet.client_names.add(subject["commonName"])
-        elif scheme != "Bearer" or token not in self.accepted_tokens:
+        elif not kubelet.plain and (scheme != "Bearer" or token not in self.accepted_tokens):
             return web.Response(status=401, text="Unauthorized")
         else:
             kubelet.tokens.add(token)

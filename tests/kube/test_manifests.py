@@ -230,7 +230,7 @@ def parse_container_args(args: list[str]) -> Any:
             {
                 "cert_dir": Path("/tmp"),
                 "secure_port": 10250,
-                "kubelet_preferred_address_types": "InternalIP,ExternalIP,Hostname",
+                "kubelet_preferred_address_types": ("InternalIP", "ExternalIP", "Hostname"),
                 "kubelet_use_node_status_port": True,
                 "metric_resolution": 15.0,
                 "kubelet_insecure_tls": False,

@@ -23,9 +23,9 @@ from kubepulse import pki
 from tests.fakeapi import objects
 from tests.fakeapi.kubelets import FakeKubelets
 from tests.fakeapi.server import FakeKubeAPI
-from tests.server import test_server_cli as targets_mode
+from tests.server import fleet
 from tests.server.test_server_cli import scrape_errors
-from tests.support import KUBECTL, free_port, run_kubepulse, wait_for
+from tests.support import KUBECTL, free_port, run_kubepulse, wait_for, wait_serving
 
 M = "/apis/metrics.k8s.io/v1beta1"
 SA_TOKEN = "metrics-server-sa-token"  # the server's own token: the kubelets accept it
@@ -54,7 +54,7 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(api, kubelets)
 
 
-class Server(targets_mode.Server):
+class Server(fleet.Server):
     """The targets-mode tests' client, with the reader's token and /readyz's status."""
 
     def get(self, path: str, token: str | None = READER) -> tuple[int, bytes]:
@@ -90,13 +90,7 @@ def kube_server(
         *extra,
     ]  # fmt: skip
     with run_kubepulse(args, tmp / f"{name}.log") as running:
-
-        def serving() -> bool:
-            if running.proc.poll() is not None:
-                raise AssertionError(f"server exited: {running.log()}")
-            return f"kubepulse server: https://127.0.0.1:{port}" in running.log()
-
-        wait_for(serving, what="kubepulse server to serve")
+        wait_serving(running, port)
         ctx = ssl.create_default_context(cafile=str(tmp / f"{name}-pki" / "ca.crt"))
         yield Server(port, running, ctx)
 

@@ -2,190 +2,21 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
-import secrets
-import signal
-import ssl
 import subprocess
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from kubepulse import pki
-from tests.support import KUBEPULSE, Running, free_port, run_kubepulse, wait_for
-
-M = "/apis/metrics.k8s.io/v1beta1"
-NODES = {"node-a": ("127.0.0.2", "blue"), "node-b": ("127.0.0.3", "green")}
-SERVER_TOKEN = "9f2d6c1e0a8b4f3e"
-
-
-@dataclass(frozen=True)
-class Files:
-    dir: Path
-    ca: Path
-    other_ca: Path
-    agent_token: Path
-    server_tokens: Path
-
-    def cert(self, node: str) -> tuple[Path, Path]:
-        return self.dir / f"{node}.crt", self.dir / f"{node}.key"
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
-    base = tmp_path_factory.mktemp("pki")
-    ca = pki.new_ca("kubelet-ca")
-    ca.write(base / "ca.crt", base / "ca.key")
-    pki.new_ca("someone-elses-ca").write(base / "other-ca.crt", base / "other-ca.key")
-    for node, (ip, _pool) in NODES.items():
-        pair = pki.issue(ca, node, dns_names=[node], ips=[ipaddress.ip_address(ip)])
-        pair.write(base / f"{node}.crt", base / f"{node}.key")
-    (base / "agent-token").write_text(secrets.token_hex(16) + "\n")
-    (base / "tokens.csv").write_text(f'{SERVER_TOKEN},admin,1,"system:masters"\n')
-    return Files(
-        base, base / "ca.crt", base / "other-ca.crt", base / "agent-token", base / "tokens.csv"
-    )
-
-
-@dataclass
-class Agent:
-    name: str
-    ip: str
-    port: int
-    running: Running
-
-    def stop(self) -> None:
-        self.running.proc.send_signal(signal.SIGTERM)
-        self.running.proc.wait(timeout=10)
-
-
-def _get(url: str, ctx: ssl.SSLContext, token: str | None = None) -> tuple[int, bytes]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        with urllib.request.urlopen(
-            urllib.request.Request(url, headers=headers), context=ctx, timeout=10
-        ) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read()
-
-
-@pytest.fixture
-def agents(tmp_path: Path, files: Files) -> Iterator[dict[str, Agent]]:
-    ctx = ssl.create_default_context(cafile=str(files.ca))
-    with ExitStack() as stack:
-        started: dict[str, Agent] = {}
-        for node, (ip, _pool) in NODES.items():
-            port = free_port(ip)
-            cert, key = files.cert(node)
-            args = [
-                "agent",
-                "--address", ip,
-                "--port", str(port),
-                "--hostname-override", node,
-                "--tls-cert-file", str(cert),
-                "--tls-private-key-file", str(key),
-                "--cert-dir", str(tmp_path / f"{node}-pki"),
-                "--token-file", str(files.agent_token),
-                "--housekeeping-interval", "1s",
-            ]  # fmt: skip
-            running = stack.enter_context(run_kubepulse(args, tmp_path / f"{node}.log"))
-            started[node] = Agent(node, ip, port, running)
-        for agent in started.values():
-
-            def healthy(agent: Agent = agent) -> bool:
-                if agent.running.proc.poll() is not None:
-                    raise AssertionError(f"agent {agent.name} exited: {agent.running.log()}")
-                return _get(f"https://{agent.ip}:{agent.port}/healthz", ctx)[0] == 200
-
-            wait_for(healthy, what=f"agent {agent.name} /healthz")
-        yield started
-
-
-def targets_file(path: Path, agents: dict[str, Agent]) -> Path:
-    items = [
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": a.name,
-                "labels": {"kubernetes.io/hostname": a.name, "pool": NODES[a.name][1]},
-            },
-            "status": {
-                "addresses": [
-                    {"type": "InternalIP", "address": a.ip},
-                    {"type": "Hostname", "address": a.name},
-                ],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": a.port}},
-            },
-        }
-        for a in agents.values()
-    ]
-    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items}))
-    return path
-
-
-@dataclass
-class Server:
-    port: int
-    running: Running
-    ctx: ssl.SSLContext
-
-    def get(self, path: str, token: str | None = SERVER_TOKEN) -> tuple[int, bytes]:
-        return _get(f"https://127.0.0.1:{self.port}{path}", self.ctx, token)
-
-    def json(self, path: str) -> Any:
-        status, body = self.get(path)
-        assert status == 200, body
-        return json.loads(body)
-
-    def node_names(self) -> list[str]:
-        return [i["metadata"]["name"] for i in self.json(f"{M}/nodes")["items"]]
-
-    def readyz(self) -> str:
-        """Scrape errors name addresses: /readyz?verbose shows them to callers with a
-        token only."""
-        return self.get("/readyz?verbose")[1].decode()
-
-
-@contextmanager
-def start_server(
-    tmp: Path, files: Files, agents: dict[str, Agent], *extra: str, ca: bool = True
-) -> Iterator[Server]:
-    port = free_port()
-    args = [
-        "server",
-        "--targets", str(targets_file(tmp / "targets.yaml", agents)),
-        "--bind-address", "127.0.0.1",
-        "--secure-port", str(port),
-        "--cert-dir", str(tmp / "server-pki"),
-        "--token-auth-file", str(files.server_tokens),
-        "--kubelet-token-file", str(files.agent_token),
-        "--kubelet-use-node-status-port",
-        "--metric-resolution", "2s",
-        "--kubelet-request-timeout", "1s",
-        *(["--kubelet-certificate-authority", str(files.ca)] if ca else []),
-        *extra,
-    ]  # fmt: skip
-    with run_kubepulse(args, tmp / "server.log") as running:
-
-        def serving() -> bool:
-            if running.proc.poll() is not None:
-                raise AssertionError(f"server exited: {running.log()}")
-            return f"kubepulse server: https://127.0.0.1:{port}" in running.log()
-
-        wait_for(serving, what="kubepulse server to serve")
-        ctx = ssl.create_default_context(cafile=str(tmp / "server-pki" / "ca.crt"))
-        yield Server(port, running, ctx)
+from tests.server.fleet import (
+    NODES,
+    Agent,
+    Files,
+    M,
+    start_server,
+)
+from tests.support import KUBEPULSE, free_port, wait_for
 
 
 def scrape_errors(readyz: str) -> dict[str, str]:

@@ -38,5 +38,9 @@ class AgentConfig:
     bootstrap_cert_lifetime: float | None = None
     node_ip: str | None = None
     max_connections: int = Limits.max_connections
+    tls_min_version: str = ""
+    """The kubelet's --tls-min-version, Go's name (VersionTLS12); empty is TLS 1.2."""
+    tls_cipher_suites: tuple[str, ...] = ()
+    """The kubelet's --tls-cipher-suites, Go's names; empty keeps OpenSSL's defaults."""
     proc_root: Path = Path("/proc")
     runtime_root: Path = Path("/")

@@ -35,7 +35,7 @@ from kubepulse.api.authn import (
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, KubeClient, in_cluster
 from kubepulse.kube.kubeconfig import KubeconfigError
-from kubepulse.server import serving
+from kubepulse.server import serving, tlsoptions
 from kubepulse.server.connections import Limits
 
 log = logging.getLogger("kubepulse.agent")
@@ -138,6 +138,10 @@ class RunningAgent:
 
 
 async def start_agent(config: AgentConfig) -> RunningAgent:
+    try:
+        tls_version = tlsoptions.checked(config.tls_min_version, config.tls_cipher_suites)
+    except tlsoptions.TLSOptionError as err:
+        raise AgentError(str(err)) from err
     node_name = config.hostname_override or socket.gethostname()
     authenticator = build_authenticator(config)
     signer = bootstrap_signer(config)
@@ -157,6 +161,8 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
             raise AgentError(f"cannot load serving certificate: {err}") from err
     else:
         ctx = serving_context(client_authorities)
+    # The kubelet's --tls-min-version and --tls-cipher-suites, with the server's rules.
+    tlsoptions.restrict(ctx, tls_version, config.tls_cipher_suites)
     runner, port = await serving.start(
         make_app(state, authenticator),
         config.address,

@@ -15,7 +15,8 @@ from cryptography import x509
 from kubepulse import pki, tlsauth
 from kubepulse.agent import cadvisor_metrics, resource_metrics, summary
 from kubepulse.agent.collector import Collector
-from kubepulse.api.authn import Authenticator
+from kubepulse.api.authn import USER_KEY, Authenticator
+from kubepulse.api.httplog import request_log
 from kubepulse.api.status import status_response
 from kubepulse.model import NodeStats
 
@@ -96,6 +97,7 @@ async def authenticate(
         user = request.app[AUTHENTICATOR].authenticate(request)
         if user is None:
             return status_response(401, "Unauthorized")
+        request[USER_KEY] = user  # for the request's line at -v=4
     return await handler(request)
 
 
@@ -126,7 +128,7 @@ async def not_found(_request: web.Request) -> web.Response:
 
 
 def make_app(state: AgentState, authenticator: Authenticator) -> web.Application:
-    app = web.Application(middlewares=[authenticate])
+    app = web.Application(middlewares=[request_log, authenticate])
     app[STATE] = state
     app[AUTHENTICATOR] = authenticator
     app.router.add_get("/metrics/resource", metrics_resource)

@@ -14,10 +14,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from kubepulse.api import can_i, whoami
+from kubepulse.api.auditkeys import send_audit_id
 from kubepulse.api.authn import USER_KEY, RequestAuthenticator
 from kubepulse.api.authz import AlwaysAllow, AlwaysAllowPaths, Authorizer, authorization
 from kubepulse.api.core import CoreAPI
 from kubepulse.api.discovery import Discovery
+from kubepulse.api.httplog import request_log
 from kubepulse.api.impersonation import impersonation
 from kubepulse.api.metrics import MetricsAPI
 from kubepulse.api.metrics_watch import MetricsWatchers
@@ -64,6 +66,8 @@ class ServerParts:
     """The core API's versioned objects and their changes (`up`), for watches."""
     metrics_watch: MetricsWatchers | None = None
     """The watches of NodeMetrics and PodMetrics, fed by the scrape manager."""
+    audit: Middleware | None = None
+    """The audit filter (kubepulse.audit), outside everything that may answer."""
 
 
 @web.middleware
@@ -226,6 +230,8 @@ def with_trailing_slashes(routes: list[web.RouteDef]) -> list[web.RouteDef]:
 def make_app(parts: ServerParts) -> web.Application:
     app = web.Application(
         middlewares=[
+            request_log,
+            *([parts.audit] if parts.audit is not None else []),
             errors_as_status,
             authentication(parts.authenticator, parts.always_allow_paths),
             impersonation(parts.authorizer),
@@ -233,6 +239,8 @@ def make_app(parts: ServerParts) -> web.Application:
             negotiate,
         ]
     )
+    if parts.audit is not None:
+        app.on_response_prepare.append(send_audit_id)
     routes = [
         *Probes(parts).routes(),
         *Discovery(

@@ -50,6 +50,18 @@ class User:
     extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
+def user_info(user: User) -> dict[str, Any]:
+    """authentication/v1 UserInfo as JSON: every field omitempty."""
+    info: dict[str, Any] = {"username": user.name}
+    if user.uid:
+        info["uid"] = user.uid
+    if user.groups:
+        info["groups"] = list(user.groups)
+    if user.extra:
+        info["extra"] = {key: list(values) for key, values in user.extra}
+    return info
+
+
 # Where the authentication middleware leaves the user for the authorization one.
 USER_KEY: web.RequestKey[User] = web.RequestKey("kubepulse.user", User)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from kubepulse.api import tables
+from kubepulse.api.auditkeys import wants_whole_body
 from kubepulse.api.pod_list import RenderedPods
 from kubepulse.api.responses import JSON, json_response, not_found, refuse_watch
 from kubepulse.api.selectors import parse_field_selector, parse_label_selector
@@ -271,7 +272,10 @@ class MetricsAPI:
 
 
 async def _write_chunks(request: web.Request, chunks: list[bytes]) -> web.StreamResponse:
-    """The body in writes of CHUNK_ITEMS items, with its Content-Length."""
+    """The body in writes of CHUNK_ITEMS items, with its Content-Length; whole when an
+    audit event records it."""
+    if wants_whole_body(request):
+        return web.Response(body=b"".join(chunks), headers={"Content-Type": JSON})
     response = web.StreamResponse(headers={"Content-Type": JSON})
     response.content_length = sum(map(len, chunks))
     await response.prepare(request)

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from kubepulse.api.authn import USER_KEY, CachedTokenAuthenticator, User
+from kubepulse.api.authn import USER_KEY, CachedTokenAuthenticator, User, user_info
 from kubepulse.api.responses import JSON
 from kubepulse.kube.client import ApiError, KubeClient, Unreachable
 from kubepulse.kube.kubeconfig import Credentials, without_credentials
@@ -39,18 +39,11 @@ BETA_PATH = f"/apis/{GROUP}/v1beta1/selfsubjectreviews"
 def review(user: User, api_version: str = API_VERSION) -> dict[str, Any]:
     """The SelfSubjectReview kube-apiserver returns: status.userInfo, empty fields left
     out (authentication/v1 UserInfo has omitempty on all of them)."""
-    info: dict[str, Any] = {"username": user.name}
-    if user.uid:
-        info["uid"] = user.uid
-    if user.groups:
-        info["groups"] = list(user.groups)
-    if user.extra:
-        info["extra"] = {key: list(values) for key, values in user.extra}
     return {
         "kind": "SelfSubjectReview",
         "apiVersion": api_version,
         "metadata": {"creationTimestamp": None},
-        "status": {"userInfo": info},
+        "status": {"userInfo": user_info(user)},
     }
 
 

@@ -54,8 +54,22 @@ def add_agent_flags(p: argparse.ArgumentParser) -> None:
         default=Resources(),
         help="resources kept from allocatable, e.g. cpu=500m,memory=1Gi",
     )
+    flags.add(
+        p,
+        "--tls-min-version",
+        "string",
+        "lowest TLS version served: VersionTLS10, VersionTLS11, VersionTLS12 (empty), VersionTLS13",
+        "",
+    )
+    flags.add(
+        p,
+        "--tls-cipher-suites",
+        "strings",
+        "TLS 1.2 cipher suites, by Go's names; TLS 1.3 ones are accepted and stay on",
+    )
     flags.add_connection_flags(p)
     add_bootstrap_flags(p)
+    flags.add_logging_flags(p)
     p.add_argument("--proc-root", type=Path, default=Path("/proc"), help=argparse.SUPPRESS)
     p.add_argument("--runtime-root", type=Path, default=Path("/"), help=argparse.SUPPRESS)
 
@@ -101,7 +115,8 @@ def add_bootstrap_flags(p: argparse.ArgumentParser) -> None:
 
 
 def config(args: argparse.Namespace) -> AgentConfig:
-    return AgentConfig(**{f.name: getattr(args, f.name) for f in fields(AgentConfig)})
+    values = {f.name: getattr(args, f.name) for f in fields(AgentConfig)}
+    return AgentConfig(**{**values, "tls_cipher_suites": tuple(args.tls_cipher_suites)})
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import logging
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
-from kubepulse import __version__
+from kubepulse import __version__, logs
 from kubepulse.cli import pflag
 from kubepulse.errors import Failure
 
@@ -35,7 +34,27 @@ class Parser(argparse.ArgumentParser):
             argv = pflag.booleans_spelt_out(self.argv, booleans)
         except ValueError as err:
             self.error(str(err))
-        return super().parse_known_args(argv, namespace)
+        parsed, rest = super().parse_known_args(argv, namespace)
+        off = pflag.spelt_false(self.argv, booleans)
+        for action in self._actions:
+            if off.intersection(action.option_strings):
+                setattr(parsed, action.dest, False)
+        # pflag's Changed: the flags given (a boolean given as =false is not), by their
+        # long name, for the flags that only warn when given.
+        given = {token.split("=", 1)[0] for token in argv if token.startswith("-")}
+        parsed.changed = frozenset(getattr(parsed, "changed", ())) | {
+            action.option_strings[-1]
+            for action in self._actions
+            if given.intersection(action.option_strings)
+        }
+        return parsed, rest
+
+    def format_help(self) -> str:
+        # A command whose flags are in groups ("Logging flags") prints them as a
+        # Kubernetes component does.
+        if any((g.title or "").endswith(" flags") for g in self._action_groups):
+            return pflag.flag_usages(self, self.description or "")
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         self.exit(1, f"error: {pflag.pflag_words(message, self.argv)}\n")
@@ -73,7 +92,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="log verbosity")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, help_text in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text)
+        kubernetes_style = name in ("server", "agent")
+        command = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text if kubernetes_style else None,
+            # pflag takes no abbreviations; among a hundred flags one would soon mislead.
+            allow_abbrev=not kubernetes_style,
+        )
         if only in (None, name):
             module = importlib.import_module(f"kubepulse.cli.{name.replace('-', '_')}")
             module.add_arguments(command)
@@ -85,15 +111,23 @@ def _command(argv: Sequence[str]) -> str:
     return next((arg for arg in argv if arg in COMMANDS), "")
 
 
+def logging_options(args: argparse.Namespace) -> logs.LoggingOptions:
+    """-v and, for the commands that take them, klog's other logging flags."""
+    json_lines = getattr(args, "logging_format", "text") == "json"
+    split = "log_json_split_stream" if json_lines else "log_text_split_stream"
+    return logs.LoggingOptions(
+        verbosity=args.verbosity,
+        vmodule=getattr(args, "vmodule", ()),
+        format="json" if json_lines else "text",
+        split_stream=bool(getattr(args, split, False)),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbosity >= 4 else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(logging_options(args))
     run: Runner = args.run
     try:
         return asyncio.run(run(args))

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import time
@@ -124,7 +125,12 @@ class ClientConfig:
     """Per-node budget for the whole request: connect, TLS, headers and body."""
     ca_file: Path | None = None
     """CA bundle for kubelet serving certificates; the system's CAs when None."""
+    ca_pem: bytes | None = None
+    """The same as text (--kubelet-certificate-authority-text), with or instead of ca_file."""
     insecure_tls: bool = False
+    plain_http: bool = False
+    """--deprecated-kubelet-completely-insecure: http://, and no token or certificate
+    (metrics-server sends no credentials where anyone may read them)."""
     client_cert: Path | None = None
     client_key: Path | None = None
     token: str | None = None
@@ -145,29 +151,42 @@ class ClientConfig:
         # The same checks as metrics-server's options/kubelet_client.go Validate.
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("a kubelet client certificate and key must be given together")
-        if self.insecure_tls and self.ca_file is not None:
+        if self.insecure_tls and (self.ca_file is not None or self.ca_pem is not None):
             raise ValueError("insecure TLS and a kubelet CA file are mutually exclusive")
         if self.timeout <= 0:
             raise ValueError("the kubelet request timeout must be positive")
+        if self.plain_http and (self.token or self.token_file or self.client_cert):
+            raise ValueError("plain HTTP to kubelets carries no token or client certificate")
         if self.max_body_bytes <= 0:
             raise ValueError("the kubelet body limit must be positive")
 
 
 def ssl_context(config: ClientConfig, ca_pem: str | None = None) -> ssl.SSLContext:
-    """The one TLS client context every kubelet connection shares; ca_pem: the CA file's
-    text, read before (the file may be gone by now)."""
-    if ca_pem is not None:
-        context = ssl.create_default_context(cadata=ca_pem)
-    else:
-        context = ssl.create_default_context(
-            cafile=str(config.ca_file) if config.ca_file is not None else None
-        )
+    """The one TLS client context every kubelet connection shares; ca_pem: the CA's text,
+    read before (the file may be gone by now). ValueError says which file or text could
+    not be loaded."""
+    what = f"kubelet CA file {config.ca_file}" if config.ca_file else "kubelet CA text"
+    try:
+        # A CA given replaces the system's, as client-go's CAFile/CAData do.
+        if ca_pem is not None:
+            context = ssl.create_default_context(cadata=ca_pem)
+        else:
+            context = ssl.create_default_context(
+                cafile=str(config.ca_file) if config.ca_file is not None else None,
+                cadata=config.ca_pem.decode() if config.ca_pem is not None else None,
+            )
+        if config.client_cert is not None and config.client_key is not None:
+            what = f"kubelet client certificate {config.client_cert} and its key"
+            context.load_cert_chain(str(config.client_cert), str(config.client_key))
+    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+        # OpenSSL's reason, or the OS's, without where in _ssl.c it was raised.
+        reason = getattr(err, "reason", None) or getattr(err, "strerror", None) or str(err)
+        reason = re.sub(r"^\[SSL\] | \(_ssl\.c:\d+\)$", "", reason)
+        raise ValueError(f"cannot load the {what}: {reason}") from err
     if config.insecure_tls:
         # --kubelet-insecure-tls: no CA or name check ("testing only", MS README).
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    if config.client_cert is not None and config.client_key is not None:
-        context.load_cert_chain(str(config.client_cert), str(config.client_key))
     return context
 
 
@@ -187,6 +206,7 @@ class KubeletClient:
         self._ca_pem: str | None = None
         """The CA, kept for the pools of the plugin's certificates (the server removes the
         file it wrote for an inline kubeconfig CA once the client has started)."""
+        self._scheme = "http" if config.plain_http else "https"
         self._headers = ""
         self._token_read_at = 0.0
         # Nodes whose kubelet answered 404 on /metrics/resource (kubelets before 1.18
@@ -197,9 +217,13 @@ class KubeletClient:
         """Build the TLS context and the pool; errors here are configuration errors."""
         if self._pool is not None:
             return
-        if self.config.exec_plugin is not None and self.config.ca_file is not None:
-            self._ca_pem = self.config.ca_file.read_text()
-        context = ssl_context(self.config, self._ca_pem)  # shared by every connection
+        if self.config.exec_plugin is not None:
+            if self.config.ca_pem is not None:
+                self._ca_pem = self.config.ca_pem.decode()
+            elif self.config.ca_file is not None:
+                self._ca_pem = self.config.ca_file.read_text()
+        # Built once, shared by every connection; none for plain HTTP.
+        context = None if self.config.plain_http else ssl_context(self.config, self._ca_pem)
         # Keep-alive connections (Go's Transport keeps idle ones for 90 s, longer than
         # a resolution), so every scrape after the first skips the TLS handshake.
         self._pool = ConnectionPool(context, self.config.max_body_bytes)
@@ -241,8 +265,8 @@ class KubeletClient:
         """The URL scrape() asks first for this node."""
         address, port = self._endpoint(node)
         if self.config.use_summary or node.name in self._summary_nodes:
-            return _url(address, port, SUMMARY_PATH, SUMMARY_QUERY)
-        return _url(address, port, self._resource_path(node), None)
+            return _url(address, port, SUMMARY_PATH, SUMMARY_QUERY, self._scheme)
+        return _url(address, port, self._resource_path(node), None, self._scheme)
 
     async def scrape(self, node: Node) -> ScrapeResult:
         """The node's and its pods' usage; raises ScrapeError and nothing else.
@@ -262,7 +286,7 @@ class KubeletClient:
         address, port = self._endpoint(node)
         if self.config.use_summary or node.name in self._summary_nodes:
             return await self._scrape_summary(node, address, port)
-        url = _url(address, port, self._resource_path(node), None)
+        url = _url(address, port, self._resource_path(node), None, self._scheme)
         request_time = time.time()
         try:
             body = await self._get(url, address, port, "text/plain;version=0.0.4,*/*;q=0.1")
@@ -295,7 +319,7 @@ class KubeletClient:
         return result
 
     async def _scrape_summary(self, node: Node, address: str, port: int) -> ScrapeResult:
-        url = _url(address, port, SUMMARY_PATH, SUMMARY_QUERY)
+        url = _url(address, port, SUMMARY_PATH, SUMMARY_QUERY, self._scheme)
         body = await self._get(url, address, port, "application/json")
         rejected: list[str] = []
         try:
@@ -436,10 +460,12 @@ async def _certificate_error(
     return ScrapeError("tls-other", prefix + f"x509: {detail}")
 
 
-def _url(address: str, port: int, path: str, query: dict[str, str] | None) -> URL:
+def _url(
+    address: str, port: int, path: str, query: dict[str, str] | None, scheme: str = "https"
+) -> URL:
     # yarl brackets IPv6 addresses ("[fd00::1]:10250") as Go's net.JoinHostPort does,
     # and escapes the path the way url.URL{Path: ...} does.
-    return URL.build(scheme="https", host=address, port=port, path=path, query=query)
+    return URL.build(scheme=scheme, host=address, port=port, path=path, query=query)
 
 
 def _status_error(url: URL, response: HTTPResponse) -> ScrapeError:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from kubepulse import logs
 from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import Node
 from kubepulse.scrape.bounds import ScrapeResult
@@ -28,6 +29,8 @@ from kubepulse.scrape.client import ScrapeError
 from kubepulse.store.points import MetricsStore
 
 log = logging.getLogger(__name__)
+V2 = logs.v(2)
+"""Once a scrape cycle (klog's V(2)); each node's scrape is DEBUG, V(4)."""
 
 EARLY_SECOND_SAMPLE_INTERVAL = 0.5
 SPREAD_PER_NODE = 0.008
@@ -184,7 +187,16 @@ class ScrapeManager:
             del self._errors[name]
         if self.recorder is not None:
             self.recorder.tick_done()
-        self.observer.tick_done(time.monotonic() - begun)
+        took = time.monotonic() - begun
+        self.observer.tick_done(took)
+        log.log(
+            V2,
+            "scrape cycle: %d of %d nodes in %.3fs",
+            len(succeeded - {None}),
+            len(nodes),
+            took,
+            extra={"kv": {"nodes": len(nodes), "scraped": len(succeeded - {None})}},
+        )
 
     async def _scrape_one(self, node: Node, delay: float) -> str | None:
         """Scrape and store one node; returns its name on success."""
@@ -197,7 +209,16 @@ class ScrapeManager:
             self.observer.request_done(node.name, time.monotonic() - begun, False)
             self._record_error(node.name, err)
             return None
-        self.observer.request_done(node.name, time.monotonic() - begun, True)
+        took = time.monotonic() - begun
+        self.observer.request_done(node.name, took, True)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "scraped node %s in %.3fs: %d pods",
+                node.name,
+                took,
+                len(pods),
+                extra={"kv": {"node": node.name, "duration": round(took, 6), "pods": len(pods)}},
+            )
         self.store.store(node.name, node_sample, pods)
         if self.recorder is not None:
             self.recorder.node_stored(node.name)

@@ -40,6 +40,7 @@ from kubepulse.scrape.client import KubeletClient
 from kubepulse.scrape.manager import Recorders, ScrapeManager
 from kubepulse.selfmetrics import SelfMetrics
 from kubepulse.server import malloc, serving
+from kubepulse.server.auditing import audit_filter
 from kubepulse.server.auth import serving_context
 from kubepulse.server.config import CompletedConfig, ConfigError, HistoryOptions
 from kubepulse.server.connections import share_tls_read_buffers
@@ -118,11 +119,16 @@ async def start_server(
     feed, for the core API (`up`): its objects' versions and changes, which it watches."""
     config = completed.config
     resolution, dashboard = config.metric_resolution, config.dashboard
+    closers: list[Closer] = []
+    audit = audit_filter(config.audit, completed.audit_policy, closers)
     store = MetricsStore(resolution)
     metrics = SelfMetrics(store, resolution)
     defaults = kubelet_defaults or KubeletDefaults()
-    client = KubeletClient(client_config(config.kubelet, kubelet_token, defaults))
-    await client.start()
+    try:
+        client = KubeletClient(client_config(config.kubelet, kubelet_token, defaults))
+        await client.start()
+    except ValueError as err:  # the kubelet client's files or settings
+        raise ConfigError(str(err)) from err
     history = open_history(config.history, completed.tiers)
     if history is not None:
         metrics.watch_history(history)
@@ -162,9 +168,9 @@ async def start_server(
         pod_list=pod_list,
         feed=feed,
         metrics_watch=metrics_watch,
+        audit=audit,
     )
     app = make_app(parts)
-    closers: list[Closer] = []
     if dashboard:
         series = chart_source(completed.charts_url, history, closers)
         options = DashboardOptions(token_hint=config.dashboard_token_hint, live_updates=True)
@@ -177,7 +183,12 @@ async def start_server(
     try:
         ctx = serving_context(config.serving, auth)
         runner, port = await serving.start(
-            app, bind, config.serving.secure_port, ctx, config.serving.limits()
+            app,
+            bind,
+            config.serving.secure_port,
+            ctx,
+            config.serving.limits(),
+            reuse_port=config.serving.permit_port_sharing,
         )
     except BaseException:
         await client.close()

@@ -3,7 +3,9 @@ API server assembles them (k8s.io/apiserver's delegating options)."""
 
 from __future__ import annotations
 
+import logging
 import ssl
+from pathlib import Path
 
 from cryptography import x509
 
@@ -23,7 +25,10 @@ from kubepulse.api.authn import (
     read_cluster_authentication,
 )
 from kubepulse.kube.client import ApiError, Unreachable
+from kubepulse.server import tlsoptions
 from kubepulse.server.config import AuthOptions, ConfigError, ServingOptions
+
+log = logging.getLogger("kubepulse.server")
 
 
 def request_header_config(auth: AuthOptions) -> RequestHeaderConfig | None:
@@ -88,10 +93,22 @@ async def cluster_authentication(
     auth: AuthOptions, reviews: ReviewClient
 ) -> ClusterAuthentication | None:
     """The ConfigMap, read when a CA flag is missing (upstream's lookup of missing config
-    in DelegatingAuthenticationOptions); failing to read it stops the server, as upstream
-    does unless --authentication-tolerate-lookup-failure."""
-    if auth.requestheader_client_ca_file is not None and auth.client_ca_file is not None:
+    in DelegatingAuthenticationOptions), unless --authentication-skip-lookup. Failing to
+    read it stops the server, as upstream does, unless
+    --authentication-tolerate-lookup-failure: then the server goes on without it."""
+    both = auth.requestheader_client_ca_file is not None and auth.client_ca_file is not None
+    if both or auth.skip_lookup:
         return None
+    try:
+        return await _read_cluster_authentication(reviews)
+    except ConfigError as err:
+        if not auth.tolerate_lookup_failure:
+            raise
+        log.warning("%s; going on without it (--authentication-tolerate-lookup-failure)", err)
+        return None
+
+
+async def _read_cluster_authentication(reviews: ReviewClient) -> ClusterAuthentication | None:
     try:
         return await read_cluster_authentication(reviews)
     except ApiError as err:
@@ -121,7 +138,8 @@ def serving_context(serving: ServingOptions, auth: RequestAuthenticator) -> ssl.
     """The TLS context of the API: --tls-cert-file, else a self-signed certificate made
     in --cert-dir, as metrics-server makes one; client certificates asked for when the
     authenticator takes them, and only those the CAs of its chain verify let through the
-    handshake (see kubepulse.tlsauth)."""
+    handshake (see kubepulse.tlsauth). With --tls-sni-cert-key, a context per pair, chosen
+    by the name the client asks for (tlsoptions.chooser)."""
     if serving.tls_cert_file is not None and serving.tls_private_key_file is not None:
         cert, key = serving.tls_cert_file, serving.tls_private_key_file
     else:
@@ -132,10 +150,30 @@ def serving_context(serving: ServingOptions, auth: RequestAuthenticator) -> ssl.
             )
         except OSError as err:
             raise ConfigError(f"cannot write certificates to {serving.cert_dir}: {err}") from err
+    ctx = _context(serving, auth, cert, key)
+    pairs = serving.tls_sni_cert_keys
+    if pairs:
+        contexts = [_context(serving, auth, p.cert_file, p.key_file) for p in pairs]
+        try:
+            names = tlsoptions.name_map(pairs, contexts)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"cannot read --tls-sni-cert-key certificate: {err}") from err
+        ctx.sni_callback = tlsoptions.chooser(names)
+    return ctx
+
+
+def _context(
+    serving: ServingOptions, auth: RequestAuthenticator, cert: Path, key: Path
+) -> ssl.SSLContext:
     # A server context: no system CAs are loaded, so only the authenticators' CAs below
     # can verify a client certificate.
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        tlsoptions.restrict(
+            ctx, tlsoptions.min_version(serving.tls_min_version), serving.tls_cipher_suites
+        )
+    except tlsoptions.TLSOptionError as err:
+        raise ConfigError(str(err)) from err
     try:
         ctx.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as err:

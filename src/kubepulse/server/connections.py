@@ -374,7 +374,7 @@ def guard_loop() -> None:
 class GatedSite(web.BaseSite):
     """aiohttp's TCPSite with every connection through a Gate (module docstring)."""
 
-    __slots__ = ("_bound_port", "_host", "_limits", "_port")
+    __slots__ = ("_bound_port", "_host", "_limits", "_port", "_reuse_port")
 
     def __init__(
         self,
@@ -383,9 +383,11 @@ class GatedSite(web.BaseSite):
         port: int,
         ctx: ssl.SSLContext | None,
         limits: Limits,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(runner, ssl_context=ctx, backlog=1024)
         self._host, self._port, self._limits = host, port, limits
+        self._reuse_port = reuse_port
         self._bound_port = port
 
     @property
@@ -403,8 +405,13 @@ class GatedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        # create_server sets SO_REUSEADDR, as Go's listeners do (what metrics-server's
+        # --permit-address-sharing asks for); SO_REUSEPORT only when asked.
         sock = socket.create_server(
-            (self._host, self._port), family=family, backlog=self._backlog, reuse_port=False
+            (self._host, self._port),
+            family=family,
+            backlog=self._backlog,
+            reuse_port=self._reuse_port,
         )
         listener = Listener(sock, server, self._ssl_context, self._limits)
         self._server = listener  # type: ignore[assignment]  # what BaseSite.stop() closes

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kubepulse.kube.client import plugin_for
@@ -45,7 +45,24 @@ def read_token(path: Path | None) -> str | None:
 def client_config(
     k: KubeletOptions, token: str | None, defaults: KubeletDefaults = KubeletDefaults()
 ) -> ClientConfig:
-    if k.certificate_authority is not None:
+    where = ClientConfig(
+        preferred_address_types=k.preferred_address_types,
+        port=k.port,
+        use_node_status_port=k.use_node_status_port,
+        timeout=k.request_timeout,
+        use_summary=k.use_summary_api,
+    )
+    if k.completely_insecure:
+        # As metrics-server: http, an anonymous rest.Config and no TLS config at all, so
+        # that no credential goes where anyone may read it.
+        log.warning(
+            "--deprecated-kubelet-completely-insecure: kubelets are scraped over plain HTTP, "
+            "without any authentication: anyone on the path can read and forge what they "
+            "say. Use --kubelet-insecure-tls at most, and only for testing."
+        )
+        return replace(where, plain_http=True)
+    ca_pem = k.certificate_authority_text.encode() if k.certificate_authority_text else None
+    if k.certificate_authority is not None or ca_pem is not None:
         ca_file, insecure = k.certificate_authority, False
     elif k.insecure_tls:
         ca_file, insecure = None, True
@@ -64,12 +81,10 @@ def client_config(
     cert, key = k.client_certificate, k.client_key
     if cert is None:
         cert, key = defaults.client_cert, defaults.client_key
-    return ClientConfig(
-        preferred_address_types=k.preferred_address_types,
-        port=k.port,
-        use_node_status_port=k.use_node_status_port,
-        timeout=k.request_timeout,
+    return replace(
+        where,
         ca_file=ca_file,
+        ca_pem=ca_pem,
         insecure_tls=insecure,
         client_cert=cert,
         client_key=key,
@@ -77,7 +92,6 @@ def client_config(
         # The file again every minute: a rotated token must reach the kubelets too.
         token_file=k.token_file or (None if token else defaults.token_file),
         exec_plugin=None if token or k.token_file else defaults.exec_plugin,
-        use_summary=k.use_summary_api,
     )
 
 

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubepulse.api.authn import ReviewClient
-from kubepulse.api.authz import SubjectAccessReviewAuthorizer
+from kubepulse.api.authn import RequestAuthenticator, ReviewClient
+from kubepulse.api.authz import Authorizer, SubjectAccessReviewAuthorizer
 from kubepulse.kube import kubeconfig
 from kubepulse.kube.client import SERVICE_ACCOUNT_DIR, KubeClient, in_cluster
-from kubepulse.kube.inventory import StaticInventory
+from kubepulse.kube.inventory import Inventory, StaticInventory
 from kubepulse.kube.kubeconfig import Credentials, KubeconfigError, without_credentials
 from kubepulse.kube.objects import ObjectError
 from kubepulse.kube.watched import KubeInventory
@@ -40,10 +40,29 @@ async def run(config: ServerConfig) -> int:
         except ObjectError as err:
             raise ConfigError(str(err)) from err
         tune_for_many_nodes()
-        auth = authenticator(config.auth)
-        token = read_token(config.kubelet.token_file)
-        server = await start_server(completed, inventory, token, auth)
+        server = await start_file_server(completed, inventory)
     return await serve_until_signalled(config, server)
+
+
+async def close_all(closers: list[Closer]) -> None:
+    for close in reversed(closers):
+        await close()
+
+
+async def start_file_server(completed: CompletedConfig, inventory: Inventory) -> RunningServer:
+    """Nodes from --targets; requests checked by the static authenticators, and by the
+    clusters --authentication-kubeconfig and --authorization-kubeconfig name."""
+    config = completed.config
+    closers: list[Closer] = []
+    try:
+        auth, authorizer = await delegation(config, None, closers)
+        token = read_token(config.kubelet.token_file)
+        server = await start_server(completed, inventory, token, auth, authorizer=authorizer)
+    except BaseException:
+        await close_all(closers)
+        raise
+    server.closers.extend(closers)
+    return server
 
 
 async def serve_until_signalled(config: ServerConfig, server: RunningServer) -> int:
@@ -111,17 +130,53 @@ async def start_inventory(inventory: KubeInventory, timeout: float, server: str)
         raise
 
 
+def reviewer(path: Path | None, default: Cluster | None, flag: str) -> Cluster | None:
+    """The cluster named by --authentication-kubeconfig or --authorization-kubeconfig,
+    else the default one (None: no cluster reviews anything)."""
+    if path is None:
+        return default
+    try:
+        return Cluster(kubeconfig.load(str(path)))
+    except KubeconfigError as err:
+        raise ConfigError(f"{flag}: {err}") from err
+
+
+async def open_reviews(where: Cluster, closers: list[Closer]) -> ReviewClient:
+    reviews = ReviewClient(where.creds, token_file=where.token_file)
+    await reviews.__aenter__()
+    closers.append(lambda: reviews.__aexit__(None, None, None))
+    return reviews
+
+
+async def delegation(
+    config: ServerConfig, default: Cluster | None, closers: list[Closer]
+) -> tuple[RequestAuthenticator, Authorizer | None]:
+    """Who asks, and whether they may (k8s.io/apiserver's delegating authentication and
+    authorization): TokenReview and SubjectAccessReview through their kubeconfigs, else
+    through the cluster's credentials; without either, the static authenticators and
+    no authorizer (everyone authenticated may read)."""
+    a = config.auth
+    authn = reviewer(a.authentication_kubeconfig, default, "--authentication-kubeconfig")
+    authz = reviewer(a.authorization_kubeconfig, default, "--authorization-kubeconfig")
+    reviews = await open_reviews(authn, closers) if authn is not None else None
+    if reviews is None:
+        auth: RequestAuthenticator = authenticator(a)
+    else:
+        auth = await cluster_authenticator(a, reviews)
+    if authz is None:
+        return auth, None
+    if reviews is None or authz is not authn:
+        reviews = await open_reviews(authz, closers)
+    return auth, SubjectAccessReviewAuthorizer(
+        reviews, a.authorized_cache_ttl, a.unauthorized_cache_ttl
+    )
+
+
 async def start_cluster_server(completed: CompletedConfig, where: Cluster) -> RunningServer:
     config = completed.config
     closers: list[Closer] = []
     try:
-        reviews = ReviewClient(where.creds, token_file=where.token_file)
-        await reviews.__aenter__()
-        closers.append(lambda: reviews.__aexit__(None, None, None))
-        auth = await cluster_authenticator(config.auth, reviews)
-        authorizer = SubjectAccessReviewAuthorizer(
-            reviews, config.auth.authorized_cache_ttl, config.auth.unauthorized_cache_ttl
-        )
+        auth, authorizer = await delegation(config, where, closers)
         inventory = KubeInventory(
             KubeClient(where.creds, token_file=where.token_file),
             node_selector=config.node_selector,
@@ -142,8 +197,7 @@ async def start_cluster_server(completed: CompletedConfig, where: Cluster) -> Ru
                 cluster=without_credentials(where.creds),
             )
     except BaseException:
-        for close in reversed(closers):
-            await close()
+        await close_all(closers)
         raise
     server.closers.extend(closers)
     return server

@@ -25,9 +25,10 @@ async def start(
     port: int,
     ctx: ssl.SSLContext | None,
     limits: Limits = DEFAULT_LIMITS,
+    reuse_port: bool = False,
 ) -> tuple[web.AppRunner, int]:
     """Start serving app, its connections bounded (connections.py); returns the runner
-    and the port actually bound."""
+    and the port actually bound. reuse_port: SO_REUSEPORT, for processes sharing a port."""
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -36,7 +37,7 @@ async def start(
         logger=RequestLog(),
     )
     await runner.setup()
-    site = GatedSite(runner, host, port, ctx, limits)
+    site = GatedSite(runner, host, port, ctx, limits, reuse_port)
     try:
         await site.start()
     except OSError as err:
