@@ -32,7 +32,7 @@ from kubepulse import __version__, pki
 from kubepulse.kube.manifests import DEFAULT_IMAGE
 from release import image as release_image
 from release import oci, rootfs
-from tests.server.test_server_cli import NODES, SERVER_TOKEN, Agent, targets_file
+from tests.server.fleet import NODES, SERVER_TOKEN, Agent, targets_file
 from tests.support import KUBECTL, free_port, run_kubepulse, wait_for
 
 CONTAINERFILE = release_image.REPO / "Containerfile"
