@@ -18,6 +18,8 @@ module that runs kubectl is found by its source.
 from __future__ import annotations
 
 import inspect
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     "top/test_live_pty.py": ("e2e",),
     "dashboard/test_browser.py": ("browser",),
     "dashboard/test_browser_kube.py": ("browser",),
+    "dashboard/test_charts.py": ("browser",),
+    "dashboard/test_workloads.py": ("browser",),
+    "dashboard/test_live.py": ("browser",),
     "dashboard/test_prometheus_dashboard.py": ("prometheus",),
     "dashboard/test_dashboard_command.py": ("e2e",),
     "history/test_prometheus.py": ("prometheus",),
@@ -70,6 +75,16 @@ MODULES: dict[str, tuple[str, ...]] = {
 }
 
 HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(autouse=True)
+def _root_log_level_kept() -> Iterator[None]:
+    """A command run in-process sets the root logger's level for its -v: the next test
+    starts from the level there was."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
 
 
 def pytest_configure(config: pytest.Config) -> None:

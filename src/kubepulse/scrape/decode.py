@@ -232,7 +232,8 @@ def _fast(
         usage = new(Usage, (cpu_stamps[i], cpu_ns, memory_bytes, None, None, None, None))
         container = new(
             ContainerSample,
-            (names[i], st if isfinite(st) else 0.0, usage, None, no_resources, no_resources),
+            # name, start time, usage, cpu rate, requests, limits, cgroup counters
+            (names[i], st if isfinite(st) else 0.0, usage, None, no_resources, no_resources, None),
         )
         if samples:
             samples.append(container)
