@@ -406,7 +406,21 @@ def test_the_dashboard_signs_in_with_the_kubeconfigs_token(up: Up) -> None:
                 signed_in = login.status
             async with session.get(f"{base}/dashboard/api/overview", ssl=context) as after:
                 hsts = after.headers.get("Strict-Transport-Security", "")
-                return unauthenticated, wrong, signed_in, await after.json(), hsts
+                found = await after.json()
+            # The page's live updates: an EventSource asks for text/event-stream only, and
+            # gets an event as each of up's scrape cycles is ready.
+            async with session.get(
+                f"{base}/dashboard/api/cycles",
+                headers={"Accept": "text/event-stream"},
+                ssl=context,
+                timeout=aiohttp.ClientTimeout(total=60),
+            ) as events:
+                assert events.status == 200, await events.text()
+                assert events.content_type == "text/event-stream"
+                async with asyncio.timeout(60):
+                    while (line := await events.content.readline()) != b"event: cycle\n":
+                        assert line, "the stream ended before a cycle"
+            return unauthenticated, wrong, signed_in, found, hsts
 
     unauthenticated, wrong, signed_in, overview, hsts = asyncio.run(visit())
     assert hsts == "max-age=31536000"  # served over HTTPS: browsers keep to it

@@ -139,8 +139,12 @@ def authentication(
 @web.middleware
 async def negotiate(request: web.Request, handler: Handler) -> web.StreamResponse:
     """We speak JSON only. kubectl asks for protobuf first and JSON second, which is fine;
-    a client that accepts nothing but protobuf gets 406, as from the API server."""
+    a client that accepts nothing but protobuf gets 406, as from the API server. A
+    sub-application mounted beside the API (the dashboard, whose page also asks for
+    text/event-stream) answers for its own media types."""
     accept = request.headers.get("Accept", "")
+    if len(request.match_info.apps) > 1:
+        return await handler(request)
     if accept and not any(
         t.split(";")[0].strip() in ("application/json", "*/*", "application/*", "text/plain", "")
         or "json" in t
