@@ -3,11 +3,14 @@ real kubectl, real processes, real TLS, on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 import shlex
 import signal
 import ssl
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,3 +298,35 @@ async def test_ups_sign_in_page_says_where_its_token_is(cluster: Up) -> None:
     assert command.startswith("kubectl config view --raw --kubeconfig ")
     printed = subprocess.run(shlex.split(command), capture_output=True, text=True, check=True)
     assert printed.stdout == token_of(cluster)
+
+
+async def test_usage_follows_ups_metrics_watch_not_the_polling_interval(tmp_path: Path) -> None:
+    """up's metrics API offers the watch: with an hour between polls, each of up's 2 s
+    scrapes still reaches the dashboard as a cycle, about a second after up stored it."""
+    up_started = contextlib.contextmanager(start_up)
+    dashboard_started = contextlib.contextmanager(start_dashboard)
+    with contextlib.ExitStack() as stack:
+        up = stack.enter_context(
+            up_started(tmp_path / "up", tmp_path / "up.log", "--metric-resolution", "2s")
+        )
+        dashboard = stack.enter_context(dashboard_started(up, tmp_path, "--interval", "1h"))
+        async with open_browser(dashboard) as browser:
+            assert (await sign_in(browser, token_of(up))).status == 303
+            async with browser.get(
+                "/dashboard/api/cycles", headers={"Accept": "text/event-stream"}
+            ) as events:
+                assert events.status == 200
+                cycles: list[float] = []
+                async with asyncio.timeout(30):
+                    while len(cycles) < 3:
+                        line = await events.content.readline()
+                        assert line, "the stream ended"
+                        if line == b"event: cycle\n":
+                            cycles.append(time.monotonic())
+            detail = await get_json(browser, f"/dashboard/api/nodes/{HOST}?range=15m")
+        log = dashboard.running.log()
+    # Three cycles within 30 s, where polling every hour would give one at most.
+    assert cycles[-1] - cycles[0] < 20
+    assert f"following the metrics watch of https://127.0.0.1:{up.port}" in log
+    assert detail["series"]  # and recorded, as polls are
+    assert "Traceback" not in log

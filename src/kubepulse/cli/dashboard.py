@@ -1,11 +1,12 @@
 """`kubepulse dashboard`: the dashboard beside any cluster's metrics API.
 
-It polls the cluster's metrics API and core API (scrape/metrics_api.py) with the
-kubeconfig's credentials, records the usage in SQLite (or reads it back from
+It reads the cluster's metrics API and core API with the kubeconfig's credentials, by
+watch where the metrics API offers one (scrape/metrics_api_watch.py), else by polling
+(scrape/metrics_api.py), records the usage in SQLite (or reads it back from
 Prometheus with --prometheus-url), and serves the dashboard. Sign-in tokens are checked
 by the cluster itself (a SelfSubjectReview made with the token, api/whoami.py), and the
 dashboard calls the API with each user's own token: the kubeconfig's identity is used
-for polling only.
+for reading usage only.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from kubepulse.kube.client import KubeClient
 from kubepulse.kube.kubeconfig import Credentials, KubeconfigError, without_credentials
 from kubepulse.scrape.manager import Recorders
 from kubepulse.scrape.metrics_api import MetricsApiPoller, PolledInventory
+from kubepulse.scrape.metrics_api_watch import follow_or_poll
 from kubepulse.server import serving
 from kubepulse.server.assemble import chart_source, open_history
 from kubepulse.server.auth import serving_context
@@ -52,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--interval",
         type=flags.duration,
         default=15.0,
-        help="how often the metrics API is read (default 15s, metrics-server's resolution)",
+        help="how often nodes and pods are listed, and the metrics API polled where it offers"
+        " no watch (default 15s, metrics-server's resolution)",
     )
     p.add_argument(
         "--state-dir",
@@ -191,7 +194,7 @@ async def run(args: argparse.Namespace) -> int:
             runner, port = await serving.start(
                 dashboard_app(parts), args.bind_address, args.port, ctx
             )
-            task = asyncio.create_task(poller.run(), name="poll the metrics API")
+            task = asyncio.create_task(follow_or_poll(poller), name="read the metrics API")
             try:
                 await serving.until_signalled(lambda: announce(args, creds, port, ctx, history))
             finally:
@@ -216,7 +219,11 @@ def announce(
     if ctx is None:
         url = "http://" + url.removeprefix("https://")
     print(f"kubepulse dashboard: {url}{PREFIX}/", flush=True)
-    print(f"  polling {creds.server} every {args.interval:g}s", flush=True)
+    print(
+        f"  usage from {creds.server}: by watch where its metrics API offers one,"
+        f" else polled every {args.interval:g}s",
+        flush=True,
+    )
     if history is not None:
         print(f"  history: {history.path}", flush=True)
     if ctx is not None and args.tls_cert_file is None:

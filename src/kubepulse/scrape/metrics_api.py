@@ -61,10 +61,10 @@ class PolledInventory:
 
 # ----- the poller
 
-_FAILURES = (ApiError, Unreachable, ObjectError)
+FAILURES = (ApiError, Unreachable, ObjectError)
 
 
-def _describe(err: Exception) -> str:
+def describe(err: Exception) -> str:
     if isinstance(err, ApiError):
         return f"{err.code} {err.reason}: {err.message}"
     return str(err)
@@ -74,10 +74,10 @@ def metrics_problem(err: Exception) -> str:
     """What a failed read of the metrics API means, in kubectl top's words when the API
     is not served: 404 (no APIService) or 503 (its backend is not Available)."""
     if isinstance(err, ApiError) and err.code in (404, 503):
-        return f"Metrics API not available ({_describe(err)})"
+        return f"Metrics API not available ({describe(err)})"
     if isinstance(err, Unreachable):
         return str(err)
-    return f"cannot read the metrics API: {_describe(err)}"
+    return f"cannot read the metrics API: {describe(err)}"
 
 
 class MetricsApiPoller:
@@ -96,6 +96,8 @@ class MetricsApiPoller:
         self.polls = 0
         self.stored_polls = 0
         """Polls whose usage was read and stored."""
+        self.following = False
+        """Whether usage comes by the metrics API's watch (scrape/metrics_api_watch.py)."""
 
     async def run(self) -> None:
         """Poll now and then every interval, until cancelled. A poll that takes longer
@@ -106,7 +108,7 @@ class MetricsApiPoller:
             try:
                 await self.poll()
             except Exception as err:  # a long-running poller keeps polling, whatever broke
-                self._report([f"poll failed: {type(err).__name__}: {err}"])
+                self.report([f"poll failed: {type(err).__name__}: {err}"])
             next_at = max(next_at + self.interval, loop.time())
             await asyncio.sleep(next_at - loop.time())
 
@@ -114,11 +116,11 @@ class MetricsApiPoller:
         """One poll; True when usage was read and stored."""
         skipped: list[str] = []
         listed, measured = await asyncio.gather(
-            self._list(skipped), self._measure(skipped), return_exceptions=True
+            self.list_objects(skipped), self._measure(skipped), return_exceptions=True
         )
         problems: list[str] = []
         if isinstance(listed, BaseException):
-            listing = f"cannot list nodes and pods: {_describe(_known(listed))}"
+            listing = f"cannot list nodes and pods: {describe(_known(listed))}"
             if not isinstance(measured, Unreachable):  # else the one cause is said below
                 problems.append(listing)
         else:
@@ -127,17 +129,15 @@ class MetricsApiPoller:
             problems.append(metrics_problem(_known(measured)))
             self.store.retain(set())
         else:
-            self._store(*measured)
-            self.stored_polls += 1
+            self.store_usage(*measured)
         if skipped:
             problems.append(f"skipped {len(skipped)} object(s) that cannot be read: {skipped[0]}")
-        if self.recorder is not None:
-            self.recorder.tick_done()
+        self.cycle_done()
         self.polls += 1
-        self._report(problems)
+        self.report(problems)
         return not isinstance(measured, BaseException)
 
-    async def _list(self, skipped: list[str]) -> tuple[list[Node], list[Pod]]:
+    async def list_objects(self, skipped: list[str]) -> tuple[list[Node], list[Pod]]:
         nodes, pods = await asyncio.gather(
             self.client.get("/api/v1/nodes", LIST_OPTIONS),
             self.client.get("/api/v1/pods", {**LIST_OPTIONS, "fieldSelector": UNFINISHED_PODS}),
@@ -158,9 +158,10 @@ class MetricsApiPoller:
         nodes, pods = await asyncio.gather(reader.nodes(), reader.pods(None))
         return dict(each(nodes, node_rate, skipped)), dict(each(pods, pod_rates, skipped))
 
-    def _store(self, node_rates: dict[str, Rate], pods: dict[PodKey, PodRates]) -> None:
+    def store_usage(self, node_rates: dict[str, Rate], pods: dict[PodKey, PodRates]) -> None:
         """Per node, as the store and history keep usage; a pod the core API did not list
         (created since) goes under node "" until the next list places it."""
+        self.stored_polls += 1
         where = {(p.namespace, p.name): p.node_name for p in self.inventory.pods()}
         by_node: dict[str, dict[PodKey, PodRates]] = {name: {} for name in node_rates}
         for key, rates in pods.items():
@@ -172,23 +173,35 @@ class MetricsApiPoller:
             for name in by_node:
                 self.recorder.node_stored(name)
 
-    def _report(self, problems: list[str]) -> None:
+    def cycle_done(self) -> None:
+        """The history writes what was stored; the dashboard's pod index is prepared."""
+        if self.recorder is not None:
+            self.recorder.tick_done()
+
+    def report(self, problems: list[str]) -> None:
         """Log once per change: a new problem as a warning, its end as info."""
         problem = "; ".join(problems)
+        server = self.client.creds.server
         if problem and problem != self.problem:
-            log.warning(
-                "polling %s: %s; polling goes on every %gs",
-                self.client.creds.server,
-                problem,
-                self.interval,
-            )
+            if self.following:
+                log.warning(
+                    "following the metrics watch of %s: %s; trying again every %gs",
+                    server,
+                    problem,
+                    self.interval,
+                )
+            else:
+                log.warning(
+                    "polling %s: %s; polling goes on every %gs", server, problem, self.interval
+                )
         elif not problem and self.problem:
-            log.info("polling %s works again", self.client.creds.server)
+            what = "following the metrics watch of" if self.following else "polling"
+            log.info("%s %s works again", what, server)
         self.problem = problem
 
 
 def _known(err: BaseException) -> Exception:
     """An expected failure as it is; anything else goes on up to run()."""
-    if isinstance(err, _FAILURES):
+    if isinstance(err, FAILURES):
         return err
     raise err

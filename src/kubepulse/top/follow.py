@@ -1,14 +1,6 @@
-"""The live view's data: a watch of the metrics API where the server offers one, polling
-where it does not.
-
-A server whose discovery lists the `watch` verb for nodes or pods of metrics.k8s.io
-(kubepulse, metrics-server 0.8+) sends NodeMetrics and PodMetrics as each scrape is
-stored; the view changes when the numbers do instead of every --interval. The watch
-asks for its initial events (WatchList: sendInitialEvents=true and bookmarks), so a
-new connection starts from what is stored and the view is replaced whole at the
-BOOKMARK that ends them. When the watch ends (its timeoutSeconds, the server closing a
-slow consumer, a 410) a new one starts; any other failure is shown and retried, as
-the poller does.
+"""The live view's data: a watch of the metrics API where the server offers one
+(kube/metrics_watch.py), polling where it does not. The rows are rebuilt from what the
+watch holds at most every REDRAW_EVERY, so the events of one scrape are drawn together.
 """
 
 from __future__ import annotations
@@ -21,30 +13,15 @@ from typing import Any
 from kubepulse.kube.client import ApiError, KubeClient, Unreachable
 from kubepulse.kube.kubeconfig import Credentials
 from kubepulse.kube.metrics import METRICS
+from kubepulse.kube.metrics_watch import MetricsWatch, offers_watch
 from kubepulse.kube.objects import ObjectError
 from kubepulse.top import query
 from kubepulse.top.layout import View
 from kubepulse.top.printer import CpuMemory, milli, pod_usage, value
 from kubepulse.top.query import TopError, TopRequest
 
-WATCH_SECONDS = 300
-"""timeoutSeconds of each watch: a connection gone silent is noticed by then."""
 REDRAW_EVERY = 0.25
 """Events of one scrape come together: the rows are rebuilt at most this often."""
-INITIAL_EVENTS_END = "k8s.io/initial-events-end"
-Key = tuple[str, str]
-
-
-async def offers_watch(client: KubeClient, kind: str) -> bool:
-    """Whether discovery lists `watch` for the metrics of this kind."""
-    try:
-        resources = (await client.get(METRICS)).get("resources") or []
-    except ApiError as err:
-        if err.code == 404:  # no resource list to read: the LIST is all there is
-            return False
-        raise
-    name = f"{kind}s"
-    return any(r.get("name") == name and "watch" in (r.get("verbs") or []) for r in resources)
 
 
 def watch_path(request: TopRequest, namespace: str) -> tuple[str, dict[str, str]]:
@@ -91,65 +68,27 @@ class Follower:
     """One watch after another into the view, until cancelled."""
 
     def __init__(self, client: KubeClient, request: TopRequest, view: View, namespace: str):
-        self.client, self.request, self.view, self.namespace = client, request, view, namespace
-        self.usage: dict[Key, CpuMemory] = {}
+        self.client, self.request, self.view = client, request, view
         self.capacity = CpuMemory(0, 0)
-        self.changed = asyncio.Event()
+        path, params = watch_path(request, namespace)
+        self.watch = MetricsWatch(client, path, params, lambda o: usage_of(request.kind, o))
 
     async def run(self) -> None:
         publisher = asyncio.create_task(self._publish())
         try:
-            while True:
-                try:
-                    await self._watch_once()
-                except ApiError as err:
-                    if err.code != 410:  # Expired: watch again from what is stored now
-                        raise
+            await self.watch.run(before_each=self._read_capacity)
         finally:
             publisher.cancel()
 
-    async def _watch_once(self) -> None:
+    async def _read_capacity(self) -> None:
         self.capacity = await capacity(self.client, self.request)
-        path, params = watch_path(self.request, self.namespace)
-        params |= {
-            "sendInitialEvents": "true",
-            "resourceVersionMatch": "NotOlderThan",
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(WATCH_SECONDS),
-        }
-        # Filled from the initial events, and shown once they are all in.
-        fresh: dict[Key, CpuMemory] | None = {}
-        events = self.client.watch(path, params, timeout=WATCH_SECONDS + 30)
-        async for event in events:
-            kind, obj = event.get("type"), event.get("object") or {}
-            meta = obj.get("metadata") or {}
-            if kind == "BOOKMARK":
-                if fresh is not None and INITIAL_EVENTS_END in (meta.get("annotations") or {}):
-                    self.usage, fresh = fresh, None
-                    self.changed.set()
-                continue
-            if fresh is not None and kind != "ADDED":
-                # A server without the initial-events-end bookmark: the first change
-                # after its ADDED events ends them.
-                self.usage, fresh = fresh, None
-            key = (meta.get("namespace", ""), meta.get("name", ""))
-            target = fresh if fresh is not None else self.usage
-            if kind == "DELETED":
-                target.pop(key, None)
-            elif kind in ("ADDED", "MODIFIED"):
-                target[key] = usage_of(self.request.kind, obj)
-            if fresh is None:
-                self.changed.set()
-        if fresh is not None:
-            # The watch ended before any change: what came is what is stored.
-            self.usage = fresh
-            self.changed.set()
 
     async def _publish(self) -> None:
+        changed = self.watch.changed
         while True:
-            await self.changed.wait()
-            self.changed.clear()
-            rows = [(ns, name, usage) for (ns, name), usage in self.usage.items()]
+            await changed.wait()
+            changed.clear()
+            rows = [(ns, name, usage) for (ns, name), usage in self.watch.values.items()]
             self.view.update(rows, self.capacity, time.monotonic(), time.time())
             await asyncio.sleep(REDRAW_EVERY)  # coalescing the events of one scrape
 
