@@ -22,15 +22,21 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 _GENERATED = 5  # random characters apiserver appends to a generateName
 
 
-def controller_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(kind, name) of the object's controller, if it has one."""
+def controller_ref(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The object's ownerReference with `controller: true`, with a kind and a name."""
     refs = meta.get("ownerReferences")
     for ref in refs if isinstance(refs, list) else ():
         if isinstance(ref, Mapping) and ref.get("controller") is True:
             kind, name = ref.get("kind"), ref.get("name")
             if isinstance(kind, str) and isinstance(name, str) and kind and name:
-                return kind, name
+                return ref
     return None
+
+
+def controller_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(kind, name) of the object's controller, if it has one."""
+    ref = controller_ref(meta)
+    return None if ref is None else (str(ref["kind"]), str(ref["name"]))
 
 
 def workload_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -47,15 +53,29 @@ def workload_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:
     return kind, name
 
 
+def generate_name_of(pod: str) -> str | None:
+    """The generateName ("NAME-") a pod named NAME-xxxxx was created with, or None for
+    a name that does not end in the generated characters."""
+    head, _, tail = pod.rpartition("-")
+    return f"{head}-" if head and len(tail) == _GENERATED else None
+
+
+def statefulset_of(pod: str) -> str | None:
+    """The StatefulSet a pod named NAME-ORDINAL would belong to (NAME), else None."""
+    head, _, tail = pod.rpartition("-")
+    return head if head and tail.isdigit() else None
+
+
 def name_is_owned_by(kind: str, owner: str, pod: str) -> bool:
     """Whether `pod` is a name the controller of this workload gives its pods."""
-    if not pod.startswith(f"{owner}-"):
-        return False
-    rest = pod[len(owner) + 1 :].split("-")
     if kind == "StatefulSet":
-        return len(rest) == 1 and rest[0].isdigit()
-    if kind == "Deployment":
-        return len(rest) == 2 and bool(rest[0]) and len(rest[1]) == _GENERATED
+        return statefulset_of(pod) == owner
+    prefix = generate_name_of(pod)
+    if prefix is None:
+        return False
+    if kind == "Deployment":  # its ReplicaSet's generateName: DEPLOYMENT-HASH-
+        deployment, _, template_hash = prefix[:-1].rpartition("-")
+        return deployment == owner and bool(template_hash)
     if kind in ("ReplicaSet", "DaemonSet", "Job"):
-        return len(rest) == 1 and len(rest[0]) == _GENERATED
+        return prefix == f"{owner}-"
     return False

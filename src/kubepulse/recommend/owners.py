@@ -4,23 +4,19 @@ A pod's controller is its ownerReference with controller: true (apimachinery
 GetControllerOf). A ReplicaSet owned by a Deployment stands for that Deployment, a
 Job owned by a CronJob for that CronJob. Pods that have ended are no longer in the API,
 but their history is: they are matched by name to the live ones, by the rules the
-controllers name pods with (a ReplicaSet's and a DaemonSet's and a Job's pods are
-generateName + 5 characters, pkg/util/rand; a StatefulSet's are NAME-ORDINAL). A pod
+controllers name pods with (kube/owners.py). A pod
 with no controller (and, with no cluster, every pod) is its own workload.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-Object = Mapping[str, Any]
+from kubepulse.kube.owners import controller_ref, generate_name_of, statefulset_of
 
-_ORDINAL = re.compile(r"^(.*)-\d+$")
-_GENERATED_SUFFIX = 5
-"""utilrand.String(randomLength) in names.SimpleNameGenerator: 5 characters."""
+Object = Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -36,10 +32,7 @@ class Workload:
 
 
 def controller_of(obj: Object) -> Object | None:
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return dict(ref)
-    return None
+    return controller_ref(obj.get("metadata") or {})
 
 
 @dataclass
@@ -105,16 +98,11 @@ class Owners:
         """The workload of a pod, live or ended."""
         if found := self._by_pod.get((namespace, pod)):
             return found
-        head, _, tail = pod.rpartition("-")
-        if (
-            head
-            and len(tail) == _GENERATED_SUFFIX
-            and (found := self._prefixes.get((namespace, f"{head}-")))
-        ):
+        prefix = generate_name_of(pod)
+        if prefix is not None and (found := self._prefixes.get((namespace, prefix))):
             return found
-        if (match := _ORDINAL.match(pod)) and (
-            found := self._statefulsets.get((namespace, match.group(1)))
-        ):
+        ordinal_of = statefulset_of(pod)
+        if ordinal_of is not None and (found := self._statefulsets.get((namespace, ordinal_of))):
             return found
         return Workload(namespace, "Pod", pod)
 
