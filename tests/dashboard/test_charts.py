@@ -553,3 +553,47 @@ def test_dark_mode_applies_to_the_charts_at_once(server: Server, watched: Watche
     dark = page.evaluate("() => [...window.KubepulseCharts.instances].map((c) => c.colors.grid)")
     assert dark == [dark_line, dark_line] and dark != light
     screenshot(page, "node-dark")
+
+
+def test_the_right_sizing_view_lists_each_container_largest_change_first(
+    server: Server, watched: Watched
+) -> None:
+    page = watched.page
+    sign_in(page, server)
+    page.goto(server.url + "#/rightsizing")
+    rows = page.locator("#rightsize-table tbody tr")
+    # web-1's nginx: a week at 20m against a 100m request, and 100 Mi (recommend's floor)
+    # against 70 Mi: the largest change, so the first row, with the pod page's badge.
+    nginx = page.locator('#rightsize-table tr[data-container="default/web-1/nginx"]')
+    expect(nginx.locator("td")).to_have_text(
+        [
+            "default",
+            "web-1",
+            "nginx",
+            "100m",
+            "20m",
+            "\u221280m",  # a minus sign, as the page prints it
+            "70 Mi",
+            "100 Mi",
+            "+30 Mi",
+            "request far above use",
+        ]
+    )
+    expect(rows.first).to_have_attribute("data-container", "default/web-1/nginx")
+    shipper = page.locator('#rightsize-table tr[data-container="default/web-1/log-shipper"]')
+    expect(shipper.locator("td").last).to_have_text("not enough data: 0 points of 100 required")
+    screenshot(page, "rightsizing")
+    # The same rows from the API, and a namespace narrows them.
+    answer = page.request.get(server.url + "api/rightsizing?namespace=default").json()
+    assert answer["history"] is True
+    assert {(r["pod"], r["name"]) for r in answer["items"]} >= {
+        ("web-1", "nginx"),
+        ("web-1", "log-shipper"),
+    }
+    assert {r["namespace"] for r in answer["items"]} == {"default"}
+    first = answer["items"][0]
+    assert (first["cpu_current"], first["cpu_request"], first["cpu_change"]) == (100, 20, -80)
+    # A row opens the pod's page over the suggestion's week.
+    nginx.click()
+    page.wait_for_url(re.compile(r"#/pods/default/web-1\?range=7d$"))
+    expect(page.locator("#pod-rightsize [data-container=nginx]")).to_contain_text("suggested 20m")

@@ -1,6 +1,8 @@
-"""The pod page's right-sizing hint: what each container would request, from its last
-seven days, by the same rule `kubepulse recommend` uses (recommend/simple.py, KRR's
-default strategy: the 95th percentile of CPU, the peak working set plus 15%).
+"""The pod page's right-sizing hint, and the Right-sizing view's table: what each
+container would request, from its last seven days, by the same rule `kubepulse
+recommend` uses (recommend/simple.py, KRR's default strategy: the 95th percentile of
+CPU, the peak working set plus 15%), beside what it requests now (recommend/rows.py:
+a limit without a request stands for the request, as the API server defaults it).
 
 Seven days of one container are ~670 points of the 15-minute tier: read once per pod
 and kept for REUSE_SECONDS, since the page polls every few seconds and the answer
@@ -13,7 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from kubepulse.history.sources import SeriesSource
+from kubepulse.kube.objects import Pod
 from kubepulse.recommend import Settings, recommend_container
+from kubepulse.recommend.rows import change_size, current_values
 
 WINDOW_SECONDS = 7 * 86400
 STEP_SECONDS = 900
@@ -22,6 +26,9 @@ REUSE_SECONDS = 300.0
 MAX_KEPT = 1000
 """Pods whose hints are kept; the oldest are let go beyond this."""
 SETTINGS = Settings(history_seconds=WINDOW_SECONDS)
+MAX_PODS = 300
+"""Pods the Right-sizing view reads at once (each a week of each container, kept for
+REUSE_SECONDS): beyond this the view asks for a namespace."""
 
 
 class RightSizer:
@@ -60,3 +67,34 @@ class RightSizer:
             del self._kept[min(self._kept, key=lambda k: self._kept[k][0])]
         self._kept[key] = (now, found)
         return found
+
+    async def table(self, pods: Sequence[Pod], now: float) -> list[dict[str, Any]]:
+        """A row per container of the pods: its requests now, the suggestion and the
+        change, largest change first (`kubepulse recommend`'s order); rows without a
+        suggestion last."""
+        rows = []
+        for pod in pods:
+            specs = {c.name: c for c in pod.containers}
+            for hint in await self.hints(pod.namespace, pod.name, list(specs), now):
+                current = current_values(specs[hint["name"]])
+                row = {
+                    "namespace": pod.namespace,
+                    "pod": pod.name,
+                    **hint,
+                    "cpu_current": current.cpu_request,
+                    "memory_current": current.memory_request,
+                    "cpu_change": None,
+                    "memory_change": None,
+                    "size_of_change": -1.0,
+                }
+                if hint["reason"] is None:
+                    cpu = hint["cpu_request"] - (current.cpu_request or 0)
+                    memory = hint["memory_request"] - (current.memory_request or 0)
+                    row |= {
+                        "cpu_change": cpu,
+                        "memory_change": memory,
+                        "size_of_change": change_size(cpu, memory),
+                    }
+                rows.append(row)
+        rows.sort(key=lambda r: (-r["size_of_change"], r["namespace"], r["pod"], r["name"]))
+        return rows

@@ -30,6 +30,8 @@ from kubepulse.dashboard.pod_index import (
     pod_index,
     sum_spec,
 )
+from kubepulse.dashboard.rightsize import MAX_PODS as MAX_RIGHTSIZED
+from kubepulse.dashboard.rightsize import WINDOW_SECONDS as RIGHTSIZE_WINDOW
 from kubepulse.dashboard.rightsize import RightSizer
 from kubepulse.dashboard.security import add_headers
 from kubepulse.history.sources import HistoryPoint, SeriesError, SeriesSource
@@ -289,6 +291,7 @@ class DataHandlers:
             ("/api/ended", self.ended),
             ("/api/cycles", self.cycles),
             ("/api/workloads/{namespace}/{kind}/{name}", self.workload),
+            ("/api/rightsizing", self.rightsizing),
         ]
         return [web.get(path, _answering_history_errors(h)) for path, h in routes]
 
@@ -505,6 +508,30 @@ class DataHandlers:
                 "containers": containers,
                 "rightsize": await self._rightsize(namespace, name, names, window[1]),
                 "history": self.src.history is not None,
+            }
+        )
+
+    async def rightsizing(self, request: web.Request) -> web.Response:
+        """The Right-sizing view: every running pod the user may see (of `namespace`,
+        if given), container by container, up to rightsize.MAX_PODS."""
+        namespace = request.query.get("namespace", "")
+        access, view = access_of(request), self.index.view()
+        pods = [
+            p
+            for key, p in sorted(view.inventoried.by_key.items())
+            if (not namespace or key[0] == namespace) and access.sees(key[0])
+        ]
+        rows: list[dict[str, Any]] | None = None
+        if self.rightsizer is not None:
+            with _history_errors():
+                rows = await self.rightsizer.table(pods[:MAX_RIGHTSIZED], self.src.clock())
+        return _json(
+            {
+                "items": rows or [],
+                "history": rows is not None,
+                "pods": min(len(pods), MAX_RIGHTSIZED),
+                "total": len(pods),
+                "window_seconds": RIGHTSIZE_WINDOW,
             }
         )
 

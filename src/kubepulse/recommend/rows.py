@@ -72,7 +72,13 @@ class ContainerRow:
             cpu = self.recommended.cpu_request or 0
         if memory is None:
             memory = self.recommended.memory_request or 0
-        return max(abs(cpu) / 1000, abs(memory) / GIB)
+        return change_size(cpu, memory)
+
+
+def change_size(cpu_millicores: int, memory_bytes: int) -> float:
+    """A change's size, to sort by: the larger of its cores and its GiB (a core and a
+    GiB cost about the same)."""
+    return max(abs(cpu_millicores) / 1000, abs(memory_bytes) / GIB)
 
 
 def _change(current: Values | None, recommended: Values | None, name: str) -> int | None:

@@ -641,6 +641,60 @@
         resort(t);
       },
     },
+    // Every running container's requests beside what its last 7 days suggest, largest
+    // change first: the table of `kubepulse recommend`, a row per pod's container.
+    rightsizing: {
+      build(frame, parts, params) {
+        frame.append(el("h1", { text: "Right-sizing" }), el("p", { class: "hint",
+          text: "What each running container requests, beside what its last 7 days of use suggest: " +
+            "CPU at the 95th percentile of use, memory at the peak working set + 15% " +
+            "(the rule of kubepulse recommend; 100 points of 15 minutes are needed). " +
+            "Largest change first; a row opens the pod's charts, with the suggestion drawn on them." }));
+        const form = el("form", { class: "filters", role: "search" });
+        this.namespace = el("input", { name: "namespace", value: params.get("namespace") || "" });
+        form.append(el("label", {}, "Namespace", this.namespace), el("button", { type: "submit", text: "Apply" }));
+        form.addEventListener("submit", (e) => {
+          e.preventDefault();
+          const q = this.namespace.value ? { namespace: this.namespace.value } : {};
+          history.replaceState(null, "", href(["rightsizing"], q));
+          state.viewKey = location.hash;
+          this.update().catch(fail);
+        });
+        this.count = el("p", { class: "hint", id: "rightsize-count" });
+        const num = (text, title) => ({ text, num: 1, title });
+        this.table = table(["Namespace", "Pod", "Container",
+          num("CPU request"), num("Suggested", "CPU: p95 of 7 days"), num("Change"),
+          num("Memory request"), num("Suggested", "memory: peak of 7 days + 15%"), num("Change"), "Note"]);
+        this.table.table.id = "rightsize-table";
+        frame.append(form, this.count, downloads(this.table, "rightsizing"), el("div", { class: "scroll" }, this.table.table));
+      },
+      async update() {
+        const ns = this.namespace.value;
+        const d = await api("rightsizing" + (ns ? "?namespace=" + encodeURIComponent(ns) : ""));
+        this.count.textContent = !d.history ? "Right-sizing needs the history, which this dashboard does not keep."
+          : d.total + " running pods" + (d.total > d.pods ? ", first " + d.pods + " read: choose a namespace" : "");
+        const t = thresholds();
+        clear(this.table.tbody);
+        for (const r of d.items) {
+          const target = href(["pods", r.namespace, r.pod], { range: "7d" });
+          const tr = rowLink(el("tr", { "data-container": r.namespace + "/" + r.pod + "/" + r.name }), target);
+          const value = (v, show) => el("td", { class: "num", "data-sort": v ?? -1, text: v === null ? "–" : show(v) });
+          const change = (v, show) => el("td", { class: "num" + (v > 0 ? " over" : ""), "data-sort": v ?? 0,
+            text: v === null ? "–" : (v > 0 ? "+" : v < 0 ? "−" : "") + show(Math.abs(v)) });
+          const far = !r.reason && [[r.cpu_current, r.cpu_request], [r.memory_current, r.memory_request]]
+            .some(([now, suggested]) => (pct(now, suggested) ?? 0) >= t.farAbove);
+          const note = el("td", { text: r.reason ? r.reason : "" });
+          if (far) note.append(el("span", { class: "badge warn", text: "request far above use",
+            title: "a request at " + t.farAbove + "% or more of the suggestion (Settings)" }));
+          tr.append(el("td", { text: r.namespace }), el("td", {}, el("a", { href: target, text: r.pod })),
+            el("td", { text: r.name }),
+            value(r.cpu_current, cpu), value(r.cpu_request, cpu), change(r.cpu_change, cpu),
+            value(r.memory_current, mem), value(r.memory_request, mem), change(r.memory_change, mem), note);
+          this.table.tbody.append(tr);
+        }
+        resort(this.table);
+      },
+    },
     settings: {
       build(frame) {
         frame.append(el("h1", { text: "Settings" }));
@@ -774,7 +828,7 @@
       if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("input, textarea, select")) return;
       if (pending) {
         pending = false;
-        const to = { o: "#/overview", n: "#/nodes", p: "#/pods", s: "#/namespaces" }[e.key];
+        const to = { o: "#/overview", n: "#/nodes", p: "#/pods", s: "#/namespaces", r: "#/rightsizing" }[e.key];
         if (to) { e.preventDefault(); go(to); }
         return;
       }
