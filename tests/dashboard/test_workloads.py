@@ -105,6 +105,34 @@ async def test_an_unknown_workload_or_kind_is_404_with_why(
     assert (await odd.json())["error"] == "no Service default/shop"
 
 
+async def test_a_workloads_suggestion_pools_its_pods_over_the_week_live_and_ended(
+    make_dashboard: MakeDashboard, history: History
+) -> None:
+    """40 quarter-hours of each of shop's three pods (the ended one two days ago, out
+    of the page's hour): 120 points together where each pod alone has too few, as
+    `kubepulse recommend` pools a Deployment's replicas."""
+    rows = []
+    for name in (*LIVE, ENDED):
+        end = NOW - 2 * 86400 if name == ENDED else NOW
+        for k in reversed(range(40)):  # oldest first, as samples come
+            rows.append(("container", "default", name, "app", end - k * 900, CPU[name] * 10**6, MI))
+    history.record(rows)
+    assert history.flush(timeout=10)
+    client = await dashboard(make_dashboard, history)
+    data = await (await client.get(f"{API}/workloads/default/Deployment/shop?range=1h")).json()
+    assert data["containers"] == [
+        {"name": "app", "cpu": {"request": 100}, "memory": {"request": 70 * MI}}
+    ]
+    [hint] = data["rightsize"]
+    # (a bucket still open when asked is not a point yet: up to one fewer per pod)
+    assert 117 <= hint["points"] <= 120 and hint["reason"] is None
+    assert hint["cpu_request"] == 400  # p95 of 100m, 200m and 400m, a third each
+    assert hint["memory_request"] == 100 * MI  # recommend's floor
+    # One pod alone: too few points for a suggestion, and no guess.
+    alone = await (await client.get(f"{API}/pods/default/{LIVE[0]}?range=1h")).json()
+    assert alone["rightsize"][0]["reason"] == "not enough data: 39 points of 100 required"
+
+
 def test_steps_are_summed_where_they_meet_and_kept_where_only_one_pod_has_them() -> None:
     a = [[0.0, 1.0, 10.0], [30.0, 2.0, 20.0]]
     b = [[30.0, 5.0, 50.0], [60.0, 7.0, 70.0]]

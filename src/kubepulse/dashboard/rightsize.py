@@ -34,23 +34,42 @@ REUSE_SECONDS): beyond this the view asks for a namespace."""
 class RightSizer:
     def __init__(self, history: SeriesSource) -> None:
         self.history = history
-        self._kept: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
+        self._kept: dict[tuple[str, ...], tuple[float, list[dict[str, Any]]]] = {}
 
     async def hints(
         self, namespace: str, pod: str, containers: Sequence[str], now: float
     ) -> list[dict[str, Any]]:
         """Per container: the suggested CPU and memory request over the last seven days,
         or why there is none ("not enough data: ...")."""
-        key = (namespace, pod)
+        return await self.pooled((namespace, pod), namespace, [pod], containers, now)
+
+    def kept(self, key: tuple[str, ...], now: float) -> bool:
+        """Whether pooled() would answer `key` from what it keeps, reading nothing."""
+        kept = self._kept.get(key)
+        return kept is not None and now - kept[0] < REUSE_SECONDS
+
+    async def pooled(
+        self,
+        key: tuple[str, ...],
+        namespace: str,
+        pods: Sequence[str],
+        containers: Sequence[str],
+        now: float,
+    ) -> list[dict[str, Any]]:
+        """hints() of a workload: each container's points of all its pods pooled, as
+        `kubepulse recommend` pools a workload's replicas. `key` names what is kept."""
         kept = self._kept.get(key)
         if kept is not None and now - kept[0] < REUSE_SECONDS:
             return kept[1]
-        found = []
+        found: list[dict[str, Any]] = []
         for name in containers:
-            points = await self.history.series(
-                "container", namespace, pod, name, now - WINDOW_SECONDS, now, STEP_SECONDS
-            )
-            rec = recommend_container([points], SETTINGS, STEP_SECONDS)
+            points = [
+                await self.history.series(
+                    "container", namespace, pod, name, now - WINDOW_SECONDS, now, STEP_SECONDS
+                )
+                for pod in pods
+            ]
+            rec = recommend_container(points, SETTINGS, STEP_SECONDS)
             found.append(
                 {
                     "name": name,

@@ -39,6 +39,7 @@ from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.objects import ContainerSpec, Node, Pod
 from kubepulse.kube.owners import WORKLOAD_KINDS
 from kubepulse.model import Resources
+from kubepulse.recommend.rows import current_values
 from kubepulse.store.rates import PodRates, Rate
 from kubepulse.store.reading import UsageStore
 
@@ -623,6 +624,7 @@ class DataHandlers:
         rows = [
             pod_row(p, (namespace, p.name), self.index.rates((namespace, p.name), p)) for p in live
         ]
+        containers, hints = await self._pooled_rightsize(namespace, kind, name, live)
         return _json(
             {
                 "workload": {"namespace": namespace, "kind": kind, "name": name},
@@ -632,8 +634,38 @@ class DataHandlers:
                 "summed": len(names),
                 **_window(label, window),
                 "series": workloads.summed(each),
+                "containers": containers,
+                "rightsize": hints,
             }
         )
+
+    async def _pooled_rightsize(
+        self, namespace: str, kind: str, name: str, live: Sequence[Pod]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+        """The workload's containers (as its newest running pod asks for them) and, with
+        a history, each one's suggestion from all its pods' last seven days."""
+        newest = max(live, key=lambda p: p.creation_timestamp or "", default=None)
+        specs = list(newest.containers) if newest is not None else []
+        containers = [
+            {
+                "name": c.name,
+                "cpu": {"request": current_values(c).cpu_request},
+                "memory": {"request": current_values(c).memory_request},
+            }
+            for c in specs
+        ]
+        if self.rightsizer is None or not specs:
+            return containers, None
+        key, now = ("workload", namespace, kind, name), self.src.clock()
+        ended: list[str] = []
+        with _history_errors():
+            if not self.rightsizer.kept(key, now) and self.src.history is not None:
+                # The pods that ended over the suggestion's week, not the page's range.
+                seen = await self.src.history.pods(now - RIGHTSIZE_WINDOW, now)
+                ended = workloads.ended_pods(seen, {p.name for p in live}, namespace, kind, name)
+            pods = ([p.name for p in live] + list(ended))[: workloads.MAX_POOLED]
+            hints = await self.rightsizer.pooled(key, namespace, pods, [c.name for c in specs], now)
+        return containers, hints
 
     async def namespaces(self, request: web.Request) -> web.Response:
         return _json({"items": _namespace_rows(self.index.namespace_totals(access_of(request)))})

@@ -271,9 +271,9 @@
   }
   // The pod page's right-sizing hint: each container's requests beside what 7 days of its
   // use suggest (the rule of `kubepulse recommend`: p95 of CPU; peak working set + 15%).
-  function rightsizing(containers, hints) {
+  function rightsizing(containers, hints, id, title) {
     const t = thresholds();
-    const box = el("div", { id: "pod-rightsize" }, el("h2", { text: "Right-sizing, last 7 days" }));
+    const box = el("div", { id: id || "pod-rightsize" }, el("h2", { text: title || "Right-sizing, last 7 days" }));
     for (const c of containers) {
       const h = hints[c.name];
       if (!h) continue;
@@ -560,6 +560,8 @@
         heading(this, frame, parts, params, this.kind, "workload-name", this.ns + "/" + this.name);
         this.info = el("p", { id: "workload-info" });
         chartsAndPods(this, frame, POD_HEADERS, "Pods", "pods-of-" + this.name);
+        this.hint = el("div");
+        this.info.after(this.hint);
       },
       restyle() { clear(this.charts); },
       async update() {
@@ -578,8 +580,17 @@
           (d.ended.length ? ", " + d.ended.length + " ended in this range" : "") +
           " · CPU " + cpu(used("cpu")) + " · Memory " + mem(used("memory")) +
           (d.summed < pooled ? " · the charts sum " + d.summed + " of its " + pooled + " pods" : " · the charts sum all of them");
-        chart(this.charts, "cpu", "CPU, all pods", "cpu", d, d.series, { request: sum("cpu", "request"), limit: sum("cpu", "limit") });
-        chart(this.charts, "memory", "Memory, all pods", "memory", d, d.series, { request: sum("memory", "request"), limit: sum("memory", "limit") });
+        // Its containers' suggestions from all its pods' last 7 days, per pod; on the
+        // charts, times the pods running, beside the sum of what they request.
+        const hints = Object.fromEntries((d.rightsize || []).map((h) => [h.name, h]));
+        clear(this.hint);
+        if (d.rightsize && d.rightsize.length) this.hint.append(rightsizing(d.containers, hints, "workload-rightsize", "Right-sizing per pod, from all its pods' last 7 days"));
+        const suggested = (field) => {
+          const each = (d.rightsize || []).map((h) => h[field]);
+          return d.live && each.length && each.every((v) => v !== null) ? d.live * each.reduce((a, b) => a + b, 0) : null;
+        };
+        chart(this.charts, "cpu", "CPU, all pods", "cpu", d, d.series, { request: sum("cpu", "request"), limit: sum("cpu", "limit"), suggested: suggested("cpu_request") });
+        chart(this.charts, "memory", "Memory, all pods", "memory", d, d.series, { request: sum("memory", "request"), limit: sum("memory", "limit"), suggested: suggested("memory_request") });
         clear(this.tbody);
         d.pods.forEach((p) => this.tbody.append(podRow(p)));
         resort(this.table);
