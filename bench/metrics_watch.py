@@ -126,6 +126,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="kubepulse-watch-bench-") as tmp:
         workdir = Path(tmp)
         sim = start_simulator(args.nodes, workdir, True, "json", port=args.kubelet_port)
+        if args.simulator_nice:
+            # Its kubelets stand for other machines: on a shared one, the server and this
+            # reader get the CPU first.
+            simulated = psutil.Process(sim.process.pid)
+            for proc in (simulated, *simulated.children(recursive=True)):
+                proc.nice(args.simulator_nice)
         server: Server | None = None
         try:
             server = start_server(sim, workdir, args.resolution)
@@ -224,6 +230,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--cycles", type=int, default=4, help="measured resolutions, each phase")
     p.add_argument("--resolution", type=float, default=15.0, help="seconds")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument(
+        "--simulator-nice",
+        type=int,
+        default=0,
+        help="run the simulator at this niceness (its kubelets stand for other machines)",
+    )
     add_kubelet_port_flag(p)
     return p.parse_args(argv)
 

@@ -41,7 +41,7 @@ class WatchingCluster(FakeCluster):
 
     watch_status: int = 200
     offers_watch: bool = True
-    events: dict[str, asyncio.Queue[dict[str, Any] | None]] = field(
+    events: dict[str, asyncio.Queue[dict[str, Any] | str | None]] = field(
         default_factory=lambda: {"nodes": asyncio.Queue(), "pods": asyncio.Queue()}
     )
     watches: int = 0
@@ -69,6 +69,10 @@ class WatchingCluster(FakeCluster):
         response = web.StreamResponse()
         await response.prepare(request)
         while (event := await queue.get()) is not None:  # None: the server ends the watch
+            if event == "abort":  # the server cuts it, as it cuts a slow consumer
+                assert request.transport is not None
+                request.transport.abort()
+                return response
             await response.write(orjson.dumps(event) + b"\n")
         return response
 
@@ -181,3 +185,21 @@ async def test_a_failing_watch_empties_the_store_and_says_why_once(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith("following the metrics watch of http://127.0.0.1:")
+
+
+async def test_a_watch_the_server_keeps_cutting_gives_way_to_polling(
+    following: tuple[WatchingCluster, Credentials], caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster, creds = following
+    caplog.set_level(logging.WARNING, logger="kubepulse.scrape.metrics_api_watch")
+    for _ in range(3):
+        cluster.events["nodes"].put_nowait("abort")
+    async with reading(creds, interval=0.1) as (poller, store, _recorder):
+        await until(lambda: poller.polls >= 1, "a poll")
+        assert not poller.following
+        assert store.node("node-a") == Rate(T1, 15.003, 500_000_000, MI)  # polled
+        await until(lambda: poller.polls >= 3, "more polls")  # and no watch again
+    assert cluster.watches == 6  # nodes and pods, three times
+    cut = [r.getMessage() for r in caplog.records if "was cut" in r.getMessage()]
+    assert len(cut) == 1
+    assert cut[0].endswith("was cut 3 times in 600s: polling every 0.1s instead")

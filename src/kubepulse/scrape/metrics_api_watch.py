@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from kubepulse.kube.client import ApiError
+from kubepulse.kube.client import ApiError, Unreachable
 from kubepulse.kube.metrics import METRICS, node_rate, pod_rates
 from kubepulse.kube.metrics_watch import MetricsWatch, offers_watch
 from kubepulse.kube.objects import ObjectError
@@ -38,6 +38,8 @@ QUIET = 0.5
 LONGEST = 5.0
 """A burst that goes on (a large cluster's scrapes spread over the cycle) is stored
 this long after its first event, so that the page never lags further behind."""
+DROPS_BEFORE_POLLING = 3
+DROPS_WINDOW = 600.0
 T = TypeVar("T")
 
 
@@ -141,9 +143,13 @@ async def follow_or_poll(poller: MetricsApiPoller) -> None:
     """Follow the metrics API's watch while the server offers one, else poll every
     interval, until cancelled. A failure is reported once (the poller's rule), the
     store emptied so that stale numbers are never shown as current, and the watch
-    asked for again an interval later; a server that refuses it (405) is polled."""
+    asked for again an interval later. A server that refuses the watch (405) is
+    polled, and so is one that keeps cutting it (DROPS_BEFORE_POLLING within
+    DROPS_WINDOW: the server closes a slow consumer, and a large cluster's bursts of
+    PodMetrics may outrun this reader; each new watch would resend every pod)."""
     loop = asyncio.get_running_loop()
     refused = False
+    drops: list[float] = []
     next_at = loop.time()
     while True:
         try:
@@ -157,6 +163,18 @@ async def follow_or_poll(poller: MetricsApiPoller) -> None:
                 await poller.poll()
         except FAILURES as err:
             refused = refused or (isinstance(err, ApiError) and err.code == 405)
+            if poller.following and isinstance(err, Unreachable):
+                drops = [t for t in drops if t > loop.time() - DROPS_WINDOW] + [loop.time()]
+                if len(drops) >= DROPS_BEFORE_POLLING and not refused:
+                    refused = True
+                    log.warning(
+                        "the metrics watch of %s was cut %d times in %gs: polling every %gs"
+                        " instead",
+                        poller.client.creds.server,
+                        len(drops),
+                        DROPS_WINDOW,
+                        poller.interval,
+                    )
             poller.store.retain(set())
             poller.cycle_done()
             poller.report([metrics_problem(err)])
