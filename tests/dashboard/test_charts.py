@@ -492,6 +492,14 @@ def test_a_request_far_above_a_weeks_use_gets_a_hint_with_the_suggested_request(
         """() => [...window.KubepulseCharts.instances].filter((c) => c.spec.lines.suggested)
                  .map((c) => c.spec.lines.suggested).join() === "20,104857600" """
     )
+    # The CPU chart shades the week's p50 to p95, where the suggestion comes from.
+    banded = page.evaluate(
+        """() => [...window.KubepulseCharts.instances].filter((c) => c.plot.bands.length)
+                 .map((c) => ({kind: c.spec.kind,
+                   edges: c.plot.bands[0].series.map((i) => [c.plot.series[i].label,
+                                                             c.plot.data[i][0]])}))"""
+    )
+    assert banded == [{"kind": "cpu", "edges": [["p95", 20], ["p50", 20]]}]
     screenshot(page, "pod-rightsize")
     # The threshold is the user's: from 600% of the suggestion, 100m over 20m is not far.
     page.goto(server.url + "#/settings")

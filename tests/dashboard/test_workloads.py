@@ -126,7 +126,7 @@ async def test_a_workloads_suggestion_pools_its_pods_over_the_week_live_and_ende
     [hint] = data["rightsize"]
     # (a bucket still open when asked is not a point yet: up to one fewer per pod)
     assert 117 <= hint["points"] <= 120 and hint["reason"] is None
-    assert hint["cpu_request"] == 400  # p95 of 100m, 200m and 400m, a third each
+    assert hint["cpu_request"] == 400  # the highest pod's p95, as KRR takes it
     assert hint["memory_request"] == 100 * MI  # recommend's floor
     # One pod alone: too few points for a suggestion, and no guess.
     alone = await (await client.get(f"{API}/pods/default/{LIVE[0]}?range=1h")).json()

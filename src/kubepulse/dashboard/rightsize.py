@@ -75,6 +75,7 @@ class RightSizer:
                     "name": name,
                     "cpu_request": rec.cpu_request_millicores,
                     "memory_request": rec.memory_request_bytes,
+                    "cpu_p50": rec.cpu_percentiles_millicores.get("p50"),
                     "cpu_p95": rec.cpu_percentiles_millicores.get("p95"),
                     "memory_max": rec.usage.memory_max_bytes,
                     "points": rec.usage.points,

@@ -547,7 +547,8 @@
         for (const c of d.containers) {
           const charts = section("c/" + c.name, el("h2", {}, "Container ", el("span", { text: c.name })));
           const h = hints[c.name] || {};
-          chart(charts, "c/" + c.name + "/cpu", "CPU", "cpu", d, c.series, { request: c.cpu.request, limit: c.cpu.limit, suggested: h.cpu_request });
+          chart(charts, "c/" + c.name + "/cpu", "CPU", "cpu", d, c.series, { request: c.cpu.request, limit: c.cpu.limit, suggested: h.cpu_request,
+            p50: h.cpu_request ? h.cpu_p50 : null, p95: h.cpu_request ? h.cpu_p95 : null });
           chart(charts, "c/" + c.name + "/memory", "Memory", "memory", d, c.series, { request: c.memory.request, limit: c.memory.limit, suggested: h.memory_request });
         }
       },

@@ -5,7 +5,11 @@
 "use strict";
 
 window.KubepulseCharts = (function () {
-  const COLORS = { used: "#2f6fde", request: "#2a9d4b", limit: "#d0342c", allocatable: "#d98b00", capacity: "#8a8f99", suggested: "#8e44ad" };
+  const COLORS = { used: "#2f6fde", request: "#2a9d4b", limit: "#d0342c", allocatable: "#d98b00", capacity: "#8a8f99", suggested: "#8e44ad",
+    p50: "#b58ccc", p95: "#b58ccc" };
+  // The right-sizing hint's percentile band: a week's p50 to p95 of CPU, shaded between
+  // its two lines, where the suggestion (p95, rounded up) comes from.
+  const BAND = ["p95", "p50"], BAND_FILL = "rgba(142, 68, 173, 0.12)";
   const FONT = "12px system-ui, sans-serif";
   // Tick steps: CPU in millicores (1, 2, 2.5, 5 times a power of ten), memory in bytes
   // (powers of two, so that ticks fall on 256 Mi, 1 Gi, 8 Gi ...).
@@ -119,11 +123,13 @@ window.KubepulseCharts = (function () {
       };
       const specs = [{ value: (u, v) => (v === null ? "whole range" : new Date(v * 1000).toLocaleString()) }, used];
       for (const name of this.names) {
-        specs.push({ label: name, stroke: COLORS[name] || "#888", dash: [6, 4], width: 1, value: (u, v, si) => fmt(u.data[si][0]) });
+        specs.push({ label: name, stroke: COLORS[name] || "#888", dash: BAND.includes(name) ? [2, 3] : [6, 4], width: 1, value: (u, v, si) => fmt(u.data[si][0]) });
       }
       const steps = this.kind.steps, ticks = this.kind.ticks;
+      const bands = BAND.every((n) => this.names.includes(n))
+        ? [{ series: BAND.map((n) => 2 + this.names.indexOf(n)), fill: BAND_FILL }] : [];
       return {
-        width: this.width(), height: 220, series: specs,
+        width: this.width(), height: 220, series: specs, bands,
         cursor: { sync: { key: "kubepulse" }, drag: { x: true, y: false, setScale: false } },
         scales: {
           x: { time: true, auto: false },
