@@ -82,15 +82,26 @@ class UsageWatch:
         self.list_skipped: list[str] = []
 
     async def run(self) -> None:
+        # Plain tasks, not a TaskGroup: on 3.11 a TaskGroup can lose its parent's
+        # cancellation when a child fails at the same moment, and a stopping dashboard
+        # would then follow the watch again instead of stopping.
+        tasks = [
+            asyncio.create_task(self.nodes.run()),
+            asyncio.create_task(self.pods.run()),
+            asyncio.create_task(self._forward(self.nodes.changed)),
+            asyncio.create_task(self._forward(self.pods.changed)),
+            asyncio.create_task(self._list_every_interval()),
+            asyncio.create_task(self._store_bursts()),
+        ]
         try:
-            async with asyncio.TaskGroup() as group:
-                for watch in (self.nodes, self.pods):
-                    group.create_task(watch.run())
-                    group.create_task(self._forward(watch.changed))
-                group.create_task(self._list_every_interval())
-                group.create_task(self._store_bursts())
-        except ExceptionGroup as failed:
-            raise failed.exceptions[0] from None
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if (err := task.exception()) is not None:
+                    raise err
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _forward(self, changed: asyncio.Event) -> None:
         while True:
@@ -122,7 +133,11 @@ class UsageWatch:
                 if left <= 0:
                     break
                 try:
-                    await asyncio.wait_for(self.changed.wait(), left)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                    # cancellation that comes as the event is set (gh-86296), and a
+                    # stopping dashboard would then wait here for ever.
+                    async with asyncio.timeout(left):
+                        await self.changed.wait()
                 except TimeoutError:
                     break
             self._store()
