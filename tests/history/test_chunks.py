@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -295,3 +296,21 @@ def test_small_chunks_are_merged_into_fewer_smaller_ones_that_read_the_same(
     assert merged[2] == 32 and unmerged[2] == 8
     assert merged[0] * 3 < unmerged[0]
     assert merged[1] < unmerged[1] * 0.9
+
+
+def test_chunks_decode_the_same_on_many_threads_at_once() -> None:
+    # recommend decodes on a thread beside its reader, the dashboard on any: a zstd
+    # context shared between threads crashes the process or mixes their bytes.
+    rng = np.random.default_rng(3)
+    columns = [rng.integers(0, 1 << 40, (31, 96)) for _ in range(16)]
+    payloads = [codec.encode(c, [codec.DELTA] * 31) for c in columns]
+
+    def decode_all(_: int) -> bool:
+        return all(
+            np.array_equal(codec.decode_matrix(p), c)
+            for _ in range(20)
+            for p, c in zip(payloads, columns, strict=True)
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(decode_all, range(8)))

@@ -5,12 +5,15 @@ at least), never copied from an output."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import math
 import random
 from pathlib import Path
 
 import numpy as np
 
+from kubepulse.recommend import report
 from kubepulse.recommend.rows import ContainerRow
 from kubepulse.recommend.run import RecommendRequest, recommendations
 from kubepulse.recommend.settings import Settings
@@ -186,3 +189,18 @@ def test_rows_are_sorted_by_the_size_of_their_change(tmp_path: Path) -> None:
     # memory-heavy: 2355.2Mi -> 2.3 GiB; cpu-heavy: 1.5 cores; small: 0.1 cores;
     # new: not enough data, last.
     assert order == ["memory-heavy", "cpu-heavy", "small", "new"]
+
+
+def test_json_written_an_item_at_a_time_is_the_whole_document(tmp_path: Path) -> None:
+    rows = container_rows("default", "web", "app", [100] * 150, [100 * MIB] * 150)
+    rows += container_rows("default", "new", "app", [100] * 5, [100 * MIB] * 5)
+    found = rows_of(write_history(tmp_path / "h.db", rows))
+    settings = Settings()
+
+    for some in (found, found[:1], []):
+        out = io.BytesIO()
+        report.write_json(some, settings, out)
+        text = out.getvalue().decode()
+        assert json.loads(text) == json.loads(json.dumps(report.document(some, settings)))
+        assert text.endswith("}\n") and '\n  "items": [' in text
+    assert len(json.loads(out.getvalue())["items"]) == 0

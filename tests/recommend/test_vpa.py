@@ -25,6 +25,7 @@ from kubepulse.recommend.rows import ContainerRow
 from kubepulse.recommend.run import RecommendRequest, recommendations
 from kubepulse.recommend.settings import Settings
 from kubepulse.recommend.source import FileUsage
+from kubepulse.recommend.usage import UsageBlock
 from tests.recommend.support import DAY, MIB, STEP, T0, container_rows, write_history
 
 
@@ -54,11 +55,17 @@ NEW = container_rows("default", "web", "app", [300] * 100, [100 * MIB] * 100, st
 def test_a_sample_three_half_lives_newer_weighs_eight_times_as_much(tmp_path: Path) -> None:
     path = write_history(tmp_path / "h.db", OLD + NEW)
     source = FileUsage(path)
-    state = vpa.VpaPooled(Settings(strategy="vpa"), STEP, anchor=T0 + 5 * DAY)
+    chosen = vpa.VpaStrategy(Settings(strategy="vpa"), STEP, anchor=T0 + 5 * DAY)
+    state = chosen.pooled()
+
+    def add(_keys: object, block: UsageBlock) -> None:
+        for part in chosen.parts(block):
+            if part is not None:
+                state.add(part)
 
     async def read() -> None:
         keys = await source.containers(T0 - DAY, T0 + 5 * DAY)
-        await source.read(keys, T0 - DAY, T0 + 5 * DAY, lambda _key, usage: state.add(usage))
+        await source.read(keys, T0 - DAY, T0 + 5 * DAY, add)
 
     asyncio.run(read())
     histogram = state.cpu.done()

@@ -168,3 +168,21 @@ def bucket_columns(payload: bytes, series: int) -> tuple[Ints, Ints]:
     fields[3] *= fields[0]
     fields[:, fields[0] == 0] = 0
     return starts, fields
+
+
+def bucket_fields(payload: bytes, series: int, positions: Ints) -> tuple[Ints, Ints, Ints, Ints]:
+    """Some series of a coarse chunk (their positions in its layout): starts (k,), and
+    n, cpu_sum and mem_max (len(positions), k), zero where a series has no sample. Only
+    the columns a reader of usage needs are decoded."""
+    columns, _rows = codec.shape(payload)
+    if columns != 1 + FIELDS * series:
+        raise CorruptChunk(f"a coarse chunk of {columns} columns, not {1 + FIELDS * series}")
+    wanted = len(positions)
+    # Field f of the series at position p is column 1 + f * series + p (encode_buckets).
+    picked = np.concatenate([[0], *(1 + f * series + positions for f in (0, 1, 4))])
+    found = codec.decode_matrix(payload, picked.tolist())
+    n = found[1 : 1 + wanted]
+    cpu_sum = found[1 + wanted : 1 + 2 * wanted] * n  # averages back to sums
+    mem_max = found[1 + 2 * wanted :]
+    mem_max[n == 0] = 0
+    return found[0], n, cpu_sum, mem_max

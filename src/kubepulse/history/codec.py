@@ -25,6 +25,7 @@ mean is the writer's business (chunks.py); the codec knows integers only.
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -44,9 +45,25 @@ DELTA2 = 1
 
 Ints = npt.NDArray[np.int64]
 
-# A checksum (4 bytes) makes a damaged chunk an error, not different numbers.
-_compressor = zstandard.ZstdCompressor(level=LEVEL, write_checksum=True)
-_decompressor = zstandard.ZstdDecompressor()
+# Neither a ZstdCompressor nor a ZstdDecompressor is safe to share between threads
+# (python-zstandard's docs), and the history is encoded and decoded on several: each
+# thread has its own.
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    found = getattr(_local, "compressor", None)
+    if found is None:
+        # A checksum (4 bytes) makes a damaged chunk an error, not different numbers.
+        found = _local.compressor = zstandard.ZstdCompressor(level=LEVEL, write_checksum=True)
+    return found
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    found = getattr(_local, "decompressor", None)
+    if found is None:
+        found = _local.decompressor = zstandard.ZstdDecompressor()
+    return found
 
 
 class CorruptChunk(ValueError):
@@ -82,7 +99,7 @@ def encode(columns: Ints | Sequence[Sequence[int]], kinds: Sequence[int]) -> byt
         + usual.astype("<i8").tobytes()
         + divisors.astype("<i8").tobytes()
     )
-    return _HEADER.pack(MAGIC, count, rows) + _compressor.compress(head + shuffled)
+    return _HEADER.pack(MAGIC, count, rows) + _compressor().compress(head + shuffled)
 
 
 def decode(payload: bytes, wanted: Iterable[int] | None = None) -> dict[int, Ints]:
@@ -93,17 +110,23 @@ def decode(payload: bytes, wanted: Iterable[int] | None = None) -> dict[int, Int
     return {i: values[k] for k, i in enumerate(range(len(values)) if picked is None else picked)}
 
 
-def decode_matrix(payload: bytes, picked: list[int] | None = None) -> Ints:
-    """decode() as one array: a row per column (every one, or those picked, in order)."""
+def shape(payload: bytes) -> tuple[int, int]:
+    """A chunk's (columns, rows), from its header alone."""
     try:
         magic, count, rows = _HEADER.unpack_from(payload)
     except struct.error as err:
         raise CorruptChunk(f"chunk too short: {len(payload)} bytes") from err
     if magic != MAGIC:
         raise CorruptChunk("not a kubepulse chunk")
+    return int(count), int(rows)
+
+
+def decode_matrix(payload: bytes, picked: list[int] | None = None) -> Ints:
+    """decode() as one array: a row per column (every one, or those picked, in order)."""
+    count, rows = shape(payload)
     size = count * _PER_COLUMN + count * rows * 8
     try:
-        body = _decompressor.decompress(payload[_HEADER.size :], max_output_size=size)
+        body = _decompressor().decompress(payload[_HEADER.size :], max_output_size=size)
     except zstandard.ZstdError as err:
         raise CorruptChunk(f"chunk does not decompress: {err}") from err
     if len(body) != size:
@@ -112,27 +135,33 @@ def decode_matrix(payload: bytes, picked: list[int] | None = None) -> Ints:
     usual = np.frombuffer(body, "<i8", count, offset=count)
     divisors = np.frombuffer(body, "<i8", count, offset=count * 9)
     planes = np.frombuffer(body, np.uint8, offset=count * _PER_COLUMN).reshape(8, count * rows)
-    for i in picked or ():
-        if not 0 <= i < count:
-            raise CorruptChunk(f"no column {i} in a chunk of {count}")
-    if picked is None:
-        raw = planes.T.copy().view("<i8").reshape(count, rows)
-    else:
-        index = np.asarray(picked, dtype=np.int64)
-        spans = (index[:, None] * rows + np.arange(rows)).ravel()
-        raw = planes[:, spans].T.copy().view("<i8").reshape(len(picked), rows)
-    zigzag = raw.astype(np.uint64)
+    chosen = np.arange(count) if picked is None else np.asarray(picked, dtype=np.int64)
+    outside = chosen[(chosen < 0) | (chosen >= count)]
+    if len(outside):
+        raise CorruptChunk(f"no column {int(outside[0])} in a chunk of {count}")
+    by_column = planes.reshape(8, count, rows)
+    if picked is not None:
+        by_column = np.take(by_column, chosen, axis=1)
+    # The shuffle undone a byte plane at a time: eight strided copies are several
+    # times faster than one transposing copy of the (8, n) bytes, and a plane of zeros
+    # (the high bytes of small changes, the usual case) needs none.
+    unshuffled = np.zeros((len(chosen), rows, 8), np.uint8)
+    for k in range(8):
+        if by_column[k].any():
+            unshuffled[:, :, k] = by_column[k]
+    changes = unshuffled.view("<i8").reshape(len(chosen), rows)
     with np.errstate(over="ignore"):
-        scaled = (zigzag >> np.uint64(1)).astype(np.int64) ^ -(zigzag & np.uint64(1)).astype(
-            np.int64
-        )
-        chosen = np.arange(count) if picked is None else np.asarray(picked, dtype=np.int64)
-        changes = scaled * divisors[chosen][:, None]
+        # zigzag undone in place: (z >>> 1) ^ -(z & 1)
+        low = changes & 1
+        np.negative(low, out=low)
+        np.right_shift(changes.view(np.uint64), np.uint64(1), out=changes.view(np.uint64))
+        changes ^= low
+        changes *= divisors[chosen][:, None]
         changes[:, 1:] += usual[chosen][:, None]
-        twice = kinds[chosen] == DELTA2
-        if twice.any():
+        twice = np.flatnonzero(kinds[chosen] == DELTA2)
+        if len(twice):
             changes[twice] = np.cumsum(changes[twice], axis=1)
-        return np.cumsum(changes, axis=1)
+        return np.cumsum(changes, axis=1, out=changes)
 
 
 def _deltas(matrix: Ints) -> Ints:

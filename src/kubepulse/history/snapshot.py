@@ -10,17 +10,27 @@ RAW_SEAL scrapes, 8 minutes at 15 s) is written when it seals it or stops.
 from __future__ import annotations
 
 import sqlite3
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
-from kubepulse.history import chunks
+from kubepulse.history import chunks, matrix
 from kubepulse.history import db as history_db
 from kubepulse.history import read as history_read
 from kubepulse.history.chunks import Items, join
 from kubepulse.history.codec import CorruptChunk
+from kubepulse.history.matrix import StepMatrix
 from kubepulse.history.read import Damage, HistoryPoint, StepColumns
+
+DECODERS = 1
+"""Threads decoding chunks for matrices(), beside the caller computing on what they
+decoded. More were no faster on 2 CPUs (bench.recommend_scale): the decoding holds the
+GIL for much of its time."""
+FAMILIES_AHEAD = 2
 
 
 class SnapshotError(Exception):
@@ -140,6 +150,93 @@ class HistorySnapshot:
                 found[sid] = columns
         return found
 
+    def matrices(
+        self, series_ids: Sequence[int], width: int, start: float, end: float
+    ) -> Iterator[StepMatrix]:
+        """Many series' buckets of a coarse tier in [start, end], a node's series
+        together, as matrices (history.matrix): each chunk decoded once, and only the
+        columns that usage needs. A series with no bucket there is in none."""
+        step_ms = width * 1000
+        lo, hi = int(start * 1000) // step_ms * step_ms, int(end * 1000)
+        self._conn.execute("BEGIN")
+        try:
+            layout_ids = {
+                int(layout): np.frombuffer(blob, np.int64)
+                for layout, blob in self._conn.execute("SELECT id, ids FROM layouts")
+            }
+            wanted = set(series_ids)
+            pairs = [
+                (int(sid), int(layout))
+                for sid, layout in self._conn.execute(
+                    "SELECT series_id, layout_id FROM layout_series"
+                )
+                if sid in wanted
+            ]
+            groups = matrix.families(pairs, wanted)
+            layouts_of: dict[int, list[int]] = {}
+            for sid, layout in pairs:
+                layouts_of.setdefault(sid, []).append(layout)
+        finally:
+            self._conn.execute("COMMIT")
+        # Chunks are decoded on their own thread, FAMILIES_AHEAD families ahead of the
+        # caller, which computes on the one yielded meanwhile.
+        with ThreadPoolExecutor(DECODERS, thread_name_prefix="history-decode") as pool:
+            ahead: deque[list[Future[matrix.Piece | CorruptChunk]]] = deque()
+            for members in groups:
+                layouts = sorted({layout for sid in members for layout in layouts_of.get(sid, [])})
+                jobs = self._payloads(
+                    np.asarray(members, np.int64), layouts, layout_ids, width, lo, hi
+                )
+                ahead.append([pool.submit(_decoded, *job) for job in jobs])
+                if len(ahead) > FAMILIES_AHEAD:
+                    found = self._collected(ahead.popleft(), lo, hi)
+                    if found is not None:
+                        yield found
+            while ahead:
+                found = self._collected(ahead.popleft(), lo, hi)
+                if found is not None:
+                    yield found
+
+    def _collected(
+        self, futures: list[Future[matrix.Piece | CorruptChunk]], lo: int, hi: int
+    ) -> StepMatrix | None:
+        pieces = []
+        for future in futures:
+            piece = future.result()
+            if isinstance(piece, CorruptChunk):
+                self._damaged(piece)
+            else:
+                pieces.append(piece)
+        return matrix.joined(pieces, lo, hi) if pieces else None
+
+    def _payloads(
+        self,
+        members: npt.NDArray[np.int64],
+        layouts: list[int],
+        layout_ids: dict[int, npt.NDArray[np.int64]],
+        width: int,
+        lo: int,
+        hi: int,
+    ) -> list[tuple[bytes, npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+        """The chunks to decode: (payload, its layout's series, the wanted positions)."""
+        jobs = []
+        self._conn.execute("BEGIN")
+        try:
+            for layout in layouts:
+                ids = layout_ids[layout]
+                positions = matrix.positions_of(ids, members)
+                # Rows in ascending series id, as the matrix has them.
+                positions = positions[np.argsort(ids[positions], kind="stable")]
+                for (payload,) in self._conn.execute(
+                    "SELECT payload FROM chunks WHERE layout = ? AND width = ?"
+                    " AND end_ms > ? AND start_ms <= ? ORDER BY start_ms",
+                    (layout, width, lo, hi),
+                ):
+                    jobs.append((payload, ids, positions))
+        finally:
+            self._conn.execute("COMMIT")
+        return jobs
+
     def _damaged(self, err: CorruptChunk) -> None:
         self.damage.chunks += 1
         self.damage.last = str(err)
@@ -190,3 +287,12 @@ class HistorySnapshot:
             mine = by_series[i]
             present = mine[0] > 0
             parts[sid].append(Items(starts[present], *mine[:, present]))
+
+
+def _decoded(
+    payload: bytes, ids: npt.NDArray[np.int64], positions: npt.NDArray[np.int64]
+) -> matrix.Piece | CorruptChunk:
+    try:
+        return matrix.Piece(ids[positions], *chunks.bucket_fields(payload, len(ids), positions))
+    except CorruptChunk as err:
+        return err

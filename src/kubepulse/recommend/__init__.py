@@ -11,22 +11,23 @@ strategy, `vpa` the Vertical Pod Autoscaler's recommender (simple.py, vpa.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from kubepulse.history.read import HistoryPoint
 from kubepulse.recommend.settings import Recommendation, Settings, UsageSummary
-from kubepulse.recommend.simple import SimplePooled
-from kubepulse.recommend.usage import Pooled, pod_usage
-from kubepulse.recommend.vpa import VpaPooled
+from kubepulse.recommend.simple import SimpleStrategy
+from kubepulse.recommend.usage import Strategy, UsageBlock, pod_usage
+from kubepulse.recommend.vpa import VpaStrategy
 
-__all__ = ["Recommendation", "Settings", "UsageSummary", "pooled", "recommend_container"]
+__all__ = ["Recommendation", "Settings", "UsageSummary", "recommend_container", "strategy"]
 
 
-def pooled(settings: Settings, step: float, anchor: float) -> Pooled:
-    """The chosen strategy's state for one container of a workload, to add its pods'
-    usage to one at a time. `anchor`: a time near the window (the window's end)."""
+def strategy(settings: Settings, step: float, anchor: float) -> Strategy[Any]:
+    """The chosen strategy, for a window whose points stand for `step` seconds each.
+    `anchor`: a time near the window (the window's end)."""
     if settings.strategy == "vpa":
-        return VpaPooled(settings, step, anchor)
-    return SimplePooled(settings, step)
+        return VpaStrategy(settings, step, anchor)
+    return SimpleStrategy(settings, step)
 
 
 def recommend_container(
@@ -41,7 +42,10 @@ def recommend_container(
     `containers_in_pod`: how many containers share the pod (vpa splits its per-pod
     minimums over them)."""
     usage = [pod_usage(points) for points in pods if points]
-    state = pooled(settings, step, anchor=max((float(u.t[-1]) for u in usage), default=0.0))
+    chosen = strategy(settings, step, anchor=max((float(u.t[-1]) for u in usage), default=0.0))
+    state = chosen.pooled()
     for pod in usage:
-        state.add(pod)
+        for part in chosen.parts(UsageBlock.of(pod)):
+            if part is not None:
+                state.add(part)
     return state.result(containers_in_pod)

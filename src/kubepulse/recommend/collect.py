@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kubepulse.kube.objects import pod_from_object
-from kubepulse.recommend import pooled
+from kubepulse.recommend import strategy
 from kubepulse.recommend.owners import Object, Owners, Workload
 from kubepulse.recommend.pressure import NONE, Pressure
 from kubepulse.recommend.rows import ContainerRow, Values, current_values, recommended_values
 from kubepulse.recommend.settings import Recommendation, Settings
 from kubepulse.recommend.source import ContainerKey, UsageSource
-from kubepulse.recommend.usage import PodUsage, Pooled
+from kubepulse.recommend.usage import Pooled, UsageBlock
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,34 +95,36 @@ async def collect(
     for key, found in (await source.pressure(list(group_of), start, end)).items():
         pressure[group_of[key]] = pressure.get(group_of[key], NONE) + found
     left = {g: len(members) for g, members in grouped.items()}
-    states: dict[tuple[Workload, str], Pooled] = {}
+    chosen = strategy(settings, source.step, end)
+    states: dict[tuple[Workload, str], Pooled[Any]] = {}
     pods_of: dict[tuple[Workload, str], int] = {}
     rows: list[ContainerRow] = []
 
-    def each(key: ContainerKey, usage: PodUsage) -> None:
-        found = group_of[key]
-        if len(usage):
-            if found not in states:
-                states[found] = pooled(settings, source.step, end)
-            states[found].add(usage)
-            pods_of[found] = pods_of.get(found, 0) + 1
-        left[found] -= 1
-        # A group is answered as soon as all its pods are read: its state (vpa's
-        # histograms) is not kept for the rest of the file.
-        if left[found] == 0 and found in states:
-            workload, container = found
-            state = states.pop(found)
-            rows.append(
-                _row(
-                    workload,
-                    container,
-                    pods_of[found],
-                    live.get(workload, []),
-                    settings,
-                    state.result(len(containers_of[workload])),
-                    pressure.get(found, NONE),
+    def each(keys: Sequence[ContainerKey], block: UsageBlock) -> None:
+        for key, part in zip(keys, chosen.parts(block), strict=True):
+            found = group_of[key]
+            if part is not None:
+                if found not in states:
+                    states[found] = chosen.pooled()
+                states[found].add(part)
+                pods_of[found] = pods_of.get(found, 0) + 1
+            left[found] -= 1
+            # A group is answered as soon as all its pods are read: its state (vpa's
+            # histograms) is not kept for the rest of the file.
+            if left[found] == 0 and found in states:
+                workload, container = found
+                state = states.pop(found)
+                rows.append(
+                    _row(
+                        workload,
+                        container,
+                        pods_of[found],
+                        live.get(workload, []),
+                        settings,
+                        state.result(len(containers_of[workload])),
+                        pressure.get(found, NONE),
+                    )
                 )
-            )
 
     await source.read(list(group_of), start, end, each)
     rows.sort(key=lambda r: (-r.size_of_change, r.workload, r.container))

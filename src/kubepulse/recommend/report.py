@@ -3,11 +3,11 @@ namespace of the CPU and memory the recommendations free (or need)."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
+import orjson
 import yaml
 
 from kubepulse.kube.local import cpu_quantity
@@ -224,7 +224,10 @@ def item(row: ContainerRow) -> dict[str, Any]:
     }
 
 
-def document(rows: Sequence[ContainerRow], settings: Settings) -> dict[str, Any]:
+def document(
+    rows: Sequence[ContainerRow], settings: Settings, items: bool = True
+) -> dict[str, Any]:
+    """The RecommendationList; without its items (an empty list) for write_json."""
     return {
         "apiVersion": "kubepulse.io/v1alpha1",
         "kind": "RecommendationList",
@@ -235,7 +238,7 @@ def document(rows: Sequence[ContainerRow], settings: Settings) -> dict[str, Any]
             "memoryBufferPercentage": settings.memory_buffer_percentage,
             "pointsRequired": settings.points_required,
         },
-        "items": [item(r) for r in rows],
+        "items": [item(r) for r in rows] if items else [],
         "totals": {
             ns: {"cpuFreedMillicores": cpu, "memoryFreedBytes": memory}
             for ns, (cpu, memory) in sorted(totals(rows).items())
@@ -243,8 +246,25 @@ def document(rows: Sequence[ContainerRow], settings: Settings) -> dict[str, Any]
     }
 
 
-def dump(rows: Sequence[ContainerRow], settings: Settings, output: str) -> str:
-    doc = document(rows, settings)
-    if output == "json":
-        return json.dumps(doc, indent=4) + "\n"
-    return yaml.safe_dump(doc, sort_keys=False)
+_NO_ITEMS = b'"items": []'
+
+
+def write_json(rows: Sequence[ContainerRow], settings: Settings, out: IO[bytes]) -> None:
+    """document() as JSON, indented by 2 (as `kubepulse doctor -o json`), written an
+    item at a time: 150,000 containers' items never sit in memory as one document."""
+    outline = orjson.dumps(document(rows, settings, items=False), option=orjson.OPT_INDENT_2)
+    head, tail = outline.split(_NO_ITEMS, 1)
+    out.write(head)
+    if not rows:
+        out.write(_NO_ITEMS)
+    else:
+        out.write(b'"items": [\n')
+        for i, row in enumerate(rows):
+            text = orjson.dumps(item(row), option=orjson.OPT_INDENT_2)
+            out.write(b"    " + text.replace(b"\n", b"\n    "))
+            out.write(b",\n" if i < len(rows) - 1 else b"\n  ]")
+    out.write(tail + b"\n")
+
+
+def yaml_text(rows: Sequence[ContainerRow], settings: Settings) -> str:
+    return yaml.safe_dump(document(rows, settings), sort_keys=False)

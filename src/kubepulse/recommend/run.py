@@ -125,8 +125,12 @@ async def run(request: RecommendRequest) -> int:
         for line in skipped:
             _note(f"# {line}")
         sys.stdout.write(text)
-    elif request.output in ("json", "yaml"):
-        sys.stdout.write(report.dump(rows, request.settings, request.output))
+    elif request.output == "json":
+        sys.stdout.flush()
+        report.write_json(rows, request.settings, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    elif request.output == "yaml":
+        sys.stdout.write(report.yaml_text(rows, request.settings))
     else:
         sys.stdout.write(report.table(rows, wide=request.output == "wide"))
     return 0

@@ -11,10 +11,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from kubepulse.history.prometheus import PrometheusHistory
 from kubepulse.history.snapshot import HistorySnapshot
 from kubepulse.recommend.pressure import Pressure
-from kubepulse.recommend.usage import NO_USAGE, PodUsage, from_columns, pod_usage
+from kubepulse.recommend.usage import (
+    NO_USAGE,
+    PodUsage,
+    UsageBlock,
+    from_columns,
+    from_matrix,
+    pod_usage,
+)
 
 ContainerKey = tuple[str, str, str]
 """(namespace, pod, container)."""
@@ -24,13 +33,13 @@ PROMETHEUS_MAX_POINTS = 10_000
 PROMETHEUS_MIN_STEP = 60.0
 
 
-Each = Callable[[ContainerKey, PodUsage], None]
-"""What a source calls with each container's usage in the window, one at a time."""
+Each = Callable[[Sequence[ContainerKey], UsageBlock], None]
+"""What a source calls with containers' usage in the window: a block of rows, a row
+for each key (a node's containers at once where the source can)."""
 
 BATCH = 200
-"""Series read at once from the file: ~13 MB of 15-minute buckets over 14 days (each held
-twice while split). Larger batches only cost memory; a layout (a node's chunks) split by
-a batch's edge is decoded once more."""
+"""Series of the raw tier read at once (a window of minutes; the coarse tiers are read
+a node at a time, history.matrix)."""
 PROMETHEUS_AT_ONCE = 16
 
 
@@ -101,22 +110,40 @@ class FileUsage:
     async def read(
         self, keys: Sequence[ContainerKey], start: float, end: float, each: Each
     ) -> None:
+        key_of = {self._ids[k]: k for k in keys if k in self._ids}
+
         def read() -> None:
-            # A node's series together: each chunk is decoded once for its batch.
-            first_layout = self.snapshot.layouts()
-            ids = sorted(
-                (self._ids[k] for k in keys if k in self._ids),
-                key=lambda sid: (first_layout.get(sid, 0), sid),
-            )
-            key_of = {self._ids[k]: k for k in keys if k in self._ids}
-            for i in range(0, len(ids), BATCH):
-                found = self.snapshot.many(ids[i : i + BATCH], self._width, start, end, self.step)
-                for sid in ids[i : i + BATCH]:
-                    columns = found.get(sid)
-                    usage = since(from_columns(columns), start) if columns is not None else NO_USAGE
-                    each(key_of[sid], usage)
+            if self._width:
+                self._read_matrices(key_of, start, end, each)
+            else:
+                self._read_raw(key_of, start, end, each)
 
         await asyncio.to_thread(read)
+
+    def _read_matrices(
+        self, key_of: dict[int, ContainerKey], start: float, end: float, each: Each
+    ) -> None:
+        unseen = set(key_of)
+        for found in self.snapshot.matrices(list(key_of), self._width, start, end):
+            sids = found.series.tolist()
+            unseen.difference_update(sids)
+            each([key_of[sid] for sid in sids], from_matrix(found, start))
+        if unseen:
+            none = np.zeros((len(unseen), 0))
+            each([key_of[sid] for sid in sorted(unseen)], UsageBlock(np.zeros(0), none, none))
+
+    def _read_raw(
+        self, key_of: dict[int, ContainerKey], start: float, end: float, each: Each
+    ) -> None:
+        # A node's series together: each chunk is decoded once for its batch.
+        first_layout = self.snapshot.layouts()
+        ids = sorted(key_of, key=lambda sid: (first_layout.get(sid, 0), sid))
+        for i in range(0, len(ids), BATCH):
+            found = self.snapshot.many(ids[i : i + BATCH], self._width, start, end, self.step)
+            for sid in ids[i : i + BATCH]:
+                columns = found.get(sid)
+                usage = since(from_columns(columns), start) if columns is not None else NO_USAGE
+                each([key_of[sid]], UsageBlock.of(usage))
 
     async def pressure(
         self, keys: Sequence[ContainerKey], start: float, end: float
@@ -157,7 +184,7 @@ class PrometheusUsage:
                 )
             )
             for key, points in zip(batch, found, strict=True):
-                each(key, since(pod_usage(points), start))
+                each([key], UsageBlock.of(since(pod_usage(points), start)))
 
     async def pressure(
         self, keys: Sequence[ContainerKey], start: float, end: float

@@ -1,8 +1,10 @@
 """A container's usage in one pod, as arrays: what the strategies compute from.
 
-Strategies take a workload's pods one at a time (Pooled.add) and keep only what their
-rules need of each (a few percentiles, a histogram), so that 150,000 containers over
-14 days never sit in memory at once.
+Strategies take a node's containers at once (a UsageBlock: a row per pod's container),
+keep only what their rules need of each row (a few percentiles, a histogram: its part,
+computed for the whole block in a few array operations), and pool a workload's pods
+part by part (Pooled.add), so that 150,000 containers over 14 days never sit in memory
+at once.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from kubepulse.history.chunks import NANOCORES_PER_UNIT
+from kubepulse.history.matrix import StepMatrix
 from kubepulse.history.read import HistoryPoint, StepColumns
 from kubepulse.recommend.settings import Recommendation, UsageSummary
 
@@ -40,6 +43,32 @@ class PodUsage:
 NO_USAGE = PodUsage(np.zeros(0), np.zeros(0), np.zeros(0))
 
 
+@dataclass(frozen=True, slots=True)
+class UsageBlock:
+    """Several pods' usage of their containers over the same steps: a row each, NaN
+    where one has no point (a node's containers, read together from the history)."""
+
+    t: npt.NDArray[np.float64]
+    """(k,) epoch seconds of each step's start."""
+    cpu_millicores: npt.NDArray[np.float64]
+    """(m, k)."""
+    memory_max_bytes: npt.NDArray[np.float64]
+    """(m, k)."""
+
+    def __len__(self) -> int:
+        return len(self.cpu_millicores)
+
+    def row(self, i: int) -> PodUsage:
+        present = ~np.isnan(self.cpu_millicores[i])
+        return PodUsage(
+            self.t[present], self.cpu_millicores[i][present], self.memory_max_bytes[i][present]
+        )
+
+    @staticmethod
+    def of(pod: PodUsage) -> UsageBlock:
+        return UsageBlock(pod.t, pod.cpu_millicores[None, :], pod.memory_max_bytes[None, :])
+
+
 def pod_usage(points: Sequence[HistoryPoint]) -> PodUsage:
     return PodUsage(
         t=np.array([p.timestamp for p in points], np.float64),
@@ -57,12 +86,76 @@ def from_columns(columns: StepColumns) -> PodUsage:
     )
 
 
-class Pooled(Protocol):
+def from_matrix(found: StepMatrix, start: float) -> UsageBlock:
+    """The history's matrix (history.matrix) as usage, steps before `start` left out
+    (source.since's rule), by the same arithmetic as from_columns."""
+    t = found.starts / 1000.0
+    keep = t >= start
+    n = found.n[:, keep].astype(np.float64)
+    absent = n == 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cpu = found.cpu_sum[:, keep] * (NANOCORES_PER_UNIT / 1e6) / n
+    cpu[absent] = np.nan
+    memory = found.mem_max[:, keep].astype(np.float64)
+    memory[absent] = np.nan
+    return UsageBlock(t[keep], cpu, memory)
+
+
+@dataclass(frozen=True, slots=True)
+class PodSummary:
+    """What -o wide shows of one pod's usage, whatever the strategy."""
+
+    points: int
+    first: float
+    last: float
+    cpu_max: float
+    memory_max: float
+
+
+def summaries(block: UsageBlock) -> list[PodSummary | None]:
+    """Each row's summary, None for a row with no point: the whole block at once."""
+    present = ~np.isnan(block.cpu_millicores)
+    points = present.sum(axis=1)
+    if not len(block.t):
+        return [None] * len(block)
+    first = block.t[np.argmax(present, axis=1)]
+    last = block.t[len(block.t) - 1 - np.argmax(present[:, ::-1], axis=1)]
+    cpu_max = np.fmax.reduce(block.cpu_millicores, axis=1)
+    memory_max = np.fmax.reduce(block.memory_max_bytes, axis=1)
+    return [
+        PodSummary(p, f, la, c, m) if p else None
+        for p, f, la, c, m in zip(
+            points.tolist(),
+            first.tolist(),
+            last.tolist(),
+            cpu_max.tolist(),
+            memory_max.tolist(),
+            strict=True,
+        )
+    ]
+
+
+Part = TypeVar("Part")
+Part_contra = TypeVar("Part_contra", contravariant=True)
+
+
+class Pooled(Protocol[Part_contra]):
     """A strategy's state for one container of one workload."""
 
-    def add(self, pod: PodUsage) -> None: ...
+    def add(self, pod: Part_contra) -> None: ...
 
     def result(self, containers_in_pod: int) -> Recommendation: ...
+
+
+class Strategy(Protocol[Part]):
+    """A strategy: what it keeps of each pod's usage (its part, computed for a whole
+    block at once), and its state pooling a workload's pods."""
+
+    def parts(self, block: UsageBlock) -> Sequence[Part | None]:
+        """A part for each row, None for a row with no point."""
+        ...
+
+    def pooled(self) -> Pooled[Part]: ...
 
 
 class Tally:
@@ -75,15 +168,12 @@ class Tally:
         self.cpu_max = 0.0
         self.memory_max = 0.0
 
-    def add(self, pod: PodUsage) -> None:
-        if not len(pod):
-            return
-        self.points += len(pod)
-        first, last = float(pod.t[0]), float(pod.t[-1])
-        self.first = first if self.first is None else min(self.first, first)
-        self.last = last if self.last is None else max(self.last, last)
-        self.cpu_max = max(self.cpu_max, float(pod.cpu_millicores.max()))
-        self.memory_max = max(self.memory_max, float(pod.memory_max_bytes.max()))
+    def add(self, pod: PodSummary) -> None:
+        self.points += pod.points
+        self.first = pod.first if self.first is None else min(self.first, pod.first)
+        self.last = pod.last if self.last is None else max(self.last, pod.last)
+        self.cpu_max = max(self.cpu_max, pod.cpu_max)
+        self.memory_max = max(self.memory_max, pod.memory_max)
 
     def summary(self, step: float) -> UsageSummary:
         return UsageSummary(

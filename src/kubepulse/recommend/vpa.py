@@ -22,6 +22,7 @@ limit/request ratio, so the limit is left as it is (None here).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +38,7 @@ from kubepulse.recommend.histogram import (
     reference_of,
 )
 from kubepulse.recommend.settings import Recommendation, Settings
-from kubepulse.recommend.usage import MI, PodUsage, Tally
+from kubepulse.recommend.usage import MI, PodSummary, PodUsage, Tally, UsageBlock, summaries
 
 TARGET, LOWER, UPPER = 0.9, 0.5, 0.95
 SAFETY_MARGIN = 0.15
@@ -106,6 +107,26 @@ class Decaying:
         return self.histogram
 
 
+@dataclass(frozen=True, slots=True)
+class VpaPart:
+    summary: PodSummary
+    usage: PodUsage
+
+
+class VpaStrategy:
+    def __init__(self, settings: Settings, step: float, anchor: float) -> None:
+        self.settings, self.step, self.anchor = settings, step, anchor
+
+    def parts(self, block: UsageBlock) -> list[VpaPart | None]:
+        return [
+            VpaPart(summary, block.row(i)) if summary is not None else None
+            for i, summary in enumerate(summaries(block))
+        ]
+
+    def pooled(self) -> VpaPooled:
+        return VpaPooled(self.settings, self.step, self.anchor)
+
+
 class VpaPooled:
     def __init__(self, settings: Settings, step: float, anchor: float) -> None:
         """anchor: any time near the window (the weights' scale until result())."""
@@ -114,13 +135,12 @@ class VpaPooled:
         self.memory = Decaying(MEMORY_BUCKETS, reference_of(anchor))
         self.tally = Tally()
 
-    def add(self, pod: PodUsage) -> None:
-        if not len(pod):
-            return
-        self.tally.add(pod)
+    def add(self, pod: VpaPart) -> None:
+        self.tally.add(pod.summary)
+        usage = pod.usage
         # Samples are whole millicores (ContainerUsageSample.Usage is a ResourceAmount).
-        self.cpu.add(np.floor(pod.cpu_millicores) / 1000.0, pod.t, MIN_SAMPLE_WEIGHT)
-        stamps, peaks = memory_peaks(pod)
+        self.cpu.add(np.floor(usage.cpu_millicores) / 1000.0, usage.t, MIN_SAMPLE_WEIGHT)
+        stamps, peaks = memory_peaks(usage)
         self.memory.add(np.floor(peaks), stamps, 1.0)
 
     def confidence(self) -> float:
