@@ -86,12 +86,16 @@ def joined(pieces: Sequence[Piece], lo: int, hi: int) -> StepMatrix:
     all_starts = np.concatenate([p.starts for p in pieces])
     one_layout = all(np.array_equal(p.series, series) for p in pieces)
     if one_layout and bool((all_starts[1:] > all_starts[:-1]).all()):
-        # The usual case: one layout's chunks in order, nothing to add up.
-        keep = (all_starts >= lo) & (all_starts <= hi)
+        # The usual case: one layout's chunks in order, nothing to add up; each
+        # piece's steps in [lo, hi] are a slice of it (its starts ascend).
+        spans = [_inside(p.starts, lo, hi) for p in pieces]
         return StepMatrix(
             series,
-            all_starts[keep],
-            *(np.concatenate(f, axis=1)[:, keep] for f in _fields(pieces)),
+            np.concatenate([p.starts[i] for p, i in zip(pieces, spans, strict=True)]),
+            *(
+                np.concatenate([f[:, i] for f, i in zip(field, spans, strict=True)], axis=1)
+                for field in _fields(pieces)
+            ),
         )
     starts = np.unique(all_starts[(all_starts >= lo) & (all_starts <= hi)])
     shape = (len(series), len(starts))
@@ -112,6 +116,12 @@ def joined(pieces: Sequence[Piece], lo: int, hi: int) -> StepMatrix:
             np.add.at(cpu_sum, cells, piece.cpu_sum[:, inside])
             np.maximum.at(mem_max, cells, piece.mem_max[:, inside])
     return StepMatrix(series, starts, n, cpu_sum, mem_max)
+
+
+def _inside(starts: Ints, lo: int, hi: int) -> slice:
+    return slice(
+        int(np.searchsorted(starts, lo, "left")), int(np.searchsorted(starts, hi, "right"))
+    )
 
 
 def _fields(pieces: Sequence[Piece]) -> tuple[list[Ints], list[Ints], list[Ints]]:

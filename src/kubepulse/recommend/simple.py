@@ -95,6 +95,8 @@ class SimplePooled:
     def __init__(self, settings: Settings, step: float, percentiles: list[float]) -> None:
         self.settings, self.step = settings, step
         self.percentiles = percentiles
+        self.labels = [percentile_label(p) for p in percentiles]
+        self.label = percentile_label(settings.cpu_percentile)
         self.highest = np.zeros(len(self.percentiles))
         self.tally = Tally()
 
@@ -106,10 +108,8 @@ class SimplePooled:
         short = self.tally.not_enough(self.step, self.settings.points_required)
         if short is not None:
             return short
-        shown = dict(
-            zip(map(percentile_label, self.percentiles), self.highest.tolist(), strict=True)
-        )
-        cpu = shown[percentile_label(self.settings.cpu_percentile)]
+        shown = dict(zip(self.labels, self.highest.tolist(), strict=True))
+        cpu = shown[self.label]
         memory = self.tally.memory_max * (1 + self.settings.memory_buffer_percentage / 100)
         memory_bytes = max(ceil_mebibytes(memory), MIN_MEMORY_BYTES)
         return Recommendation(

@@ -90,14 +90,13 @@ def from_matrix(found: StepMatrix, start: float) -> UsageBlock:
     """The history's matrix (history.matrix) as usage, steps before `start` left out
     (source.since's rule), by the same arithmetic as from_columns."""
     t = found.starts / 1000.0
-    keep = t >= start
-    n = found.n[:, keep].astype(np.float64)
-    absent = n == 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cpu = found.cpu_sum[:, keep] * (NANOCORES_PER_UNIT / 1e6) / n
-    cpu[absent] = np.nan
-    memory = found.mem_max[:, keep].astype(np.float64)
-    memory[absent] = np.nan
+    keep = slice(int(np.searchsorted(t, start, "left")), None)  # t ascends
+    n = found.n[:, keep]
+    present = n > 0
+    cpu = np.full(n.shape, np.nan)
+    np.divide(found.cpu_sum[:, keep] * (NANOCORES_PER_UNIT / 1e6), n, out=cpu, where=present)
+    memory = np.full(n.shape, np.nan)
+    np.copyto(memory, found.mem_max[:, keep], where=present, casting="unsafe")
     return UsageBlock(t[keep], cpu, memory)
 
 
