@@ -115,6 +115,21 @@ def test_points_outside_the_history_duration_are_not_used(tmp_path: Path) -> Non
     assert row.recommendation.usage.first == T0 + DAY
 
 
+def test_a_pod_that_ended_before_the_window_is_left_out_not_an_error(tmp_path: Path) -> None:
+    # "old" ran on day 0 only (its chunks end before a one-day window on day 2); the file
+    # still lists its series. Both strategies pass over it.
+    per_day = int(DAY / STEP)
+    rows = container_rows("default", "old", "app", [300] * per_day, [100 * MIB] * per_day)
+    rows += container_rows(
+        "default", "web", "app", [100] * 2 * per_day, [100 * MIB] * 2 * per_day, start=T0 + DAY
+    )
+    path = write_history(tmp_path / "h.db", rows)
+
+    for strategy in ("simple", "vpa"):
+        found = rows_of(path, strategy=strategy, history_seconds=DAY - 1, points_required=50)
+        assert [r.workload.name for r in found] == ["web"]
+
+
 def test_tiny_usage_gets_krr_minimums_of_10m_and_100mi(tmp_path: Path) -> None:
     path = write_history(
         tmp_path / "h.db", container_rows("default", "idle", "app", [1] * 120, [MIB] * 120)

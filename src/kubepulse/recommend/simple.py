@@ -79,6 +79,8 @@ class SimpleStrategy:
         self.percentiles = sorted({*SHOWN_PERCENTILES, settings.cpu_percentile})
 
     def parts(self, block: UsageBlock) -> list[SimplePart | None]:
+        if not len(block.t):
+            return [None] * len(block)
         found = row_percentiles(block.cpu_millicores, self.percentiles)
         return [
             SimplePart(summary, found[i]) if summary is not None else None
