@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,21 @@ def test_a_kubeconfig_asked_for_that_cannot_be_read_is_an_error(tmp_path: Path) 
     out = recommend("--history", str(path), "--kubeconfig", str(tmp_path / "kc"))
     assert out.returncode == 1
     assert out.stderr.startswith("error: no kubeconfig found") and out.stderr.count("\n") == 1
+
+
+def test_a_reader_that_stops_early_gets_no_error_line(tmp_path: Path) -> None:
+    # `kubepulse recommend -o json | head`: the pipe closes under the writer, which goes
+    # quietly (as kubectl does), with nothing on stderr.
+    rows = []
+    for i in range(300):
+        rows += container_rows("default", f"web-{i}", "app", [100] * 10, [100 * MIB] * 10)
+    path = write_history(tmp_path / "h.db", rows)
+    command = [sys.executable, "-m", "kubepulse", "recommend", "--history", str(path)]
+    command += ["-A", "-o", "json", "--points-required", "5"]
+    writer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert writer.stdout is not None and writer.stderr is not None
+    assert writer.stdout.readline() == b"{\n"
+    writer.stdout.close()
+    stderr = writer.stderr.read()
+    assert writer.wait(timeout=60) == 141
+    assert stderr == b""
