@@ -195,7 +195,8 @@ class Tally:
             None,
             None,
             usage=self.summary(step),
-            reason=f"not enough data: {self.points} points of {required} required",
+            reason=f"not enough data: {self.points} {'point' if self.points == 1 else 'points'}"
+            f" of {required} required",
         )
 
 
