@@ -219,3 +219,17 @@ def test_json_written_an_item_at_a_time_is_the_whole_document(tmp_path: Path) ->
         assert json.loads(text) == json.loads(json.dumps(report.document(some, settings)))
         assert text.endswith("}\n") and '\n  "items": [' in text
     assert len(json.loads(out.getvalue())["items"]) == 0
+
+
+def test_not_enough_data_counts_its_points_in_words(tmp_path: Path) -> None:
+    rows = container_rows("default", "one", "app", [100], [100 * MIB])
+    rows += container_rows("default", "two", "app", [100] * 2, [100 * MIB] * 2)
+    found = {
+        r.workload.name: r.recommendation.reason
+        for r in rows_of(write_history(tmp_path / "h.db", rows))
+    }
+
+    assert found == {
+        "one": "not enough data: 1 point of 100 required",
+        "two": "not enough data: 2 points of 100 required",
+    }
