@@ -3,6 +3,7 @@ namespace of the CPU and memory the recommendations free (or need)."""
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from typing import IO, Any
@@ -17,7 +18,7 @@ from kubepulse.recommend.settings import Settings
 from kubepulse.recommend.usage import MI
 from kubepulse.timefmt import human_duration, rfc3339
 from kubepulse.top.printer import tab_row
-from kubepulse.top.tabwriter import render
+from kubepulse.top.tabwriter import render, write_lines
 
 UNKNOWN, UNSET = "?", "-"
 
@@ -149,20 +150,26 @@ def _freed(value: int, fmt: Any) -> str:
     return f"{fmt(abs(value))} {'freed' if value > 0 else 'needed'}"
 
 
-def table(rows: Sequence[ContainerRow], wide: bool) -> str:
+def write_table(rows: Sequence[ContainerRow], wide: bool, out: IO[str]) -> None:
+    """The table kubectl's tabwriter would print, a line at a time (a cell list per
+    row is not kept for 150,000 rows), then the totals."""
     if not rows:
-        return ""
+        return
     header = [*HEADER, *(WIDE if wide else ()), "NOTE"]
-    lines = [tab_row(*header)] + [tab_row(*_row(r, wide)) for r in rows]
-    text = render("\n".join(lines) + "\n")
+    write_lines([tab_row(*header)] + [tab_row(*_row(r, wide)) for r in rows], out)
     sums = totals(rows)
     if sums:
         summary = [tab_row("NAMESPACE", "CPU REQUESTS", "MEMORY REQUESTS")] + [
             tab_row(ns, _freed(cpu, cpu_text), _freed(memory, memory_text))
             for ns, (cpu, memory) in sorted(sums.items())
         ]
-        text += "\n" + render("\n".join(summary) + "\n")
-    return text
+        out.write("\n" + render("\n".join(summary) + "\n"))
+
+
+def table(rows: Sequence[ContainerRow], wide: bool) -> str:
+    text = io.StringIO()
+    write_table(rows, wide, text)
+    return text.getvalue()
 
 
 def _values(values: Values | None) -> dict[str, Any] | None:

@@ -132,5 +132,5 @@ async def run(request: RecommendRequest) -> int:
     elif request.output == "yaml":
         sys.stdout.write(report.yaml_text(rows, request.settings))
     else:
-        sys.stdout.write(report.table(rows, wide=request.output == "wide"))
+        report.write_table(rows, request.output == "wide", sys.stdout)
     return 0
