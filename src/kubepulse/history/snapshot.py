@@ -160,10 +160,6 @@ class HistorySnapshot:
         lo, hi = int(start * 1000) // step_ms * step_ms, int(end * 1000)
         self._conn.execute("BEGIN")
         try:
-            layout_ids = {
-                int(layout): np.frombuffer(blob, np.int64)
-                for layout, blob in self._conn.execute("SELECT id, ids FROM layouts")
-            }
             wanted = set(series_ids)
             pairs = [
                 (int(sid), int(layout))
@@ -176,6 +172,12 @@ class HistorySnapshot:
             layouts_of: dict[int, list[int]] = {}
             for sid, layout in pairs:
                 layouts_of.setdefault(sid, []).append(layout)
+            needed = {layout for _, layout in pairs}
+            layout_ids = {
+                int(layout): np.frombuffer(blob, np.int64)
+                for layout, blob in self._conn.execute("SELECT id, ids FROM layouts")
+                if layout in needed
+            }
         finally:
             self._conn.execute("COMMIT")
         # Chunks are decoded on their own thread, FAMILIES_AHEAD families ahead of the

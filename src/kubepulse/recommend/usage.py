@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +23,7 @@ from kubepulse.history.read import HistoryPoint, StepColumns
 from kubepulse.recommend.settings import Recommendation, UsageSummary
 
 MI = 1 << 20
+Floats = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,26 +78,37 @@ def pod_usage(points: Sequence[HistoryPoint]) -> PodUsage:
     )
 
 
+def _cpu_millicores(
+    cpu_sum: npt.NDArray[np.int64], n: npt.NDArray[Any], out: Floats | None = None
+) -> Floats:
+    """A step's average CPU from its sum (the stored unit) and its samples; with out,
+    only where a step has samples."""
+    scaled = cpu_sum * (NANOCORES_PER_UNIT / 1e6)
+    if out is None:
+        found: Floats = scaled / n
+        return found
+    np.divide(scaled, n, out=out, where=n > 0)
+    return out
+
+
 def from_columns(columns: StepColumns) -> PodUsage:
     """The history's steps (history.read.step_columns) as usage."""
     return PodUsage(
         t=columns.starts / 1000.0,
-        cpu_millicores=columns.cpu_sum * (NANOCORES_PER_UNIT / 1e6) / columns.n,
+        cpu_millicores=_cpu_millicores(columns.cpu_sum, columns.n),
         memory_max_bytes=columns.mem_max.astype(np.float64),
     )
 
 
 def from_matrix(found: StepMatrix, start: float) -> UsageBlock:
     """The history's matrix (history.matrix) as usage, steps before `start` left out
-    (source.since's rule), by the same arithmetic as from_columns."""
+    (source.since's rule), NaN where a step has no sample."""
     t = found.starts / 1000.0
     keep = slice(int(np.searchsorted(t, start, "left")), None)  # t ascends
     n = found.n[:, keep]
-    present = n > 0
-    cpu = np.full(n.shape, np.nan)
-    np.divide(found.cpu_sum[:, keep] * (NANOCORES_PER_UNIT / 1e6), n, out=cpu, where=present)
+    cpu = _cpu_millicores(found.cpu_sum[:, keep], n, out=np.full(n.shape, np.nan))
     memory = np.full(n.shape, np.nan)
-    np.copyto(memory, found.mem_max[:, keep], where=present, casting="unsafe")
+    np.copyto(memory, found.mem_max[:, keep], where=n > 0, casting="unsafe")
     return UsageBlock(t[keep], cpu, memory)
 
 
