@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from kubepulse.recommend.settings import Recommendation, Settings
 from kubepulse.recommend.usage import (
     MI,
+    Floats,
     PodSummary,
     Tally,
     UsageBlock,
@@ -30,8 +30,6 @@ from kubepulse.recommend.usage import (
     ceil_millicores,
     summaries,
 )
-
-Floats = npt.NDArray[np.float64]
 
 MIN_CPU_MILLICORES = 10
 MIN_MEMORY_BYTES = 100 * MI
