@@ -4,6 +4,7 @@ a process outgrows its 64Mi memory limit and is killed while a quiet one stays."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -38,10 +39,12 @@ LIMIT = 64 << 20
 class Pod:
     hierarchy: cgroups.Hierarchy
     rel: str
-    hog_exit: int
+    oom_dirs: list[Path]
+    """The "oom" container's cgroup in every controller, for a process to enter()."""
+    hog_exit: int = 0
 
 
-def _limit_memory(h: cgroups.Hierarchy, d: Path) -> None:
+def limit_memory(h: cgroups.Hierarchy, d: Path) -> None:
     if h.version == 1:
         (d / "memory.limit_in_bytes").write_text(str(LIMIT))
         swap = d / "memory.memsw.limit_in_bytes"
@@ -52,31 +55,45 @@ def _limit_memory(h: cgroups.Hierarchy, d: Path) -> None:
         (d / "memory.swap.max").write_text("0")
 
 
-@pytest.fixture
-def pressed_pod() -> Iterator[Pod]:
+@contextlib.contextmanager
+def pod_under_pressure() -> Iterator[Pod]:
+    """A pod whose "throttled" container burns under a 0.1-core quota and whose "oom"
+    container (64Mi) holds a quiet process, for the caller to push past its limit."""
     if os.geteuid() != 0:
         pytest.fail("this test makes cgroups and must run as root (CI does)")
     h = cgroups.detect_host()
     rel = f"kubepods/burstable/pod{uuid.uuid4()}"
     made = make_pod_cgroups(h, rel, ("throttled", "oom"))
     set_quota(h, f"{rel}/throttled", 10000)
-    _limit_memory(h, h.memory / rel / "oom")
+    limit_memory(h, h.memory / rel / "oom")
     oom_dirs = [root / rel / "oom" for root in controller_roots(h)]
     burner = spawn(BURN, [root / rel / "throttled" for root in controller_roots(h)])
     quiet = spawn(QUIET, oom_dirs)
-    hog = subprocess.run(
-        [sys.executable, "-c", HOG],
-        preexec_fn=lambda: enter(oom_dirs),
-        capture_output=True,
-        timeout=60,
-    )
     try:
-        yield Pod(h, rel, hog.returncode)
+        yield Pod(h, rel, oom_dirs)
     finally:
         for proc in (burner, quiet):
             proc.kill()
             proc.wait()
         remove_cgroups(made)
+
+
+def run_hog(pod: Pod) -> int:
+    """A process in the "oom" container that outgrows its limit; its exit status."""
+    hog = subprocess.run(
+        [sys.executable, "-c", HOG],
+        preexec_fn=lambda: enter(pod.oom_dirs),
+        capture_output=True,
+        timeout=60,
+    )
+    return hog.returncode
+
+
+@pytest.fixture
+def pressed_pod() -> Iterator[Pod]:
+    with pod_under_pressure() as pod:
+        pod.hog_exit = run_hog(pod)
+        yield pod
 
 
 def counters(agent: Agent) -> dict[tuple[str, str], float]:

@@ -58,6 +58,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         own, "record every scrape in this SQLite file (kubepulse up: STATE_DIR/history.db)"
     )
     own.add_argument(
+        "--history-pressure-interval",
+        type=flags.duration,
+        default=0.0,
+        metavar="duration",
+        help="also record each node's OOM kills and CPU throttling from /metrics/cadvisor"
+        " this often (0: not; a kubelet's answer is megabytes, an agent's a few lines)",
+    )
+    own.add_argument(
         "--prometheus-url",
         metavar="string",
         help="the dashboard's charts read history from this Prometheus (its HTTP API, "
@@ -135,6 +143,7 @@ def history_options(args: argparse.Namespace) -> HistoryOptions:
         tiers=args.history_tiers,
         max_size=DEFAULT_MAX_SIZE if max_size is None else (int(max_size) or None),
         prometheus_url=getattr(args, "prometheus_url", None),
+        pressure_interval=getattr(args, "history_pressure_interval", 0.0),
     )
 
 

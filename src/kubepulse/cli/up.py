@@ -105,7 +105,13 @@ def server_config(args: argparse.Namespace, state_dir: Path) -> ServerConfig:
         ),
         auth=AuthOptions(token_auth_file=state_dir / "tokens.csv"),
         # Every scrape kept, so restarts keep the hours and days behind the dashboard.
-        history=HistoryOptions(file=state_dir / "history.db", prometheus_url=args.prometheus_url),
+        # The agent's /metrics/cadvisor is a few lines: OOM kills and throttling are read
+        # every cycle, for `kubepulse recommend` (scrape/pressure.py).
+        history=HistoryOptions(
+            file=state_dir / "history.db",
+            prometheus_url=args.prometheus_url,
+            pressure_interval=args.metric_resolution,
+        ),
         dashboard=True,
         dashboard_token_hint=(
             "kubepulse up's token is in its kubeconfig: kubectl config view --raw"

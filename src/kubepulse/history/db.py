@@ -30,6 +30,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from kubepulse.history import pressure as history_pressure
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 4
@@ -120,6 +122,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
     conn.execute(
         "CREATE INDEX IF NOT EXISTS chunks_small ON chunks (width, layout, start_ms) WHERE small"
     )
+    # OOM kills and throttling (pressure.py): added within schema 4, made on open.
+    history_pressure.create_table(conn)
     conn.execute("INSERT INTO meta VALUES ('schema', ?) ON CONFLICT DO NOTHING", (SCHEMA_VERSION,))
 
 

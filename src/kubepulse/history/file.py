@@ -39,6 +39,7 @@ from kubepulse.history import db as history_db
 from kubepulse.history import read as history_read
 from kubepulse.history.chunks import join
 from kubepulse.history.db import HistoryFileError
+from kubepulse.history.pressure import PressureReading
 from kubepulse.history.read import Damage, HistoryHealth, HistoryPoint, HistoryStats
 from kubepulse.history.recorder import Batcher, NodeScrape, Tick
 from kubepulse.history.tiers import DEFAULT_TIERS, Tier, check_tiers
@@ -75,7 +76,7 @@ class _Rows:
     group: str
 
 
-_Work = Sequence[Batch] | _Rows | NodeScrape | Tick
+_Work = Sequence[Batch] | _Rows | NodeScrape | Tick | PressureReading
 _Item = _Work | _Flush | None  # None stops the writer
 
 
@@ -85,6 +86,8 @@ def _samples_in(item: _Work) -> int:
         return 1 + item.pods.samples()
     if isinstance(item, Tick):
         return 0
+    if isinstance(item, PressureReading):
+        return len(item.counters)
     if isinstance(item, _Rows):
         return len(item.rows)
     return sum(len(b.keys) for b in item)
@@ -155,6 +158,10 @@ class History:
         self.commit_soon()
         return queued
 
+    def record_pressure(self, reading: PressureReading) -> bool:
+        """Queue a read of a node's OOM and throttling counters (history/pressure.py)."""
+        return self._put(reading)
+
     def _put(self, item: _Work) -> bool:
         try:
             self._queue.put_nowait(item)
@@ -192,6 +199,7 @@ class History:
         while not stop:
             item: _Item = self._queue.get()
             batches: list[Batch] = []
+            readings: list[PressureReading] = []
             samples = 0
             flushes: list[_Flush] = []
             # A scrape cycle's batches are taken in the quiet after the cycle
@@ -207,6 +215,8 @@ class History:
                     stop = True
                 elif isinstance(item, _Flush):
                     flushes.append(item)
+                elif isinstance(item, PressureReading):
+                    readings.append(item)
                 else:
                     samples += self._take(item, batches)
                 if stop or flushes or samples >= MAX_ROWS_PER_TRANSACTION:
@@ -215,13 +225,15 @@ class History:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            self._write(batches, samples)
+            self._write(batches, samples, readings)
             for done in flushes:
                 done.set()
         if self._writer is not None:
             self._writer.close()
 
-    def _write(self, batches: list[Batch], samples: int) -> None:
+    def _write(
+        self, batches: list[Batch], samples: int, readings: Sequence[PressureReading] = ()
+    ) -> None:
         writer = self._writer
         if writer is None:
             writer = self._retry()
@@ -230,6 +242,8 @@ class History:
             return
         self.writing = True
         try:
+            if readings:
+                writer.take_pressure(readings)
             writer.write(batches)
         except HistoryFileError as err:  # SQLite found damage: a new file
             self.failed_rows += samples
@@ -249,6 +263,8 @@ class History:
                 found = self._batcher.tick(item)
             elif isinstance(item, _Rows):
                 found = batches_of(item.rows, item.group)
+            elif isinstance(item, PressureReading):
+                found = []  # not batches: _run hands them to the writer apart
             else:
                 found = list(item)
         except Exception as err:  # a bug: logged, never the thread's end

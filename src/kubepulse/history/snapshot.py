@@ -20,11 +20,13 @@ import numpy.typing as npt
 
 from kubepulse.history import chunks, matrix
 from kubepulse.history import db as history_db
+from kubepulse.history import pressure as history_pressure
 from kubepulse.history import read as history_read
 from kubepulse.history.chunks import Items, join
 from kubepulse.history.codec import CorruptChunk
 from kubepulse.history.matrix import StepMatrix
 from kubepulse.history.read import Damage, HistoryPoint, StepColumns
+from kubepulse.model import CgroupCounters
 
 DECODERS = 1
 """Threads decoding chunks for matrices(), beside the caller computing on what they
@@ -76,6 +78,11 @@ class HistorySnapshot:
         saved = history_db.newest_ms(self._conn)
         found = max((ms for ms in (raw, saved) if ms is not None), default=None)
         return found / 1000 if found is not None else None
+
+    def pressure(self, start: float, end: float) -> dict[tuple[str, str, str], CgroupCounters]:
+        """How much each container's OOM and throttling counters rose in the hours the
+        window touches (history/pressure.py), by (namespace, pod, container)."""
+        return history_pressure.increases(self._conn, start, end)
 
     def containers(self) -> Iterator[tuple[int, str, str, str]]:
         """Every container series: (id, namespace, pod, container)."""

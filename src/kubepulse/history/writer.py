@@ -38,6 +38,7 @@ from kubepulse.history.chunks import NANOCORES_PER_UNIT, Items
 from kubepulse.history.compact import compact
 from kubepulse.history.db import HistoryFileError
 from kubepulse.history.groups import GroupState, Sealed, SeriesKey
+from kubepulse.history.pressure import PressureBook, PressureReading
 from kubepulse.history.rebuild import rebuild
 from kubepulse.history.tiers import Tier
 
@@ -185,6 +186,7 @@ class HistoryWriter:
         self._pending_bytes = 0
         self._new_series: list[tuple[int, str, str, str, str]] = []
         self._new_layouts: list[tuple[int, list[int]]] = []
+        self.pressure = PressureBook()
         self.newest_ms = history_db.newest_ms(self.conn) or 0
         self._upkeep_at = self._forget_at = self.newest_ms
         self.trimmed_rows = 0
@@ -240,9 +242,23 @@ class HistoryWriter:
             upkeep = self.newest_ms - self._upkeep_at >= self.upkeep_every_ms
             if upkeep:
                 self._close_stale_groups()
-        if self._pending or self._new_series or self._new_layouts or upkeep:
+        dirty = self._pending or self._new_series or self._new_layouts or self.pressure.pending
+        if dirty or upkeep:
             self.commit(upkeep)
         return written
+
+    def take_pressure(self, readings: Sequence[PressureReading]) -> None:
+        """Count the rises of OOM and throttling counters (history/pressure.py); they are
+        written with the next commit."""
+
+        def series_id(key: tuple[str, str, str]) -> int:
+            full = ("container", *key)
+            found = self._ids.get(full)
+            return found if found is not None else self._new_id(full)
+
+        with self.lock:
+            for reading in readings:
+                self.pressure.take(reading, series_id)
 
     def _write(self, batch: Batch) -> int:
         if not batch.keys:
@@ -351,6 +367,7 @@ class HistoryWriter:
                     for s in self._pending
                 ],
             )
+            self.pressure.write(conn)
             if upkeep:
                 self._upkeep()
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('newest_ms', ?)", (self.newest_ms,))
@@ -358,6 +375,7 @@ class HistoryWriter:
                 conn.execute("COMMIT")
                 self._pending, self._pending_bytes = [], 0
                 self._new_series, self._new_layouts = [], []
+                self.pressure.pending = {}
         except sqlite3.Error as err:
             if conn.in_transaction:  # SQLite rolls some failures back itself
                 conn.execute("ROLLBACK")
@@ -435,6 +453,7 @@ class HistoryWriter:
             live = {group.layout for group in self._groups.values()}
         self.damaged += compact(conn, self.targets, live)[1]
         longest = self.newest_ms - max(t.retention for t in self.tiers) * 1000
+        conn.execute("DELETE FROM pressure WHERE hour_ms < ?", (longest,))
         widths = ",".join(str(t.width) for t in self.tiers)
         # A tier no longer configured: kept as long as the longest one, then dropped.
         conn.execute(f"DELETE FROM chunks WHERE width NOT IN ({widths}) AND end_ms < ?", (longest,))
@@ -488,11 +507,15 @@ class HistoryWriter:
         gone = [
             sid
             for (sid,) in self.conn.execute(
-                "SELECT id FROM series WHERE last_ms < ?", (self.newest_ms - longest,)
+                # Series with OOM or throttling counted in the retention are kept.
+                "SELECT id FROM series WHERE last_ms < ? AND id NOT IN"
+                " (SELECT series_id FROM pressure WHERE hour_ms >= ?)",
+                (self.newest_ms - longest, self.newest_ms - longest),
             ).fetchall()
             if sid not in held
         ]
         self.conn.executemany("DELETE FROM series WHERE id = ?", [(sid,) for sid in gone])
+        self.conn.executemany("DELETE FROM pressure WHERE series_id = ?", [(sid,) for sid in gone])
         if gone:
             forgotten = set(gone)
             with self.lock:

@@ -148,8 +148,12 @@ class FileUsage:
     async def pressure(
         self, keys: Sequence[ContainerKey], start: float, end: float
     ) -> dict[ContainerKey, Pressure]:
-        # The history file holds usage only; OOM kills come from the pods' status.
-        return {}
+        # Recorded where the server read the nodes' /metrics/cadvisor
+        # (--history-pressure-interval; `up` does); in Kubernetes mode the pods' status
+        # says OOMKilled as well.
+        found = await asyncio.to_thread(self.snapshot.pressure, start, end)
+        wanted = set(keys)
+        return {key: Pressure(*counters) for key, counters in found.items() if key in wanted}
 
     async def close(self) -> None:
         self.snapshot.close()

@@ -59,6 +59,7 @@ __all__ = [
 
 RESOURCE_METRICS_PATH = "/metrics/resource"
 SUMMARY_PATH = "/stats/summary"
+CADVISOR_PATH = "/metrics/cadvisor"
 # The kubelet trims the Summary to CPU and memory with this (kubelet stats/handler.go;
 # metrics-server v0.5 client.go RawQuery "only_cpu_and_memory=true").
 SUMMARY_QUERY = {"only_cpu_and_memory": "true"}
@@ -302,6 +303,20 @@ class KubeletClient:
             return ScrapeResult(node_sample, pods, tuple(rejected))
         except DecodeError as err:
             raise ScrapeError("bad-payload", f"failed parsing metrics from {url}: {err}") from err
+
+    async def cadvisor(self, node: Node) -> bytes:
+        """The node's /metrics/cadvisor answer (scrape/pressure.py reads three of its
+        families); raises ScrapeError and nothing else."""
+        if self._pool is None:
+            await self.start()
+        address, port = self._endpoint(node)
+        url = _url(address, port, CADVISOR_PATH, None, self._scheme)
+        try:
+            return await self._get(url, address, port, "text/plain;version=0.0.4,*/*;q=0.1")
+        except ScrapeError:
+            raise
+        except Exception as err:  # the promise, as scrape()'s
+            raise ScrapeError("other", f"reading {url}: {err!r}") from err
 
     async def _fall_back_to_summary(
         self, node: Node, address: str, port: int, url: URL

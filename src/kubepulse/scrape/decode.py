@@ -28,7 +28,7 @@ from kubepulse.model import ContainerSample, NodeSample, PodSample, Resources, U
 from kubepulse.scrape.bounds import MAX_BYTES, MAX_CPU_SECONDS, why_not
 from kubepulse.timefmt import parse_rfc3339
 
-__all__ = ["DecodeError", "decode_resource_metrics", "decode_summary"]
+__all__ = ["DecodeError", "container_key", "decode_resource_metrics", "decode_summary"]
 
 
 class DecodeError(ValueError):
@@ -342,7 +342,7 @@ def _general(
             if labels in by_labels:
                 continue  # a label set without container, pod and namespace
             try:
-                key = _container_key(labels)
+                key = container_key(labels)
             except DecodeError as err:
                 raise _error(lines, line, str(err)) from None
             container = containers.setdefault(key, [0, 0.0, 0, 0.0]) if key else None
@@ -389,7 +389,7 @@ def _lines(body: bytes) -> list[bytes]:
     return lines
 
 
-def _container_key(labels: bytes) -> tuple[str, str, str] | None:
+def container_key(labels: bytes) -> tuple[str, str, str] | None:
     """(namespace, pod, container) from a label set "{..." (no closing brace), or None.
 
     metrics-server finds `container="`, `pod="` and `namespace="` by byte search; this

@@ -38,6 +38,7 @@ from kubepulse.kube.inventory import Inventory
 from kubepulse.kube.kubeconfig import Credentials
 from kubepulse.scrape.client import KubeletClient
 from kubepulse.scrape.manager import Recorders, ScrapeManager
+from kubepulse.scrape.pressure import PressureScraper
 from kubepulse.selfmetrics import SelfMetrics
 from kubepulse.server import malloc, serving
 from kubepulse.server.auditing import audit_filter
@@ -198,6 +199,12 @@ async def start_server(
             await asyncio.to_thread(history.close)
         raise
     tasks = [asyncio.create_task(manager.run())]
+    interval = config.history.pressure_interval
+    if history is not None and interval > 0:
+        counters = PressureScraper(
+            client.cadvisor, manager.targets, history.record_pressure, interval
+        )
+        tasks.append(asyncio.create_task(counters.run(), name="read OOM and throttling counters"))
     log.info("serving metrics.k8s.io on %s", serving.url(bind, port))
     running = RunningServer(runner, port, manager, store, tasks, client, closers)
     if history is not None:

@@ -199,6 +199,9 @@ class HistoryOptions:
     max_size: int | None = DEFAULT_MAX_SIZE
     """Bytes; None keeps everything for the tiers' retention."""
     prometheus_url: str | None = None
+    pressure_interval: float = 0.0
+    """Seconds between reads of each node's OOM and throttling counters into the file
+    (scrape/pressure.py); 0: not read."""
 
     def complete(self, dashboard: bool) -> tuple[tuple[Tier, ...], str | None]:
         """The tiers parsed, and the Prometheus the dashboard's charts read (checked)."""
@@ -206,6 +209,10 @@ class HistoryOptions:
             tiers = parse_tiers(self.tiers)
         except ValueError as err:
             raise ConfigError(f"--history-tiers: {err}") from err
+        if self.pressure_interval < 0:
+            raise ConfigError("--history-pressure-interval must not be negative")
+        if self.pressure_interval and self.file is None:
+            raise ConfigError("--history-pressure-interval records into --history-file: add it")
         if self.max_size is not None and self.max_size < MIN_MAX_SIZE:
             raise ConfigError(
                 f"--history-max-size must be at least {MIN_MAX_SIZE >> 20}Mi, or 0 for no cap"
