@@ -204,6 +204,23 @@ def _invalid_targets(tmp: Path) -> dict[str, Path]:
             "--history-max-size must be at least 16Mi, or 0 for no cap",
             id="history-cap-too-small",
         ),
+        pytest.param(
+            ["--targets", "{good}", "--history-pressure-interval", "1m"],
+            "--history-pressure-interval records into --history-file: add it",
+            id="pressure-without-history",
+        ),
+        pytest.param(
+            [
+                "--targets",
+                "{good}",
+                "--history-file",
+                "{tmp}/h.db",
+                "--history-pressure-interval",
+                "-1s",
+            ],
+            "--history-pressure-interval",
+            id="pressure-interval-negative",
+        ),
     ],
 )
 def test_invalid_configuration_is_one_error_line(
