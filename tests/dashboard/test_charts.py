@@ -124,7 +124,14 @@ def test_the_overview_draws_the_cluster_trend_over_the_range(
     page = watched.page
     sign_in(page, server)
     page.goto(server.url + f"#/overview?range={label}")
-    page.wait_for_function("() => window.KubepulseCharts.instances.size === 2")
+    # The overview shown at sign-in has two charts of the default range: wait for the
+    # two of the range asked for, not only for two charts.
+    page.wait_for_function(
+        """(start) => { const found = [...window.KubepulseCharts.instances];
+            return found.length === 2
+                && found.every((c) => Math.abs(c.plot.scales.x.min - start) <= 1); }""",
+        arg=NOW - RANGES[label],
+    )
     found = {c["title"]: c for c in charts(page)}
     assert set(found) == {"Cluster CPU", "Cluster memory"}
     for c in found.values():
