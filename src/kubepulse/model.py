@@ -11,6 +11,7 @@ per resolution, which at 5,000 nodes is ~600,000 of each every 15 s.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 
@@ -47,6 +48,16 @@ class CgroupCounters(NamedTuple):
     oom_events: int
     cpu_cfs_periods: int
     cpu_cfs_throttled_periods: int
+
+
+class PressureReading(NamedTuple):
+    """One read of a node's CgroupCounters by container (namespace, pod, container), as
+    scrape/pressure.py hands them to the history's writer."""
+
+    node: str
+    at: float
+    """Epoch seconds."""
+    counters: Mapping[tuple[str, str, str], CgroupCounters]
 
 
 class ContainerSample(NamedTuple):

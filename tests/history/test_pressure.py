@@ -7,10 +7,10 @@ import sqlite3
 from pathlib import Path
 
 from kubepulse.history.file import History
-from kubepulse.history.pressure import HOUR_MS, PressureReading
+from kubepulse.history.pressure import HOUR_MS
 from kubepulse.history.snapshot import HistorySnapshot
 from kubepulse.history.tiers import parse_tiers
-from kubepulse.model import CgroupCounters
+from kubepulse.model import CgroupCounters, PressureReading
 from tests.history.test_history import CONTAINER, samples
 
 T0 = 1_700_000_000.0 // 3600 * 3600  # an hour's start

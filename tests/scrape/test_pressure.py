@@ -8,9 +8,8 @@ import logging
 
 import pytest
 
-from kubepulse.history.pressure import PressureReading
 from kubepulse.kube.objects import Node, NodeAddress
-from kubepulse.model import CgroupCounters
+from kubepulse.model import CgroupCounters, PressureReading
 from kubepulse.scrape.client import ScrapeError
 from kubepulse.scrape.decode import DecodeError
 from kubepulse.scrape.pressure import PressureScraper, decode_pressure

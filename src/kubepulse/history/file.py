@@ -39,11 +39,11 @@ from kubepulse.history import db as history_db
 from kubepulse.history import read as history_read
 from kubepulse.history.chunks import join
 from kubepulse.history.db import HistoryFileError
-from kubepulse.history.pressure import PressureReading
 from kubepulse.history.read import Damage, HistoryHealth, HistoryPoint, HistoryStats
 from kubepulse.history.recorder import Batcher, NodeScrape, Tick
 from kubepulse.history.tiers import DEFAULT_TIERS, Tier, check_tiers
 from kubepulse.history.writer import RAW_ROWS, RAW_SEAL, Batch, HistoryWriter, Row, batches_of
+from kubepulse.model import PressureReading
 
 log = logging.getLogger(__name__)
 

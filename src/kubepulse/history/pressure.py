@@ -17,15 +17,13 @@ something rose: a container with no CPU quota and no OOM kill writes none.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from collections.abc import Callable
 
-from kubepulse.model import CgroupCounters
+from kubepulse.model import CgroupCounters, PressureReading
 
 __all__ = [
     "HOUR_MS",
     "PressureBook",
-    "PressureReading",
     "create_table",
     "increases",
 ]
@@ -34,15 +32,6 @@ HOUR_MS = 3_600_000
 
 ContainerKey = tuple[str, str, str]
 """(namespace, pod, container)."""
-
-
-class PressureReading(NamedTuple):
-    """One read of a node's counters (scrape/pressure.py), for the history's writer."""
-
-    node: str
-    at: float
-    """Epoch seconds."""
-    counters: Mapping[ContainerKey, CgroupCounters]
 
 
 def create_table(conn: sqlite3.Connection) -> None:

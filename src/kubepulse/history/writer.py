@@ -38,9 +38,10 @@ from kubepulse.history.chunks import NANOCORES_PER_UNIT, Items
 from kubepulse.history.compact import compact
 from kubepulse.history.db import HistoryFileError
 from kubepulse.history.groups import GroupState, Sealed, SeriesKey
-from kubepulse.history.pressure import PressureBook, PressureReading
+from kubepulse.history.pressure import PressureBook
 from kubepulse.history.rebuild import rebuild
 from kubepulse.history.tiers import Tier
+from kubepulse.model import PressureReading
 
 log = logging.getLogger(__name__)
 

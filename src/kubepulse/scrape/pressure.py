@@ -16,9 +16,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from kubepulse.history.pressure import PressureReading
 from kubepulse.kube.objects import Node
-from kubepulse.model import CgroupCounters
+from kubepulse.model import CgroupCounters, PressureReading
 from kubepulse.scrape.client import ScrapeError
 from kubepulse.scrape.decode import DecodeError, container_key
 
