@@ -24,6 +24,7 @@ import numpy as np
 from kubepulse.history import chunks
 from kubepulse.history.chunks import FIELDS, Items
 from kubepulse.history.codec import Ints
+from kubepulse.history.head import RawHead
 
 SeriesKey = tuple[str, str, str, str]
 """(kind, namespace, name, container); unused parts are ''."""
@@ -112,14 +113,12 @@ class GroupState:
 
     __slots__ = (
         "head",
-        "head_rows",
         "head_start",
         "ids",
         "keys",
         "last",
         "layout",
         "levels",
-        "positions",
         "raw_rows",
         "raw_span",
         "size",
@@ -139,34 +138,34 @@ class GroupState:
         self.keys, self.ids, self.layout = keys, ids, layout
         self.raw_rows, self.raw_span = raw
         self.size = len(ids)
-        self.positions: dict[int, list[int]] = {}
-        """Where each series is in the layout (a series is in it once, but a layout
-        written by hand may hold it twice)."""
-        for j, sid in enumerate(ids):
-            self.positions.setdefault(sid, []).append(j)
         self.last = np.zeros(self.size, np.int64)
         """Each series' newest timestamp written (ms; 0: none)."""
         self.written_ms = 0
         """The newest timestamp of any group when this one last wrote (data time)."""
-        self.head: Ints | None = None
-        """The raw scrapes not sealed: (3, raw_rows, n) for ts, cpu and memory, filled
-        row by row (one buffer, not an array a scrape to stack when sealing)."""
-        self.head_rows = 0
+        self.head: RawHead | None = None
+        """The raw scrapes not sealed, filled row by row (one buffer a plane, not an
+        array a scrape to stack when sealing)."""
         self.head_start = NO_BUCKET
         self.levels = [_Level(width * 1000, rows) for width, rows in coarse]
 
+    def positions(self, sid: int) -> list[int]:
+        """Where a series is in the layout: once, but a layout written by hand may hold
+        it twice. Looked up when read (rarely), not kept: an index of every group's
+        series would cost ~12 KB a node."""
+        return [j for j, held in enumerate(self.ids) if held == sid]
+
     def add(self, ts: Ints, cpu: Ints, mem: Ints, sealed: list[Sealed]) -> None:
         """One scrape: ts in ms (0: no new sample), cpu in microcores, memory in bytes."""
-        if self.head is None:
-            self.head = np.zeros((3, self.raw_rows, self.size), np.int64)
-        k = self.head_rows
-        self.head[0, k], self.head[1, k], self.head[2, k] = ts, cpu, mem
-        self.head_rows = k + 1
         newest = int(ts.max())
+        if self.head is None:
+            self.head = RawHead(self.raw_rows, self.size, newest)
+        elif not self.head.rows:
+            self.head.restart(newest)
+        self.head.add(ts, cpu, mem)
         self.head_start = min(self.head_start, newest)
         if self.levels:
             self._fold(ts, cpu, mem, sealed)
-        if self.head_rows >= self.raw_rows or newest - self.head_start >= self.raw_span:
+        if self.head.full() or newest - self.head_start >= self.raw_span:
             self._seal_raw(sealed)
 
     def _fold(self, ts: Ints, cpu: Ints, mem: Ints, sealed: list[Sealed]) -> None:
@@ -227,11 +226,10 @@ class GroupState:
             self._seal(i, sealed)
 
     def _seal_raw(self, sealed: list[Sealed]) -> None:
-        if self.head is None or not self.head_rows:
+        if self.head is None or not self.head.rows:
             return
-        # Views of the buffer, which is the chunk's from now on (a new one is made).
-        ts, values = self.head[0, : self.head_rows], self.head[1:, : self.head_rows]
-        self.head, self.head_rows = None, 0
+        ts, values = self.head.rows_int64()
+        self.head.rows = 0
         self.head_start = NO_BUCKET
         present = ts > 0
         count = int(present.sum())
@@ -267,10 +265,9 @@ class GroupState:
     def items(self, width: int, position: int) -> list[Items]:
         """A series' samples (width 0) or buckets of one tier, not yet sealed."""
         if width == 0:
-            if self.head is None or not self.head_rows:
+            if self.head is None or not self.head.rows:
                 return []
-            k = self.head_rows
-            return [raw_items(self.head[0, :k], self.head[1:, :k], position)]
+            return [self.head.items(position)]
         for level in self.levels:
             if level.width == width * 1000:
                 found = []

@@ -56,8 +56,9 @@ little better (3.8 bytes a sample at 32, 3.7 at 64, 4.6 at 8)."""
 
 RAW_SEAL = RAW_ROWS
 """Scrapes a group keeps in memory before it seals them as a chunk (8 minutes at 15 s):
-what a crash can lose, and ~70 KB of a node's memory. Sealing small chunks and merging
-them later (as the coarse tiers do) would keep less, but encode every sample twice:
+what a crash can lose, and ~47 KB of a node's memory (16 bytes a sample: head.py).
+Sealing small chunks and merging them later (as the coarse tiers do) would keep less,
+but encode every sample twice:
 the history's CPU at 1,000 nodes was a third higher with chunks of 8 (bench.history_cost)."""
 
 BUCKET_SEAL = 4
@@ -181,8 +182,10 @@ class HistoryWriter:
         self._next_series = 1 + max(self._ids.values(), default=0)
         self._next_layout = 1 + max(self._layouts.values(), default=0)
         self._groups: dict[str, GroupState] = {}
-        self._holding: dict[int, list[GroupState]] = {}
-        """The groups whose layout holds a series, for readers."""
+        self._holding: dict[int, GroupState | list[GroupState]] = {}
+        """The group whose layout holds a series, for readers; a list in the rare case
+        of two (a pod on its new node while its old node's layout still holds it). Not
+        a list for each: that was ~8 KB a node."""
         self._pending: list[Sealed] = []
         self._pending_bytes = 0
         self._new_series: list[tuple[int, str, str, str, str]] = []
@@ -307,7 +310,7 @@ class HistoryWriter:
         group = GroupState(keys, ids, self._layout(ids), (self.seal, span), self.coarse)
         for j, sid in enumerate(ids):
             group.last[j] = self._last.pop(sid, 0)
-            self._holding.setdefault(sid, []).append(group)
+            self._hold(sid, group)
         self._groups[name] = group
         return group
 
@@ -317,11 +320,31 @@ class HistoryWriter:
         self._keep(sealed)
         for sid, ms in zip(group.ids, group.last.tolist(), strict=True):
             self._last[sid] = max(ms, self._last.get(sid, 0))
-            holders = self._holding.get(sid, [])
-            if group in holders:
-                holders.remove(group)
-            if not holders:
-                self._holding.pop(sid, None)
+            self._release(sid, group)
+
+    def _hold(self, sid: int, group: GroupState) -> None:
+        held = self._holding.get(sid)
+        if held is None:
+            self._holding[sid] = group
+        elif isinstance(held, list):
+            if group not in held:
+                held.append(group)
+        elif held is not group:  # a layout written by hand may hold a series twice
+            self._holding[sid] = [held, group]
+
+    def _release(self, sid: int, group: GroupState) -> None:
+        held = self._holding.get(sid)
+        if held is group:
+            del self._holding[sid]
+        elif isinstance(held, list) and group in held:
+            held.remove(group)
+            self._holding[sid] = held[0] if len(held) == 1 else held
+
+    def _holders(self, sid: int) -> list[GroupState]:
+        held = self._holding.get(sid)
+        if held is None:
+            return []
+        return held if isinstance(held, list) else [held]
 
     def _layout(self, ids: list[int]) -> int:
         key = tuple(ids)
@@ -427,11 +450,10 @@ class HistoryWriter:
         """A series' samples (width 0) or buckets of a tier that are not committed yet."""
         found: list[Items] = []
         for sealed in self._pending:
-            positions = sealed.group.positions.get(sid)
-            if positions and sealed.width == width:
-                found.extend(sealed.items(p) for p in positions)
-        for group in self._holding.get(sid, ()):
-            for position in group.positions[sid]:
+            if sealed.width == width:
+                found.extend(sealed.items(p) for p in sealed.group.positions(sid))
+        for group in self._holders(sid):
+            for position in group.positions(sid):
                 found.extend(group.items(width, position))
         return found
 
