@@ -67,6 +67,29 @@ def test_a_container_first_seen_after_the_baseline_counts_from_zero(tmp_path: Pa
     }
 
 
+def test_a_container_missing_from_one_reading_is_not_counted_from_zero_when_back(
+    tmp_path: Path,
+) -> None:
+    """web-0's cgroup could not be read once: its OOM kill from before the gap is not
+    counted again. Unseen for over an hour, a container of that name is a new one."""
+    path = tmp_path / "h.db"
+    h = History(path)
+    try:
+        read(h, "node-a", T0 + 10, web=CgroupCounters(1, 100, 0), db=CgroupCounters(1, 0, 0))
+        read(h, "node-a", T0 + 70, db=CgroupCounters(1, 0, 0))  # web-0 not read
+        read(h, "node-a", T0 + 130, web=CgroupCounters(1, 300, 0), db=CgroupCounters(1, 0, 0))
+        # db-0 deleted; a db-0 made again two hours later counts from zero (2, not 2 - 1).
+        read(h, "node-a", T0 + 2 * 3600, web=CgroupCounters(1, 300, 0))
+        read(h, "node-a", T0 + 2 * 3600 + 60, db=CgroupCounters(2, 0, 0))
+        assert h.flush(timeout=30)
+    finally:
+        h.close()
+    assert window(path, T0, T0 + 3 * 3600) == {
+        WEB: CgroupCounters(0, 200, 0),
+        DB: CgroupCounters(2, 0, 0),
+    }
+
+
 def test_rises_are_kept_by_hour_and_a_window_reads_the_hours_it_touches(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
     h = History(path)

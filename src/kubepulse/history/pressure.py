@@ -8,7 +8,10 @@ increase() does, what is stored is the sum of the rises between readings, a drop
 a reset (the new value is the rise since it). A node's first reading after start is
 only the baseline: what its containers counted before cannot be placed in time. A
 container first seen at a later reading of its node was made since the last one, so
-all it counts is new.
+all it counts is new. Each container's last counters are kept for FORGET_AFTER_S after
+its last reading, not only the node's previous reading: a container missing from one
+reading (its cgroup could not be read) is not counted from zero when it is back, which
+would count its earlier OOM kills again.
 
 Rows are by series (the usage's own ids) and hour, written only for an hour in which
 something rose: a container with no CPU quota and no OOM kill writes none.
@@ -29,6 +32,10 @@ __all__ = [
 ]
 
 HOUR_MS = 3_600_000
+
+FORGET_AFTER_S = 3600.0
+"""A container unseen this long is forgotten (deleted, most likely): its name seen
+again later is a new container that counts from zero."""
 
 ContainerKey = tuple[str, str, str]
 """(namespace, pod, container)."""
@@ -55,22 +62,28 @@ class PressureBook:
     """The writer's side: rises since the last reading, kept until committed."""
 
     def __init__(self) -> None:
-        self._last: dict[str, dict[ContainerKey, CgroupCounters]] = {}
+        self._last: dict[str, dict[ContainerKey, tuple[CgroupCounters, float]]] = {}
+        """node -> container -> its last counters and when they were read."""
         self.pending: dict[tuple[int, int], list[int]] = {}
         """(series id, hour_ms) -> [oom events, periods, throttled periods] to add."""
 
     def take(self, reading: PressureReading, series_id: Callable[[ContainerKey], int]) -> None:
-        before = self._last.get(reading.node)
-        self._last[reading.node] = dict(reading.counters)
-        if before is None:
-            return  # the baseline
+        known = self._last.get(reading.node)
+        if known is None:  # the baseline
+            self._last[reading.node] = {k: (c, reading.at) for k, c in reading.counters.items()}
+            return
         hour = int(reading.at * 1000) // HOUR_MS * HOUR_MS
         for key, now in reading.counters.items():
-            rise = _rise(before.get(key), now)
+            before = known.get(key)
+            known[key] = (now, reading.at)
+            rise = _rise(None if before is None else before[0], now)
             if any(rise):
                 row = self.pending.setdefault((series_id(key), hour), [0, 0, 0])
                 for i, value in enumerate(rise):
                     row[i] += value
+        stale = reading.at - FORGET_AFTER_S
+        for key in [k for k, (_, at) in known.items() if at < stale]:
+            del known[key]
 
     def write(self, conn: sqlite3.Connection) -> None:
         """Add the pending rises to their rows, inside the caller's transaction."""
