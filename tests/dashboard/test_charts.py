@@ -117,6 +117,32 @@ def test_the_x_axis_spans_the_range_asked_for_and_a_gap_stays_a_gap(
     screenshot(page, f"node-{label}")
 
 
+def test_an_answer_for_a_view_already_left_does_not_redraw_the_view_shown(
+    server: Server, watched: Watched
+) -> None:
+    """Signed in, the overview asks for its default hour; 24h is picked before that
+    answer comes. When the hour's answer comes at last, the 24h charts stay 24h."""
+    page = watched.page
+    held: list[Any] = []
+    page.route("**/dashboard/api/overview?range=1h", lambda route: held.append(route))
+    with page.expect_request("**/dashboard/api/overview?range=1h"):
+        sign_in(page, server)
+    page.goto(server.url + "#/overview?range=24h")
+    page.wait_for_function(
+        """(start) => { const found = [...window.KubepulseCharts.instances];
+            return found.length === 2
+                && found.every((c) => Math.abs(c.plot.scales.x.min - start) <= 1); }""",
+        arg=NOW - RANGES["24h"],
+    )
+    assert len(held) == 1
+    # The left view reads the ended pods right after drawing: once it asks, it has drawn.
+    with page.expect_request("**/dashboard/api/ended"):
+        held[0].continue_()
+    found = charts(page)
+    assert len(found) == 2
+    assert all(c["min"] == pytest.approx(NOW - RANGES["24h"], abs=1) for c in found)
+
+
 @pytest.mark.parametrize("label", ["1h", "24h"])
 def test_the_overview_draws_the_cluster_trend_over_the_range(
     server: Server, watched: Watched, label: str

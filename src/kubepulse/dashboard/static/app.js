@@ -132,6 +132,9 @@
   // what they show; a new view drops them.
   function destroyCharts() { state.charts.forEach((c) => c.destroy()); state.charts = []; state.chartsByKey = {}; }
   function chart(container, key, title, kind, d, rows, lines) {
+    // An answer that comes after its view was left (a range picked while the first one
+    // loaded) must not redraw the charts of the view shown now, which share these keys.
+    if (!container.isConnected) return;
     state.chartsByKey = state.chartsByKey || {};
     const column = kind === "cpu" ? 1 : 2;
     const spec = { title, kind, rows, column, lines, start: d.start, end: d.end, step: d.step,
@@ -786,15 +789,17 @@
     if (!state.view) return;
     // Keep keyboard focus on the same row across a refresh.
     const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.href : null;
+    const view = state.view;
     try {
-      await state.view.update();
+      await view.update();
+      if (view !== state.view) return;  // left meanwhile: its outcome is not the page's
       recovered();
       setStatus("Updated " + new Date().toLocaleTimeString());
       if (focused) {
         const again = main.querySelector('tr[data-href="' + CSS.escape(focused) + '"]');
         if (again) again.focus();
       }
-    } catch (err) { fail(err); }
+    } catch (err) { if (view === state.view) fail(err); }
   }
   function route() {
     const { parts, params } = parseHash();
