@@ -55,11 +55,12 @@ RAW_ROWS = 32
 little better (3.8 bytes a sample at 32, 3.7 at 64, 4.6 at 8)."""
 
 RAW_SEAL = RAW_ROWS
-"""Scrapes a group keeps in memory before it seals them as a chunk (8 minutes at 15 s):
-what a crash can lose, and ~47 KB of a node's memory (16 bytes a sample: head.py).
-Sealing small chunks and merging them later (as the coarse tiers do) would keep less,
-but encode every sample twice: the history's CPU at 1,000 nodes was a third higher with
-chunks of 8 (bench.history_cost)."""
+"""Scrapes a group keeps in memory before it seals them as a chunk (8 minutes at 15 s;
+7.5, 30 scrapes, with the default hour of raw: RAW_SPAN_SHARE): what a crash can lose,
+and ~47 KB of a node's memory (16 bytes a sample: head.py). Sealing small chunks and
+merging them later (as the coarse tiers do) would keep less, but encode every sample
+twice: the history's CPU at 1,000 nodes was a third higher with chunks of 8
+(bench.history_cost)."""
 
 BUCKET_SEAL = 4
 """Closed buckets a group keeps in memory before it seals them as a small chunk."""
