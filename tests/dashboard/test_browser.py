@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -245,6 +246,42 @@ def test_the_pods_filter_and_sort_go_into_the_url(server: Server, watched: Watch
     expect(page.locator("#pods-table tbody tr").first).to_contain_text("web-1")
     expect(page.locator("#pods-table tbody tr")).to_have_count(3)  # web-1, web-2, the XSS pod
     screenshot(page, "pods")
+
+
+def test_a_poll_answered_after_a_filter_was_applied_does_not_replace_its_rows(
+    server: Server, watched: Watched
+) -> None:
+    """A poll of every pod is on its way when the namespace filter is applied; the
+    filtered rows come first, the poll's answer after: the table keeps the filter's
+    rows, not the poll's, until the next poll (filtered too) draws them again."""
+    page = watched.page
+    sign_in(page, server, "#/pods")
+    rows = page.locator("#pods-table tbody tr")
+    expect(rows.first).to_be_visible()
+    everything = rows.count()
+    held: list[Any] = []
+    page.route("**/dashboard/api/pods?sort=cpu", lambda route: held.append(route))
+    with page.expect_request("**/dashboard/api/pods?sort=cpu"):
+        pass  # the next poll (every second here), held
+    # Every redraw of the table from now on, by the number of rows it drew.
+    page.evaluate(
+        """() => { window.drawn = [];
+            const tbody = document.querySelector("#pods-table tbody");
+            new MutationObserver(() => window.drawn.push(tbody.rows.length))
+                .observe(tbody, { childList: true }); }"""
+    )
+    page.fill("input[name=namespace]", "default")
+    page.press("input[name=namespace]", "Enter")
+    expect(rows).to_have_count(3)
+    assert everything > 3 and len(held) == 1
+    with page.expect_event("requestfinished", lambda r: r.url.endswith("pods?sort=cpu")):
+        held[0].continue_()
+    # The next poll asks with the filter: once it has drawn, the held answer has come.
+    with page.expect_response("**/dashboard/api/pods?namespace=default&sort=cpu"):
+        pass
+    page.wait_for_function("() => window.drawn.length > 0 && window.drawn.at(-1) === 3")
+    assert everything not in page.evaluate("window.drawn")
+    expect(rows).to_have_count(3)
 
 
 def test_sign_out_ends_the_session(server: Server, watched: Watched) -> None:

@@ -109,6 +109,15 @@
     if (!resp.ok) throw new Error(body.error || resp.statusText);
     return body;
   }
+  // Only a view's newest request may draw: an older one (a poll sent just before a filter
+  // was applied) that answers after it is dropped, so that a table matches its form.
+  const STALE = new Error("superseded by a newer request");
+  async function newest(view, path) {
+    const ticket = (view.ticket = (view.ticket || 0) + 1);
+    const body = await api(path);
+    if (ticket !== view.ticket) throw STALE;
+    return body;
+  }
   // A state-changing call: the session's CSRF token goes with it. Answers {ok, status, body}.
   async function send(method, path, body) {
     const opts = { method, credentials: "same-origin", cache: "no-store", headers: { "X-CSRF-Token": state.csrf } };
@@ -494,7 +503,7 @@
       async update() {
         const q = new URLSearchParams();
         for (const [k, input] of Object.entries(this.inputs)) if (input.value) q.set(k, input.value);
-        const d = await api("pods?" + q.toString());
+        const d = await newest(this, "pods?" + q.toString());
         this.count.textContent = d.total + " pods" + (d.total > d.items.length ? ", first " + d.items.length + " shown" : "");
         clear(this.tbody);
         d.items.forEach((p) => this.tbody.append(podRow(p)));
@@ -685,7 +694,7 @@
       },
       async update() {
         const ns = this.namespace.value;
-        const d = await api("rightsizing" + (ns ? "?namespace=" + encodeURIComponent(ns) : ""));
+        const d = await newest(this, "rightsizing" + (ns ? "?namespace=" + encodeURIComponent(ns) : ""));
         this.count.textContent = !d.history ? "Right-sizing needs the history, which this dashboard does not keep."
           : d.total + " running pods" + (d.total > d.pods ? ", first " + d.pods + " read: choose a namespace" : "");
         const t = thresholds();
@@ -771,6 +780,7 @@
 
   // A failed update says why in the page itself, above what it last showed.
   function fail(err) {
+    if (err === STALE) return;
     setStatus("Update failed", true);
     let box = document.getElementById("view-error");
     if (!box) {
@@ -799,7 +809,7 @@
         const again = main.querySelector('tr[data-href="' + CSS.escape(focused) + '"]');
         if (again) again.focus();
       }
-    } catch (err) { if (view === state.view) fail(err); }
+    } catch (err) { if (view === state.view) fail(err); }  // fail() drops STALE
   }
   function route() {
     const { parts, params } = parseHash();
