@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from kubepulse.history import writer as writer_module
 from kubepulse.history.tiers import DEFAULT_TIERS
 from kubepulse.history.writer import Batch, HistoryWriter
 
@@ -50,3 +53,44 @@ def test_a_recorded_node_keeps_under_90_kb_with_its_raw_scrapes_all_unsealed(
     held = snapshot.filter_traces([tracemalloc.Filter(True, "*/kubepulse/history/*")])
     per_node = sum(stat.size for stat in held.statistics("filename")) / NODES
     assert 40_000 < per_node < 90_000, f"{per_node / 1000:.1f} KB a node"
+
+
+def test_layouts_of_a_churning_node_are_not_all_kept_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node whose pod is replaced at every scrape has a new layout each time: the file
+    keeps them all (its chunks use them), memory only the newest few. A layout seen
+    again while remembered, or after a restart, keeps its id."""
+    monkeypatch.setattr(writer_module, "LAYOUT_CACHE", 8)
+    path = tmp_path / "history.db"
+    node = ("node", "", "node-a", "")
+
+    def scrape(w: HistoryWriter, s: int, pod: str) -> None:
+        keys = (node, ("pod", "default", pod, ""))
+        w.write([Batch("node-a", keys, [T0 + 15 * s] * 2, [1000, 2000], [10, 20])])
+
+    writer = HistoryWriter(path, DEFAULT_TIERS)
+    try:
+        for s in range(50):
+            scrape(writer, s, f"job-{s}")
+        assert len(writer._layouts) <= 8
+        scrape(writer, 50, "job-48")  # seen again, remembered: its id again
+        scrape(writer, 51, "job-49")
+    finally:
+        writer.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM layouts").fetchone() == (50,)
+    finally:
+        conn.close()
+    writer = HistoryWriter(path, DEFAULT_TIERS)
+    try:
+        assert len(writer._layouts) == 8
+        scrape(writer, 52, "job-47")  # after a restart: the newest layouts are known
+    finally:
+        writer.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT count(*) FROM layouts").fetchone() == (50,)
+    finally:
+        conn.close()

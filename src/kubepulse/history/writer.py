@@ -25,6 +25,7 @@ import logging
 import sqlite3
 import threading
 from array import array
+from collections import OrderedDict
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -70,6 +71,13 @@ RAW_SPAN_SHARE = 8
 the default hour), so that retention, which drops whole chunks, stays within it."""
 
 MAX_BUCKET_ROWS = 96
+
+LAYOUT_CACHE = 4096
+"""Layouts (a group's series ids, in order) kept in memory, newest used first, so that
+one seen again gets its old id (a node whose pod comes and goes), at least twice the
+groups. Not every layout of the file: with pod churn a node has a new layout at each
+change, kept in the file as long as a chunk uses it (30 days), ~800 bytes each in
+memory: that grew without bound."""
 
 MAX_PENDING_BYTES = 64 << 20
 """Sealed chunks kept while the disk refuses them; beyond, the oldest are dropped."""
@@ -175,13 +183,18 @@ class HistoryWriter:
         self._last: dict[int, int] = dict(
             self.conn.execute("SELECT id, last_ms FROM series WHERE last_ms > 0").fetchall()
         )
-        self._layouts: dict[tuple[int, ...], int] = {}
-        for layout, blob in self.conn.execute("SELECT id, ids FROM layouts"):
+        self._layouts: OrderedDict[tuple[int, ...], int] = OrderedDict()
+        """The newest layouts (LAYOUT_CACHE), to give one seen again its id."""
+        newest = self.conn.execute(
+            "SELECT id, ids FROM layouts ORDER BY id DESC LIMIT ?", (LAYOUT_CACHE,)
+        ).fetchall()
+        for layout, blob in reversed(newest):
             ids = array("q")
             ids.frombytes(blob)
             self._layouts[tuple(ids)] = layout
         self._next_series = 1 + max(self._ids.values(), default=0)
-        self._next_layout = 1 + max(self._layouts.values(), default=0)
+        (highest,) = self.conn.execute("SELECT max(id) FROM layouts").fetchone()
+        self._next_layout = 1 + (highest or 0)
         self._groups: dict[str, GroupState] = {}
         self._holding: dict[int, GroupState | list[GroupState]] = {}
         """The group whose layout holds a series, for readers; a list in the rare case
@@ -350,10 +363,14 @@ class HistoryWriter:
     def _layout(self, ids: list[int]) -> int:
         key = tuple(ids)
         layout = self._layouts.get(key)
-        if layout is None:
-            layout = self._layouts[key] = self._next_layout
-            self._next_layout += 1
-            self._new_layouts.append((layout, ids))
+        if layout is not None:
+            self._layouts.move_to_end(key)
+            return layout
+        layout = self._layouts[key] = self._next_layout
+        self._next_layout += 1
+        self._new_layouts.append((layout, ids))
+        while len(self._layouts) > max(LAYOUT_CACHE, 2 * len(self._groups)):
+            self._layouts.popitem(last=False)
         return layout
 
     def _new_id(self, key: SeriesKey) -> int:
@@ -519,14 +536,19 @@ class HistoryWriter:
             held = set(self._holding)
             in_use = {group.layout for group in self._groups.values()}
             in_use.update(s.group.layout for s in self._pending)
-        stored = {layout for (layout,) in self.conn.execute("SELECT DISTINCT layout FROM chunks")}
-        used = in_use | stored
-        gone_layouts = [(layout,) for layout in self._layouts.values() if layout not in used]
+        gone_layouts = [
+            (layout,)
+            for (layout,) in self.conn.execute(
+                "SELECT id FROM layouts WHERE id NOT IN (SELECT DISTINCT layout FROM chunks)"
+            )
+            if layout not in in_use
+        ]
         self.conn.executemany("DELETE FROM layouts WHERE id = ?", gone_layouts)
         self.conn.executemany("DELETE FROM layout_series WHERE layout_id = ?", gone_layouts)
         if gone_layouts:
             forgotten = {layout for (layout,) in gone_layouts}
-            self._layouts = {k: v for k, v in self._layouts.items() if v not in forgotten}
+            for key in [k for k, v in self._layouts.items() if v in forgotten]:
+                del self._layouts[key]
         longest = max(t.retention for t in self.tiers) * 1000
         gone = [
             sid
