@@ -55,6 +55,15 @@ def test_a_recorded_node_keeps_under_90_kb_with_its_raw_scrapes_all_unsealed(
     assert 40_000 < per_node < 90_000, f"{per_node / 1000:.1f} KB a node"
 
 
+def layouts_in(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        (count,) = conn.execute("SELECT count(*) FROM layouts").fetchone()
+        return int(count)
+    finally:
+        conn.close()
+
+
 def test_layouts_of_a_churning_node_are_not_all_kept_in_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -78,19 +87,11 @@ def test_layouts_of_a_churning_node_are_not_all_kept_in_memory(
         scrape(writer, 51, "job-49")
     finally:
         writer.close()
-    conn = sqlite3.connect(path)
-    try:
-        assert conn.execute("SELECT count(*) FROM layouts").fetchone() == (50,)
-    finally:
-        conn.close()
+    assert layouts_in(path) == 50
     writer = HistoryWriter(path, DEFAULT_TIERS)
     try:
         assert len(writer._layouts) == 8
         scrape(writer, 52, "job-47")  # after a restart: the newest layouts are known
     finally:
         writer.close()
-    conn = sqlite3.connect(path)
-    try:
-        assert conn.execute("SELECT count(*) FROM layouts").fetchone() == (50,)
-    finally:
-        conn.close()
+    assert layouts_in(path) == 50
