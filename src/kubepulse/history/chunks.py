@@ -58,6 +58,11 @@ class Items(NamedTuple):
     mem_max: Ints
 
 
+def samples(t: Ints, cpu: Ints, mem: Ints) -> Items:
+    """Raw samples as Items: each a bucket of one."""
+    return Items(t, np.ones(len(t), np.int64), cpu, cpu, mem, mem)
+
+
 def empty_items() -> Items:
     none = np.zeros(0, np.int64)
     return Items(none, none, none, none, none, none)
@@ -94,8 +99,7 @@ def decode_raw(payload: bytes, series: int, position: int) -> Items:
     found = codec.decode(payload, (position, series + position, 2 * series + position))
     ts, cpu, mem = found[position], found[series + position], found[2 * series + position]
     present = np.diff(ts, prepend=0) > 0
-    t, c, m = ts[present], cpu[present], mem[present]
-    return Items(t, np.ones(len(t), np.int64), c, c, m, m)
+    return samples(ts[present], cpu[present], mem[present])
 
 
 def raw_columns(payload: bytes, series: int) -> tuple[Ints, Ints, Ints]:

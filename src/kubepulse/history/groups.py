@@ -65,8 +65,9 @@ def raw_items(ts: Ints, values: Ints, position: int) -> Items:
     """One series' samples among raw rows: ts (k, n), values (2, k, n)."""
     column = ts[:, position]
     present = column > 0
-    cpu, mem = values[0][present, position], values[1][present, position]
-    return Items(column[present], np.ones(len(cpu), np.int64), cpu, cpu, mem, mem)
+    return chunks.samples(
+        column[present], values[0][present, position], values[1][present, position]
+    )
 
 
 def bucket_items(starts: Ints, fields: Ints, position: int) -> Items:

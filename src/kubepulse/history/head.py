@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kubepulse.history.chunks import Items
+from kubepulse.history.chunks import Items, samples
 from kubepulse.history.codec import Ints
 
 INT32_MAX = (1 << 31) - 1
@@ -73,10 +73,11 @@ class RawHead:
         k = self.rows
         column = self.ts[:k, position]
         present = column > 0
-        ts = column[present].astype(np.int64) + self.base
-        cpu = self.cpu[:k, position][present].astype(np.int64)
-        mem = self.mem[:k, position][present]
-        return Items(ts, np.ones(len(cpu), np.int64), cpu, cpu, mem, mem)
+        return samples(
+            column[present].astype(np.int64) + self.base,
+            self.cpu[:k, position][present].astype(np.int64),
+            self.mem[:k, position][present],
+        )
 
 
 def _fits(values: Ints, present: np.ndarray | None = None) -> bool:

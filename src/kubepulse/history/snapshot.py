@@ -266,8 +266,7 @@ class HistorySnapshot:
             return
         for i, sid in positions:
             fresh = ts[:, i] > 0
-            c, m = cpu[fresh, i], mem[fresh, i]
-            parts[sid].append(Items(ts[fresh, i], np.ones(len(c), np.int64), c, c, m, m))
+            parts[sid].append(chunks.samples(ts[fresh, i], cpu[fresh, i], mem[fresh, i]))
 
     def _split_buckets(
         self,
