@@ -245,7 +245,12 @@ def test_the_pods_filter_and_sort_go_into_the_url(server: Server, watched: Watch
     expect(page).to_have_url(server.url + "#/pods?namespace=default&sort=memory")
     expect(page.locator("#pods-table tbody tr").first).to_contain_text("web-1")
     expect(page.locator("#pods-table tbody tr")).to_have_count(3)  # web-1, web-2, the XSS pod
+    expect(page.locator("#pods-count")).to_have_text("3 pods")
     screenshot(page, "pods")
+    page.fill("input[name=namespace]", "kube-system")
+    page.press("input[name=namespace]", "Enter")
+    expect(page.locator("#pods-table tbody tr")).to_have_count(1)  # coredns
+    expect(page.locator("#pods-count")).to_have_text("1 pod")
 
 
 def test_a_poll_answered_after_a_filter_was_applied_does_not_replace_its_rows(

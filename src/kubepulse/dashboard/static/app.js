@@ -26,6 +26,8 @@
     return node;
   }
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+  // "1 pod", "2 pods": a count with its noun.
+  function counted(n, noun) { return n + " " + noun + (n === 1 ? "" : "s"); }
 
   // -- formatting ----------------------------------------------------------------------
   // As kubectl top writes them (charts.js): "0m", "250m", "1.50 cores"; "512 Mi".
@@ -493,7 +495,7 @@
         };
         form.addEventListener("submit", apply);
         this.inputs.sort.addEventListener("change", apply);
-        this.count = el("p", { class: "hint" });
+        this.count = el("p", { class: "hint", id: "pods-count" });
         const t = table(POD_HEADERS);
         t.table.id = "pods-table";
         this.table = t;
@@ -504,7 +506,7 @@
         const q = new URLSearchParams();
         for (const [k, input] of Object.entries(this.inputs)) if (input.value) q.set(k, input.value);
         const d = await newest(this, "pods?" + q.toString());
-        this.count.textContent = d.total + " pods" + (d.total > d.items.length ? ", first " + d.items.length + " shown" : "");
+        this.count.textContent = counted(d.total, "pod") + (d.total > d.items.length ? ", first " + d.items.length + " shown" : "");
         clear(this.tbody);
         d.items.forEach((p) => this.tbody.append(podRow(p)));
         resort(this.table);
@@ -589,10 +591,10 @@
           return known.length ? known.reduce((a, b) => a + b, 0) : null; // "–": no metrics yet
         };
         const pooled = d.live + d.ended.length;
-        this.info.textContent = d.live + " pods running" +
+        this.info.textContent = counted(d.live, "pod") + " running" +
           (d.ended.length ? ", " + d.ended.length + " ended in this range" : "") +
           " · CPU " + cpu(used("cpu")) + " · Memory " + mem(used("memory")) +
-          (d.summed < pooled ? " · the charts sum " + d.summed + " of its " + pooled + " pods" : " · the charts sum all of them");
+          (d.summed < pooled ? " · the charts sum " + d.summed + " of its " + counted(pooled, "pod") : " · the charts sum all of them");
         // Its containers' suggestions from all its pods' last 7 days, per pod; on the
         // charts, times the pods running, beside the sum of what they request.
         const hints = Object.fromEntries((d.rightsize || []).map((h) => [h.name, h]));
@@ -696,7 +698,7 @@
         const ns = this.namespace.value;
         const d = await newest(this, "rightsizing" + (ns ? "?namespace=" + encodeURIComponent(ns) : ""));
         this.count.textContent = !d.history ? "Right-sizing needs the history, which this dashboard does not keep."
-          : d.total + " running pods" + (d.total > d.pods ? ", first " + d.pods + " read: choose a namespace" : "");
+          : d.total + " running " + (d.total === 1 ? "pod" : "pods") + (d.total > d.pods ? ", first " + d.pods + " read: choose a namespace" : "");
         const t = thresholds();
         clear(this.table.tbody);
         for (const r of d.items) {
