@@ -168,3 +168,14 @@ def wal_bytes(path: Path) -> int:
 def newest_ms(conn: sqlite3.Connection) -> int | None:
     row = conn.execute("SELECT value FROM meta WHERE key = 'newest_ms'").fetchone()
     return int(row[0]) if row else None
+
+
+def series_row(conn: sqlite3.Connection, key: tuple[str, str, str, str]) -> tuple[int, int] | None:
+    """A series' (id, last_ms) by its (kind, namespace, name, container), or None: one
+    seek of the series table's unique index."""
+    found = conn.execute(
+        "SELECT id, last_ms FROM series WHERE kind = ? AND namespace = ? AND name = ?"
+        " AND container = ?",
+        key,
+    ).fetchone()
+    return None if found is None else (int(found[0]), int(found[1]))

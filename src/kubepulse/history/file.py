@@ -400,16 +400,27 @@ class History:
         lo, hi = int(start * 1000) // step_ms * step_ms, int(end * 1000)
         # The file and the writer's memory at one moment: the writer commits under the
         # same lock, so a chunk is read from one or the other, never both or neither.
+        key = (kind, namespace, name, container)
         with writer.lock:
-            sid = writer.series_id((kind, namespace, name, container))
-            if sid is None:
-                return []
             width = history_read.pick_tier(self.tiers, writer.newest_ms, start, step).width
             conn.execute("BEGIN")
-            conn.execute("SELECT 1 FROM meta LIMIT 1").fetchone()
-            memory = writer.unsealed(sid, width)
+            try:
+                conn.execute("SELECT 1 FROM meta LIMIT 1").fetchone()
+                # The writer keeps the series of its groups; an ended pod's is in the file.
+                sid = writer.series_id(key)
+                if sid is None:
+                    row = history_db.series_row(conn, key)
+                    sid = row[0] if row is not None else None
+                memory = writer.unsealed(sid, width) if sid is not None else []
+            except BaseException:
+                conn.execute("COMMIT")
+                raise
         try:
-            found = history_read.stored(conn, sid, width, lo, hi, self.damage)
+            found = (
+                history_read.stored(conn, sid, width, lo, hi, self.damage)
+                if sid is not None
+                else []
+            )
         finally:
             conn.execute("COMMIT")
         return history_read.steps(join(found + memory), lo, hi, step_ms)
@@ -417,8 +428,21 @@ class History:
     def pods_since(self, since: float) -> dict[tuple[str, str], float]:
         """Pods with samples since `since` (seconds): (namespace, name) -> last seen."""
         writer = self._ready_writer()
+        conn = self._reader()
+        since_ms = int(since * 1000)
         with writer.lock:
-            found = writer.pods_since(int(since * 1000))
+            # The file's last timestamps (saved hourly: exact for series the writer let
+            # go), then the newer ones of the series in the writer's memory.
+            found = {
+                (ns, name): int(ms)
+                for ns, name, ms in conn.execute(
+                    "SELECT namespace, name, last_ms FROM series WHERE kind = 'pod'"
+                    " AND last_ms >= ?",
+                    (since_ms,),
+                )
+            }
+            for key, ms in writer.pods_since(since_ms).items():
+                found[key] = max(ms, found.get(key, 0))
         return {key: ms / 1000 for key, ms in found.items()}
 
     def containers_of(self, namespace: str, pod: str, since: float) -> list[str]:

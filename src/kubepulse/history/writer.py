@@ -13,6 +13,8 @@ chunks are sealed (a raw chunk every RAW_SEAL scrapes of a group, a small coarse
 every BUCKET_SEAL buckets), at upkeep (which merges small chunks: compact.py) and at
 close: most cycles write nothing. What the writer
 holds but has not committed, readers read from memory (`unsealed`, under `lock`).
+Of the series index, memory keeps the groups' series and those seen in the last hour;
+the rest (ended pods, up to the longest retention) are in the file only.
 
 A batch whose values cannot be stored (beyond 64 bits) is skipped and counted, and the
 other groups' batches are written. A write that fails (a full disk) keeps its chunks
@@ -170,19 +172,24 @@ class HistoryWriter:
         except BaseException:
             self.conn.close()
             raise
-        self._ids: dict[SeriesKey, int] = {
-            (kind, ns, name, container): sid
-            for sid, kind, ns, name, container in self.conn.execute(
-                "SELECT id, kind, namespace, name, container FROM series"
-            )
-        }
+        self.newest_ms = history_db.newest_ms(self.conn) or 0
+        # In memory: the series of the groups (and the last hour's, likely back soon);
+        # any other is looked up in the file (_series_id). Not every series of the file:
+        # with pod churn that grew by every pod made for as long as the longest retention.
+        self._ids: dict[SeriesKey, int] = {}
         # The newest timestamp written per series, for series in no group's layout now
         # (the groups keep theirs): a repeated or older sample (a node answering twice
         # with the same reading, a resend after restart) is skipped so that it is never
-        # counted twice in a bucket.
-        self._last: dict[int, int] = dict(
-            self.conn.execute("SELECT id, last_ms FROM series WHERE last_ms > 0").fetchall()
-        )
+        # counted twice in a bucket. Saved to the file hourly, then let go.
+        self._last: dict[int, int] = {}
+        for sid, kind, ns, name, container, last_ms in self.conn.execute(
+            "SELECT id, kind, namespace, name, container, last_ms FROM series WHERE last_ms >= ?",
+            (max(1, self.newest_ms - FORGET_EVERY_MS),),
+        ):
+            self._ids[(kind, ns, name, container)] = sid
+            self._last[sid] = last_ms
+        self._saved = False
+        """This transaction saved every _last (upkeep): once it commits, they can go."""
         self._layouts: OrderedDict[tuple[int, ...], int] = OrderedDict()
         """The newest layouts (LAYOUT_CACHE), to give one seen again its id."""
         newest = self.conn.execute(
@@ -192,7 +199,8 @@ class HistoryWriter:
             ids = array("q")
             ids.frombytes(blob)
             self._layouts[tuple(ids)] = layout
-        self._next_series = 1 + max(self._ids.values(), default=0)
+        (highest,) = self.conn.execute("SELECT max(id) FROM series").fetchone()
+        self._next_series = 1 + (highest or 0)
         (highest,) = self.conn.execute("SELECT max(id) FROM layouts").fetchone()
         self._next_layout = 1 + (highest or 0)
         self._groups: dict[str, GroupState] = {}
@@ -205,7 +213,6 @@ class HistoryWriter:
         self._new_series: list[tuple[int, str, str, str, str]] = []
         self._new_layouts: list[tuple[int, list[int]]] = []
         self.pressure = PressureBook()
-        self.newest_ms = history_db.newest_ms(self.conn) or 0
         self._upkeep_at = self._forget_at = self.newest_ms
         self.trimmed_rows = 0
         self.failed_rows = 0
@@ -269,14 +276,9 @@ class HistoryWriter:
         """Count the rises of OOM and throttling counters (history/pressure.py); they are
         written with the next commit."""
 
-        def series_id(key: tuple[str, str, str]) -> int:
-            full = ("container", *key)
-            found = self._ids.get(full)
-            return found if found is not None else self._new_id(full)
-
         with self.lock:
             for reading in readings:
-                self.pressure.take(reading, series_id)
+                self.pressure.take(reading, lambda key: self._series_id(("container", *key)))
 
     def _write(self, batch: Batch) -> int:
         if not batch.keys:
@@ -316,7 +318,7 @@ class HistoryWriter:
     def _regroup(self, name: str, keys: tuple[SeriesKey, ...]) -> GroupState:
         """A group's new layout: its old state is sealed (its series change), its
         series' last timestamps carried over."""
-        ids = [self._ids.get(k) or self._new_id(k) for k in keys]
+        ids = [self._series_id(k) for k in keys]
         old = self._groups.pop(name, None)
         if old is not None:
             self._forget_group(old)
@@ -373,6 +375,21 @@ class HistoryWriter:
             self._layouts.popitem(last=False)
         return layout
 
+    def _series_id(self, key: SeriesKey) -> int:
+        """A series' id: from memory, else from the file (its last timestamp with it),
+        else a new one."""
+        sid = self._ids.get(key)
+        if sid is not None:
+            return sid
+        found = history_db.series_row(self.conn, key)
+        if found is None:
+            return self._new_id(key)
+        sid, last_ms = found
+        self._ids[key] = sid
+        if last_ms > 0 and sid not in self._holding:
+            self._last[sid] = max(last_ms, self._last.get(sid, 0))
+        return sid
+
     def _new_id(self, key: SeriesKey) -> int:
         sid = self._ids[key] = self._next_series
         self._next_series += 1
@@ -418,7 +435,10 @@ class HistoryWriter:
                 self._pending, self._pending_bytes = [], 0
                 self._new_series, self._new_layouts = [], []
                 self.pressure.pending = {}
+                if self._saved:
+                    self._let_go()
         except sqlite3.Error as err:
+            self._saved = False
             if conn.in_transaction:  # SQLite rolls some failures back itself
                 conn.execute("ROLLBACK")
             if isinstance(err, sqlite3.DatabaseError) and _corrupt(err):
@@ -501,6 +521,7 @@ class HistoryWriter:
         if self.newest_ms - self._forget_at >= FORGET_EVERY_MS:
             self._forget_at = self.newest_ms
             self._save_last()
+            self._saved = True
             self._forget_empty_series()
         if self.max_bytes is not None:
             self._trim()
@@ -522,6 +543,13 @@ class HistoryWriter:
                 if ms > last.get(sid, 0):
                     last[sid] = ms
         return last
+
+    def _let_go(self) -> None:
+        """After a commit that saved every last timestamp: forget the series no group
+        holds (the file has them, with their last timestamps: _series_id finds them)."""
+        self._saved = False
+        self._ids = {k: sid for k, sid in self._ids.items() if sid in self._holding}
+        self._last = {sid: ms for sid, ms in self._last.items() if sid in self._holding}
 
     def _save_last(self) -> None:
         self.conn.executemany(
