@@ -253,6 +253,14 @@ def test_the_pods_filter_and_sort_go_into_the_url(server: Server, watched: Watch
     expect(page.locator("#pods-count")).to_have_text("1 pod")
 
 
+def test_a_namespace_of_one_pod_says_1_pod(server: Server, watched: Watched) -> None:
+    page = watched.page
+    sign_in(page, server, "#/namespaces/kube-system")
+    expect(page.locator("#namespace-info")).to_contain_text("1 pod · CPU ")
+    page.goto(server.url + "#/namespaces/default")
+    expect(page.locator("#namespace-info")).to_contain_text("3 pods · CPU ")
+
+
 def test_a_poll_answered_after_a_filter_was_applied_does_not_replace_its_rows(
     server: Server, watched: Watched
 ) -> None:

@@ -622,14 +622,14 @@
       build(frame, parts, params) {
         this.ns = parts[1];
         heading(this, frame, parts, params, "Namespace", "namespace-name", this.ns);
-        this.info = el("p");
+        this.info = el("p", { id: "namespace-info" });
         chartsAndPods(this, frame, POD_HEADERS, "Pods", "pods-in-" + this.ns);
       },
       restyle() { clear(this.charts); },
       async update() {
         const d = await api("namespaces/" + encodeURIComponent(this.ns) + "?range=" + encodeURIComponent(this.range));
         const n = d.namespace;
-        this.info.textContent = n.pods + " pods · CPU " + cpu(n.cpu) + " · Memory " + mem(n.memory);
+        this.info.textContent = counted(n.pods, "pod") + " · CPU " + cpu(n.cpu) + " · Memory " + mem(n.memory);
         chart(this.charts, "cpu", "CPU", "cpu", d, d.series, {});
         chart(this.charts, "memory", "Memory", "memory", d, d.series, {});
         const pods = await api("pods?namespace=" + encodeURIComponent(this.ns));
