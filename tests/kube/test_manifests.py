@@ -446,7 +446,7 @@ def test_insecure_skip_tls_verify_is_set_only_on_request_and_warns(
         (["-n", "Kube_System"], "invalid namespace"),
         (["--nodes", "0"], "--nodes must be at least 1"),
         (["--nodes", "many"], "invalid int value"),
-        (["-o", "xml"], "invalid choice"),
+        (["-o", "xml"], 'output format "xml", allowed formats are: yaml,json'),
         (["--", "--kubelet-insecure-tsl"], "must be flags of kubepulse server"),
         (["--", "--kubelet-insecure"], "must be flags of kubepulse server"),  # no abbreviations
         (["--", "--metric-resolution=fast"], "invalid duration"),

@@ -29,7 +29,11 @@ def selector_error(text: str) -> str:
         (["--points-required", "0"], "--points-required must be at least 1"),
         (["-n", "a", "-A"], "-n and -A cannot be used together"),
         (["--strategy", "krr"], "argument --strategy: invalid choice: 'krr'"),
-        (["-o", "csv"], "argument -o/--output: invalid choice: 'csv'"),
+        (
+            ["-o", "csv"],
+            'error: unable to match a printer suitable for the output format "csv", allowed'
+            " formats are: table,wide,json,yaml,patch",
+        ),
         (["-l", "app in (a"], selector_error("app in (a")),
         (["--history", "h.db", "--prometheus-url", "http://x"], "cannot be used together"),
     ],

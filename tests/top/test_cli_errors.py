@@ -95,6 +95,11 @@ def test_an_exec_section_without_interactive_mode_is_refused_as_kubectl_refuses_
         (["pods", "--bogus"], "error: unknown flag: --bogus"),
         (["pods", "-l", "a=b=c"], "error: found '=', expected: ',' or 'end of string'"),
         (["nodes", "--interval", "0"], "error: --interval must be greater than 0"),
+        (
+            ["pods", "-o", "xml"],
+            'error: unable to match a printer suitable for the output format "xml",'
+            " allowed formats are: json,yaml,wide",
+        ),
     ],
 )
 def test_bad_flags(cluster: Cluster, args: list[str], message: str) -> None:

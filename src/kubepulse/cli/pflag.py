@@ -16,6 +16,7 @@ from kubepulse.timefmt import go_duration
 
 _NEEDS_VALUE = re.compile(r"argument (\S+): expected one argument")
 _IGNORED = re.compile(r"argument (\S+): ignored explicit argument '(.)")
+_BAD_OUTPUT = re.compile(r"argument -o/--output: invalid choice: '(.*)' \(choose from (.*)\)$")
 
 
 def unknown(token: str) -> str:
@@ -33,6 +34,13 @@ def pflag_words(message: str, argv: Sequence[str]) -> str:
     if match := _IGNORED.match(message):
         # "-Ax": argparse found -A then a letter it does not know (pflag: 'x' in -x).
         return unknown(f"-{match.group(2)}")
+    if match := _BAD_OUTPUT.match(message):
+        # kubectl's words for an -o it has no printer for; "" (the default) is no format.
+        allowed = ",".join(f for f in re.findall(r"'([^']*)'", match.group(2)) if f)
+        return (
+            f'unable to match a printer suitable for the output format "{match.group(1)}",'
+            f" allowed formats are: {allowed}"
+        )
     if match := _NEEDS_VALUE.match(message):
         names = match.group(1).split("/")
         used = next((t for t in reversed(argv) if t in names), names[-1])
