@@ -17,7 +17,9 @@ a time:
   seek on `(layout, width, end_ms)`) and decodes its three or five columns.
 - every timestamp is in integer milliseconds (kubelet timestamps are whole ms).
 - `series.last_ms` (the newest sample, saved hourly and at close) lets a restart skip a
-  resent sample and lets upkeep forget series no tier holds any more without a scan.
+  resent sample, lets the writer keep only its nodes' series in memory (an ended pod's
+  is found here, with its last sample, if it comes back), and lets upkeep forget series
+  no tier holds any more without a scan.
 
 Files of schema 3 (a row of arrays per scrape and per bucket) are migrated to chunks on
 open (migrate.py); files of schema 2 (a row per sample) were started afresh.
