@@ -428,37 +428,37 @@ class History:
     def pods_since(self, since: float) -> dict[tuple[str, str], float]:
         """Pods with samples since `since` (seconds): (namespace, name) -> last seen."""
         writer = self._ready_writer()
-        conn = self._reader()
         since_ms = int(since * 1000)
         with writer.lock:
-            # The file's last timestamps (saved hourly: exact for series the writer let
-            # go), then the newer ones of the series in the writer's memory.
-            found = {
-                (ns, name): int(ms)
-                for ns, name, ms in conn.execute(
-                    "SELECT namespace, name, last_ms FROM series WHERE kind = 'pod'"
-                    " AND last_ms >= ?",
-                    (since_ms,),
-                )
-            }
-            for key, ms in writer.pods_since(since_ms).items():
-                found[key] = max(ms, found.get(key, 0))
+            in_memory = writer.pods_since(since_ms)
+        # Then the file, without the writer's lock (a scan of every pod): a series the
+        # writer lets go after the lock was released has its last sample saved by a
+        # commit before, so it is in one or the other.
+        found = {
+            (ns, name): int(ms)
+            for ns, name, ms in self._reader().execute(
+                "SELECT namespace, name, last_ms FROM series WHERE kind = 'pod' AND last_ms >= ?",
+                (since_ms,),
+            )
+        }
+        for key, ms in in_memory.items():
+            found[key] = max(ms, found.get(key, 0))
         return {key: ms / 1000 for key, ms in found.items()}
 
     def containers_of(self, namespace: str, pod: str, since: float) -> list[str]:
         """The containers of a pod with samples written since `since` (seconds)."""
         writer = self._ready_writer()
-        conn = self._reader()
-        with writer.lock:
-            found = {
-                c
-                for (c,) in conn.execute(
-                    "SELECT container FROM series WHERE kind = 'container' AND namespace = ?"
-                    " AND name = ? AND last_ms >= ?",
-                    (namespace, pod, int(since * 1000)),
-                )
-            }
-            found.update(writer.containers_of(namespace, pod, int(since * 1000)))
+        since_ms = int(since * 1000)
+        with writer.lock:  # memory first, then the file (pods_since says why)
+            found = writer.containers_of(namespace, pod, since_ms)
+        found.update(
+            c
+            for (c,) in self._reader().execute(
+                "SELECT container FROM series WHERE kind = 'container' AND namespace = ?"
+                " AND name = ? AND last_ms >= ?",
+                (namespace, pod, since_ms),
+            )
+        )
         return sorted(found)
 
     def health(self) -> HistoryHealth:
