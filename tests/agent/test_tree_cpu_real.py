@@ -113,6 +113,44 @@ def collector() -> Collector:
     return Collector("node-a", detect_host(), ProcFS())
 
 
+class SlowMemoryReads(ProcFS):
+    """/proc whose memory read (PSS) of one process takes 0.4 s more every other
+    reading: what reading the PSS of many processes costs on a loaded node."""
+
+    def __init__(self, slow_pid: int) -> None:
+        super().__init__()
+        self.slow_pid, self.reads = slow_pid, 0
+
+    def pss_bytes(self, pid: int) -> int | None:
+        if pid == self.slow_pid:
+            self.reads += 1
+            if self.reads % 2 == 0:
+                time.sleep(0.4)  # the slow read itself, not a wait for anything
+        return super().pss_bytes(pid)
+
+
+def test_a_busy_trees_rate_spans_its_cpu_reads_not_its_slower_memory_reads(
+    trees: list[TopLevel],
+) -> None:
+    """A tree burning one core reads one core at every reading, though its memory is
+    read 0.4 s later at every other one. Its samples used to take the time of the
+    memory read: 0.7 and 1.7 cores by turns."""
+    tree = start(
+        trees,
+        BURN_FOR + "import sys\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+        "burn_for(12.0)\nsys.stdin.read()\n",
+    )
+    agent = Collector("node-a", detect_host(), SlowMemoryReads(tree.pid))
+    tree.send("go")
+    found: list[float] = []
+    for _ in paced(1.0, 8):
+        pod = next(p for p in agent.collect().pods if p.name.endswith(f"-{tree.pid}"))
+        if pod.cpu_usage_nanocores is not None:
+            found.append(pod.cpu_usage_nanocores / 1e9)
+    assert len(found) == 7
+    assert all(0.8 <= cores <= 1.1 for cores in found[1:]), found
+
+
 def pod_rates(stats: NodeStats) -> dict[str, float]:
     return {p.name: (p.cpu_usage_nanocores or 0) / 1e9 for p in stats.pods}
 

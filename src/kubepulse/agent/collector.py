@@ -38,7 +38,7 @@ class Collector:
         self.node_name = node_name
         self.h = hierarchy
         self.proc = proc
-        self.discovery = Discovery(hierarchy, proc, runtime or RuntimeMetadata())
+        self.discovery = Discovery(hierarchy, proc, runtime or RuntimeMetadata(), clock=clock)
         self.reserved = reserved or Resources()
         self.clock = clock
         self.skipped_reads = 0
@@ -192,7 +192,7 @@ class Collector:
         # tick reads 0, which metrics-server takes for a broken runtime and drops the
         # whole pod. The true value lies in [0, 1 tick): report at least 1 ns.
         usage = Usage(
-            timestamp=self.clock(),
+            timestamp=container.cpu_read_at if container.cpu_read_at is not None else self.clock(),
             cpu_usage_core_nanoseconds=max(container.cpu_ns or 0, 1),
             working_set_bytes=pss,
             usage_bytes=rss,

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,8 @@ class ContainerRef:
     pids: tuple[int, ...] = ()
     cpu_ns: int | None = None
     """Cumulative CPU of a process-tree container (no cgroup to read it from)."""
+    cpu_read_at: float | None = None
+    """When cpu_ns was read: the time of its samples (process_trees.Tree.cpu_read_at)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +120,10 @@ class Discovery:
         proc: ProcFS,
         runtime: RuntimeMetadata,
         established_seconds: float = ESTABLISHED_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.h, self.proc, self.runtime = h, proc, runtime
-        self.trees = ProcessTrees(proc, dns_label, established_seconds)
+        self.trees = ProcessTrees(proc, dns_label, established_seconds, clock)
 
     def pods(self) -> list[PodRef]:
         found = self.kubepods() + self.units()
@@ -269,7 +274,11 @@ class Discovery:
                 tree.start_time,
                 tuple(
                     ContainerRef(
-                        c.name, c.start_time, pids=c.pids, cpu_ns=c.cpu_usage_core_nanoseconds
+                        c.name,
+                        c.start_time,
+                        pids=c.pids,
+                        cpu_ns=c.cpu_usage_core_nanoseconds,
+                        cpu_read_at=tree.cpu_read_at,
                     )
                     for c in tree.containers
                 ),
