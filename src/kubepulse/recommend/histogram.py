@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -74,13 +75,31 @@ def decay_weights(
     return weight * np.exp2((t - reference) / half_life)
 
 
+class Cumulative(NamedTuple):
+    """What every percentile of a histogram reads (kept until it changes)."""
+
+    low: int
+    high: int
+    partial: npt.NDArray[np.float64]
+    """The weights from low, summed up to each bucket below high."""
+    total: float
+    empty: bool
+
+
 class DecayingHistogram:
     def __init__(self, buckets: Buckets) -> None:
         self.buckets = buckets
         self.weights = np.zeros(buckets.count, np.float64)
+        self._cumulative: Cumulative | None = None
 
-    def add(self, values: npt.NDArray[np.float64], weights: npt.NDArray[np.float64]) -> None:
-        np.add.at(self.weights, self.buckets.find(values), weights)
+    def add(self, weights: npt.NDArray[np.float64]) -> None:
+        """Another histogram's weights (a pod's, row_histograms)."""
+        self.weights += weights
+        self._cumulative = None
+
+    def scale(self, factor: float) -> None:
+        self.weights *= factor
+        self._cumulative = None
 
     @property
     def total(self) -> float:
@@ -100,17 +119,34 @@ class DecayingHistogram:
 
     def percentile(self, fraction: float) -> float:
         """histogram.go Percentile: 0 when empty."""
-        if self.empty():
+        if self._cumulative is None:
+            low, high = self._min_max()
+            # Its loop adds the weights from minBucket up, one at a time: cumsum adds
+            # them in the same order, so every partial sum is the same to the bit.
+            self._cumulative = Cumulative(
+                low, high, np.cumsum(self.weights[low:high]), self.total, self.empty()
+            )
+        found = self._cumulative
+        if found.empty:
             return 0.0
-        low, high = self._min_max()
-        threshold = fraction * self.total
-        partial = 0.0
-        bucket = low
-        while bucket < high:
-            partial += float(self.weights[bucket])
-            if partial >= threshold:
-                break
-            bucket += 1
+        # The first bucket whose partial sum reaches the threshold (the sums never
+        # fall: weights are not negative), else high.
+        bucket = found.low + int(np.searchsorted(found.partial, fraction * found.total))
         if bucket < self.buckets.count - 1:
             return self.buckets.start(bucket + 1)
         return self.buckets.start(bucket)
+
+
+def row_histograms(
+    buckets: Buckets,
+    rows: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
+    weights: npt.NDArray[np.float64],
+    count: int,
+) -> npt.NDArray[np.float64]:
+    """(count, buckets) histograms, one a row of a block: sample i of `rows[i]` adds
+    `weights[i]` to its value's bucket. bincount adds in the order given, as AddSample
+    called sample after sample does."""
+    flat = rows * buckets.count + buckets.find(values)
+    found = np.bincount(flat, weights=weights, minlength=count * buckets.count)
+    return found.astype(np.float64, copy=False).reshape(count, buckets.count)

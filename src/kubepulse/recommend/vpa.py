@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -36,9 +37,13 @@ from kubepulse.recommend.histogram import (
     DecayingHistogram,
     decay_weights,
     reference_of,
+    row_histograms,
 )
 from kubepulse.recommend.settings import Recommendation, Settings
-from kubepulse.recommend.usage import MI, PodSummary, PodUsage, Tally, UsageBlock, summaries
+from kubepulse.recommend.usage import MI, Floats, PodSummary, Tally, UsageBlock, summaries
+
+Ints = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
 
 TARGET, LOWER, UPPER = 0.9, 0.5, 0.95
 SAFETY_MARGIN = 0.15
@@ -55,18 +60,31 @@ def amount(value: float) -> int:
     return int(max(value, 0.0))
 
 
-def memory_peaks(pod: PodUsage) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """A pod's peaks, one per interval, and the time each is stamped with (its window's
-    end). The first sample opens the window [t0, t0 + 24h); a later sample at or after
-    the end moves the end on by whole intervals past it (addMemorySample)."""
-    if not len(pod):
-        return np.zeros(0), np.zeros(0)
-    t0 = float(pod.t[0])
-    windows = np.floor((pod.t - t0) / MEMORY_INTERVAL)
-    ends, where = np.unique(t0 + (windows + 1) * MEMORY_INTERVAL, return_inverse=True)
-    peaks = np.zeros(len(ends), np.float64)
-    np.maximum.at(peaks, where, pod.memory_max_bytes)
-    return ends, peaks
+class MemoryPeaks(NamedTuple):
+    """Each pod's peaks, one per interval, of a whole block (row after row)."""
+
+    rows: Ints
+    stamps: Floats
+    """The time each peak is stamped with: its window's end."""
+    peaks: Floats
+
+
+def memory_peaks(block: UsageBlock, present: Bools) -> MemoryPeaks:
+    """Each row's peaks: its first sample opens the window [t0, t0 + 24h); a later sample
+    at or after the end moves the end on by whole intervals past it (addMemorySample)."""
+    rows, columns = np.nonzero(present)  # row after row, each in time order
+    t = block.t[columns]
+    t0 = block.t[np.argmax(present, axis=1)][rows]
+    windows = np.floor((t - t0) / MEMORY_INTERVAL)
+    # t ascends along a row, so each (row, window) is one run of samples.
+    opens = np.flatnonzero(
+        np.concatenate([[True], (rows[1:] != rows[:-1]) | (windows[1:] != windows[:-1])])
+    )
+    if not len(rows):
+        return MemoryPeaks(rows, t, t)
+    peaks = np.maximum.reduceat(block.memory_max_bytes[rows, columns], opens)
+    stamps = t0[opens] + (windows[opens] + 1) * MEMORY_INTERVAL
+    return MemoryPeaks(rows[opens], stamps, peaks)
 
 
 def scaled(base: int, multiplier: float, exponent: float, confidence_days: float) -> float:
@@ -91,26 +109,29 @@ class Decaying:
         self.anchor = anchor
         self.first: float | None = None
 
-    def add(
-        self, values: npt.NDArray[np.float64], t: npt.NDArray[np.float64], weight: float
-    ) -> None:
-        if not len(t):
-            return
-        self.histogram.add(values, decay_weights(t, weight, self.anchor))
-        first = float(t.min())
+    def add(self, weights: Floats, first: float) -> None:
+        """A pod's histogram (weights relative to the anchor), its first sample at
+        `first`."""
+        self.histogram.add(weights)
         self.first = first if self.first is None else min(self.first, first)
 
     def done(self) -> DecayingHistogram:
         if self.first is not None:
-            self.histogram.weights *= 2.0 ** ((self.anchor - reference_of(self.first)) / HALF_LIFE)
+            self.histogram.scale(2.0 ** ((self.anchor - reference_of(self.first)) / HALF_LIFE))
             self.first = None
         return self.histogram
 
 
 @dataclass(frozen=True, slots=True)
 class VpaPart:
+    """What the VPA keeps of a pod: its two histograms, weighted relative to the
+    anchor's reference, and when each began."""
+
     summary: PodSummary
-    usage: PodUsage
+    cpu: Floats
+    cpu_first: float
+    memory: Floats
+    memory_first: float
 
 
 class VpaStrategy:
@@ -118,9 +139,33 @@ class VpaStrategy:
         self.settings, self.step, self.anchor = settings, step, anchor
 
     def parts(self, block: UsageBlock) -> list[VpaPart | None]:
+        """Every row's histograms at once: a bincount each for the block."""
+        found = summaries(block)
+        if not len(block.t):
+            return [None] * len(block)
+        reference = reference_of(self.anchor)
+        present = ~np.isnan(block.cpu_millicores)
+        rows, columns = np.nonzero(present)
+        # Samples are whole millicores (ContainerUsageSample.Usage is a ResourceAmount).
+        cores = np.floor(block.cpu_millicores[rows, columns]) / 1000.0
+        cpu_weights = decay_weights(block.t, MIN_SAMPLE_WEIGHT, reference)[columns]
+        cpu = row_histograms(CPU_BUCKETS, rows, cores, cpu_weights, len(block))
+        peaks = memory_peaks(block, present)
+        memory = row_histograms(
+            MEMORY_BUCKETS,
+            peaks.rows,
+            np.floor(peaks.peaks),
+            decay_weights(peaks.stamps, 1.0, reference),
+            len(block),
+        )
+        # A row's first peak is stamped first (its stamps ascend).
+        memory_first = np.full(len(block), np.nan)
+        memory_first[peaks.rows[::-1]] = peaks.stamps[::-1]
         return [
-            VpaPart(summary, block.row(i)) if summary is not None else None
-            for i, summary in enumerate(summaries(block))
+            VpaPart(summary, cpu[i], summary.first, memory[i], float(memory_first[i]))
+            if summary is not None
+            else None
+            for i, summary in enumerate(found)
         ]
 
     def pooled(self) -> VpaPooled:
@@ -137,11 +182,8 @@ class VpaPooled:
 
     def add(self, pod: VpaPart) -> None:
         self.tally.add(pod.summary)
-        usage = pod.usage
-        # Samples are whole millicores (ContainerUsageSample.Usage is a ResourceAmount).
-        self.cpu.add(np.floor(usage.cpu_millicores) / 1000.0, usage.t, MIN_SAMPLE_WEIGHT)
-        stamps, peaks = memory_peaks(usage)
-        self.memory.add(np.floor(peaks), stamps, 1.0)
+        self.cpu.add(pod.cpu, pod.cpu_first)
+        self.memory.add(pod.memory, pod.memory_first)
 
     def confidence(self) -> float:
         """getConfidence: min(lifespan in days, samples / minutes in a day)."""
@@ -162,11 +204,14 @@ class VpaPooled:
         min_cpu = amount(POD_MIN_CPU_MILLICORES * share)
         min_memory = amount(POD_MIN_MEMORY_BYTES * share)
 
+        cores = {f: cpu.percentile(f) for f in (LOWER, TARGET, UPPER)}
+        bytes_at = {f: memory.percentile(f) for f in (LOWER, TARGET, UPPER)}
+
         def cpu_at(fraction: float) -> int:
-            return with_margin(amount(cpu.percentile(fraction) * 1000.0))
+            return with_margin(amount(cores[fraction] * 1000.0))
 
         def memory_at(fraction: float) -> int:
-            return with_margin(amount(memory.percentile(fraction)))
+            return with_margin(amount(bytes_at[fraction]))
 
         return Recommendation(
             cpu_request_millicores=max(cpu_at(TARGET), min_cpu),
@@ -175,9 +220,9 @@ class VpaPooled:
             memory_limit_bytes=None,
             usage=self.tally.summary(self.step),
             cpu_percentiles_millicores={
-                "p50": cpu.percentile(LOWER) * 1000.0,
-                "p90": cpu.percentile(TARGET) * 1000.0,
-                "p95": cpu.percentile(UPPER) * 1000.0,
+                "p50": cores[LOWER] * 1000.0,
+                "p90": cores[TARGET] * 1000.0,
+                "p95": cores[UPPER] * 1000.0,
             },
             cpu_bounds_millicores=(
                 max(amount(scaled(cpu_at(LOWER), 0.001, -2.0, days)), min_cpu),
