@@ -105,3 +105,14 @@ def test_an_exec_section_without_interactive_mode_is_refused_as_kubectl_refuses_
 def test_bad_flags(cluster: Cluster, args: list[str], message: str) -> None:
     line = one_line_error(top(*args, "--kubeconfig", str(cluster.kubeconfig)))
     assert line == message
+
+
+@pytest.mark.parametrize("command", ["top", "recommend"])
+def test_help_names_the_output_formats_in_words(command: str) -> None:
+    done = subprocess.run(
+        [*KUBEPULSE, command, "--help"], capture_output=True, text=True, timeout=60, check=True
+    )
+    # argparse's own list of choices showed the empty default as "{,json,yaml,wide}".
+    assert "{," not in done.stdout
+    assert "-o FORMAT, --output FORMAT" in done.stdout
+    assert "json, yaml" in " ".join(done.stdout.split())

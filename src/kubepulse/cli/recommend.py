@@ -50,7 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--namespace", default=None)
     p.add_argument("-A", "--all-namespaces", action="store_true")
     p.add_argument("-l", "--selector", default="", help="label selector of the pods")
-    p.add_argument("-o", "--output", default="", choices=OUTPUTS)
+    p.add_argument(
+        "-o",
+        "--output",
+        default="",
+        choices=OUTPUTS,
+        metavar="FORMAT",
+        help="table (the default), wide, json, yaml, or patch (for kubectl patch)",
+    )
     p.add_argument(
         "--state-dir",
         type=Path,

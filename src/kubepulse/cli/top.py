@@ -31,7 +31,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sum", action=Given, nargs=0, default=False)
     p.add_argument("--show-capacity", action=Given, nargs=0, default=False)
     p.add_argument("--use-protocol-buffers", default="true", help=argparse.SUPPRESS)
-    p.add_argument("-o", "--output", default="", choices=["", "json", "yaml", "wide"])
+    p.add_argument(
+        "-o",
+        "--output",
+        default="",
+        choices=["", "json", "yaml", "wide"],
+        metavar="FORMAT",
+        help="json, yaml or wide (default: kubectl's table)",
+    )
     p.add_argument("-w", "--watch", action="store_true", help="a live view, refreshed")
     p.add_argument(
         "--interval",
