@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,21 @@ def test_a_prometheus_url_that_is_not_http_is_refused() -> None:
 def test_a_missing_history_file_is_named(tmp_path: Path) -> None:
     out = recommend("--history", str(tmp_path / "nowhere.db"))
     assert (out.returncode, out.stderr) == (1, f"error: no history file at {tmp_path}/nowhere.db\n")
+
+
+@pytest.mark.parametrize("tables", ["", "CREATE TABLE notes (text TEXT)"])
+def test_an_empty_file_or_another_database_is_not_a_history(tables: str, tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    other.touch()
+    if tables:
+        with sqlite3.connect(other) as conn:
+            conn.execute(tables)
+    out = recommend("--history", str(other))
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr == (
+        f"error: {other} is not a kubepulse history (it has none of its tables): give the"
+        " file that `up` or `server --history-file` writes\n"
+    )
 
 
 def test_a_file_that_is_not_a_history_is_refused(tmp_path: Path) -> None:

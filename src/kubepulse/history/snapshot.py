@@ -50,6 +50,14 @@ class HistorySnapshot:
             schema = history_db.schema_of(self._conn)
         except sqlite3.Error as err:
             raise SnapshotError(f"{path}: {err}") from err
+        if schema is None:
+            # An empty file, or a database that kubepulse did not write: nothing to
+            # migrate, and "schema None" would not say so.
+            self._conn.close()
+            raise SnapshotError(
+                f"{path} is not a kubepulse history (it has none of its tables): give the"
+                " file that `up` or `server --history-file` writes"
+            )
         if schema != history_db.SCHEMA_VERSION:
             self._conn.close()
             raise SnapshotError(
