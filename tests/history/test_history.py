@@ -219,6 +219,37 @@ def test_a_file_of_another_schema_is_set_aside_and_a_new_one_started(
     assert f"moved it to {aside}" in caplog.text
 
 
+def test_someone_elses_database_is_neither_written_nor_moved(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "notes.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('mine')")
+    conn.close()
+    before = path.read_bytes()
+
+    h = History(path)
+    try:
+        assert h.record(samples(NODE, T0, 4, 15.0))
+        assert h.flush(timeout=30)
+        said = (
+            "it is a SQLite database that kubepulse did not make (its tables: notes):"
+            " give the history a file of its own"
+        )
+        assert h.open_error == said
+        assert h.dropped_rows == 4
+        with pytest.raises(sqlite3.OperationalError, match="did not make"):
+            h.query(*NODE, T0, T0 + 60, 15)
+    finally:
+        h.close()
+
+    # Not a byte changed (no tables added, no journal mode), nothing moved aside.
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
+    assert "cannot open" in caplog.text and "did not make" in caplog.text
+
+
 async def test_slow_disk_never_blocks_the_event_loop_and_drops_are_counted(
     tmp_path: Path,
 ) -> None:

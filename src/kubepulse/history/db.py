@@ -50,6 +50,10 @@ class HistoryFileError(Exception):
     """The history file cannot be used (another schema, not a database): set aside."""
 
 
+class ForeignDatabase(Exception):
+    """A SQLite database that kubepulse did not make: neither written into nor moved."""
+
+
 def connect(path: Path, *, writer: bool) -> sqlite3.Connection:
     if writer and not path.exists():
         # Owner-only from the first byte: usage history is what the API keeps behind a
@@ -73,6 +77,16 @@ def _configure(conn: sqlite3.Connection, writer: bool) -> None:
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise HistoryFileError(f"history file is damaged: quick_check says {check!r}")
+        others = foreign_tables(conn) if schema_of(conn) is None else []
+        if others:
+            # Someone's own database given as the history file: before any pragma below
+            # changes it (WAL is kept in the file), and not set aside as a damaged
+            # history would be.
+            raise ForeignDatabase(
+                "it is a SQLite database that kubepulse did not make (its tables:"
+                f" {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}):"
+                " give the history a file of its own"
+            )
         # Both must precede the first table. auto_vacuum lets a max-size trim give pages
         # back to the OS.
         conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
@@ -95,6 +109,16 @@ def schema_of(conn: sqlite3.Connection) -> int | None:
         return None
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     return int(row[0]) if row else None
+
+
+def foreign_tables(conn: sqlite3.Connection) -> list[str]:
+    """The tables of a file without kubepulse's schema (none: a new, empty file)."""
+    return [
+        str(name)
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        )
+    ]
 
 
 def create_schema(conn: sqlite3.Connection) -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 from kubepulse.history import db as history_db
 from kubepulse.history import read as history_read
 from kubepulse.history.chunks import join
-from kubepulse.history.db import HistoryFileError
+from kubepulse.history.db import ForeignDatabase, HistoryFileError
 from kubepulse.history.read import Damage, HistoryHealth, HistoryPoint, HistoryStats
 from kubepulse.history.recorder import Batcher, NodeScrape, Tick
 from kubepulse.history.tiers import DEFAULT_TIERS, Tier, check_tiers
@@ -289,6 +289,9 @@ class History:
             except HistoryFileError as err:
                 self._set_aside(None, str(err))
                 continue
+            except ForeignDatabase as err:
+                self._cannot_open(err)
+                return None
             except sqlite3.DatabaseError as err:
                 if not _damaged(err):
                     self._cannot_open(err)
