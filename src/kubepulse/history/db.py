@@ -77,7 +77,7 @@ def _configure(conn: sqlite3.Connection, writer: bool) -> None:
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise HistoryFileError(f"history file is damaged: quick_check says {check!r}")
-        others = foreign_tables(conn) if schema_of(conn) is None else []
+        others = foreign_tables(conn)
         if others:
             # Someone's own database given as the history file: before any pragma below
             # changes it (WAL is kept in the file), and not set aside as a damaged
@@ -112,13 +112,16 @@ def schema_of(conn: sqlite3.Connection) -> int | None:
 
 
 def foreign_tables(conn: sqlite3.Connection) -> list[str]:
-    """The tables of a file without kubepulse's schema (none: a new, empty file)."""
-    return [
+    """The tables of a database that kubepulse did not make: one with tables, but not
+    the `meta` table that every kubepulse file has had from its first version. None for
+    a new, empty file, or a kubepulse file of any schema."""
+    tables = [
         str(name)
         for (name,) in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
         )
     ]
+    return [] if "meta" in tables else tables
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
