@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import sqlite3
 import threading
@@ -222,6 +223,7 @@ def test_a_file_of_another_schema_is_set_aside_and_a_new_one_started(
 def test_someone_elses_database_is_neither_written_nor_moved(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="kubepulse.history.file")
     path = tmp_path / "notes.db"
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE notes (text TEXT)")
@@ -248,6 +250,20 @@ def test_someone_elses_database_is_neither_written_nor_moved(
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
     assert "cannot open" in caplog.text and "did not make" in caplog.text
+    assert "recording in" not in caplog.text
+
+
+def test_the_log_says_recording_once_the_file_is_open(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kubepulse.history.file")
+    h = History(tmp_path / "h.db")
+    try:
+        feed(h, samples(NODE, T0, 2, 15.0))
+    finally:
+        h.close()
+    said = [r.getMessage() for r in caplog.records if "recording" in r.getMessage()]
+    assert said == [f"history: recording in {tmp_path / 'h.db'}"]
 
 
 async def test_slow_disk_never_blocks_the_event_loop_and_drops_are_counted(

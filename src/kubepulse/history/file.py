@@ -303,6 +303,10 @@ class History:
                 return None
             if self.open_error is not None:
                 log.warning("history: %s opened; recording again", self.path)
+            elif self._generation == 0:
+                # Said here, once the file is open: a file that cannot be used says so
+                # in a WARNING instead, and nothing claims it is being recorded.
+                log.info("history: recording in %s", self.path)
             self.open_error = None
             self._generation += 1
             self._writer = writer

@@ -210,7 +210,6 @@ async def start_server(
     if history is not None:
         running.history = history
         running.closers.append(lambda: asyncio.to_thread(history.close))
-        log.info("recording history in %s", history.path)
     return running
 
 
