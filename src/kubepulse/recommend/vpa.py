@@ -140,9 +140,9 @@ class VpaStrategy:
 
     def parts(self, block: UsageBlock) -> list[VpaPart | None]:
         """Every row's histograms at once: a bincount each for the block."""
-        found = summaries(block)
         if not len(block.t):
             return [None] * len(block)
+        found = summaries(block)
         reference = reference_of(self.anchor)
         present = ~np.isnan(block.cpu_millicores)
         rows, columns = np.nonzero(present)
@@ -158,9 +158,10 @@ class VpaStrategy:
             decay_weights(peaks.stamps, 1.0, reference),
             len(block),
         )
-        # A row's first peak is stamped first (its stamps ascend).
+        # A row's first peak is stamped first (rows come in order, their stamps ascend).
+        firsts = np.flatnonzero(np.diff(peaks.rows, prepend=-1))
         memory_first = np.full(len(block), np.nan)
-        memory_first[peaks.rows[::-1]] = peaks.stamps[::-1]
+        memory_first[peaks.rows[firsts]] = peaks.stamps[firsts]
         return [
             VpaPart(summary, cpu[i], summary.first, memory[i], float(memory_first[i]))
             if summary is not None
